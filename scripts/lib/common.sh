@@ -1,0 +1,102 @@
+# Helpers sourced by the scripts in scripts/: install what is missing, find or
+# start Postgres. Every function prints what it does on stderr.
+
+log() { printf '==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root for: $*"; fi
+}
+
+APT_UPDATED=""
+# apt_install PKG...: installs the Debian packages that are not installed yet.
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  command -v apt-get >/dev/null || die "missing ${missing[*]} and no apt-get to install them"
+  if [ -z "$APT_UPDATED" ]; then
+    log "apt-get update"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+    APT_UPDATED=1
+  fi
+  log "installing ${missing[*]}"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+# What building the workspace needs (librdkafka is compiled from source).
+ensure_build_tools() {
+  command -v cargo >/dev/null || die "cargo is missing: install the Rust toolchain (rustup) first"
+  local need=()
+  command -v cc >/dev/null || need+=(build-essential)
+  command -v make >/dev/null || need+=(make)
+  command -v perl >/dev/null || need+=(perl)
+  command -v pkg-config >/dev/null || need+=(pkg-config)
+  command -v curl >/dev/null || need+=(curl)
+  [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+}
+
+# pg_reachable URL: true when a Postgres answers at URL.
+pg_reachable() {
+  command -v psql >/dev/null || apt_install postgresql-client >/dev/null 2>&1 || return 1
+  PGCONNECT_TIMEOUT=3 psql "$1" -qtAc 'select 1' >/dev/null 2>&1
+}
+
+# pg_bin NAME: the path of a PostgreSQL server binary, installing the server when absent.
+pg_bin() {
+  local found
+  found=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$found" ]; then
+    apt_install postgresql
+    found=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  fi
+  printf '%s/%s' "$found" "$1"
+}
+
+# ensure_postgres DIR PORT: exports DATABASE_URL. Uses $DATABASE_URL when it
+# answers, else the local server on 127.0.0.1:5432, else starts a throwaway
+# cluster in DIR on PORT (stopped by stop_throwaway_postgres).
+PG_THROWAWAY=""
+ensure_postgres() {
+  local dir="$1" port="$2"
+  if [ -n "${DATABASE_URL:-}" ] && pg_reachable "$DATABASE_URL"; then
+    log "Postgres: using DATABASE_URL"
+    return 0
+  fi
+  local local_url="postgres://postgres@127.0.0.1:5432/postgres"
+  if pg_reachable "$local_url"; then
+    log "Postgres: using the server on 127.0.0.1:5432"
+    export DATABASE_URL="$local_url"
+    return 0
+  fi
+  log "Postgres: starting a throwaway cluster in $dir on port $port"
+  local initdb pg_ctl user="postgres"
+  initdb=$(pg_bin initdb)
+  pg_ctl=$(pg_bin pg_ctl)
+  id "$user" >/dev/null 2>&1 || as_root useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+  mkdir -p "$dir"
+  # The server refuses to run as root, so it runs as the postgres user.
+  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    [ "$(id -u)" = 0 ] && chown "$user" "$dir"
+    run_pg "$initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  run_pg "$pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  PG_THROWAWAY="$dir"
+  export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
+}
+
+stop_throwaway_postgres() {
+  [ -n "$PG_THROWAWAY" ] || return 0
+  local pg_ctl; pg_ctl=$(pg_bin pg_ctl)
+  if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "$pg_ctl" -D "$PG_THROWAWAY" -m fast stop >/dev/null 2>&1 || true
+  else
+    "$pg_ctl" -D "$PG_THROWAWAY" -m fast stop >/dev/null 2>&1 || true
+  fi
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace on a fresh Debian machine: installs what the
+# build and the tests need, finds or starts Postgres, then runs the suites
+# with cargo-nextest (cargo test when nextest is absent). Kafka: the tests
+# start librdkafka's mock cluster in-process unless KAFKA_BROKERS is set.
+set -euo pipefail
+source "$(dirname "$0")/lib/common.sh"
+cd "$ROOT"
+
+ensure_build_tools
+ensure_postgres "$ROOT/.dev/test-postgres" 55432
+trap stop_throwaway_postgres EXIT
+
+log "checking formatting"
+cargo fmt --all -- --check
+
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@"
+else
+  cargo test --workspace --no-fail-fast "$@"
+fi

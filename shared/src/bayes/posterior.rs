@@ -1,0 +1,792 @@
+//! The posterior as a quadrature in logit space, and everything computed from it.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::{check_mass, BayesError, Counts};
+use crate::prior::Prior;
+
+/// How far below its peak (in nats) the log density may fall before the
+/// window ends: e^-36 ≈ 2e-16, the resolution of `f64` itself.
+const WINDOW_NATS: f64 = 36.0;
+/// Cells of the quadrature. The trapezoid rule converges geometrically for
+/// smooth densities, so this is generous; grid priors get more (see `cells_for`).
+const CELLS: usize = 256;
+/// The most cells a grid prior may ask for.
+const MAX_CELLS: usize = 1 << 16;
+/// Logit bound: beyond ±T_MAX, p or 1-p is below 1e-300.
+const T_MAX: f64 = 700.0;
+
+/// A posterior over `p`, ready to answer questions.
+#[derive(Debug, Clone)]
+pub struct Posterior<'a> {
+    prior: &'a Prior,
+    counts: Counts,
+    /// First node and spacing, in logit space.
+    t0: f64,
+    h: f64,
+    /// The logit-space log density at each node, relative to `log_peak`.
+    log_w: Vec<f64>,
+    /// Normalised CDF at each node (0 at the first, 1 at the last).
+    cdf: Vec<f64>,
+    /// ln of ∫ prior(p) p^s (1-p)^f dp, the prior taken unnormalised.
+    log_z: f64,
+    mean: f64,
+    sd: f64,
+    mode: f64,
+}
+
+/// An interval of `p`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Interval {
+    pub lower: f64,
+    pub upper: f64,
+}
+
+/// The usual summaries of a posterior at one interval mass.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Summary {
+    pub mean: f64,
+    pub sd: f64,
+    /// The posterior mode (maximum a posteriori) of the continuous density.
+    pub mode: f64,
+    pub median: f64,
+    /// The mass of `pi` and `hpdi`.
+    pub mass: f64,
+    /// Central percentile interval.
+    pub pi: Interval,
+    /// Highest posterior density interval: the narrowest holding `mass`.
+    pub hpdi: Interval,
+}
+
+/// P(p_a > p_b) and a summary of p_a - p_b, for independent posteriors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Comparison {
+    pub prob_a_greater: f64,
+    pub difference: DifferenceSummary,
+}
+
+/// Summary of p_a - p_b.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DifferenceSummary {
+    pub mean: f64,
+    pub sd: f64,
+    pub median: f64,
+    pub mass: f64,
+    /// Central interval of the difference at `mass`.
+    pub pi: Interval,
+}
+
+impl<'a> Posterior<'a> {
+    /// The posterior of `prior` after `counts`.
+    pub fn new(prior: &'a Prior, counts: Counts) -> Result<Self, BayesError> {
+        let kernel = Kernel::new(prior, counts);
+        let (left, right) = kernel.window();
+        let cells = kernel.cells_for(left, right);
+        let h = (right - left) / cells as f64;
+        let nodes = cells + 1;
+
+        // One pass over the nodes: log density (logit space), log density in
+        // p space (for the mode), and p itself.
+        let mut log_w = Vec::with_capacity(nodes);
+        let mut log_pdens = Vec::with_capacity(nodes);
+        let mut ps = Vec::with_capacity(nodes);
+        for j in 0..nodes {
+            let t = left + h * j as f64;
+            let e = kernel.eval(t);
+            log_w.push(e.log_t);
+            log_pdens.push(e.log_p);
+            ps.push(e.p);
+        }
+        let peak = log_w.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        if !peak.is_finite() {
+            return Err(BayesError::NoMass);
+        }
+
+        // Trapezoid sums for the normaliser, the mean and the variance.
+        let weights: Vec<f64> = log_w
+            .iter()
+            .enumerate()
+            .map(|(j, l)| {
+                let end = if j == 0 || j == nodes - 1 { 0.5 } else { 1.0 };
+                end * (l - peak).exp()
+            })
+            .collect();
+        let total: f64 = weights.iter().sum();
+        let mean = weights.iter().zip(&ps).map(|(w, p)| w * p).sum::<f64>() / total;
+        let var = weights
+            .iter()
+            .zip(&ps)
+            .map(|(w, p)| w * (p - mean) * (p - mean))
+            .sum::<f64>()
+            / total;
+        let log_z = kernel.log_offset + peak + (total * h).ln();
+
+        // CDF with the log density interpolated linearly inside each cell.
+        for l in &mut log_w {
+            *l -= peak;
+        }
+        let mut cdf = Vec::with_capacity(nodes);
+        let mut acc = 0.0;
+        cdf.push(0.0);
+        for j in 0..cells {
+            acc += cell_mass(log_w[j], log_w[j + 1], 1.0);
+            cdf.push(acc);
+        }
+        for c in &mut cdf {
+            *c /= acc;
+        }
+
+        let mode = kernel.mode(left, h, &log_pdens, &ps);
+        Ok(Posterior {
+            prior,
+            counts,
+            t0: left,
+            h,
+            log_w,
+            cdf,
+            log_z,
+            mean,
+            sd: var.max(0.0).sqrt(),
+            mode,
+        })
+    }
+
+    pub fn prior(&self) -> &'a Prior {
+        self.prior
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    pub fn mean(&self) -> f64 {
+        self.mean
+    }
+
+    pub fn sd(&self) -> f64 {
+        self.sd
+    }
+
+    /// The mode of the continuous posterior density.
+    pub fn mode(&self) -> f64 {
+        self.mode
+    }
+
+    pub fn median(&self) -> f64 {
+        self.quantile_clamped(0.5)
+    }
+
+    /// The `q`-quantile of `p`.
+    pub fn quantile(&self, q: f64) -> Result<f64, BayesError> {
+        if (0.0..=1.0).contains(&q) {
+            Ok(self.quantile_clamped(q))
+        } else {
+            Err(BayesError::Probability(q))
+        }
+    }
+
+    fn quantile_clamped(&self, q: f64) -> f64 {
+        sigmoid(self.quantile_t(q))
+    }
+
+    /// P(p <= x).
+    pub fn cdf(&self, x: f64) -> Result<f64, BayesError> {
+        if !(0.0..=1.0).contains(&x) {
+            return Err(BayesError::Probability(x));
+        }
+        Ok(self.cdf_t(logit(x)))
+    }
+
+    /// Central interval holding `mass`.
+    pub fn pi(&self, mass: f64) -> Result<Interval, BayesError> {
+        let mass = check_mass(mass)?;
+        let tail = (1.0 - mass) / 2.0;
+        Ok(Interval {
+            lower: self.quantile_clamped(tail),
+            upper: self.quantile_clamped(1.0 - tail),
+        })
+    }
+
+    /// The narrowest interval of `p` holding `mass`.
+    pub fn hpdi(&self, mass: f64) -> Result<Interval, BayesError> {
+        let mass = check_mass(mass)?;
+        let width = |u: f64| self.quantile_clamped(u + mass) - self.quantile_clamped(u);
+        // A coarse scan finds the right basin even for a multimodal grid
+        // prior; golden-section search then pins the lower tail mass down.
+        let span = 1.0 - mass;
+        const SCAN: usize = 64;
+        let best = (0..=SCAN)
+            .map(|i| span * i as f64 / SCAN as f64)
+            .min_by(|a, b| width(*a).total_cmp(&width(*b)))
+            .unwrap_or(0.0);
+        let step = span / SCAN as f64;
+        let u = golden_min(width, (best - step).max(0.0), (best + step).min(span));
+        Ok(Interval {
+            lower: self.quantile_clamped(u),
+            upper: self.quantile_clamped(u + mass),
+        })
+    }
+
+    /// Every summary at interval mass `mass`.
+    pub fn summary(&self, mass: f64) -> Result<Summary, BayesError> {
+        Ok(Summary {
+            mean: self.mean,
+            sd: self.sd,
+            mode: self.mode,
+            median: self.median(),
+            mass,
+            pi: self.pi(mass)?,
+            hpdi: self.hpdi(mass)?,
+        })
+    }
+
+    /// `n` draws of `p` (inverse-CDF sampling), the same for the same `seed`.
+    pub fn samples(&self, n: usize, seed: u64) -> Vec<f64> {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        (0..n)
+            .map(|_| self.quantile_clamped(rng.random::<f64>()))
+            .collect()
+    }
+
+    /// Posterior predictive distribution of the number of successes in the
+    /// next `trials` trials: P(k) = C(n,k) Z(s+k, f+n-k) / Z(s, f), where Z is
+    /// the normaliser of prior × likelihood. Exact up to quadrature, for any prior.
+    pub fn predictive(&self, trials: u32) -> Result<Vec<f64>, BayesError> {
+        let n = u64::from(trials);
+        let mut log_p = Vec::with_capacity(trials as usize + 1);
+        let mut log_choose = 0.0; // ln C(n, 0)
+        for k in 0..=n {
+            let future = Counts::new(k, n - k);
+            let counts = self
+                .counts
+                .checked_add(future)
+                .ok_or(BayesError::Overflow)?;
+            let log_z = Kernel::new(self.prior, counts).log_normaliser();
+            log_p.push(log_choose + log_z - self.log_z);
+            if k < n {
+                log_choose += ((n - k) as f64).ln() - ((k + 1) as f64).ln();
+            }
+        }
+        // Quadrature leaves the sum a hair off 1: renormalise.
+        let peak = log_p.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut probs: Vec<f64> = log_p.iter().map(|l| (l - peak).exp()).collect();
+        let total: f64 = probs.iter().sum();
+        for p in &mut probs {
+            *p /= total;
+        }
+        Ok(probs)
+    }
+
+    /// ln of the normaliser ∫ prior(p) p^s (1-p)^f dp (prior unnormalised).
+    pub fn log_normaliser(&self) -> f64 {
+        self.log_z
+    }
+
+    fn nodes(&self) -> usize {
+        self.log_w.len()
+    }
+
+    fn t_at(&self, j: usize) -> f64 {
+        self.t0 + self.h * j as f64
+    }
+
+    /// Trapezoid weights of the nodes, normalised to sum to 1, with their logits.
+    fn weighted_nodes(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+        let n = self.nodes();
+        let raw = move |j: usize| {
+            let end = if j == 0 || j == n - 1 { 0.5 } else { 1.0 };
+            end * self.log_w[j].exp()
+        };
+        let total: f64 = (0..n).map(raw).sum();
+        (0..n).map(move |j| (raw(j) / total, self.t_at(j)))
+    }
+
+    fn quantile_t(&self, q: f64) -> f64 {
+        let last = self.nodes() - 1;
+        if q <= 0.0 {
+            return self.t0;
+        }
+        if q >= 1.0 {
+            return self.t_at(last);
+        }
+        // The cell whose CDF range holds q.
+        let j = self.cdf.partition_point(|c| *c <= q).clamp(1, last) - 1;
+        let cell = self.cdf[j + 1] - self.cdf[j];
+        if cell <= 0.0 {
+            return self.t_at(j);
+        }
+        let frac = cell_inverse(self.log_w[j], self.log_w[j + 1], (q - self.cdf[j]) / cell);
+        self.t_at(j) + frac * self.h
+    }
+
+    fn cdf_t(&self, t: f64) -> f64 {
+        let last = self.nodes() - 1;
+        if t <= self.t0 {
+            return 0.0;
+        }
+        if t >= self.t_at(last) {
+            return 1.0;
+        }
+        let x = (t - self.t0) / self.h;
+        let j = (x.floor() as usize).min(last - 1);
+        let frac = x - j as f64;
+        let (l0, l1) = (self.log_w[j], self.log_w[j + 1]);
+        let whole = cell_mass(l0, l1, 1.0);
+        if whole <= 0.0 {
+            return self.cdf[j];
+        }
+        let part = cell_mass_partial(l0, l1, frac);
+        self.cdf[j] + (self.cdf[j + 1] - self.cdf[j]) * (part / whole)
+    }
+
+    /// P(p <= x) for `x` given as a probability that may be outside [0, 1].
+    fn cdf_p(&self, x: f64) -> f64 {
+        if x <= 0.0 {
+            0.0
+        } else if x >= 1.0 {
+            1.0
+        } else {
+            self.cdf_t(logit(x))
+        }
+    }
+}
+
+/// Compares two independent posteriors: P(p_a > p_b) and the distribution of
+/// p_a - p_b. Integrals run over the narrower posterior's nodes, against the
+/// wider one's CDF, which is smooth on that scale.
+pub fn compare(a: &Posterior<'_>, b: &Posterior<'_>, mass: f64) -> Result<Comparison, BayesError> {
+    let mass = check_mass(mass)?;
+    let a_narrower = a.sd <= b.sd;
+    // F_D(d) = P(p_a - p_b <= d).
+    let cdf_diff = |d: f64| -> f64 {
+        if a_narrower {
+            a.weighted_nodes()
+                .map(|(w, t)| w * (1.0 - b.cdf_p(sigmoid(t) - d)))
+                .sum()
+        } else {
+            b.weighted_nodes()
+                .map(|(w, t)| w * a.cdf_p(sigmoid(t) + d))
+                .sum()
+        }
+    };
+    let prob_a_greater = if a_narrower {
+        a.weighted_nodes().map(|(w, t)| w * b.cdf_t(t)).sum::<f64>()
+    } else {
+        b.weighted_nodes()
+            .map(|(w, t)| w * (1.0 - a.cdf_t(t)))
+            .sum::<f64>()
+    };
+    let quantile = |q: f64| -> f64 {
+        let (mut lo, mut hi) = (-1.0f64, 1.0f64);
+        for _ in 0..80 {
+            let mid = 0.5 * (lo + hi);
+            if cdf_diff(mid) < q {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        0.5 * (lo + hi)
+    };
+    let tail = (1.0 - mass) / 2.0;
+    Ok(Comparison {
+        prob_a_greater: prob_a_greater.clamp(0.0, 1.0),
+        difference: DifferenceSummary {
+            mean: a.mean - b.mean,
+            sd: (a.sd * a.sd + b.sd * b.sd).sqrt(),
+            median: quantile(0.5),
+            mass,
+            pi: Interval {
+                lower: quantile(tail),
+                upper: quantile(1.0 - tail),
+            },
+        },
+    })
+}
+
+/// The unnormalised posterior in logit space:
+/// `ℓ(t) = A ln σ(t) + B ln σ(-t) + ln g(σ(t))` on the prior's support, where
+/// A and B include the Jacobian dp/dt = p(1-p) and `g` is a grid prior's
+/// interpolated weight (1 for the other priors). The first two terms are
+/// concave, which is what places the window.
+struct Kernel<'a> {
+    a: f64,
+    b: f64,
+    /// Support in logit space.
+    lo: f64,
+    hi: f64,
+    grid: Option<&'a [f64]>,
+    /// Extra nats for the window when `g` varies (a grid prior).
+    extra_nats: f64,
+    /// The kernel's unconstrained mode ln(A/B), the reference point that
+    /// keeps evaluations accurate at huge counts.
+    t_ref: f64,
+    sig_ref: f64,
+    sig_neg_ref: f64,
+    /// ℓ(t) = `log_offset` + the relative value `eval` returns.
+    log_offset: f64,
+}
+
+/// One evaluation of the kernel.
+struct Eval {
+    /// Log density in logit space, relative to the reference point.
+    log_t: f64,
+    /// Log density in p space, relative likewise.
+    log_p: f64,
+    p: f64,
+}
+
+impl<'a> Kernel<'a> {
+    fn new(prior: &'a Prior, counts: Counts) -> Self {
+        let (s, f) = (counts.successes as f64, counts.failures as f64);
+        let (a0, b0) = match prior {
+            Prior::Beta { a, b } => (*a, *b),
+            _ => (1.0, 1.0),
+        };
+        let (a, b) = (a0 + s, b0 + f);
+        let (lo, hi, grid, extra_nats) = match prior {
+            Prior::Uniform | Prior::Beta { .. } => (-T_MAX, T_MAX, None, 0.0),
+            Prior::Step { lower, upper } => (logit(*lower), logit(*upper), None, 0.0),
+            Prior::Grid { weights } => {
+                let k = weights.len() - 1;
+                let first = weights.iter().position(|w| *w > 0.0).unwrap_or(0);
+                let last = weights.iter().rposition(|w| *w > 0.0).unwrap_or(k);
+                let lower = first.saturating_sub(1) as f64 / k as f64;
+                let upper = (last + 1).min(k) as f64 / k as f64;
+                let max = weights.iter().copied().fold(0.0, f64::max);
+                let min = weights
+                    .iter()
+                    .copied()
+                    .filter(|w| *w > 0.0)
+                    .fold(f64::INFINITY, f64::min);
+                (
+                    logit(lower),
+                    logit(upper),
+                    Some(weights.as_slice()),
+                    (max / min).ln().min(30.0),
+                )
+            }
+        };
+        let t_ref = (a / b).ln();
+        let log_offset = a * ln_sigmoid(t_ref) + b * ln_sigmoid(-t_ref);
+        Kernel {
+            a,
+            b,
+            lo: lo.max(-T_MAX),
+            hi: hi.min(T_MAX),
+            grid,
+            extra_nats,
+            t_ref,
+            sig_ref: sigmoid(t_ref),
+            sig_neg_ref: sigmoid(-t_ref),
+            log_offset,
+        }
+    }
+
+    /// (ln σ(t) - ln σ(t_ref), ln σ(-t) - ln σ(-t_ref), σ(t)), computed from
+    /// δ = t - t_ref so that nothing cancels when A and B are huge.
+    fn log_sigmoids(&self, t: f64) -> (f64, f64, f64) {
+        let em = (t - self.t_ref).exp_m1(); // e^δ - 1
+        let em_neg = -em / (1.0 + em); // e^-δ - 1
+        let d_pos = -(self.sig_neg_ref * em_neg).ln_1p();
+        let d_neg = -(self.sig_ref * em).ln_1p();
+        let p = self.sig_ref * (1.0 + em) / (1.0 + self.sig_ref * em);
+        let p = if p.is_finite() { p } else { sigmoid(t) };
+        (d_pos, d_neg, p)
+    }
+
+    /// The concave part, relative to the reference point.
+    fn concave(&self, t: f64) -> f64 {
+        let (d_pos, d_neg, _) = self.log_sigmoids(t);
+        self.a * d_pos + self.b * d_neg
+    }
+
+    fn eval(&self, t: f64) -> Eval {
+        let (d_pos, d_neg, p) = self.log_sigmoids(t);
+        let g = match self.grid {
+            Some(weights) => interpolate(weights, p).ln(),
+            None => 0.0,
+        };
+        Eval {
+            log_t: self.a * d_pos + self.b * d_neg + g,
+            log_p: (self.a - 1.0) * d_pos + (self.b - 1.0) * d_neg + g,
+            p,
+        }
+    }
+
+    /// The interval of the support where the concave part is within
+    /// `WINDOW_NATS` (+ a grid prior's spread) of its maximum on the support.
+    fn window(&self) -> (f64, f64) {
+        let centre = self.t_ref.clamp(self.lo, self.hi);
+        let target = self.concave(centre) - WINDOW_NATS - self.extra_nats;
+        let sd = (1.0 / self.a + 1.0 / self.b).sqrt();
+        let left = self.edge(centre, self.lo, target, sd);
+        let right = self.edge(centre, self.hi, target, sd);
+        if right > left {
+            (left, right)
+        } else {
+            // A support narrower than f64 can split: widen by a hair.
+            (left - 1e-12, right + 1e-12)
+        }
+    }
+
+    /// Walks from `centre` towards `bound` to where the concave part drops to `target`.
+    fn edge(&self, centre: f64, bound: f64, target: f64, sd: f64) -> f64 {
+        if self.concave(bound) >= target {
+            return bound;
+        }
+        let dir = (bound - centre).signum();
+        let (mut inside, mut outside) = (centre, bound);
+        let mut step = sd;
+        loop {
+            let t = centre + dir * step;
+            if dir * (t - bound) >= 0.0 {
+                break;
+            }
+            if self.concave(t) < target {
+                outside = t;
+                break;
+            }
+            inside = t;
+            step *= 2.0;
+        }
+        // Bisection; the edge need only be good to a small part of a width.
+        for _ in 0..100 {
+            if (outside - inside).abs() <= 1e-3 * sd.min(1.0) {
+                break;
+            }
+            let mid = 0.5 * (inside + outside);
+            if self.concave(mid) >= target {
+                inside = mid;
+            } else {
+                outside = mid;
+            }
+        }
+        outside
+    }
+
+    /// Enough cells to resolve a grid prior's knots inside the window.
+    fn cells_for(&self, left: f64, right: f64) -> usize {
+        match self.grid {
+            None => CELLS,
+            Some(weights) => {
+                let knots = (sigmoid(right) - sigmoid(left)) * (weights.len() - 1) as f64;
+                ((4.0 * knots).ceil() as usize).clamp(CELLS, MAX_CELLS)
+            }
+        }
+    }
+
+    /// ln Z for these counts, without the rest of a [`Posterior`].
+    fn log_normaliser(&self) -> f64 {
+        let (left, right) = self.window();
+        let cells = self.cells_for(left, right);
+        let h = (right - left) / cells as f64;
+        let logs: Vec<f64> = (0..=cells)
+            .map(|j| self.eval(left + h * j as f64).log_t)
+            .collect();
+        let peak = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let total: f64 = logs
+            .iter()
+            .enumerate()
+            .map(|(j, l)| if j == 0 || j == cells { 0.5 } else { 1.0 } * (l - peak).exp())
+            .sum();
+        self.log_offset + peak + (total * h).ln()
+    }
+
+    /// The mode in p space: the best node, refined by golden-section search.
+    fn mode(&self, left: f64, h: f64, log_pdens: &[f64], ps: &[f64]) -> f64 {
+        let best = log_pdens
+            .iter()
+            .enumerate()
+            .max_by(|x, y| x.1.total_cmp(y.1))
+            .map_or(0, |(j, _)| j);
+        let last = log_pdens.len() - 1;
+        if best == 0 || best == last {
+            // The density rises towards the window's edge: the mode is the
+            // edge of the support (or p = 0 or 1 beyond f64's reach).
+            return ps[best];
+        }
+        let lo = left + h * (best - 1) as f64;
+        let hi = left + h * (best + 1) as f64;
+        let t = golden_min(|t| -self.eval(t).log_p, lo, hi);
+        self.eval(t).p
+    }
+}
+
+/// A grid prior's weight at `p`, interpolated linearly between knots.
+pub(super) fn interpolate(weights: &[f64], p: f64) -> f64 {
+    let k = weights.len() - 1;
+    let x = (p * k as f64).clamp(0.0, k as f64);
+    let i = (x.floor() as usize).min(k - 1);
+    let frac = x - i as f64;
+    weights[i] * (1.0 - frac) + weights[i + 1] * frac
+}
+
+/// Mass of a cell of width `width` whose log density goes linearly from `l0` to `l1`.
+fn cell_mass(l0: f64, l1: f64, width: f64) -> f64 {
+    match (l0.is_finite(), l1.is_finite()) {
+        (false, false) => 0.0,
+        // A zero at one end (a grid prior's hole): linear density.
+        (false, true) | (true, false) => 0.5 * width * (l0.exp() + l1.exp()),
+        (true, true) => {
+            let d = l1 - l0;
+            width * l0.exp() * exprel(d)
+        }
+    }
+}
+
+/// Mass of the first `frac` of a unit cell, as [`cell_mass`] models it.
+fn cell_mass_partial(l0: f64, l1: f64, frac: f64) -> f64 {
+    match (l0.is_finite(), l1.is_finite()) {
+        (false, false) => 0.0,
+        (false, true) | (true, false) => {
+            let (d0, d1) = (l0.exp(), l1.exp());
+            frac * d0 + 0.5 * frac * frac * (d1 - d0)
+        }
+        (true, true) => frac * l0.exp() * exprel((l1 - l0) * frac),
+    }
+}
+
+/// The fraction x of a unit cell that holds share `r` of its mass.
+fn cell_inverse(l0: f64, l1: f64, r: f64) -> f64 {
+    let r = r.clamp(0.0, 1.0);
+    match (l0.is_finite(), l1.is_finite()) {
+        (false, false) => r,
+        (false, true) | (true, false) => {
+            // Solve d0 x + (d1 - d0) x²/2 = r (d0 + d1)/2 on [0, 1].
+            let (d0, d1) = (l0.exp(), l1.exp());
+            let target = r * 0.5 * (d0 + d1);
+            let slope = d1 - d0;
+            if slope.abs() < 1e-300 {
+                return r;
+            }
+            let disc = (d0 * d0 + 2.0 * slope * target).max(0.0);
+            ((disc.sqrt() - d0) / slope).clamp(0.0, 1.0)
+        }
+        (true, true) => {
+            let d = l1 - l0;
+            if d.abs() < 1e-9 {
+                return r;
+            }
+            // ∫0^x e^(d u) du = r ∫0^1 e^(d u) du  ⇒  x = ln(1 + r (e^d - 1)) / d.
+            let x = if d > 0.0 {
+                // Stable for large positive d: work from the right end.
+                1.0 + ((-d).exp() + r * (-(-d).exp_m1())).ln() / d
+            } else {
+                (r * d.exp_m1()).ln_1p() / d
+            };
+            x.clamp(0.0, 1.0)
+        }
+    }
+}
+
+/// (e^d - 1) / d, with its limit 1 at 0.
+fn exprel(d: f64) -> f64 {
+    if d.abs() < 1e-12 {
+        1.0 + 0.5 * d
+    } else {
+        d.exp_m1() / d
+    }
+}
+
+/// Minimises a unimodal `f` on [lo, hi] by golden-section search.
+fn golden_min(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
+    const INV_PHI: f64 = 0.618_033_988_749_894_8;
+    let mut x1 = hi - INV_PHI * (hi - lo);
+    let mut x2 = lo + INV_PHI * (hi - lo);
+    let (mut f1, mut f2) = (f(x1), f(x2));
+    for _ in 0..80 {
+        if (hi - lo).abs() <= 1e-15 * (1.0 + lo.abs()) {
+            break;
+        }
+        if f1 <= f2 {
+            hi = x2;
+            x2 = x1;
+            f2 = f1;
+            x1 = hi - INV_PHI * (hi - lo);
+            f1 = f(x1);
+        } else {
+            lo = x1;
+            x1 = x2;
+            f1 = f2;
+            x2 = lo + INV_PHI * (hi - lo);
+            f2 = f(x2);
+        }
+    }
+    // The search may stop one step from an endpoint; compare with both ends.
+    let mid = 0.5 * (lo + hi);
+    [lo, mid, hi]
+        .into_iter()
+        .min_by(|a, b| f(*a).total_cmp(&f(*b)))
+        .unwrap_or(mid)
+}
+
+/// ln σ(t), stable for every t.
+pub(super) fn ln_sigmoid(t: f64) -> f64 {
+    if t >= 0.0 {
+        -(-t).exp().ln_1p()
+    } else {
+        t - t.exp().ln_1p()
+    }
+}
+
+/// σ(t) = 1 / (1 + e^-t).
+pub(super) fn sigmoid(t: f64) -> f64 {
+    if t >= 0.0 {
+        1.0 / (1.0 + (-t).exp())
+    } else {
+        let e = t.exp();
+        e / (1.0 + e)
+    }
+}
+
+/// ln(p / (1-p)), ±T_MAX at the ends.
+fn logit(p: f64) -> f64 {
+    if p <= 0.0 {
+        -T_MAX
+    } else if p >= 1.0 {
+        T_MAX
+    } else {
+        (p.ln() - (-p).ln_1p()).clamp(-T_MAX, T_MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cell_inverse_undoes_the_partial_mass() {
+        for (l0, l1) in [
+            (0.0, 0.0),
+            (0.0, -3.0),
+            (-3.0, 0.0),
+            (0.0, 40.0),
+            (-40.0, 0.0),
+            (f64::NEG_INFINITY, 0.0),
+            (0.0, f64::NEG_INFINITY),
+        ] {
+            for r in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                let x = cell_inverse(l0, l1, r);
+                let got = cell_mass_partial(l0, l1, x) / cell_mass(l0, l1, 1.0);
+                assert!(
+                    (got - r).abs() < 1e-9,
+                    "l0={l0} l1={l1} r={r}: x={x} gives {got}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn logit_and_sigmoid_are_inverse() {
+        for p in [1e-300, 1e-9, 0.01, 0.5, 0.7, 0.999] {
+            assert!(
+                (sigmoid(logit(p)) - p).abs() <= 1e-15 * p.max(1e-300) + 1e-300,
+                "{p}"
+            );
+            assert!((ln_sigmoid(logit(p)) - p.ln()).abs() < 1e-12, "{p}");
+        }
+    }
+}

@@ -1,0 +1,494 @@
+//! Observations and the wire format: the one parser used by the producer (HTTP
+//! bodies) and the consumer (Kafka records), so both accept exactly the same
+//! inputs and reject the rest with the same words.
+//!
+//! Accepted record values (DESIGN.md 4):
+//! - plain text: one outcome `w`/`l`, `1`/`0`, `success`/`failure` in any case,
+//!   or a run of w/l letters such as `WLWWWLWLW`; tokens may be separated by
+//!   white space or commas (`W L W W`);
+//! - JSON: `{"model":"globe","outcome":"w"}`, `{"model":"globe","outcomes":"wlw"}`
+//!   or `{"model":"globe","successes":6,"trials":9}`, each with optional `id`
+//!   (the client's idempotency key) and `observed_at` (RFC 3339).
+//!
+//! The canonical form, which the producer writes, is the third JSON form.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::model_id::{ModelId, ModelIdError};
+
+/// The most trials one record may carry (a run's length or `trials`).
+pub const MAX_TRIALS_PER_RECORD: u64 = 1_000_000;
+/// The longest idempotency key accepted.
+pub const MAX_ID_LEN: usize = 128;
+
+/// A validated batch of Bernoulli outcomes for one model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observation {
+    pub model: ModelId,
+    pub successes: u64,
+    pub failures: u64,
+    /// The client's idempotency key, if it gave one.
+    pub id: Option<String>,
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+/// Why a record or request item is not an observation. The message goes to
+/// HTTP clients and into the `error` header of dead-letter records, so it says
+/// exactly what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("empty record: expected an outcome such as `w` or `l`, a run such as `WLWWL`, or a JSON object")]
+    Empty,
+    #[error("record is not valid UTF-8")]
+    NotUtf8,
+    #[error("unknown outcome {token:?}: expected w/l, 1/0, success/failure, or a run of w and l")]
+    UnknownToken { token: String },
+    #[error("invalid JSON: {0}")]
+    Json(String),
+    #[error("JSON must be an object such as {{\"model\":\"globe\",\"outcome\":\"w\"}}")]
+    NotAnObject,
+    #[error("give exactly one of `outcome`, `outcomes` or `successes` with `trials`")]
+    OutcomeShape,
+    #[error("successes ({successes}) exceed trials ({trials})")]
+    SuccessesExceedTrials { successes: u64, trials: u64 },
+    #[error("{trials} trials in one record; at most {MAX_TRIALS_PER_RECORD} are allowed")]
+    TooManyTrials { trials: u64 },
+    #[error("record key names model {key:?} but its body names model {body:?}")]
+    ModelMismatch { key: String, body: String },
+    #[error("invalid model id: {0}")]
+    ModelId(#[from] ModelIdError),
+    #[error("`id` must be 1 to {MAX_ID_LEN} characters")]
+    BadId,
+}
+
+/// The JSON object form, as a client writes it. Unknown fields are refused so
+/// that a typo (`"outcom"`) is an error rather than a silently different record.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ObservationBody {
+    /// Model id; the default model when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "globe")]
+    pub model: Option<String>,
+    /// One outcome: `w`/`l`, `1`/`0`, `success`/`failure` (any case), a boolean, or 1/0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>, example = "w")]
+    pub outcome: Option<Outcome>,
+    /// A run of outcomes such as `WLWWWLWLW`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcomes: Option<String>,
+    /// Number of successes among `trials` (binomial counts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub successes: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trials: Option<u64>,
+    /// The client's idempotency key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// When the outcomes were observed (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_at: Option<DateTime<Utc>>,
+}
+
+/// A single outcome as JSON allows it: a token, a boolean or 0/1.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Outcome {
+    Token(String),
+    Bool(bool),
+    Number(u64),
+}
+
+impl Observation {
+    pub fn trials(&self) -> u64 {
+        self.successes + self.failures
+    }
+
+    /// The canonical record value the producer writes: an accepted JSON form.
+    pub fn to_canonical_json(&self) -> String {
+        let body = ObservationBody {
+            model: Some(self.model.to_string()),
+            successes: Some(self.successes),
+            trials: Some(self.trials()),
+            id: self.id.clone(),
+            observed_at: self.observed_at,
+            ..ObservationBody::default()
+        };
+        // Serialising a struct of strings and integers cannot fail.
+        serde_json::to_string(&body).unwrap_or_default()
+    }
+}
+
+/// Parses a Kafka record: `key` is the record key (a model id, or none), `value`
+/// its payload. With neither a key nor a `model` field the default model is used.
+pub fn parse_record(
+    key: Option<&[u8]>,
+    value: &[u8],
+    default_model: &ModelId,
+) -> Result<Observation, WireError> {
+    let key = match key {
+        Some(k) if !k.is_empty() => {
+            let k = std::str::from_utf8(k).map_err(|_| WireError::NotUtf8)?;
+            Some(ModelId::parse(k.trim())?)
+        }
+        _ => None,
+    };
+    let text = std::str::from_utf8(value)
+        .map_err(|_| WireError::NotUtf8)?
+        .trim();
+    if text.starts_with('{') || text.starts_with('[') || text.starts_with('"') {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| WireError::Json(e.to_string()))?;
+        parse_json(value, key.as_ref(), default_model)
+    } else {
+        let model = key.unwrap_or_else(|| default_model.clone());
+        parse_text(text, model)
+    }
+}
+
+/// Parses the plain-text form (one outcome or w/l runs) for `model`.
+pub fn parse_text(text: &str, model: ModelId) -> Result<Observation, WireError> {
+    let (successes, failures) = count_outcomes(text)?;
+    Ok(Observation {
+        model,
+        successes,
+        failures,
+        id: None,
+        observed_at: None,
+    })
+}
+
+/// Parses one JSON item: a record value, or an element of an HTTP batch.
+/// `key_model` is the Kafka key's model, which the body must not contradict.
+pub fn parse_json(
+    value: serde_json::Value,
+    key_model: Option<&ModelId>,
+    default_model: &ModelId,
+) -> Result<Observation, WireError> {
+    if !value.is_object() {
+        return Err(WireError::NotAnObject);
+    }
+    let body: ObservationBody =
+        serde_json::from_value(value).map_err(|e| WireError::Json(e.to_string()))?;
+    body.into_observation(key_model, default_model)
+}
+
+impl ObservationBody {
+    /// Validates the body; see [`parse_json`].
+    pub fn into_observation(
+        self,
+        key_model: Option<&ModelId>,
+        default_model: &ModelId,
+    ) -> Result<Observation, WireError> {
+        let model = match (self.model, key_model) {
+            (Some(body), Some(key)) => {
+                let body_id = ModelId::parse(body.clone())?;
+                if &body_id != key {
+                    return Err(WireError::ModelMismatch {
+                        key: key.to_string(),
+                        body,
+                    });
+                }
+                body_id
+            }
+            (Some(body), None) => ModelId::parse(body)?,
+            (None, Some(key)) => key.clone(),
+            (None, None) => default_model.clone(),
+        };
+        let (successes, failures) = match (self.outcome, self.outcomes, self.successes, self.trials)
+        {
+            (Some(outcome), None, None, None) => outcome_counts(&outcome)?,
+            (None, Some(run), None, None) => count_outcomes(&run)?,
+            (None, None, Some(successes), Some(trials)) => {
+                if trials > MAX_TRIALS_PER_RECORD {
+                    return Err(WireError::TooManyTrials { trials });
+                }
+                if successes > trials {
+                    return Err(WireError::SuccessesExceedTrials { successes, trials });
+                }
+                (successes, trials - successes)
+            }
+            _ => return Err(WireError::OutcomeShape),
+        };
+        if let Some(id) = &self.id {
+            if id.is_empty() || id.chars().count() > MAX_ID_LEN {
+                return Err(WireError::BadId);
+            }
+        }
+        Ok(Observation {
+            model,
+            successes,
+            failures,
+            id: self.id,
+            observed_at: self.observed_at,
+        })
+    }
+}
+
+fn outcome_counts(outcome: &Outcome) -> Result<(u64, u64), WireError> {
+    match outcome {
+        Outcome::Bool(true) | Outcome::Number(1) => Ok((1, 0)),
+        Outcome::Bool(false) | Outcome::Number(0) => Ok((0, 1)),
+        Outcome::Number(n) => Err(WireError::UnknownToken {
+            token: n.to_string(),
+        }),
+        Outcome::Token(token) => match single_outcome(token.trim()) {
+            Some(success) => Ok(if success { (1, 0) } else { (0, 1) }),
+            None => Err(WireError::UnknownToken {
+                token: token.clone(),
+            }),
+        },
+    }
+}
+
+/// `Some(true)` for a success word, `Some(false)` for a failure word.
+fn single_outcome(token: &str) -> Option<bool> {
+    const SUCCESS: [&str; 3] = ["w", "1", "success"];
+    const FAILURE: [&str; 3] = ["l", "0", "failure"];
+    if SUCCESS.iter().any(|s| token.eq_ignore_ascii_case(s)) {
+        Some(true)
+    } else if FAILURE.iter().any(|s| token.eq_ignore_ascii_case(s)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Counts the outcomes in plain text: tokens separated by white space or
+/// commas, each a single outcome word or a run of w/l letters.
+fn count_outcomes(text: &str) -> Result<(u64, u64), WireError> {
+    let (mut successes, mut failures) = (0u64, 0u64);
+    let mut any = false;
+    for token in text
+        .split(|c: char| c.is_whitespace() || c == ',')
+        .filter(|t| !t.is_empty())
+    {
+        any = true;
+        if let Some(success) = single_outcome(token) {
+            if success {
+                successes += 1;
+            } else {
+                failures += 1;
+            }
+        } else {
+            for c in token.chars() {
+                match c {
+                    'w' | 'W' => successes += 1,
+                    'l' | 'L' => failures += 1,
+                    _ => {
+                        return Err(WireError::UnknownToken {
+                            token: truncate(token),
+                        })
+                    }
+                }
+            }
+        }
+        // Checked per token, so an oversized record is refused before it is
+        // read to the end; counts never come near overflowing a u64.
+        let trials = successes + failures;
+        if trials > MAX_TRIALS_PER_RECORD {
+            return Err(WireError::TooManyTrials { trials });
+        }
+    }
+    if !any {
+        return Err(WireError::Empty);
+    }
+    Ok((successes, failures))
+}
+
+/// Keeps error messages short when a client sends a huge bad token.
+fn truncate(token: &str) -> String {
+    const MAX: usize = 40;
+    if token.chars().count() <= MAX {
+        token.to_owned()
+    } else {
+        format!("{}…", token.chars().take(MAX).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn globe() -> ModelId {
+        ModelId::parse("globe").unwrap()
+    }
+
+    /// Parses `value` under `key` and compares with `(model, successes, failures)`
+    /// or with a fragment of the error message.
+    fn check(key: Option<&str>, value: &str, expected: Result<(&str, u64, u64), &str>) {
+        let got = parse_record(key.map(str::as_bytes), value.as_bytes(), &globe());
+        match (&got, &expected) {
+            (Ok(obs), Ok((model, s, f))) => {
+                assert_eq!(
+                    (obs.model.as_str(), obs.successes, obs.failures),
+                    (*model, *s, *f),
+                    "{value:?}"
+                )
+            }
+            (Err(err), Err(fragment)) => {
+                assert!(
+                    err.to_string().contains(fragment),
+                    "{value:?}: {err} lacks {fragment:?}"
+                )
+            }
+            _ => panic!("{value:?}: got {got:?}, want {expected:?}"),
+        }
+    }
+
+    #[test]
+    fn single_outcomes_in_any_case() {
+        for s in ["w", "W", "1", "success", "SUCCESS", "Success", " w\n"] {
+            check(None, s, Ok(("globe", 1, 0)));
+        }
+        for f in ["l", "L", "0", "failure", "FAILURE", "l\r\n"] {
+            check(None, f, Ok(("globe", 0, 1)));
+        }
+    }
+
+    #[test]
+    fn runs_of_letters_and_separated_tokens() {
+        check(None, "WLWWWLWLW", Ok(("globe", 6, 3)));
+        check(None, "w l w w w l w l w", Ok(("globe", 6, 3)));
+        check(None, "w,l,W", Ok(("globe", 2, 1)));
+        check(None, "success failure 1 0 wwl", Ok(("globe", 4, 3)));
+    }
+
+    #[test]
+    fn the_key_names_the_model() {
+        check(Some("coin"), "w", Ok(("coin", 1, 0)));
+        check(Some("coin"), r#"{"outcome":"l"}"#, Ok(("coin", 0, 1)));
+        check(
+            Some("coin"),
+            r#"{"model":"coin","outcome":"l"}"#,
+            Ok(("coin", 0, 1)),
+        );
+        check(Some(""), "w", Ok(("globe", 1, 0)));
+    }
+
+    #[test]
+    fn the_three_json_forms() {
+        check(
+            None,
+            r#"{"model":"globe","outcome":"w"}"#,
+            Ok(("globe", 1, 0)),
+        );
+        check(
+            None,
+            r#"{"model":"m1","outcome":"FAILURE"}"#,
+            Ok(("m1", 0, 1)),
+        );
+        check(
+            None,
+            r#"{"model":"globe","outcome":true}"#,
+            Ok(("globe", 1, 0)),
+        );
+        check(
+            None,
+            r#"{"model":"globe","outcome":0}"#,
+            Ok(("globe", 0, 1)),
+        );
+        check(
+            None,
+            r#"{"model":"globe","outcomes":"wlw"}"#,
+            Ok(("globe", 2, 1)),
+        );
+        check(
+            None,
+            r#"{"model":"globe","successes":6,"trials":9}"#,
+            Ok(("globe", 6, 3)),
+        );
+        check(None, r#"{"successes":0,"trials":0}"#, Ok(("globe", 0, 0)));
+    }
+
+    #[test]
+    fn id_and_observed_at_are_kept() {
+        let value = r#"{"model":"globe","outcome":"w","id":"abc-1","observed_at":"2024-05-01T12:00:00+02:00"}"#;
+        let obs = parse_record(None, value.as_bytes(), &globe()).unwrap();
+        assert_eq!(obs.id.as_deref(), Some("abc-1"));
+        assert_eq!(
+            obs.observed_at.unwrap().to_rfc3339(),
+            "2024-05-01T10:00:00+00:00"
+        );
+    }
+
+    #[test]
+    fn every_rejection_says_what_is_wrong() {
+        check(None, "", Err("empty record"));
+        check(None, "  \n ", Err("empty record"));
+        check(None, "x", Err("unknown outcome \"x\""));
+        check(None, "wlx", Err("unknown outcome \"wlx\""));
+        check(None, "2", Err("unknown outcome \"2\""));
+        check(None, "{\"outcome\":", Err("invalid JSON"));
+        check(None, "[1,2]", Err("must be an object"));
+        check(None, "\"w\"", Err("must be an object"));
+        check(
+            None,
+            r#"{"outcome":"maybe"}"#,
+            Err("unknown outcome \"maybe\""),
+        );
+        check(None, r#"{"outcome":2}"#, Err("unknown outcome \"2\""));
+        check(None, r#"{"outcom":"w"}"#, Err("unknown field `outcom`"));
+        check(None, r#"{"model":"globe"}"#, Err("exactly one of"));
+        check(
+            None,
+            r#"{"outcome":"w","outcomes":"ww"}"#,
+            Err("exactly one of"),
+        );
+        check(None, r#"{"successes":3}"#, Err("exactly one of"));
+        check(
+            None,
+            r#"{"successes":10,"trials":9}"#,
+            Err("successes (10) exceed trials (9)"),
+        );
+        check(None, r#"{"successes":-1,"trials":9}"#, Err("invalid JSON"));
+        check(
+            None,
+            r#"{"successes":1,"trials":1000001}"#,
+            Err("1000001 trials in one record"),
+        );
+        check(
+            Some("coin"),
+            r#"{"model":"globe","outcome":"w"}"#,
+            Err("key names model \"coin\" but its body names model \"globe\""),
+        );
+        check(
+            None,
+            r#"{"model":"Globe!","outcome":"w"}"#,
+            Err("invalid model id"),
+        );
+        check(Some("BAD KEY"), "w", Err("invalid model id"));
+        check(None, r#"{"outcome":"w","id":""}"#, Err("`id` must be"));
+        check(
+            None,
+            r#"{"outcome":"w","observed_at":"yesterday"}"#,
+            Err("invalid JSON"),
+        );
+        let long_run = "w".repeat(1_000_001);
+        check(None, &long_run, Err("1000001 trials in one record"));
+        check(None, &"w".repeat(1_000_000), Ok(("globe", 1_000_000, 0)));
+        let err = parse_record(None, &[0xff, 0xfe], &globe()).unwrap_err();
+        assert_eq!(err, WireError::NotUtf8);
+    }
+
+    #[test]
+    fn canonical_json_parses_back_to_the_same_observation() {
+        let obs = Observation {
+            model: ModelId::parse("coin.v2").unwrap(),
+            successes: 6,
+            failures: 3,
+            id: Some("k-1".into()),
+            observed_at: Some("2024-05-01T10:00:00Z".parse().unwrap()),
+        };
+        let json = obs.to_canonical_json();
+        assert_eq!(
+            json,
+            r#"{"model":"coin.v2","successes":6,"trials":9,"id":"k-1","observed_at":"2024-05-01T10:00:00Z"}"#
+        );
+        assert_eq!(
+            parse_record(Some(b"coin.v2"), json.as_bytes(), &globe()).unwrap(),
+            obs
+        );
+    }
+}

@@ -1,0 +1,37 @@
+//! `model_history`: cumulative counts after every update, for time travel and evolution plots.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "model_history")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub model_id: String,
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub version: i64,
+    pub successes: i64,
+    pub failures: i64,
+    pub delta_successes: i64,
+    pub delta_failures: i64,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub applied_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {
+    #[sea_orm(
+        belongs_to = "super::models::Entity",
+        from = "Column::ModelId",
+        to = "super::models::Column::Id"
+    )]
+    Model,
+}
+
+impl Related<super::models::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Model.def()
+    }
+}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,1 @@
+//! Reads: the queries the model service answers from.

@@ -1,0 +1,79 @@
+//! Test support: a fresh, migrated database per test, on the server named by
+//! `DATABASE_URL` (see [`crate::settings::TestEnvironment`]).
+
+use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
+use secrecy::SecretString;
+
+use super::{connect, migrate, StoreError};
+use crate::settings::{DatabaseSettings, TestEnvironment};
+
+/// A database made for one test. Dropping it leaves the database behind (a
+/// test that failed can then be inspected); names are unique, so runs never collide.
+#[derive(Debug, Clone)]
+pub struct TestDatabase {
+    pub settings: DatabaseSettings,
+    pub name: String,
+}
+
+impl TestDatabase {
+    /// Creates `test_<uuid>` on the test server and runs the migrations.
+    pub async fn create() -> Result<(Self, DatabaseConnection), StoreError> {
+        let server = TestEnvironment::from_env().database_url;
+        let admin = Database::connect(&server).await?;
+        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        admin
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .await?;
+        admin.close().await?;
+        let url = replace_database(&server, &name);
+        let settings = DatabaseSettings {
+            url: SecretString::from(url),
+            max_connections: 5,
+            ..DatabaseSettings::default()
+        };
+        let db = connect(&settings).await?;
+        migrate(&db).await?;
+        Ok((TestDatabase { settings, name }, db))
+    }
+
+    /// The connection URL of this database.
+    pub fn url(&self) -> String {
+        use secrecy::ExposeSecret;
+        self.settings.url.expose_secret().to_owned()
+    }
+}
+
+/// `url` with its database path replaced by `name` (query string kept).
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    // The path starts at the first '/' after "scheme://authority".
+    let after_scheme = base.find("://").map_or(0, |i| i + 3);
+    let authority_end = base[after_scheme..]
+        .find('/')
+        .map_or(base.len(), |i| after_scheme + i);
+    format!("{}/{}{}", &base[..authority_end], name, query)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn replaces_the_database_and_keeps_the_rest() {
+        let cases = [
+            (
+                "postgres://postgres@127.0.0.1:5432/postgres",
+                "postgres://postgres@127.0.0.1:5432/t1",
+            ),
+            (
+                "postgres://u:p@h:1/db?sslmode=disable",
+                "postgres://u:p@h:1/t1?sslmode=disable",
+            ),
+            ("postgres://u@h", "postgres://u@h/t1"),
+        ];
+        for (url, want) in cases {
+            assert_eq!(super::replace_database(url, "t1"), want);
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Writes: the consumer's exactly-once batch transaction.
