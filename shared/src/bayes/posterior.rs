@@ -28,6 +28,10 @@ pub struct Posterior<'a> {
     h: f64,
     /// The logit-space log density at each node, relative to `log_peak`.
     log_w: Vec<f64>,
+    /// p at each node.
+    ps: Vec<f64>,
+    /// The cells between nodes, for interpolating inside them.
+    cells: Vec<Cell>,
     /// Normalised CDF at each node (0 at the first, 1 at the last).
     cdf: Vec<f64>,
     /// ln of ∫ prior(p) p^s (1-p)^f dp, the prior taken unnormalised.
@@ -83,9 +87,9 @@ impl<'a> Posterior<'a> {
     pub fn new(prior: &'a Prior, counts: Counts) -> Result<Self, BayesError> {
         let kernel = Kernel::new(prior, counts);
         let (left, right) = kernel.window();
-        let cells = kernel.cells_for(left, right);
-        let h = (right - left) / cells as f64;
-        let nodes = cells + 1;
+        let n_cells = kernel.cells_for(left, right);
+        let h = (right - left) / n_cells as f64;
+        let nodes = n_cells + 1;
 
         // One pass over the nodes: log density (logit space), log density in
         // p space (for the mode), and p itself.
@@ -127,12 +131,16 @@ impl<'a> Posterior<'a> {
         for l in &mut log_w {
             *l -= peak;
         }
+        let cells = cells(&log_w);
         let mut cdf = Vec::with_capacity(nodes);
-        let mut acc = 0.0;
+        let mut acc = 0.0f64;
         cdf.push(0.0);
-        for j in 0..cells {
-            acc += cell_mass(log_w[j], log_w[j + 1], 1.0);
+        for cell in &cells {
+            acc += cell.mass();
             cdf.push(acc);
+        }
+        if !(acc > 0.0 && acc.is_finite() && total > 0.0 && mean.is_finite()) {
+            return Err(BayesError::NoMass);
         }
         for c in &mut cdf {
             *c /= acc;
@@ -145,6 +153,8 @@ impl<'a> Posterior<'a> {
             t0: left,
             h,
             log_w,
+            ps,
+            cells,
             cdf,
             log_z,
             mean,
@@ -212,21 +222,68 @@ impl<'a> Posterior<'a> {
     /// The narrowest interval of `p` holding `mass`.
     pub fn hpdi(&self, mass: f64) -> Result<Interval, BayesError> {
         let mass = check_mass(mass)?;
-        let width = |u: f64| self.quantile_clamped(u + mass) - self.quantile_clamped(u);
-        // A coarse scan finds the right basin even for a multimodal grid
-        // prior; golden-section search then pins the lower tail mass down.
         let span = 1.0 - mass;
-        const SCAN: usize = 64;
-        let best = (0..=SCAN)
-            .map(|i| span * i as f64 / SCAN as f64)
-            .min_by(|a, b| width(*a).total_cmp(&width(*b)))
-            .unwrap_or(0.0);
-        let step = span / SCAN as f64;
-        let u = golden_min(width, (best - step).max(0.0), (best + step).min(span));
+        // 1. A sweep over the nodes finds the narrowest interval to within a
+        //    cell, whatever the shape (a grid prior can be multimodal).
+        let n = self.nodes();
+        let (mut best, mut best_width) = (0, f64::INFINITY);
+        let mut j = 0;
+        for i in 0..n {
+            let target = self.cdf[i] + mass;
+            if target > 1.0 {
+                break;
+            }
+            while j < n - 1 && self.cdf[j] < target {
+                j += 1;
+            }
+            let right = if j == 0 {
+                self.ps[0]
+            } else {
+                let (c0, c1) = (self.cdf[j - 1], self.cdf[j]);
+                let frac = if c1 > c0 {
+                    (target - c0) / (c1 - c0)
+                } else {
+                    1.0
+                };
+                self.ps[j - 1] + (self.ps[j] - self.ps[j - 1]) * frac
+            };
+            if right - self.ps[i] < best_width {
+                (best, best_width) = (i, right - self.ps[i]);
+            }
+        }
+        let lo = self.cdf[best.saturating_sub(1)].min(span);
+        let hi = self.cdf[(best + 1).min(n - 1)].min(span);
+        // 2. Inside that bracket the narrowest interval has equal density at
+        //    both ends: find the root of g(u) = ln f(Q(u)) - ln f(Q(u + mass)),
+        //    or the bracket's end when the density is monotone there.
+        let g = |u: f64| {
+            self.log_density_at(self.quantile_t(u)) - self.log_density_at(self.quantile_t(u + mass))
+        };
+        let u = match (g(lo), g(hi)) {
+            (g_lo, _) if g_lo >= 0.0 => lo,
+            (_, g_hi) if g_hi <= 0.0 => hi,
+            (g_lo, g_hi) => illinois(g, lo, hi, g_lo, g_hi),
+        };
         Ok(Interval {
             lower: self.quantile_clamped(u),
             upper: self.quantile_clamped(u + mass),
         })
+    }
+
+    /// ln of the p-space density at logit `t` (up to the common constant).
+    fn log_density_at(&self, t: f64) -> f64 {
+        let last = self.nodes() - 1;
+        let x = ((t - self.t0) / self.h).clamp(0.0, last as f64);
+        let j = (x.floor() as usize).min(last - 1);
+        let u = x - j as f64;
+        let cell = &self.cells[j];
+        let log_t = if cell.l0.is_finite() && cell.l1.is_finite() {
+            cell.l0 + (cell.l1 - cell.l0) * u + cell.q * u * (u - 1.0)
+        } else {
+            ((1.0 - u) * cell.l0.exp() + u * cell.l1.exp()).ln()
+        };
+        // dp/dt = p (1 - p): ln p + ln(1 - p) = -(|t| + 2 ln(1 + e^-|t|)).
+        log_t + t.abs() + 2.0 * (-t.abs()).exp().ln_1p()
     }
 
     /// Every summary at interval mass `mass`.
@@ -317,7 +374,7 @@ impl<'a> Posterior<'a> {
         if cell <= 0.0 {
             return self.t_at(j);
         }
-        let frac = cell_inverse(self.log_w[j], self.log_w[j + 1], (q - self.cdf[j]) / cell);
+        let frac = self.cells[j].inverse((q - self.cdf[j]) / cell);
         self.t_at(j) + frac * self.h
     }
 
@@ -332,12 +389,12 @@ impl<'a> Posterior<'a> {
         let x = (t - self.t0) / self.h;
         let j = (x.floor() as usize).min(last - 1);
         let frac = x - j as f64;
-        let (l0, l1) = (self.log_w[j], self.log_w[j + 1]);
-        let whole = cell_mass(l0, l1, 1.0);
-        if whole <= 0.0 {
+        let cell = &self.cells[j];
+        let whole = cell.mass();
+        if !(whole > 0.0) {
             return self.cdf[j];
         }
-        let part = cell_mass_partial(l0, l1, frac);
+        let part = cell.partial(frac);
         self.cdf[j] + (self.cdf[j + 1] - self.cdf[j]) * (part / whole)
     }
 
@@ -552,9 +609,10 @@ impl<'a> Kernel<'a> {
             inside = t;
             step *= 2.0;
         }
-        // Bisection; the edge need only be good to a small part of a width.
-        for _ in 0..100 {
-            if (outside - inside).abs() <= 1e-3 * sd.min(1.0) {
+        // Bisection, until the bracket is a small part of the window found so
+        // far (the window can be far narrower than `sd` at a support's edge).
+        for _ in 0..200 {
+            if (outside - inside).abs() <= 1e-2 * (inside - centre).abs() {
                 break;
             }
             let mid = 0.5 * (inside + outside);
@@ -624,71 +682,173 @@ pub(super) fn interpolate(weights: &[f64], p: f64) -> f64 {
     weights[i] * (1.0 - frac) + weights[i + 1] * frac
 }
 
-/// Mass of a cell of width `width` whose log density goes linearly from `l0` to `l1`.
-fn cell_mass(l0: f64, l1: f64, width: f64) -> f64 {
-    match (l0.is_finite(), l1.is_finite()) {
-        (false, false) => 0.0,
-        // A zero at one end (a grid prior's hole): linear density.
-        (false, true) | (true, false) => 0.5 * width * (l0.exp() + l1.exp()),
-        (true, true) => {
-            let d = l1 - l0;
-            width * l0.exp() * exprel(d)
-        }
-    }
+/// One cell of the quadrature, in a unit coordinate u ∈ [0, 1]: the log
+/// density is `l0 + (l1 - l0) u + q u (u - 1)`, where `q` (half the second
+/// difference of the log density at the nodes) bends the log-linear
+/// interpolation so that the CDF at the nodes is accurate to O(h⁴). The
+/// density is taken as exp(linear) · (1 + q u (u - 1)); q stays below ~0.02.
+#[derive(Debug, Clone, Copy)]
+struct Cell {
+    l0: f64,
+    l1: f64,
+    q: f64,
 }
 
-/// Mass of the first `frac` of a unit cell, as [`cell_mass`] models it.
-fn cell_mass_partial(l0: f64, l1: f64, frac: f64) -> f64 {
-    match (l0.is_finite(), l1.is_finite()) {
-        (false, false) => 0.0,
-        (false, true) | (true, false) => {
-            let (d0, d1) = (l0.exp(), l1.exp());
-            frac * d0 + 0.5 * frac * frac * (d1 - d0)
-        }
-        (true, true) => frac * l0.exp() * exprel((l1 - l0) * frac),
+impl Cell {
+    /// Mass of the whole cell (unit width).
+    fn mass(&self) -> f64 {
+        self.partial(1.0)
     }
-}
 
-/// The fraction x of a unit cell that holds share `r` of its mass.
-fn cell_inverse(l0: f64, l1: f64, r: f64) -> f64 {
-    let r = r.clamp(0.0, 1.0);
-    match (l0.is_finite(), l1.is_finite()) {
-        (false, false) => r,
-        (false, true) | (true, false) => {
-            // Solve d0 x + (d1 - d0) x²/2 = r (d0 + d1)/2 on [0, 1].
-            let (d0, d1) = (l0.exp(), l1.exp());
-            let target = r * 0.5 * (d0 + d1);
-            let slope = d1 - d0;
-            if slope.abs() < 1e-300 {
-                return r;
+    /// Mass of [0, x].
+    fn partial(&self, x: f64) -> f64 {
+        let (l0, l1) = (self.l0, self.l1);
+        match (l0.is_finite(), l1.is_finite()) {
+            (false, false) => 0.0,
+            // A zero at one end (a grid prior's hole): linear density.
+            (false, true) | (true, false) => {
+                let (d0, d1) = (l0.exp(), l1.exp());
+                x * d0 + 0.5 * x * x * (d1 - d0)
             }
-            let disc = (d0 * d0 + 2.0 * slope * target).max(0.0);
-            ((disc.sqrt() - d0) / slope).clamp(0.0, 1.0)
-        }
-        (true, true) => {
-            let d = l1 - l0;
-            if d.abs() < 1e-9 {
-                return r;
+            (true, true) => {
+                let d = l1 - l0;
+                if d <= 0.0 {
+                    l0.exp() * bent_integral(d, self.q, x)
+                } else {
+                    // Rising: integrate from the right end, where the density is
+                    // largest, so nothing overflows; u(u-1) is symmetric.
+                    l1.exp() * (bent_integral(-d, self.q, 1.0) - bent_integral(-d, self.q, 1.0 - x))
+                }
             }
-            // ∫0^x e^(d u) du = r ∫0^1 e^(d u) du  ⇒  x = ln(1 + r (e^d - 1)) / d.
-            let x = if d > 0.0 {
-                // Stable for large positive d: work from the right end.
-                1.0 + ((-d).exp() + r * (-(-d).exp_m1())).ln() / d
-            } else {
-                (r * d.exp_m1()).ln_1p() / d
-            };
-            x.clamp(0.0, 1.0)
         }
+    }
+
+    /// The fraction x of the cell that holds share `r` of its mass.
+    fn inverse(&self, r: f64) -> f64 {
+        let r = r.clamp(0.0, 1.0);
+        let (l0, l1) = (self.l0, self.l1);
+        let whole = self.mass();
+        if !(whole > 0.0) {
+            return r;
+        }
+        // Start from the log-linear (q = 0) solution, then polish with Newton.
+        let mut x = match (l0.is_finite(), l1.is_finite()) {
+            (false, false) => return r,
+            (false, true) | (true, false) => {
+                // Solve d0 x + (d1 - d0) x²/2 = r (d0 + d1)/2 exactly.
+                let (d0, d1) = (l0.exp(), l1.exp());
+                let slope = d1 - d0;
+                if slope.abs() < 1e-300 {
+                    return r;
+                }
+                let disc = (d0 * d0 + 2.0 * slope * r * whole).max(0.0);
+                return ((disc.sqrt() - d0) / slope).clamp(0.0, 1.0);
+            }
+            (true, true) => {
+                let d = l1 - l0;
+                if d.abs() < 1e-9 {
+                    r
+                } else if d > 0.0 {
+                    1.0 + ((-d).exp() + r * (-(-d).exp_m1())).ln() / d
+                } else {
+                    (r * d.exp_m1()).ln_1p() / d
+                }
+            }
+        };
+        let d = l1 - l0;
+        for _ in 0..2 {
+            let density = (l0 + d * x).exp() * (1.0 + self.q * x * (x - 1.0));
+            if !(density > 0.0) {
+                break;
+            }
+            x = (x - (self.partial(x) - r * whole) / density).clamp(0.0, 1.0);
+        }
+        x
     }
 }
 
-/// (e^d - 1) / d, with its limit 1 at 0.
-fn exprel(d: f64) -> f64 {
-    if d.abs() < 1e-12 {
-        1.0 + 0.5 * d
+/// ∫0^x e^(d u) (1 + q u (u - 1)) du, for d <= 0.
+fn bent_integral(d: f64, q: f64, x: f64) -> f64 {
+    let y = d * x;
+    // ∫0^x u^k e^(d u) du = x^(k+1) · E_k(d x), with E_k(y) = ∫0^1 v^k e^(y v) dv.
+    let (e0, e1, e2) = exp_moments(y);
+    x * e0 + q * (x * x * x * e2 - x * x * e1)
+}
+
+/// E_k(y) = ∫0^1 v^k e^(y v) dv for k = 0, 1, 2.
+fn exp_moments(y: f64) -> (f64, f64, f64) {
+    if y.abs() < 0.25 {
+        // Σ y^n / n! / (n + k + 1): no cancellation near 0.
+        let (mut e0, mut e1, mut e2) = (0.0, 0.0, 0.0);
+        let mut term = 1.0; // y^n / n!
+        for n in 0..12 {
+            let n = f64::from(n);
+            e0 += term / (n + 1.0);
+            e1 += term / (n + 2.0);
+            e2 += term / (n + 3.0);
+            term *= y / (n + 1.0);
+        }
+        (e0, e1, e2)
     } else {
-        d.exp_m1() / d
+        let ey = y.exp();
+        let e0 = (ey - 1.0) / y;
+        let e1 = (ey * (y - 1.0) + 1.0) / (y * y);
+        let e2 = (ey * (y * y - 2.0 * y + 2.0) - 2.0) / (y * y * y);
+        (e0, e1, e2)
     }
+}
+
+/// The cells between consecutive nodes, with each one's bend from the
+/// second differences of the log density at its two nodes.
+fn cells(log_w: &[f64]) -> Vec<Cell> {
+    let n = log_w.len();
+    let second = |j: usize| -> f64 {
+        let j = j.clamp(1, n.saturating_sub(2).max(1));
+        if j + 1 >= n {
+            return 0.0;
+        }
+        let dd = log_w[j - 1] - 2.0 * log_w[j] + log_w[j + 1];
+        if dd.is_finite() {
+            dd
+        } else {
+            0.0
+        }
+    };
+    (0..n.saturating_sub(1))
+        .map(|j| Cell {
+            l0: log_w[j],
+            l1: log_w[j + 1],
+            q: 0.25 * (second(j) + second(j + 1)),
+        })
+        .collect()
+}
+
+/// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
+/// variant of regula falsi (superlinear, and never leaves the bracket).
+fn illinois(g: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64, mut g_lo: f64, mut g_hi: f64) -> f64 {
+    let tolerance = 1e-12 * (hi - lo);
+    let mut side = 0;
+    for _ in 0..60 {
+        let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
+        let gx = g(x);
+        if gx == 0.0 || (hi - lo) <= tolerance {
+            return x;
+        }
+        if gx < 0.0 {
+            (lo, g_lo) = (x, gx);
+            if side == -1 {
+                g_hi *= 0.5;
+            }
+            side = -1;
+        } else {
+            (hi, g_hi) = (x, gx);
+            if side == 1 {
+                g_lo *= 0.5;
+            }
+            side = 1;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// Minimises a unimodal `f` on [lo, hi] by golden-section search.
@@ -697,8 +857,9 @@ fn golden_min(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
     let mut x1 = hi - INV_PHI * (hi - lo);
     let mut x2 = lo + INV_PHI * (hi - lo);
     let (mut f1, mut f2) = (f(x1), f(x2));
+    let tolerance = 1e-9 * (hi - lo).abs();
     for _ in 0..80 {
-        if (hi - lo).abs() <= 1e-15 * (1.0 + lo.abs()) {
+        if (hi - lo).abs() <= tolerance {
             break;
         }
         if f1 <= f2 {
@@ -759,21 +920,50 @@ mod tests {
 
     #[test]
     fn cell_inverse_undoes_the_partial_mass() {
-        for (l0, l1) in [
+        let ends = [
             (0.0, 0.0),
             (0.0, -3.0),
             (-3.0, 0.0),
             (0.0, 40.0),
             (-40.0, 0.0),
+            (-0.5, 0.0),
             (f64::NEG_INFINITY, 0.0),
             (0.0, f64::NEG_INFINITY),
+        ];
+        for (l0, l1) in ends {
+            for q in [0.0, -0.02, 0.01] {
+                let cell = Cell { l0, l1, q };
+                for r in [0.0, 0.1, 0.5, 0.9, 1.0] {
+                    let x = cell.inverse(r);
+                    let got = cell.partial(x) / cell.mass();
+                    assert!((got - r).abs() < 1e-9, "{cell:?} r={r}: x={x} gives {got}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_bent_cell_integrates_its_density() {
+        // Against a fine midpoint rule of exp(l0 + d u) (1 + q u (u - 1)).
+        for (l0, l1, q) in [
+            (0.0, -2.0, -0.02),
+            (-1.0, 0.5, 0.01),
+            (0.0, 0.0, -0.01),
+            (-5.0, 0.0, 0.0),
         ] {
-            for r in [0.0, 0.1, 0.5, 0.9, 1.0] {
-                let x = cell_inverse(l0, l1, r);
-                let got = cell_mass_partial(l0, l1, x) / cell_mass(l0, l1, 1.0);
+            let cell = Cell { l0, l1, q };
+            let n = 100_000;
+            let density = |u: f64| (l0 + (l1 - l0) * u).exp() * (1.0 + q * u * (u - 1.0));
+            for x in [0.3, 1.0] {
+                let fine = (0..n)
+                    .map(|i| density((i as f64 + 0.5) / n as f64 * x))
+                    .sum::<f64>()
+                    * x
+                    / n as f64;
+                let got = cell.partial(x);
                 assert!(
-                    (got - r).abs() < 1e-9,
-                    "l0={l0} l1={l1} r={r}: x={x} gives {got}"
+                    (got - fine).abs() < 1e-9 * fine,
+                    "{cell:?} x={x}: {got} vs {fine}"
                 );
             }
         }
