@@ -1,0 +1,32 @@
+# syntax=docker/dockerfile:1
+# One image for the three services (and the development broker); compose.yaml
+# picks the binary with `command`.
+
+FROM rust:1.95-bookworm AS build
+WORKDIR /app
+# Dependencies first, in their own layer: only a manifest change rebuilds them.
+COPY Cargo.toml Cargo.lock ./
+COPY shared/Cargo.toml shared/
+COPY producer/Cargo.toml producer/
+COPY consumer/Cargo.toml consumer/
+COPY model-service/Cargo.toml model-service/
+RUN for crate in shared producer consumer model-service; do \
+      mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
+    done \
+    && cargo build --release --locked -p producer -p consumer -p model-service \
+    && rm -rf shared/src producer/src consumer/src model-service/src
+# Then the sources.
+COPY . .
+RUN touch shared/src/lib.rs producer/src/lib.rs consumer/src/lib.rs model-service/src/lib.rs \
+    && cargo build --release --locked -p producer -p consumer -p model-service --bins
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
+WORKDIR /app
+COPY --from=build /app/target/release/producer /app/target/release/consumer \
+     /app/target/release/model-service /app/target/release/dev-broker /usr/local/bin/
+COPY config ./config
+USER app

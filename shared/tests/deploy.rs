@@ -1,0 +1,131 @@
+//! Guards compose.yaml, which cannot run here (no Docker engine): it must
+//! parse, name every service of the stack, build each application from a
+//! binary the workspace has, and set only environment variables that the
+//! settings code reads, so the two cannot drift apart.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_yaml_ng::Value;
+use shared::settings::{Settings, ENV_PREFIX, ENV_SEPARATOR};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn compose() -> Value {
+    let text = std::fs::read_to_string(repo().join("compose.yaml")).unwrap();
+    let mut value: Value = serde_yaml_ng::from_str(&text).unwrap();
+    value.apply_merge().unwrap();
+    value
+}
+
+fn services(compose: &Value) -> BTreeMap<String, Value> {
+    serde_yaml_ng::from_value(compose["services"].clone()).unwrap()
+}
+
+fn environment(service: &Value) -> BTreeMap<String, String> {
+    match &service["environment"] {
+        Value::Null => BTreeMap::new(),
+        env => serde_yaml_ng::from_value(env.clone()).unwrap(),
+    }
+}
+
+const APPLICATIONS: [&str; 3] = ["producer", "consumer", "model-service"];
+
+#[test]
+fn compose_names_every_service_of_the_stack() {
+    let services = services(&compose());
+    for name in [
+        "kafka",
+        "kafka-init",
+        "postgres",
+        "producer",
+        "consumer",
+        "model-service",
+    ] {
+        assert!(
+            services.contains_key(name),
+            "compose.yaml has no service {name}"
+        );
+    }
+    assert!(services["kafka"]["image"]
+        .as_str()
+        .unwrap()
+        .starts_with("apache/kafka:"));
+    assert!(repo().join("Dockerfile").is_file());
+}
+
+#[test]
+fn every_application_runs_a_binary_of_the_workspace_and_has_a_health_check() {
+    let services = services(&compose());
+    for app in APPLICATIONS {
+        let service = &services[app];
+        assert_eq!(
+            service["build"].as_str(),
+            Some("."),
+            "{app} builds from the Dockerfile"
+        );
+        let command = service["command"][0].as_str().unwrap();
+        assert!(
+            repo().join(command).join("src/main.rs").is_file(),
+            "{app} runs {command}, which is no binary here"
+        );
+        assert!(
+            service["healthcheck"]["test"].as_sequence().is_some(),
+            "{app} has no health check"
+        );
+        assert!(
+            !service["depends_on"].is_null() || app == "model-service",
+            "{app} starts in no order"
+        );
+    }
+}
+
+#[test]
+fn every_variable_compose_sets_is_a_setting_the_services_read() {
+    let services = services(&compose());
+    let config_dir = repo().join("config").to_string_lossy().into_owned();
+    let prefix = format!("{ENV_PREFIX}{ENV_SEPARATOR}");
+    let mut checked = 0;
+    for app in APPLICATIONS {
+        let env = environment(&services[app]);
+        let ours: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        assert!(!ours.is_empty(), "{app} sets no {prefix} variable");
+        // All together, as the container sees them: unknown names are errors
+        // (the settings refuse unknown fields), bad values too.
+        let mut all = ours.clone();
+        all.push(("BAYES_CONFIG_DIR".to_owned(), config_dir.clone()));
+        let settings = Settings::load_from(all).unwrap_or_else(|e| panic!("{app}: {e}"));
+        assert_ne!(settings, Settings::default());
+        // Each one alone must change something, or it names nothing real.
+        for (key, value) in ours {
+            let path: Vec<String> = key[prefix.len()..]
+                .split(ENV_SEPARATOR)
+                .map(str::to_lowercase)
+                .collect();
+            let one = Settings::load_from([
+                (key.clone(), value.clone()),
+                ("BAYES_CONFIG_DIR".to_owned(), config_dir.clone()),
+            ])
+            .unwrap_or_else(|e| panic!("{app}: {key}: {e}"));
+            let default_value = default_of(&path);
+            assert!(
+                one != Settings::default() || default_value.as_deref() == Some(value.as_str()),
+                "{app}: {key}={value} changes no setting"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 9, "only {checked} variables checked");
+}
+
+/// The default value of a setting, by its path, as config/default.toml gives it.
+fn default_of(path: &[String]) -> Option<String> {
+    let file = config::File::from(repo().join("config/default.toml"));
+    let defaults = config::Config::builder().add_source(file).build().ok()?;
+    defaults.get_string(&path.join(".")).ok()
+}
