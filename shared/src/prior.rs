@@ -19,10 +19,11 @@ use serde::{Deserialize, Serialize};
 pub const MAX_GRID_WEIGHTS: usize = 100_000;
 
 /// A prior density over `p` in [0, 1], known up to a constant.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", try_from = "PriorRepr")]
 pub enum Prior {
     /// Flat on [0, 1]: Beta(1, 1).
+    #[default]
     Uniform,
     /// Beta(a, b), a > 0 and b > 0.
     Beta { a: f64, b: f64 },
@@ -69,12 +70,6 @@ impl TryFrom<PriorRepr> for Prior {
             PriorRepr::Grid { weights } => Prior::Grid { weights },
         };
         prior.validate()
-    }
-}
-
-impl Default for Prior {
-    fn default() -> Self {
-        Prior::Uniform
     }
 }
 

@@ -1,6 +1,7 @@
 //! The Bayesian engine against exact references: Beta posteriors from statrs,
 //! Statistical Rethinking's worked globe example, and properties that must
 //! hold for every valid prior and count.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use proptest::prelude::*;
 use shared::bayes::{compare, Counts, DisplayGrid, GridSize, ModelState, Posterior};

@@ -2,6 +2,7 @@
 //! parse, name every service of the stack, build each application from a
 //! binary the workspace has, and set only environment variables that the
 //! settings code reads, so the two cannot drift apart.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -391,7 +391,7 @@ impl<'a> Posterior<'a> {
         let frac = x - j as f64;
         let cell = &self.cells[j];
         let whole = cell.mass();
-        if !(whole > 0.0) {
+        if whole.is_nan() || whole <= 0.0 {
             return self.cdf[j];
         }
         let part = cell.partial(frac);
@@ -728,7 +728,7 @@ impl Cell {
         let r = r.clamp(0.0, 1.0);
         let (l0, l1) = (self.l0, self.l1);
         let whole = self.mass();
-        if !(whole > 0.0) {
+        if whole.is_nan() || whole <= 0.0 {
             return r;
         }
         // Start from the log-linear (q = 0) solution, then polish with Newton.
@@ -758,7 +758,7 @@ impl Cell {
         let d = l1 - l0;
         for _ in 0..2 {
             let density = (l0 + d * x).exp() * (1.0 + self.q * x * (x - 1.0));
-            if !(density > 0.0) {
+            if density.is_nan() || density <= 0.0 {
                 break;
             }
             x = (x - (self.partial(x) - r * whole) / density).clamp(0.0, 1.0);
