@@ -1,1 +1,14 @@
-fn main() {}
+//! The model service binary: load settings, start telemetry, serve until
+//! ctrl-c or SIGTERM.
+
+use anyhow::Context;
+use model_service::{shutdown_signal, Application};
+use shared::settings::Settings;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::load().context("loading settings")?;
+    shared::telemetry::init_tracing(&settings.telemetry);
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await
+}

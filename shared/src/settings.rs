@@ -173,6 +173,8 @@ pub struct ProducerSettings {
     pub ack_timeout_ms: u64,
     /// `linger.ms`: how long librdkafka waits to fill a batch.
     pub linger_ms: u64,
+    /// How long `/readyz` and the start-up topic creation wait for the broker, in milliseconds.
+    pub admin_timeout_ms: u64,
 }
 
 impl Default for ProducerSettings {
@@ -184,6 +186,7 @@ impl Default for ProducerSettings {
             max_body_bytes: 1024 * 1024,
             ack_timeout_ms: 5_000,
             linger_ms: 1,
+            admin_timeout_ms: 2_000,
         }
     }
 }
@@ -205,6 +208,8 @@ pub struct ConsumerSettings {
     /// Admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
     pub admin_host: String,
     pub admin_port: u16,
+    /// How often the consumer-lag gauges are refreshed from the broker's watermarks, in milliseconds.
+    pub lag_refresh_ms: u64,
 }
 
 impl Default for ConsumerSettings {
@@ -217,6 +222,7 @@ impl Default for ConsumerSettings {
             notify_channel: "model_updates".into(),
             admin_host: "127.0.0.1".into(),
             admin_port: 8002,
+            lag_refresh_ms: 5_000,
         }
     }
 }
@@ -235,6 +241,12 @@ pub struct ModelServiceSettings {
     pub max_samples: usize,
     /// The most trials `GET /models/{id}/predictive` accepts.
     pub max_trials: u32,
+    /// The widest plot drawn, in pixels.
+    pub max_plot_width: u32,
+    /// The tallest plot drawn, in pixels.
+    pub max_plot_height: u32,
+    /// The largest request body accepted (a `grid` prior of 100000 weights needs ~2 MiB), in bytes.
+    pub max_body_bytes: usize,
 }
 
 impl Default for ModelServiceSettings {
@@ -246,6 +258,9 @@ impl Default for ModelServiceSettings {
             plot_cache_entries: 256,
             max_samples: 100_000,
             max_trials: 1_000,
+            max_plot_width: 4_000,
+            max_plot_height: 4_000,
+            max_body_bytes: 4 * 1024 * 1024,
         }
     }
 }
@@ -259,6 +274,9 @@ impl PartialEq for ModelServiceSettings {
             && self.plot_cache_entries == other.plot_cache_entries
             && self.max_samples == other.max_samples
             && self.max_trials == other.max_trials
+            && self.max_plot_width == other.max_plot_width
+            && self.max_plot_height == other.max_plot_height
+            && self.max_body_bytes == other.max_body_bytes
     }
 }
 

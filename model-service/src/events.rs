@@ -1,0 +1,120 @@
+//! The live feed: Postgres `LISTEN` on the consumer's notify channel, fanned
+//! out to every `/events` stream (server-sent events).
+//!
+//! The consumer (and `PUT /models/{id}`) NOTIFY the channel with the
+//! comma-separated ids of the models a commit changed, or `*` for "many".
+//! Notifications are not queued while nobody listens, so whenever the
+//! listening connection was lost, subscribers are told that everything may
+//! have changed (`all: true`) once it is back.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::postgres::{PgListener, PgPool};
+use serde::{Deserialize, Serialize};
+use shared::ModelId;
+
+use crate::state::AppState;
+
+/// The longest pause between two attempts to listen again.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What an `update` event says: these models changed, or all may have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelEvent {
+    #[schema(value_type = Vec<String>)]
+    pub models: Vec<ModelId>,
+    /// True when any model may have changed (reload everything).
+    pub all: bool,
+}
+
+impl ModelEvent {
+    pub fn everything() -> Self {
+        ModelEvent {
+            models: Vec::new(),
+            all: true,
+        }
+    }
+
+    /// Reads a NOTIFY payload; ids that do not parse are ignored.
+    pub fn from_payload(payload: &str) -> Self {
+        if payload.trim() == "*" {
+            return Self::everything();
+        }
+        ModelEvent {
+            models: payload
+                .split(',')
+                .filter_map(|id| ModelId::parse(id.trim()).ok())
+                .collect(),
+            all: false,
+        }
+    }
+}
+
+/// Starts listening on `channel`. Returns once the first `LISTEN` succeeded,
+/// so a notification sent after this returns reaches the subscribers.
+pub async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sea_orm::sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(channel).await?;
+    Ok(listener)
+}
+
+/// Forwards notifications to the state's subscribers until shutdown,
+/// reconnecting with a bounded back-off whenever the connection fails.
+pub async fn forward(mut listener: PgListener, pool: PgPool, channel: String, state: AppState) {
+    let shutdown = state.shutdown_signal();
+    tokio::pin!(shutdown);
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        // Pump notifications until the connection fails.
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                next = listener.try_recv() => match next {
+                    Ok(Some(notification)) => {
+                        backoff = Duration::from_millis(100);
+                        state.publish(ModelEvent::from_payload(notification.payload()));
+                    }
+                    // The connection dropped and sqlx listened again on a new
+                    // one; whatever was notified in between is lost.
+                    Ok(None) => state.publish(ModelEvent::everything()),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "lost the notification listener");
+                        break;
+                    }
+                },
+            }
+        }
+        // Listen again on a fresh connection.
+        listener = loop {
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+            match connect(&pool, &channel).await {
+                Ok(listener) => {
+                    tracing::info!(channel = %channel, "listening for model updates again");
+                    state.publish(ModelEvent::everything());
+                    break listener;
+                }
+                Err(err) => tracing::warn!(error = %err, "cannot listen for model updates yet"),
+            }
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_models_or_everything() {
+        assert_eq!(ModelEvent::from_payload("*"), ModelEvent::everything());
+        let event = ModelEvent::from_payload("globe,coin,Not Valid");
+        assert_eq!(
+            event.models.iter().map(ModelId::as_str).collect::<Vec<_>>(),
+            ["globe", "coin"]
+        );
+        assert!(!event.all);
+    }
+}

@@ -1,0 +1,61 @@
+//! The live dashboard: one plain HTML page, and the server-sent events that
+//! tell it which models changed.
+
+use std::convert::Infallible;
+
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Html;
+use futures::stream::{self, Stream, StreamExt};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::events::ModelEvent;
+use crate::state::AppState;
+
+static PAGE: &str = include_str!("../../assets/dashboard.html");
+
+/// The dashboard: models, the selected model's plots and summaries, live.
+#[utoipa::path(
+    get,
+    path = "/",
+    operation_id = "getDashboard", tag = "operations",
+    responses((status = 200, description = "HTML page", content_type = "text/html"))
+)]
+pub async fn index() -> Html<&'static str> {
+    Html(PAGE)
+}
+
+/// Server-sent events: `ready` once subscribed, then `update` with a
+/// [`ModelEvent`] (`{"models": [...], "all": false}`) whenever a commit
+/// changed models. `all: true` means any model may have changed (the feed
+/// fell behind or lost its database connection): reload everything.
+#[utoipa::path(
+    get,
+    path = "/events",
+    operation_id = "getModelEvents", tag = "operations",
+    responses((status = 200, description = "text/event-stream of `ready` and `update` events", content_type = "text/event-stream"))
+)]
+pub async fn events(
+    State(state): State<AppState>,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    // Subscribe before answering, so nothing published after the client
+    // saw the response headers is missed.
+    let updates = BroadcastStream::new(state.subscribe()).map(|item| {
+        // A lagging receiver lost events: tell it to reload everything.
+        let event = item.unwrap_or_else(|_| ModelEvent::everything());
+        update_event(&event)
+    });
+    let ready = stream::once(async { Event::default().event("ready").data("{}") });
+    // End the stream at shutdown, or graceful shutdown would wait forever.
+    let stream = ready
+        .chain(updates)
+        .take_until(state.shutdown_signal())
+        .map(Ok);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+fn update_event(event: &ModelEvent) -> Event {
+    let data =
+        serde_json::to_string(event).unwrap_or_else(|_| r#"{"models":[],"all":true}"#.to_owned());
+    Event::default().event("update").data(data)
+}

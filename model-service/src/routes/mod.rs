@@ -1,0 +1,246 @@
+//! The HTTP API: the router, its OpenAPI description, and what the handlers
+//! share (loading a model, time travel, running the engine off the runtime).
+
+mod dashboard;
+mod models;
+mod ops;
+mod plots;
+mod posterior;
+
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use chrono::{DateTime, Utc};
+use shared::bayes::{check_mass, DEFAULT_MASS};
+use shared::store::read::{self, ModelRecord};
+use shared::ModelId;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+
+use crate::error::{ApiError, ErrorBody, ErrorDetail};
+use crate::state::{AppState, DataKey};
+use crate::views::Snapshot;
+
+/// The service's routes over `state`. Tests drive it with `oneshot`.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings().max_body_bytes;
+    Router::new()
+        .route("/", get(dashboard::index))
+        .route("/events", get(dashboard::events))
+        .route("/posterior", get(posterior::default_posterior))
+        .route("/models", get(models::list))
+        .route("/models/{id}", get(models::get).put(models::put))
+        .route("/models/{id}/posterior", get(posterior::posterior))
+        .route("/models/{id}/posterior.png", get(plots::posterior_png))
+        .route("/models/{id}/posterior.svg", get(plots::posterior_svg))
+        .route("/models/{id}/history", get(posterior::history))
+        .route("/models/{id}/history.png", get(plots::history_png))
+        .route("/models/{id}/history.svg", get(plots::history_svg))
+        .route("/models/{id}/predictive", get(posterior::predictive))
+        .route("/models/{id}/samples", get(posterior::samples))
+        .route("/compare", get(posterior::compare))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/openapi.json", get(ops::openapi_json))
+        .fallback(|| async { ApiError::RouteNotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn(track_metrics))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "model-service",
+        description = "Posterior queries, plots and a live dashboard over the models kept in Postgres. \
+                       Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON), 401 \
+                       (bearer token), 404 (unknown model), 413, 415, 422 (invalid parameter or body), \
+                       503 (database unavailable)."
+    ),
+    paths(
+        posterior::default_posterior,
+        models::list,
+        models::get,
+        models::put,
+        posterior::posterior,
+        posterior::history,
+        posterior::predictive,
+        posterior::samples,
+        posterior::compare,
+        plots::posterior_png,
+        plots::posterior_svg,
+        plots::history_png,
+        plots::history_svg,
+        dashboard::index,
+        dashboard::events,
+        ops::healthz,
+        ops::readyz,
+        ops::metrics,
+        ops::openapi_json,
+    ),
+    components(schemas(ErrorBody, ErrorDetail, crate::events::ModelEvent)),
+    modifiers(&BearerScheme),
+    tags((name = "models", description = "Posterior queries"), (name = "plots"), (name = "operations"))
+)]
+struct ApiDoc;
+
+/// Declares the bearer token `PUT /models/{id}` may require.
+struct BearerScheme;
+
+impl utoipa::Modify for BearerScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The OpenAPI description of every route of the service.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
+/// Counts requests by method, route and status, and times them.
+async fn track_metrics(request: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!(
+        "http_requests_total",
+        "method" => method.clone(),
+        "route" => route.clone(),
+        "status" => status
+    )
+    .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
+        .record(start.elapsed().as_secs_f64());
+    response
+}
+
+/// `?version=` or `?at=`: answer as of that point in history.
+#[derive(Debug, Clone, Default)]
+pub struct TimeTravel {
+    /// As of this version (0: the prior alone, before any data).
+    pub version: Option<u64>,
+    /// As of this time (RFC 3339, e.g. `2025-01-31T12:00:00Z`): the last
+    /// version applied at or before it.
+    pub at: Option<String>,
+}
+
+impl TimeTravel {
+    pub fn new(version: Option<u64>, at: Option<String>) -> Self {
+        Self { version, at }
+    }
+}
+
+/// A model id from a path: an id that cannot be valid names no model (404).
+fn model_id(raw: &str) -> Result<ModelId, ApiError> {
+    ModelId::parse(raw).map_err(|_| ApiError::ModelNotFound(raw.to_owned()))
+}
+
+/// Times a store query under `query`.
+async fn timed<T>(
+    query: &'static str,
+    fut: impl std::future::Future<Output = Result<T, shared::store::StoreError>>,
+) -> Result<T, ApiError> {
+    let start = Instant::now();
+    let result = fut.await;
+    metrics::histogram!("model_service_query_seconds", "query" => query)
+        .record(start.elapsed().as_secs_f64());
+    Ok(result?)
+}
+
+/// The model named `id`, or 404.
+async fn load_model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiError> {
+    timed("get_model", read::get_model(state.db(), id))
+        .await?
+        .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
+}
+
+/// The model's counts now, or at `?version=` / `?at=`.
+async fn snapshot(
+    state: &AppState,
+    record: &ModelRecord,
+    travel: &TimeTravel,
+) -> Result<Snapshot, ApiError> {
+    match (travel.version, travel.at.as_deref()) {
+        (Some(_), Some(_)) => Err(ApiError::invalid("give `version` or `at`, not both")),
+        (None, None) => Ok(Snapshot::current(record)),
+        (Some(0), None) => Ok(Snapshot::prior_only(record)),
+        (Some(v), None) if v == record.state.version => Ok(Snapshot::current(record)),
+        (Some(v), None) if v > record.state.version => Err(ApiError::invalid(format!(
+            "unknown version {v}: model {} is at version {}",
+            record.id, record.state.version
+        ))),
+        (Some(v), None) => {
+            let row = timed(
+                "history_version",
+                read::history_version(state.db(), &record.id, v),
+            )
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid(format!("unknown version {v} of model {}", record.id))
+            })?;
+            Ok(Snapshot::at(record, &row))
+        }
+        (None, Some(at)) => {
+            let at = parse_time(at)?;
+            Ok(
+                match timed("history_at", read::history_at(state.db(), &record.id, at)).await? {
+                    Some(row) => Snapshot::at(record, &row),
+                    None => Snapshot::prior_only(record),
+                },
+            )
+        }
+    }
+}
+
+/// RFC 3339. A `+` of an offset arrives as a space when the client did not
+/// percent-encode it; read it back as `+`.
+fn parse_time(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+    let fixed = raw.trim().replace(' ', "+");
+    DateTime::parse_from_rfc3339(&fixed)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| ApiError::invalid(format!("`at` must be an RFC 3339 time: {e}")))
+}
+
+/// `?mass=` checked: strictly between 0 and 1, default 0.89.
+fn mass(raw: Option<f64>) -> Result<f64, ApiError> {
+    Ok(check_mass(raw.unwrap_or(DEFAULT_MASS))?)
+}
+
+fn data_key(snapshot: &Snapshot) -> DataKey {
+    DataKey {
+        model: snapshot.model.clone(),
+        counts: snapshot.counts,
+        version: snapshot.version,
+        updated_at: snapshot.updated_at,
+        configured_at: snapshot.configured_at,
+    }
+}
+
+/// Runs CPU-bound work on the blocking pool, so request handling never stalls.
+async fn blocking<T, F>(work: F) -> Result<T, ApiError>
+where
+    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
+    T: Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+}

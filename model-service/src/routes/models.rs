@@ -1,0 +1,191 @@
+//! Listing, reading and configuring models.
+
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use shared::store::read::{self, ModelConfig};
+use shared::ModelId;
+
+use super::{load_model, model_id, timed};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::state::AppState;
+use crate::views::{ModelConfigBody, ModelInfo, ModelList};
+
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1_000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Start after this model id (from `next_after` of the previous page).
+    after: Option<String>,
+    /// Models per page, 1..=1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// Models in id order with their counts and last update, a page at a time.
+#[utoipa::path(
+    get,
+    path = "/models",
+    operation_id = "listModels", tag = "models",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of models", body = ModelList),
+        (status = 422, description = "Invalid parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<ApiJson<ModelList>, ApiError> {
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let after = params
+        .after
+        .as_deref()
+        .map(ModelId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("after: {e}")))?;
+    // One more than asked tells whether there is a next page.
+    let mut records = timed(
+        "list_models",
+        read::list_models(state.db(), after.as_ref(), u64::from(limit) + 1),
+    )
+    .await?;
+    let more = records.len() > limit as usize;
+    records.truncate(limit as usize);
+    let next_after = more
+        .then(|| records.last().map(|r| r.id.to_string()))
+        .flatten();
+    Ok(ApiJson(ModelList {
+        models: records.iter().map(ModelInfo::from).collect(),
+        next_after,
+    }))
+}
+
+/// A model's prior, grid size, counts and version.
+#[utoipa::path(
+    get,
+    path = "/models/{id}",
+    operation_id = "getModel", tag = "models",
+    params(("id" = String, Path, description = "Model id")),
+    responses(
+        (status = 200, description = "The model", body = ModelInfo),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<ApiJson<ModelInfo>, ApiError> {
+    let id = model_id(&id)?;
+    let record = load_model(&state, &id).await?;
+    Ok(ApiJson(ModelInfo::from(&record)))
+}
+
+/// Creates a model or changes its prior and grid size. Allowed after data
+/// arrived: the counts are kept and the posterior is recomputed from them.
+/// Requires `Authorization: Bearer <token>` when `model_service.api_token` is set.
+#[utoipa::path(
+    put,
+    path = "/models/{id}",
+    operation_id = "configureModel", tag = "models",
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit")),
+    request_body = ModelConfigBody,
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "Reconfigured", body = ModelInfo),
+        (status = 201, description = "Created", body = ModelInfo),
+        (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Body is not application/json", body = ErrorBody),
+        (status = 422, description = "Invalid model id, prior or grid size", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn put(
+    _auth: BearerAuth,
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(body): ApiJson<ModelConfigBody>,
+) -> Result<Response, ApiError> {
+    let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let config = ModelConfig {
+        prior: body.prior,
+        grid_size: body.grid_size,
+    };
+    let configured = timed(
+        "configure_model",
+        read::configure_model(
+            state.db(),
+            &id,
+            &config,
+            state.defaults(),
+            state.notify_channel(),
+        ),
+    )
+    .await?;
+    let info = ModelInfo::from(&configured.record);
+    if configured.created {
+        tracing::info!(model = %id, prior = %info.prior.label(), "model created");
+        Ok((
+            StatusCode::CREATED,
+            [(header::LOCATION, format!("/models/{id}"))],
+            ApiJson(info),
+        )
+            .into_response())
+    } else {
+        tracing::info!(model = %id, prior = %info.prior.label(), "model reconfigured");
+        Ok(ApiJson(info).into_response())
+    }
+}
+
+/// Passes when no token is configured, or when the request carries
+/// `Authorization: Bearer <the token>`.
+#[derive(Debug)]
+pub struct BearerAuth;
+
+impl FromRequestParts<AppState> for BearerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Some(expected) = state.settings().api_token.as_ref() else {
+            return Ok(BearerAuth);
+        };
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.split_once(' ')?;
+                scheme
+                    .eq_ignore_ascii_case("bearer")
+                    .then_some(token.trim())
+            })
+            .ok_or(ApiError::Unauthorized)?;
+        if constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
+            Ok(BearerAuth)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// Compares without stopping at the first difference, so the time taken
+/// does not tell how much of a guessed token was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,340 @@
+//! Questions about a posterior: summaries and grid, history, predictive
+//! distribution, samples, comparison of two models.
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use shared::store::read;
+
+use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
+use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::state::{AppState, PosteriorKey};
+use crate::views::{
+    ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView, Snapshot,
+};
+
+/// Draws returned by `/samples` unless `?n=` says otherwise.
+const DEFAULT_SAMPLES: usize = 1_000;
+/// History versions per page unless `?limit=` says otherwise, and the most.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1_000;
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PosteriorParams {
+    /// Mass of the PI and HPDI, strictly between 0 and 1 (default 0.89).
+    mass: Option<f64>,
+    /// `false` leaves out the display grid (summaries only).
+    grid: Option<bool>,
+    /// Answer as of this version (0: the prior alone, before any data).
+    version: Option<u64>,
+    /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    at: Option<String>,
+}
+
+/// The default model's posterior (`models.default_model`, `globe` unless configured).
+#[utoipa::path(
+    get,
+    path = "/posterior",
+    operation_id = "getDefaultPosterior", tag = "models",
+    params(PosteriorParams),
+    responses(
+        (status = 200, description = "The posterior", body = PosteriorView),
+        (status = 404, description = "The default model has no data and was never configured", body = ErrorBody),
+        (status = 422, description = "Invalid parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn default_posterior(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<PosteriorParams>,
+) -> Result<Response, ApiError> {
+    let id = state.defaults().default_model.clone();
+    posterior_response(&state, &id, &params).await
+}
+
+/// A model's posterior: counts, version, prior, summaries at `mass` and the display grid.
+#[utoipa::path(
+    get,
+    path = "/models/{id}/posterior",
+    operation_id = "getPosterior", tag = "models",
+    params(("id" = String, Path, description = "Model id"), PosteriorParams),
+    responses(
+        (status = 200, description = "The posterior", body = PosteriorView),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "Invalid parameter: mass, version or at", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn posterior(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<PosteriorParams>,
+) -> Result<Response, ApiError> {
+    let id = model_id(&id)?;
+    posterior_response(&state, &id, &params).await
+}
+
+async fn posterior_response(
+    state: &AppState,
+    id: &shared::ModelId,
+    params: &PosteriorParams,
+) -> Result<Response, ApiError> {
+    let mass = mass(params.mass)?;
+    let record = load_model(state, id).await?;
+    let snapshot = snapshot(
+        state,
+        &record,
+        &TimeTravel::new(params.version, params.at.clone()),
+    )
+    .await?;
+    let with_grid = params.grid.unwrap_or(true);
+    let key = PosteriorKey {
+        data: data_key(&snapshot),
+        mass_bits: mass.to_bits(),
+        with_grid,
+    };
+    // The serialised answer is cached: the same data and mass always give
+    // the same bytes, and a hit costs one small query.
+    let (body, lookup) = state
+        .posteriors()
+        .get_or_try_insert(key, || {
+            blocking(move || {
+                let view = PosteriorView::compute(&snapshot, mass, with_grid)?;
+                serde_json::to_vec(&view)
+                    .map(Into::into)
+                    .map_err(|e| ApiError::Internal(e.to_string()))
+            })
+        })
+        .await?;
+    let result = lookup.as_str();
+    metrics::counter!("model_service_cache_total", "cache" => "posterior", "result" => result)
+        .increment(1);
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryParams {
+    /// Mass of each HPDI (default 0.89).
+    mass: Option<f64>,
+    /// Start after this version (from `next_after` of the previous page);
+    /// without it the first page starts at version 0, the prior.
+    after: Option<u64>,
+    /// Versions per page, 1..=1000 (default 100).
+    limit: Option<u32>,
+}
+
+/// A model's history: per version the cumulative counts and the posterior
+/// mean and HPDI then, computed with the current prior. Paginated.
+#[utoipa::path(
+    get,
+    path = "/models/{id}/history",
+    operation_id = "getHistory", tag = "models",
+    params(("id" = String, Path, description = "Model id"), HistoryParams),
+    responses(
+        (status = 200, description = "A page of history", body = HistoryView),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "Invalid parameter", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn history(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<HistoryParams>,
+) -> Result<ApiJson<HistoryView>, ApiError> {
+    let id = model_id(&id)?;
+    let mass = mass(params.mass)?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    let record = load_model(&state, &id).await?;
+    let mut rows = Vec::with_capacity(limit as usize);
+    let mut remaining = u64::from(limit);
+    if params.after.is_none() {
+        rows.push(HistoryPoint::origin(record.created_at));
+        remaining -= 1;
+    }
+    if remaining > 0 {
+        rows.extend(
+            timed(
+                "history_page",
+                read::history_page(state.db(), &id, params.after, remaining),
+            )
+            .await?,
+        );
+    }
+    let last = rows.last().map(|r| r.version);
+    let next_after = last.filter(|v| *v < record.state.version);
+    let prior = record.prior.clone();
+    let versions = blocking(move || {
+        rows.iter()
+            .map(|row| HistoryPoint::compute(&prior, row, mass).map_err(ApiError::from))
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await?;
+    Ok(ApiJson(HistoryView {
+        model: id,
+        prior: record.prior,
+        mass,
+        versions,
+        next_after,
+    }))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PredictiveParams {
+    /// Number of future trials, 0..=`max_trials` (required).
+    trials: Option<u32>,
+    /// Answer as of this version (0: the prior alone, before any data).
+    version: Option<u64>,
+    /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    at: Option<String>,
+}
+
+/// The posterior predictive distribution of successes in the next `trials` trials.
+#[utoipa::path(
+    get,
+    path = "/models/{id}/predictive",
+    operation_id = "getPredictive", tag = "models",
+    params(("id" = String, Path, description = "Model id"), PredictiveParams),
+    responses(
+        (status = 200, description = "P(k successes) for k = 0..=trials", body = PredictiveView),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "trials missing or above max_trials", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn predictive(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<PredictiveParams>,
+) -> Result<ApiJson<PredictiveView>, ApiError> {
+    let id = model_id(&id)?;
+    let max = state.settings().max_trials;
+    let trials = params
+        .trials
+        .ok_or_else(|| ApiError::invalid("`trials` is required"))?;
+    if trials > max {
+        return Err(ApiError::invalid(format!(
+            "trials must be at most {max}, got {trials}"
+        )));
+    }
+    let snapshot = resolve(
+        &state,
+        &id,
+        &TimeTravel::new(params.version, params.at.clone()),
+    )
+    .await?;
+    let view = blocking(move || Ok(PredictiveView::compute(&snapshot, trials)?)).await?;
+    Ok(ApiJson(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SamplesParams {
+    /// Number of draws, 1..=`max_samples` (default 1000).
+    n: Option<usize>,
+    /// Seed of the draws; the same seed gives the same draws. Random when absent (and returned).
+    seed: Option<u64>,
+    /// Answer as of this version (0: the prior alone, before any data).
+    version: Option<u64>,
+    /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    at: Option<String>,
+}
+
+/// Draws of `p` from the posterior.
+#[utoipa::path(
+    get,
+    path = "/models/{id}/samples",
+    operation_id = "getSamples", tag = "models",
+    params(("id" = String, Path, description = "Model id"), SamplesParams),
+    responses(
+        (status = 200, description = "The draws and their seed", body = SamplesView),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "n is 0 or above max_samples", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn samples(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(params): ApiQuery<SamplesParams>,
+) -> Result<ApiJson<SamplesView>, ApiError> {
+    let id = model_id(&id)?;
+    let max = state.settings().max_samples;
+    let n = params.n.unwrap_or(DEFAULT_SAMPLES.min(max));
+    if n == 0 || n > max {
+        return Err(ApiError::invalid(format!(
+            "n must be between 1 and {max}, got {n}"
+        )));
+    }
+    let seed = params.seed.unwrap_or_else(rand::random);
+    let snapshot = resolve(
+        &state,
+        &id,
+        &TimeTravel::new(params.version, params.at.clone()),
+    )
+    .await?;
+    let view = blocking(move || Ok(SamplesView::compute(&snapshot, n, seed)?)).await?;
+    Ok(ApiJson(view))
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct CompareParams {
+    /// The first model (required).
+    a: Option<String>,
+    /// The second model (required).
+    b: Option<String>,
+    /// Mass of the intervals (default 0.89).
+    mass: Option<f64>,
+}
+
+/// Compares two models: P(p_a > p_b) and a summary of p_a - p_b.
+#[utoipa::path(
+    get,
+    path = "/compare",
+    operation_id = "compareModels", tag = "models",
+    params(CompareParams),
+    responses(
+        (status = 200, description = "The comparison", body = ComparisonView),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 422, description = "a or b missing, or invalid mass", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn compare(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<CompareParams>,
+) -> Result<ApiJson<ComparisonView>, ApiError> {
+    let mass = mass(params.mass)?;
+    let a = params
+        .a
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("`a` is required"))?;
+    let b = params
+        .b
+        .as_deref()
+        .ok_or_else(|| ApiError::invalid("`b` is required"))?;
+    let (a, b) = (model_id(a)?, model_id(b)?);
+    let travel = TimeTravel::default();
+    let (a, b) = tokio::try_join!(resolve(&state, &a, &travel), resolve(&state, &b, &travel))?;
+    let view = blocking(move || Ok(ComparisonView::compute(&a, &b, mass)?)).await?;
+    Ok(ApiJson(view))
+}
+
+async fn resolve(
+    state: &AppState,
+    id: &shared::ModelId,
+    travel: &TimeTravel,
+) -> Result<Snapshot, ApiError> {
+    let record = load_model(state, id).await?;
+    snapshot(state, &record, travel).await
+}

@@ -1,0 +1,130 @@
+//! Building and running the service: connect and migrate, start listening
+//! for model updates, bind the socket; then serve until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use shared::settings::Settings;
+use shared::store;
+use tokio::net::TcpListener;
+
+use crate::routes::router;
+use crate::state::AppState;
+
+/// A bound, ready-to-run model service.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    notifications: sea_orm::sqlx::postgres::PgListener,
+}
+
+impl Application {
+    /// Connects to Postgres, runs the migrations, LISTENs on the notify
+    /// channel and binds `model_service.host:port` (port 0: any free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = store::connect(&settings.database)
+            .await
+            .context("connecting to Postgres")?;
+        store::migrate(&db).await.context("running migrations")?;
+        let notifications = crate::events::connect(
+            db.get_postgres_connection_pool(),
+            &settings.consumer.notify_channel,
+        )
+        .await
+        .context("listening for model updates")?;
+        let address = format!(
+            "{}:{}",
+            settings.model_service.host, settings.model_service.port
+        );
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        let state = AppState::new(db, &settings);
+        Ok(Self {
+            listener,
+            state,
+            notifications,
+        })
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.local_addr().map_or(0, |a| a.port())
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (tests publish events or inspect subscribers through it).
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then ends the event streams, lets
+    /// requests in flight finish and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let Application {
+            listener,
+            state,
+            notifications,
+        } = self;
+        let pool = state.db().get_postgres_connection_pool().clone();
+        let channel = state.notify_channel().to_owned();
+        let forwarder = tokio::spawn(crate::events::forward(
+            notifications,
+            pool,
+            channel,
+            state.clone(),
+        ));
+        tracing::info!(address = %listener.local_addr()?, "model service listening");
+        let stopping = state.clone();
+        axum::serve(listener, router(state.clone()))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                stopping.begin_shutdown();
+            })
+            .await
+            .context("serving HTTP")?;
+        // The forwarder stops on the same signal; wait so the listener's
+        // connection goes back cleanly.
+        state.begin_shutdown();
+        let _ = forwarder.await;
+        state.db().clone().close().await.ok();
+        Ok(())
+    }
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}

@@ -1,0 +1,178 @@
+//! What every handler shares: the pool, the settings, the caches, the event
+//! feed and the shutdown signal.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use chrono::{DateTime, Utc};
+use metrics_exporter_prometheus::PrometheusHandle;
+use sea_orm::DatabaseConnection;
+use shared::bayes::Counts;
+use shared::settings::{ModelDefaults, ModelServiceSettings, Settings};
+use shared::ModelId;
+use tokio::sync::{broadcast, watch, Semaphore};
+
+use crate::cache::Cache;
+use crate::events::ModelEvent;
+use crate::plot::Format;
+
+/// How many events a slow dashboard may fall behind before it is told to
+/// reload everything.
+const EVENT_BUFFER: usize = 256;
+/// Serialised posteriors kept in memory (each ~50 KB with a 1000-point grid).
+const POSTERIOR_CACHE_ENTRIES: usize = 512;
+
+/// Identifies the data a computed answer depends on, whatever the version
+/// numbering: the counts themselves, the version and when it was applied,
+/// and when the configuration last changed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DataKey {
+    pub model: ModelId,
+    pub counts: Counts,
+    pub version: u64,
+    pub updated_at: DateTime<Utc>,
+    pub configured_at: DateTime<Utc>,
+}
+
+/// The key of a serialised posterior.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PosteriorKey {
+    pub data: DataKey,
+    pub mass_bits: u64,
+    pub with_grid: bool,
+}
+
+/// Which plot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PlotKind {
+    Posterior,
+    History,
+}
+
+impl PlotKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PlotKind::Posterior => "posterior",
+            PlotKind::History => "history",
+        }
+    }
+}
+
+/// The key of a rendered plot.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PlotKey {
+    pub kind: PlotKind,
+    pub data: DataKey,
+    pub width: u32,
+    pub height: u32,
+    pub mass_bits: u64,
+    pub format: Format,
+}
+
+/// Cheap to clone: everything lives behind one `Arc`.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    settings: ModelServiceSettings,
+    defaults: ModelDefaults,
+    notify_channel: String,
+    posteriors: Cache<PosteriorKey, Bytes>,
+    plots: Cache<PlotKey, Bytes>,
+    events: broadcast::Sender<ModelEvent>,
+    render_permits: Semaphore,
+    metrics: PrometheusHandle,
+    shutdown: watch::Sender<bool>,
+}
+
+impl AppState {
+    /// State over an open pool. No listener is attached: [`crate::Application`]
+    /// attaches one; router tests may publish events with [`AppState::publish`].
+    pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (shutdown, _) = watch::channel(false);
+        // Rendering is CPU-bound: more renders at once than cores only adds
+        // memory (a 4000x4000 bitmap is 48 MB) and latency.
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                settings: settings.model_service.clone(),
+                defaults: settings.models.clone(),
+                notify_channel: settings.consumer.notify_channel.clone(),
+                posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),
+                plots: Cache::new(settings.model_service.plot_cache_entries),
+                events,
+                render_permits: Semaphore::new(cores),
+                metrics: shared::telemetry::metrics_handle(),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.inner.db
+    }
+
+    pub fn settings(&self) -> &ModelServiceSettings {
+        &self.inner.settings
+    }
+
+    pub fn defaults(&self) -> &ModelDefaults {
+        &self.inner.defaults
+    }
+
+    pub fn notify_channel(&self) -> &str {
+        &self.inner.notify_channel
+    }
+
+    pub(crate) fn posteriors(&self) -> &Cache<PosteriorKey, Bytes> {
+        &self.inner.posteriors
+    }
+
+    pub(crate) fn plots(&self) -> &Cache<PlotKey, Bytes> {
+        &self.inner.plots
+    }
+
+    pub(crate) fn render_permits(&self) -> &Semaphore {
+        &self.inner.render_permits
+    }
+
+    pub(crate) fn metrics(&self) -> &PrometheusHandle {
+        &self.inner.metrics
+    }
+
+    /// Sends an event to every open `/events` stream.
+    pub fn publish(&self, event: ModelEvent) {
+        // No receiver is not an error: nobody is watching.
+        let _ = self.inner.events.send(event);
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<ModelEvent> {
+        self.inner.events.subscribe()
+    }
+
+    /// How many `/events` streams are open.
+    pub fn subscribers(&self) -> usize {
+        self.inner.events.receiver_count()
+    }
+
+    /// Ends every `/events` stream and the listener, so graceful shutdown
+    /// does not wait on connections that never finish by themselves.
+    pub fn begin_shutdown(&self) {
+        self.inner.shutdown.send_replace(true);
+    }
+
+    /// Resolves once [`AppState::begin_shutdown`] was called.
+    pub fn shutdown_signal(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut rx = self.inner.shutdown.subscribe();
+        async move {
+            // An error means the sender is gone: the state was dropped, so stop too.
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
+    }
+}

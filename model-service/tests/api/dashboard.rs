@@ -1,0 +1,112 @@
+//! The dashboard: served as HTML, and live in a real (headless) Chromium.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::cdp::{chromium, Browser};
+use crate::helpers::{decode_png, eventually, spawn_app};
+
+#[tokio::test]
+async fn the_dashboard_is_one_html_page_that_listens_for_events() {
+    let app = spawn_app().await;
+    let response = app.get("/").await;
+    assert_eq!(response.status().as_u16(), 200);
+    assert!(response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = response.text().await.unwrap();
+    assert!(page.contains("new EventSource(\"/events\")"));
+    assert!(page.contains("id=\"trials\""));
+}
+
+/// Where screenshots go: the target directory this test was built in.
+fn target_dir() -> PathBuf {
+    // .../target/debug/deps/api-<hash>: three levels up is the target directory.
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.ancestors()
+        .nth(3)
+        .map_or_else(|| PathBuf::from("target"), PathBuf::from)
+}
+
+#[tokio::test]
+async fn the_dashboard_in_headless_chromium_shows_new_data_live() {
+    let Some(binary) = chromium() else {
+        eprintln!("skipped: no chromium installed (scripts/test.sh installs it)");
+        return;
+    };
+    let app = spawn_app().await;
+    app.publish_many(&[("globe", 6, 3), ("coin", 4, 4)]).await;
+
+    let mut browser = Browser::launch(binary).await;
+    let page = browser.open(&app.url("/#globe"), 1280, 1000).await;
+    let text = |id: &str| format!("document.getElementById('{id}').textContent");
+
+    // The page loads the model and connects to the live feed.
+    let deadline = Duration::from_secs(30);
+    let mut seen = String::new();
+    let start = tokio::time::Instant::now();
+    while seen != "9" {
+        seen = browser
+            .eval(&page, &text("trials"))
+            .await
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        assert!(start.elapsed() < deadline, "the page never showed 9 trials");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually(deadline, "the page's event stream", || {
+        let subscribers = app.state.subscribers();
+        async move { (subscribers >= 1).then_some(()) }
+    })
+    .await;
+
+    // New data arrives through the consumer's path: the page updates by itself.
+    app.publish("globe", 3, 1).await;
+    let start = tokio::time::Instant::now();
+    loop {
+        let trials = browser.eval(&page, &text("trials")).await;
+        let version = browser.eval(&page, &text("version")).await;
+        if trials == "13" && version == "2" {
+            break;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "the page still shows {trials} trials at version {version}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let list = browser
+        .eval(&page, "document.getElementById('model-list').textContent")
+        .await;
+    assert!(list.as_str().unwrap().contains("coin"), "{list}");
+    let mean = browser.eval(&page, &text("mean")).await;
+    let engine =
+        shared::bayes::Posterior::new(&shared::Prior::Uniform, shared::bayes::Counts::new(9, 4))
+            .unwrap()
+            .mean();
+    assert_eq!(mean, format!("{engine:.4}").as_str());
+
+    // Both plots of version 2 have loaded.
+    let plots_loaded = "['posterior-plot', 'history-plot'].every(id => { \
+         const img = document.getElementById(id); \
+         return img.complete && img.naturalWidth > 0 && img.src.includes('version=2'); })";
+    let start = tokio::time::Instant::now();
+    while browser.eval(&page, plots_loaded).await != true {
+        assert!(start.elapsed() < deadline, "the plots did not load");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let shot = browser.screenshot(&page).await;
+    browser.close().await;
+    let path = target_dir().join("dashboard.png");
+    std::fs::write(&path, &shot).expect("write the screenshot");
+    eprintln!("dashboard screenshot: {}", path.display());
+    let (width, height, pixels) = decode_png(&shot);
+    assert_eq!((width, height), (1280, 1000));
+    assert!(
+        pixels.iter().any(|&c| c < 128),
+        "the screenshot is not blank"
+    );
+}

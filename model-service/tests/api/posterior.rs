@@ -1,0 +1,409 @@
+//! Posterior queries: the numbers served are the engine's, at any version.
+
+use sea_orm::{EntityTrait, QueryOrder};
+use serde_json::{json, Value};
+use shared::bayes::{compare, Counts, DisplayGrid, GridSize, Posterior};
+use shared::store::entities::model_history;
+use shared::Prior;
+
+use crate::helpers::{spawn_app, spawn_app_with};
+
+fn engine_summary(prior: &Prior, s: u64, f: u64, mass: f64) -> Value {
+    let posterior = Posterior::new(prior, Counts::new(s, f)).unwrap();
+    serde_json::to_value(posterior.summary(mass).unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn the_served_posterior_is_the_engines_for_every_kind_of_prior() {
+    let app = spawn_app().await;
+    let priors = [
+        ("flat", Prior::Uniform, 1000),
+        ("beta", Prior::Beta { a: 2.0, b: 5.0 }, 200),
+        (
+            "step",
+            Prior::Step {
+                lower: 0.5,
+                upper: 1.0,
+            },
+            1000,
+        ),
+        (
+            "grid",
+            Prior::Grid {
+                weights: vec![0.0, 1.0, 3.0, 1.0],
+            },
+            37,
+        ),
+    ];
+    for (id, prior, grid) in &priors {
+        app.configure(id, prior.clone(), Some(*grid)).await;
+    }
+    app.publish_many(&[
+        ("flat", 6, 3),
+        ("beta", 60, 30),
+        ("step", 6, 3),
+        ("grid", 2, 7),
+    ])
+    .await;
+
+    for (id, prior, grid) in &priors {
+        for mass in [0.5, 0.89, 0.97] {
+            let body = app
+                .get_json(&format!("/models/{id}/posterior?mass={mass}"), 200)
+                .await;
+            let (s, f) = match *id {
+                "beta" => (60, 30),
+                "grid" => (2, 7),
+                _ => (6, 3),
+            };
+            assert_eq!(
+                body["summary"],
+                engine_summary(prior, s, f, mass),
+                "{id} at {mass}"
+            );
+            assert_eq!(body["prior"], serde_json::to_value(prior).unwrap());
+            assert_eq!(
+                (&body["successes"], &body["failures"]),
+                (&json!(s), &json!(f))
+            );
+            assert_eq!(body["trials"], s + f);
+            assert_eq!(body["grid_size"], *grid);
+
+            let posterior = Posterior::new(prior, Counts::new(s, f)).unwrap();
+            let display = DisplayGrid::new(&posterior, GridSize::parse(*grid).unwrap());
+            assert_eq!(body["grid"]["p"], serde_json::to_value(&display.p).unwrap());
+            assert_eq!(
+                body["grid"]["prior"],
+                serde_json::to_value(&display.prior).unwrap()
+            );
+            assert_eq!(
+                body["grid"]["posterior"],
+                serde_json::to_value(&display.posterior).unwrap()
+            );
+            assert_eq!(body["grid"]["map"], json!(display.map()));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_default_posterior_is_the_default_models() {
+    let app = spawn_app_with(|s| {
+        s.models.default_model = shared::ModelId::parse("earth").unwrap();
+    })
+    .await;
+    app.get_error("/posterior", 404, "model_not_found").await;
+    app.publish("earth", 6, 3).await;
+    let body = app.get_json("/posterior", 200).await;
+    assert_eq!(body["model"], "earth");
+    assert_eq!(body["summary"], engine_summary(&Prior::Uniform, 6, 3, 0.89));
+    assert_eq!(body["summary"]["mass"], 0.89);
+}
+
+#[tokio::test]
+async fn the_grid_can_be_left_out() {
+    let app = spawn_app().await;
+    app.publish("globe", 6, 3).await;
+    let body = app
+        .get_json("/models/globe/posterior?grid=false", 200)
+        .await;
+    assert!(body.get("grid").is_none(), "{body}");
+    assert_eq!(body["summary"], engine_summary(&Prior::Uniform, 6, 3, 0.89));
+}
+
+#[tokio::test]
+async fn a_mass_outside_zero_to_one_is_rejected() {
+    let app = spawn_app().await;
+    app.publish("globe", 6, 3).await;
+    for mass in ["0", "1", "-0.1", "1.5", "NaN", "inf", "abc", ""] {
+        for path in [
+            "/models/globe/posterior",
+            "/models/globe/posterior.png",
+            "/models/globe/history",
+            "/compare?a=globe&b=globe&x=1",
+        ] {
+            let separator = if path.contains('?') { '&' } else { '?' };
+            let message = app
+                .get_error(
+                    &format!("{path}{separator}mass={mass}"),
+                    422,
+                    "invalid_parameter",
+                )
+                .await;
+            assert!(message.contains("mass"), "{path} mass={mass}: {message}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn version_answers_as_of_that_version() {
+    let app = spawn_app().await;
+    app.publish("globe", 6, 3).await;
+    app.publish("globe", 1, 1).await;
+    app.publish("globe", 0, 5).await;
+
+    let cases = [(0, 0, 0), (1, 6, 3), (2, 7, 4), (3, 7, 9)];
+    for (version, s, f) in cases {
+        let body = app
+            .get_json(&format!("/models/globe/posterior?version={version}"), 200)
+            .await;
+        assert_eq!(body["version"], version);
+        assert_eq!(
+            (&body["successes"], &body["failures"]),
+            (&json!(s), &json!(f))
+        );
+        assert_eq!(body["summary"], engine_summary(&Prior::Uniform, s, f, 0.89));
+    }
+    let current = app.get_json("/models/globe/posterior", 200).await;
+    assert_eq!(current["version"], 3);
+
+    let message = app
+        .get_error(
+            "/models/globe/posterior?version=4",
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    assert!(message.contains("unknown version 4"), "{message}");
+    app.get_error(
+        "/models/globe/posterior?version=-1",
+        422,
+        "invalid_parameter",
+    )
+    .await;
+    app.get_error(
+        "/models/globe/posterior?version=two",
+        422,
+        "invalid_parameter",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn at_answers_as_of_the_last_version_applied_by_then() {
+    let app = spawn_app().await;
+    app.publish("globe", 6, 3).await;
+    app.publish("globe", 1, 1).await;
+    let history = model_history::Entity::find()
+        .order_by_asc(model_history::Column::Version)
+        .all(&app.db)
+        .await
+        .unwrap();
+    let first = history[0].applied_at;
+    let second = history[1].applied_at;
+    assert!(first < second);
+
+    let at =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let version_at = |time: String| {
+        let app = &app;
+        async move {
+            app.get_json(&format!("/models/globe/posterior?at={time}"), 200)
+                .await["version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(version_at(at(first)).await, 1);
+    assert_eq!(version_at(at(second)).await, 2);
+    assert_eq!(
+        version_at(at(first - chrono::Duration::microseconds(1))).await,
+        0
+    );
+    assert_eq!(version_at("2999-01-01T00:00:00Z".into()).await, 2);
+    // An offset's "+" sent unencoded arrives as a space; it still parses.
+    assert_eq!(version_at("2999-01-01T00:00:00+02:00".into()).await, 2);
+
+    let body = app
+        .get_json(&format!("/models/globe/posterior?at={}", at(first)), 200)
+        .await;
+    assert_eq!(body["summary"], engine_summary(&Prior::Uniform, 6, 3, 0.89));
+    assert_eq!(body["updated_at"], json!(first));
+
+    app.get_error(
+        "/models/globe/posterior?at=yesterday",
+        422,
+        "invalid_parameter",
+    )
+    .await;
+    let message = app
+        .get_error(
+            &format!("/models/globe/posterior?version=1&at={}", at(first)),
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    assert!(message.contains("not both"), "{message}");
+}
+
+#[tokio::test]
+async fn history_lists_every_version_with_the_engines_mean_and_hpdi() {
+    let app = spawn_app().await;
+    let steps = [(6, 3), (1, 1), (0, 5), (4, 0), (2, 2)];
+    for (s, f) in steps {
+        app.publish("globe", s, f).await;
+    }
+    let check = |point: &Value, version: u64, s: u64, f: u64, mass: f64| {
+        let posterior = Posterior::new(&Prior::Uniform, Counts::new(s, f)).unwrap();
+        assert_eq!(point["version"], version);
+        assert_eq!(
+            (&point["successes"], &point["failures"]),
+            (&json!(s), &json!(f))
+        );
+        assert_eq!(point["mean"], json!(posterior.mean()));
+        assert_eq!(
+            point["hpdi"],
+            serde_json::to_value(posterior.hpdi(mass).unwrap()).unwrap()
+        );
+    };
+
+    let page = app
+        .get_json("/models/globe/history?limit=3&mass=0.5", 200)
+        .await;
+    assert_eq!(page["mass"], 0.5);
+    let versions = page["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    check(&versions[0], 0, 0, 0, 0.5);
+    check(&versions[1], 1, 6, 3, 0.5);
+    check(&versions[2], 2, 7, 4, 0.5);
+    assert_eq!(versions[2]["delta_successes"], 1);
+    assert_eq!(versions[2]["delta_failures"], 1);
+    assert_eq!(page["next_after"], 2);
+
+    let rest = app
+        .get_json("/models/globe/history?after=2&limit=3&mass=0.5", 200)
+        .await;
+    let versions = rest["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 3);
+    check(&versions[0], 3, 7, 9, 0.5);
+    check(&versions[2], 5, 13, 11, 0.5);
+    assert!(rest.get("next_after").is_none(), "{rest}");
+
+    for query in ["limit=0", "limit=1001", "after=x"] {
+        app.get_error(
+            &format!("/models/globe/history?{query}"),
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    }
+    app.get_error("/models/nope/history", 404, "model_not_found")
+        .await;
+}
+
+#[tokio::test]
+async fn predictive_is_the_engines_distribution_of_future_successes() {
+    let app = spawn_app_with(|s| s.model_service.max_trials = 50).await;
+    app.publish("globe", 6, 3).await;
+    let body = app.get_json("/models/globe/predictive?trials=9", 200).await;
+    let expected = Posterior::new(&Prior::Uniform, Counts::new(6, 3))
+        .unwrap()
+        .predictive(9)
+        .unwrap();
+    assert_eq!(
+        body["probabilities"],
+        serde_json::to_value(&expected).unwrap()
+    );
+    assert_eq!(body["trials"], 9);
+    let mean: f64 = expected.iter().enumerate().map(|(k, p)| k as f64 * p).sum();
+    assert!((body["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+
+    // As of version 0, the prior predictive: uniform over 0..=n for a flat prior.
+    let prior = app
+        .get_json("/models/globe/predictive?trials=4&version=0", 200)
+        .await;
+    for p in prior["probabilities"].as_array().unwrap() {
+        assert!((p.as_f64().unwrap() - 0.2).abs() < 1e-9, "{prior}");
+    }
+
+    app.get_json("/models/globe/predictive?trials=50", 200)
+        .await;
+    app.get_json("/models/globe/predictive?trials=0", 200).await;
+    let message = app
+        .get_error(
+            "/models/globe/predictive?trials=51",
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    assert!(message.contains("at most 50"), "{message}");
+    app.get_error("/models/globe/predictive", 422, "invalid_parameter")
+        .await;
+    app.get_error(
+        "/models/globe/predictive?trials=-3",
+        422,
+        "invalid_parameter",
+    )
+    .await;
+    app.get_error("/models/nope/predictive?trials=3", 404, "model_not_found")
+        .await;
+}
+
+#[tokio::test]
+async fn samples_are_the_engines_draws_and_repeat_for_a_seed() {
+    let app = spawn_app_with(|s| s.model_service.max_samples = 500).await;
+    app.publish("globe", 6, 3).await;
+    let body = app
+        .get_json("/models/globe/samples?n=100&seed=42", 200)
+        .await;
+    let expected = Posterior::new(&Prior::Uniform, Counts::new(6, 3))
+        .unwrap()
+        .samples(100, 42);
+    assert_eq!(body["samples"], serde_json::to_value(&expected).unwrap());
+    assert_eq!(body["seed"], 42);
+    assert_eq!(body["version"], 1);
+
+    // Without a seed, the one chosen is returned and reproduces the draws.
+    let random = app.get_json("/models/globe/samples?n=20", 200).await;
+    let seed = random["seed"].as_u64().unwrap();
+    let again = app
+        .get_json(&format!("/models/globe/samples?n=20&seed={seed}"), 200)
+        .await;
+    assert_eq!(random["samples"], again["samples"]);
+
+    let default = app.get_json("/models/globe/samples?seed=1", 200).await;
+    assert_eq!(default["samples"].as_array().unwrap().len(), 500);
+
+    for query in ["n=501", "n=0", "n=-1", "seed=x"] {
+        app.get_error(
+            &format!("/models/globe/samples?{query}"),
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn compare_is_the_engines_comparison_of_two_models() {
+    let app = spawn_app().await;
+    app.configure("b", Prior::Beta { a: 2.0, b: 2.0 }, None)
+        .await;
+    app.publish_many(&[("a", 60, 40), ("b", 45, 55)]).await;
+
+    let body = app.get_json("/compare?a=a&b=b&mass=0.9", 200).await;
+    let prior_b = Prior::Beta { a: 2.0, b: 2.0 };
+    let pa = Posterior::new(&Prior::Uniform, Counts::new(60, 40)).unwrap();
+    let pb = Posterior::new(&prior_b, Counts::new(45, 55)).unwrap();
+    let expected = compare(&pa, &pb, 0.9).unwrap();
+    assert_eq!(body["prob_a_greater"], json!(expected.prob_a_greater));
+    assert_eq!(
+        body["difference"],
+        serde_json::to_value(expected.difference).unwrap()
+    );
+    assert_eq!(
+        body["a"]["summary"],
+        engine_summary(&Prior::Uniform, 60, 40, 0.9)
+    );
+    assert_eq!(body["b"]["summary"], engine_summary(&prior_b, 45, 55, 0.9));
+    assert_eq!(
+        (&body["a"]["model"], &body["b"]["version"]),
+        (&json!("a"), &json!(1))
+    );
+
+    app.get_error("/compare?a=a&b=nope", 404, "model_not_found")
+        .await;
+    app.get_error("/compare?a=a", 422, "invalid_parameter")
+        .await;
+    app.get_error("/compare?b=b", 422, "invalid_parameter")
+        .await;
+}
