@@ -56,6 +56,7 @@ port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ensure_build_tools
 command -v curl >/dev/null || apt_install curl
+command -v kcat >/dev/null || apt_install kcat
 for port in $PRODUCER_PORT $MODEL_PORT $ADMIN_PORT; do
   port_busy "$port" && die "port $port is in use: stop whatever listens there (an earlier run?) and retry"
 done

@@ -8,6 +8,8 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 ensure_build_tools
+# The dashboard test drives headless Chromium.
+command -v chromium >/dev/null || apt_install chromium
 ensure_postgres "$ROOT/.dev/test-postgres" 55432
 trap stop_throwaway_postgres EXIT
 
