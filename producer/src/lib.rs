@@ -1,1 +1,22 @@
-//! placeholder
+//! The producer service: observations arrive over HTTP, are validated with the
+//! shared wire parser, are written to Kafka (key = model id, value = canonical
+//! JSON, a `trace-id` header), and are answered `202 Accepted` only once the
+//! broker acknowledged every record (DESIGN.md sections 4 and 7).
+//!
+//! `main.rs` is a thin wrapper: settings, telemetry, [`Application::build`],
+//! [`Application::run_until_stopped`] with [`shutdown_signal`].
+
+pub mod error;
+pub mod extract;
+pub mod kafka;
+pub mod observability;
+mod openapi;
+pub mod routes;
+mod startup;
+mod state;
+
+pub use error::ApiError;
+pub use openapi::openapi;
+pub use routes::Accepted;
+pub use startup::{router, shutdown_signal, Application};
+pub use state::AppState;

@@ -1,0 +1,153 @@
+//! `ApiError`: every way a request can fail, and the one JSON shape
+//! (`{"error":{"code","message"}}`) and status each one is answered with.
+
+use std::time::Duration;
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+/// The body of every error response.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_observation", "message": "item 3: successes (10) exceed trials (9)", "item": 3}}))]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable reason: `malformed_json`, `bad_request`,
+    /// `payload_too_large`, `batch_too_large`, `unsupported_media_type`,
+    /// `invalid_observation`, `not_found`, `method_not_allowed`,
+    /// `broker_unavailable`, `not_ready` or `internal`.
+    #[schema(example = "invalid_observation")]
+    pub code: &'static str,
+    /// What a person needs to fix the request.
+    #[schema(example = "item 3: successes (10) exceed trials (9)")]
+    pub message: String,
+    /// For a batch: the 0-based index of the first invalid item.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(example = 3)]
+    pub item: Option<usize>,
+}
+
+/// Every failure of a request. Client mistakes are 4xx with a message that
+/// says what to fix; only the broker (503) and bugs (500) are not the client's.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON at all.
+    #[error("malformed JSON: {0}")]
+    MalformedJson(String),
+    /// Something outside the body is wrong (query string, header, encoding).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("request body is larger than the limit of {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("{count} observations in one request; at most {max} are allowed")]
+    BatchTooLarge { count: usize, max: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// Well-formed, but not an observation (a single one, or the whole request).
+    #[error("{0}")]
+    Invalid(String),
+    /// Item `index` of a batch is not an observation.
+    #[error("item {index}: {message}")]
+    InvalidItem { index: usize, message: String },
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The broker did not acknowledge in time; nothing is promised.
+    #[error("the broker did not acknowledge the records ({reason}); retry later with the same Idempotency-Key")]
+    BrokerUnavailable {
+        reason: String,
+        retry_after: Duration,
+    },
+    /// `/readyz`: the broker cannot be reached.
+    #[error("not ready: {0}")]
+    NotReady(String),
+    /// A bug. Logged in full; the client sees an opaque message.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::MalformedJson(_) | Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::PayloadTooLarge { .. } | Self::BatchTooLarge { .. } => {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Invalid(_) | Self::InvalidItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            Self::BrokerUnavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedJson(_) => "malformed_json",
+            Self::BadRequest(_) => "bad_request",
+            Self::PayloadTooLarge { .. } => "payload_too_large",
+            Self::BatchTooLarge { .. } => "batch_too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
+            Self::Invalid(_) | Self::InvalidItem { .. } => "invalid_observation",
+            Self::NotFound(_) => "not_found",
+            Self::MethodNotAllowed(_) => "method_not_allowed",
+            Self::BrokerUnavailable { .. } => "broker_unavailable",
+            Self::NotReady(_) => "not_ready",
+            Self::Internal(_) => "internal",
+        }
+    }
+
+    fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.to_string(),
+                item: match self {
+                    Self::InvalidItem { index, .. } => Some(*index),
+                    _ => None,
+                },
+            },
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        // Logged once, here. Client mistakes are routine, so only at debug.
+        match &self {
+            Self::Internal(error) => {
+                tracing::error!(error = format!("{error:#}"), "internal error")
+            }
+            Self::BrokerUnavailable { reason, .. } => {
+                tracing::warn!(%reason, "answering 503: the broker did not acknowledge")
+            }
+            Self::NotReady(reason) => tracing::warn!(%reason, "not ready"),
+            other => tracing::debug!(status = status.as_u16(), error = %other, "rejected request"),
+        }
+        metrics::counter!(crate::observability::ERRORS, "code" => self.code()).increment(1);
+        let retry_after = match &self {
+            Self::BrokerUnavailable { retry_after, .. } => {
+                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
+            }
+            Self::NotReady(_) => Some(1),
+            _ => None,
+        };
+        let mut response = (status, Json(self.body())).into_response();
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

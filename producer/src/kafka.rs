@@ -1,0 +1,317 @@
+//! The Kafka side of the producer: the idempotent `FutureProducer` that writes
+//! observations and waits for their acknowledgements, the readiness probe, and
+//! the best-effort topic creation at start-up.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use shared::observation::Observation;
+use shared::settings::{KafkaSettings, ProducerSettings};
+use tokio::time::Instant;
+
+/// The Kafka header that carries the request's trace id on every record.
+pub const TRACE_ID_HEADER: &str = "trace-id";
+
+/// How long to wait before offering a record again when librdkafka's local
+/// queue is full. Short, because the queue drains at broker speed.
+const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
+
+/// Where the broker stored one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acked {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+/// Why records were not acknowledged. Every variant means "the broker is not
+/// available right now": the client may retry the same request.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error("the broker did not acknowledge within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("the broker did not accept the record: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("the producer is shutting down")]
+    Closed,
+}
+
+/// Why `/readyz` says not ready.
+#[derive(Debug, thiserror::Error)]
+pub enum NotReady {
+    #[error("broker metadata unavailable: {0}")]
+    Metadata(#[from] KafkaError),
+    #[error("topic {topic:?} is not available: {reason}")]
+    Topic { topic: String, reason: String },
+    #[error("broker metadata did not arrive within {} ms", .0.as_millis())]
+    Timeout(Duration),
+}
+
+/// What a successful readiness check saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicStatus {
+    pub brokers: usize,
+    pub partitions: usize,
+}
+
+/// A client configuration with the brokers and the pass-through options.
+pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in kafka.librdkafka_options() {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Writes observations to the topic and waits for the broker's acknowledgements.
+#[derive(Clone)]
+pub struct Publisher {
+    producer: FutureProducer,
+    topic: String,
+    ack_timeout: Duration,
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("topic", &self.topic)
+            .field("ack_timeout", &self.ack_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Publisher {
+    /// Creates the producer. This does not connect: librdkafka connects in
+    /// the background, so a broker that is down shows in `/readyz` and as 503s.
+    pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", &kafka.brokers)
+            .set("linger.ms", settings.linger_ms.to_string())
+            // librdkafka gives up on a record after this long, so nothing
+            // waits in its queue for a client that has already had its 503.
+            .set("delivery.timeout.ms", settings.ack_timeout_ms.to_string());
+        for (key, value) in kafka.librdkafka_options() {
+            config.set(key, value);
+        }
+        // Set last so that no pass-through option can weaken them: the 202
+        // promises that every replica has the record, exactly once.
+        config.set("acks", "all").set("enable.idempotence", "true");
+        Ok(Self {
+            producer: config.create()?,
+            topic: kafka.topic.clone(),
+            ack_timeout: Duration::from_millis(settings.ack_timeout_ms),
+        })
+    }
+
+    pub fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Writes the observations in order, keyed by model id, with `trace_id`
+    /// in a header, and returns where each landed once all are acknowledged.
+    /// Gives up after the acknowledgement timeout: never hangs.
+    pub async fn publish(
+        &self,
+        observations: &[Observation],
+        trace_id: &str,
+    ) -> Result<Vec<Acked>, PublishError> {
+        let deadline = Instant::now() + self.ack_timeout;
+        match tokio::time::timeout_at(deadline, self.send_all(observations, trace_id)).await {
+            Ok(result) => result,
+            Err(_elapsed) => Err(PublishError::Timeout(self.ack_timeout)),
+        }
+    }
+
+    async fn send_all(
+        &self,
+        observations: &[Observation],
+        trace_id: &str,
+    ) -> Result<Vec<Acked>, PublishError> {
+        // Everything is enqueued before anything is awaited, so a batch travels
+        // in a few broker requests rather than one round trip per record.
+        let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(observations.len());
+        for observation in observations {
+            let payload = observation.to_canonical_json();
+            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+                key: TRACE_ID_HEADER,
+                value: Some(trace_id),
+            });
+            let mut record = FutureRecord::to(&self.topic)
+                .key(observation.model.as_str())
+                .payload(&payload)
+                .headers(headers);
+            loop {
+                match self.producer.send_result(record) {
+                    Ok(delivery) => {
+                        pending.push(delivery);
+                        break;
+                    }
+                    // The local queue is full: wait for it to drain and offer
+                    // the same record again, which keeps the request's order.
+                    // The caller's deadline bounds the wait.
+                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                        record = back;
+                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                    }
+                    Err((error, _)) => return Err(error.into()),
+                }
+            }
+        }
+        let mut acked = Vec::with_capacity(pending.len());
+        for delivery in pending {
+            match delivery.await {
+                Ok(Ok(delivery)) => acked.push(Acked {
+                    partition: delivery.partition,
+                    offset: delivery.offset,
+                }),
+                Ok(Err((error, _message))) => return Err(error.into()),
+                Err(_canceled) => return Err(PublishError::Closed),
+            }
+        }
+        Ok(acked)
+    }
+
+    /// Waits until every queued record is delivered or `timeout` passes.
+    pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
+        let producer = self.producer.clone();
+        // `flush` blocks its thread while librdkafka drains the queue.
+        tokio::task::spawn_blocking(move || producer.flush(timeout))
+            .await
+            .unwrap_or(Err(KafkaError::Canceled))
+    }
+
+    /// Asks the brokers for the topic's metadata, on a blocking thread because
+    /// librdkafka's call blocks until the answer or the timeout.
+    pub async fn check_ready(&self, timeout: Duration) -> Result<TopicStatus, NotReady> {
+        let producer = self.producer.clone();
+        let topic = self.topic.clone();
+        let lookup = tokio::task::spawn_blocking(move || {
+            let metadata = producer.client().fetch_metadata(Some(&topic), timeout)?;
+            let Some(found) = metadata.topics().iter().find(|t| t.name() == topic) else {
+                return Err(NotReady::Topic {
+                    topic,
+                    reason: "missing from the broker's metadata".into(),
+                });
+            };
+            if let Some(error) = found.error() {
+                let reason = RDKafkaErrorCode::from(error).to_string();
+                return Err(NotReady::Topic { topic, reason });
+            }
+            if found.partitions().is_empty() {
+                return Err(NotReady::Topic {
+                    topic,
+                    reason: "it has no partitions".into(),
+                });
+            }
+            Ok(TopicStatus {
+                brokers: metadata.brokers().len(),
+                partitions: found.partitions().len(),
+            })
+        });
+        // librdkafka honours the timeout; the outer one is a guard so that a
+        // probe never waits much longer than asked, whatever happens inside.
+        match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => Err(NotReady::Timeout(timeout)),
+        }
+    }
+}
+
+/// Creates the topic and the dead-letter topic when they are missing, with
+/// the configured partitions and replication factor. Best effort: a broker
+/// without the CreateTopics API (the mock cluster) or without permission gets
+/// a warning, not a failed start-up, because the topics may well exist or be
+/// auto-created.
+pub async fn ensure_topics(kafka: &KafkaSettings, timeout: Duration) {
+    match try_ensure_topics(kafka, timeout).await {
+        Ok(created) if created.is_empty() => {
+            tracing::info!(topic = %kafka.topic, dlq_topic = %kafka.dlq_topic, "topics exist");
+        }
+        Ok(created) => tracing::info!(?created, "created topics"),
+        Err(error) => tracing::warn!(
+            %error,
+            topic = %kafka.topic,
+            dlq_topic = %kafka.dlq_topic,
+            "could not make sure the topics exist; carrying on (create them by hand, or rely on auto-creation)"
+        ),
+    }
+}
+
+/// Why the start-up topic creation did not finish.
+#[derive(Debug, thiserror::Error)]
+enum TopicSetupError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("the broker did not answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("creating {topic:?} failed: {code}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+async fn try_ensure_topics(
+    kafka: &KafkaSettings,
+    timeout: Duration,
+) -> Result<Vec<String>, TopicSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
+    // Listing is cheap and works everywhere, so only missing topics are
+    // created and a broker without CreateTopics is not asked needlessly.
+    let (admin, metadata) = tokio::task::spawn_blocking(move || {
+        let metadata = admin.inner().fetch_metadata(None, timeout);
+        (admin, metadata)
+    })
+    .await
+    .map_err(|_| TopicSetupError::Timeout(timeout))?;
+    let metadata = metadata?;
+    let missing: Vec<&str> = [kafka.topic.as_str(), kafka.dlq_topic.as_str()]
+        .into_iter()
+        .filter(|wanted| {
+            !metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == *wanted && t.error().is_none())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
+    // Some brokers never answer CreateTopics (the mock cluster), so the
+    // request timeout is backed by our own.
+    let results = tokio::time::timeout(
+        timeout + Duration::from_millis(500),
+        admin.create_topics(&new_topics, &options),
+    )
+    .await
+    .map_err(|_| TopicSetupError::Timeout(timeout))??;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => created.push(topic),
+            // Another service (the consumer) won the race: fine.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicSetupError::Create { topic, code }),
+        }
+    }
+    Ok(created)
+}

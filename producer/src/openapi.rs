@@ -1,0 +1,45 @@
+//! The OpenAPI description of the producer's HTTP API, generated from the
+//! handlers' `#[utoipa::path]` annotations; merged into the workspace's
+//! `openapi.json` together with the model service's.
+
+use utoipa::OpenApi;
+
+use crate::error::{ErrorBody, ErrorDetail};
+use crate::routes::health::{Health, Ready};
+use crate::routes::observations::ObservationsPayload;
+use crate::routes::{health, observations, update_model, Accepted, PartitionRange};
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "Bayesian pipeline: producer",
+        description = "Clients send Bernoulli observations (globe tosses: `w` water, `l` land; conversions; pass/fail tests). Each request is validated as a whole, written to Kafka (key = model id, value = canonical JSON, `trace-id` header) and answered `202` only after the broker acknowledged every record (`acks=all`, idempotent producer). Errors are `{\"error\":{\"code\",\"message\"}}`.",
+    ),
+    paths(
+        observations::post_observations,
+        update_model::update_model,
+        health::healthz,
+        health::readyz,
+        health::metrics,
+    ),
+    components(schemas(
+        shared::observation::ObservationBody,
+        ObservationsPayload,
+        Accepted,
+        PartitionRange,
+        ErrorBody,
+        ErrorDetail,
+        Health,
+        Ready,
+    )),
+    tags(
+        (name = "observations", description = "Write observations into the pipeline."),
+        (name = "operations", description = "Health, readiness and metrics."),
+    ),
+)]
+struct ApiDoc;
+
+/// The producer's OpenAPI document.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}

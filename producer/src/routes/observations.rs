@@ -1,0 +1,239 @@
+//! `POST /observations`: one observation, a batch, or a text/plain run of
+//! outcomes. The whole request is validated before anything is produced, so a
+//! batch with one bad item writes nothing.
+//!
+//! The `Idempotency-Key` header becomes the records' `id`: as it is for a
+//! single observation (JSON or text), and as `{key}:{index}` for item `index`
+//! (0-based) of a batch, so that every record of a retried batch carries the
+//! same id as before and no two records of one batch share one. An `id` in
+//! the body wins over a derived one for batch items; for a single observation
+//! the two must agree.
+
+use axum::extract::State;
+use serde::Deserialize;
+use serde_json::Value;
+use shared::observation::{parse_json, parse_text, Observation, ObservationBody};
+use shared::ModelId;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{IdempotencyKey, ObservationsBody, Query};
+use crate::routes::{publish, Accepted};
+use crate::state::AppState;
+
+/// `?model=`: the model of a text/plain body.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ObservationsQuery {
+    /// Model of a `text/plain` body (default model when absent). JSON bodies
+    /// name their model in the body, so it is refused with them.
+    #[param(example = "globe")]
+    pub model: Option<String>,
+}
+
+/// A JSON request body: one observation, or an array of them (a batch).
+#[derive(Debug, Clone, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum ObservationsPayload {
+    One(ObservationBody),
+    Batch(Vec<ObservationBody>),
+}
+
+/// Send observations. Answers only after the broker acknowledged every record.
+#[utoipa::path(
+    post,
+    path = "/observations",
+    tag = "observations",
+    params(
+        ObservationsQuery,
+        ("Idempotency-Key" = Option<String>, Header,
+            description = "Client's idempotency key (1 to 128 characters), written as the record's `id`; item `i` of a batch gets `{key}:{i}` unless it has its own `id`.",
+            example = "order-4711"),
+    ),
+    request_body(
+        description = "JSON: one observation or an array of up to `max_batch` (10 000) of them. Text: outcomes `w`/`l` (also `1`/`0`, `success`/`failure`) or runs such as `WLWWWLWLW`, for `?model=`.",
+        content(
+            (ObservationsPayload = "application/json", examples(
+                ("one outcome" = (value = json!({"model": "globe", "outcome": "w"}))),
+                ("a run" = (value = json!({"model": "globe", "outcomes": "WLWWWLWLW"}))),
+                ("binomial counts" = (value = json!({"model": "globe", "successes": 6, "trials": 9, "id": "survey-12", "observed_at": "2024-05-01T10:00:00Z"}))),
+                ("a batch" = (value = json!([{"model": "globe", "outcome": "w"}, {"model": "coin", "successes": 3, "trials": 5}]))),
+            )),
+            (String = "text/plain", example = "WLWWWLWLW"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Every record is acknowledged by the broker (acks=all).", body = Accepted,
+            headers(("trace-id" = String, description = "The trace id written into the records' `trace-id` header."))),
+        (status = 400, description = "The body is not JSON, the text is not UTF-8, or the query string or Idempotency-Key header is malformed.", body = ErrorBody,
+            example = json!({"error": {"code": "malformed_json", "message": "malformed JSON: EOF while parsing an object at line 1 column 11"}})),
+        (status = 413, description = "The body is over `max_body_bytes`, or the batch over `max_batch`.", body = ErrorBody,
+            example = json!({"error": {"code": "batch_too_large", "message": "10001 observations in one request; at most 10000 are allowed"}})),
+        (status = 415, description = "Content-Type is neither application/json nor text/plain.", body = ErrorBody,
+            example = json!({"error": {"code": "unsupported_media_type", "message": "Content-Type \"application/xml\" is not supported: send application/json (one observation or an array) or text/plain (w/l outcomes, with ?model=)"}})),
+        (status = 422, description = "Well-formed but not observations; for a batch, the first bad item's index and why. Nothing was produced.", body = ErrorBody,
+            example = json!({"error": {"code": "invalid_observation", "message": "item 3: successes (10) exceed trials (9)", "item": 3}})),
+        (status = 503, description = "The broker did not acknowledge within `ack_timeout_ms`. Retry after `Retry-After` seconds with the same Idempotency-Key.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
+            example = json!({"error": {"code": "broker_unavailable", "message": "the broker did not acknowledge the records (the broker did not acknowledge within 5000 ms); retry later with the same Idempotency-Key"}})),
+    ),
+)]
+pub async fn post_observations(
+    State(state): State<AppState>,
+    Query(query): Query<ObservationsQuery>,
+    IdempotencyKey(key): IdempotencyKey,
+    body: ObservationsBody,
+) -> Result<Accepted, ApiError> {
+    let observations = decode(
+        body,
+        query.model,
+        key,
+        state.default_model(),
+        state.settings().max_batch,
+    )?;
+    publish(&state, &observations).await
+}
+
+/// Turns a request into validated observations, or says what is wrong with it.
+fn decode(
+    body: ObservationsBody,
+    model: Option<String>,
+    key: Option<String>,
+    default_model: &ModelId,
+    max_batch: usize,
+) -> Result<Vec<Observation>, ApiError> {
+    match body {
+        ObservationsBody::Text(bytes) => {
+            let text = std::str::from_utf8(&bytes).map_err(|_| {
+                ApiError::BadRequest("the text/plain body is not valid UTF-8".into())
+            })?;
+            let model = match model {
+                Some(model) => ModelId::parse(model)
+                    .map_err(|e| ApiError::Invalid(format!("invalid `model` parameter: {e}")))?,
+                None => default_model.clone(),
+            };
+            let mut observation =
+                parse_text(text, model).map_err(|e| ApiError::Invalid(e.to_string()))?;
+            observation.id = key;
+            Ok(vec![observation])
+        }
+        ObservationsBody::Json(bytes) => {
+            if model.is_some() {
+                return Err(ApiError::Invalid(
+                    "`?model=` applies to text/plain bodies; name the model in the JSON (`\"model\": \"...\"`)".into(),
+                ));
+            }
+            if let Some(observations) =
+                decode_fast(&bytes, key.as_deref(), default_model, max_batch)
+            {
+                return Ok(observations);
+            }
+            let value: Value = serde_json::from_slice(&bytes)
+                .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            match value {
+                Value::Object(mut object) => {
+                    if let Some(key) = key {
+                        match object.get("id") {
+                            None => {
+                                object.insert("id".into(), Value::String(key));
+                            }
+                            Some(Value::String(id)) if *id == key => {}
+                            Some(_) => {
+                                return Err(ApiError::Invalid(
+                                    "the Idempotency-Key header and the body's `id` disagree"
+                                        .into(),
+                                ))
+                            }
+                        }
+                    }
+                    let observation = parse_json(Value::Object(object), None, default_model)
+                        .map_err(|e| ApiError::Invalid(e.to_string()))?;
+                    Ok(vec![observation])
+                }
+                Value::Array(items) => decode_batch(items, key, default_model, max_batch),
+                _ => Err(ApiError::Invalid(
+                    "expected a JSON object such as {\"model\":\"globe\",\"outcome\":\"w\"} or an array of them".into(),
+                )),
+            }
+        }
+    }
+}
+
+/// The fast path for valid JSON: straight into the parser's body type, with no
+/// intermediate `serde_json::Value`. It accepts exactly what the general path
+/// below accepts, with the same result; anything it does not accept (or
+/// cannot place) yields `None`, and the general path then finds the item and
+/// the reason. Most requests are valid, so most never build a `Value` tree.
+fn decode_fast(
+    bytes: &[u8],
+    key: Option<&str>,
+    default_model: &ModelId,
+    max_batch: usize,
+) -> Option<Vec<Observation>> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
+        b'[' => {
+            let bodies: Vec<ObservationBody> = serde_json::from_slice(bytes).ok()?;
+            if bodies.is_empty() || bodies.len() > max_batch {
+                return None;
+            }
+            bodies
+                .into_iter()
+                .enumerate()
+                .map(|(index, mut body)| {
+                    if let Some(key) = key {
+                        body.id.get_or_insert_with(|| format!("{key}:{index}"));
+                    }
+                    body.into_observation(None, default_model).ok()
+                })
+                .collect()
+        }
+        b'{' => {
+            let mut body: ObservationBody = serde_json::from_slice(bytes).ok()?;
+            if let Some(key) = key {
+                match &body.id {
+                    None => body.id = Some(key.to_owned()),
+                    Some(id) if id == key => {}
+                    Some(_) => return None,
+                }
+            }
+            body.into_observation(None, default_model)
+                .ok()
+                .map(|observation| vec![observation])
+        }
+        _ => None,
+    }
+}
+
+fn decode_batch(
+    items: Vec<Value>,
+    key: Option<String>,
+    default_model: &ModelId,
+    max_batch: usize,
+) -> Result<Vec<Observation>, ApiError> {
+    if items.is_empty() {
+        return Err(ApiError::Invalid(
+            "empty batch: send at least one observation".into(),
+        ));
+    }
+    if items.len() > max_batch {
+        return Err(ApiError::BatchTooLarge {
+            count: items.len(),
+            max: max_batch,
+        });
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(index, mut item)| {
+            if let (Some(key), Value::Object(object)) = (&key, &mut item) {
+                object
+                    .entry("id")
+                    .or_insert_with(|| Value::String(format!("{key}:{index}")));
+            }
+            parse_json(item, None, default_model).map_err(|e| ApiError::InvalidItem {
+                index,
+                message: e.to_string(),
+            })
+        })
+        .collect()
+}

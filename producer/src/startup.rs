@@ -1,0 +1,162 @@
+//! Assembling and running the service: the router, `Application::build`
+//! (which binds the listener, so tests can ask for port 0), and graceful shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{Method, Uri};
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+use shared::settings::Settings;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use tower_http::trace::TraceLayer;
+
+use crate::error::ApiError;
+use crate::kafka;
+use crate::observability::{self, UNMATCHED_ROUTE};
+use crate::routes::{health, observations, update_model};
+use crate::state::AppState;
+
+/// How often the Prometheus recorder's histograms are maintained.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// The HTTP API over `state`. Tests can call it with `oneshot`, without a socket.
+pub fn router(state: AppState) -> Router {
+    let body_limit = state.settings().max_body_bytes;
+    Router::new()
+        .route("/observations", post(observations::post_observations))
+        .route("/update_model/{outcome}", post(update_model::update_model))
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/metrics", get(health::metrics))
+        .method_not_allowed_fallback(method_not_allowed)
+        // A route layer sees the matched route template, the label that keeps
+        // the number of time series bounded; the fallback counts the rest.
+        .route_layer(middleware::from_fn(observability::track_requests))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        // Request spans at debug level; failures are logged once, by ApiError.
+        .layer(TraceLayer::new_for_http().on_failure(()))
+        .with_state(state)
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    observability::record_request(UNMATCHED_ROUTE.to_owned(), 404, Instant::now());
+    ApiError::NotFound(format!("{method} {}", uri.path()))
+}
+
+async fn method_not_allowed(method: Method) -> ApiError {
+    ApiError::MethodNotAllowed(method.to_string())
+}
+
+/// The producer service, bound and ready to run.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    port: u16,
+    state: AppState,
+    flush_timeout: Duration,
+}
+
+impl Application {
+    /// Creates the topics when `kafka.create_topics` is set (best effort, see
+    /// [`kafka::ensure_topics`]), creates the Kafka producer and binds
+    /// `producer.host:producer.port` (port 0 picks a free port).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        if settings.kafka.create_topics {
+            let timeout = Duration::from_millis(settings.producer.admin_timeout_ms);
+            kafka::ensure_topics(&settings.kafka, timeout).await;
+        }
+        let state = AppState::new(&settings).context("creating the Kafka producer")?;
+        let address = format!("{}:{}", settings.producer.host, settings.producer.port);
+        let listener = TcpListener::bind(&address)
+            .await
+            .with_context(|| format!("binding {address}"))?;
+        let port = listener
+            .local_addr()
+            .context("reading the bound address")?
+            .port();
+        tracing::info!(
+            %address,
+            port,
+            brokers = %settings.kafka.brokers,
+            topic = %settings.kafka.topic,
+            "producer listening"
+        );
+        Ok(Self {
+            listener,
+            port,
+            state,
+            flush_timeout: Duration::from_millis(settings.producer.ack_timeout_ms),
+        })
+    }
+
+    /// The port actually bound.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The shared state, e.g. for `router(state)` in tests.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting connections,
+    /// lets in-flight requests finish (each is bounded by the ack timeout),
+    /// and flushes records still queued for the broker.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let metrics = self.state.metrics().clone();
+        let upkeep = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(METRICS_UPKEEP_INTERVAL);
+            loop {
+                tick.tick().await;
+                metrics.run_upkeep();
+            }
+        });
+        let served = axum::serve(self.listener, router(self.state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await
+            .context("serving HTTP");
+        upkeep.abort();
+        tracing::info!("HTTP server stopped; flushing the Kafka producer");
+        if let Err(error) = self.state.publisher().flush(self.flush_timeout).await {
+            tracing::warn!(%error, "records still queued at shutdown were not delivered");
+        }
+        served
+    }
+}
+
+/// Completes on SIGINT (ctrl-c) or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::error!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    // Whichever signal comes first starts the shutdown.
+    tokio::select! {
+        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
+        () = terminate => tracing::info!("SIGTERM received; shutting down"),
+    }
+}

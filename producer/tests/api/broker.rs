@@ -1,0 +1,89 @@
+//! The broker's side: readiness, and what a client sees when the broker is
+//! unreachable (a 503 within the acknowledgement timeout, never a hang).
+
+use std::time::{Duration, Instant};
+
+use crate::helpers::{spawn_app, spawn_app_with, spawn_app_without_broker};
+
+#[tokio::test]
+async fn with_the_broker_unreachable_a_write_answers_503_with_retry_after() {
+    // The client's own deadline (helpers::HTTP_DEADLINE) turns a hang into a failure.
+    let app = spawn_app_without_broker(|s| s.producer.ack_timeout_ms = 1_000).await;
+    let single = app.post_json(r#"{"model":"globe","outcome":"w"}"#).await;
+    single.assert_error(503, "broker_unavailable", "did not acknowledge");
+    let retry_after = single
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok());
+    assert_eq!(retry_after, Some("1"));
+
+    let batch = app.post_json(r#"[{"outcome":"w"},{"outcome":"l"}]"#).await;
+    batch.assert_error(503, "broker_unavailable", "did not acknowledge");
+    let seed = app
+        .send(reqwest::Method::POST, "/update_model/w", None, &[], "")
+        .await;
+    seed.assert_error(503, "broker_unavailable", "did not acknowledge");
+}
+
+#[tokio::test]
+async fn with_the_broker_unreachable_readyz_says_not_ready_and_healthz_still_answers() {
+    let app = spawn_app_without_broker(|_| {}).await;
+    let ready = app.get("/readyz").await;
+    ready.assert_error(503, "not_ready", "not ready");
+    assert!(ready.headers.contains_key("retry-after"));
+    let health = app.get("/healthz").await;
+    assert_eq!(
+        (health.status, health.json()),
+        (200, serde_json::json!({"status": "ok"}))
+    );
+}
+
+#[tokio::test]
+async fn readyz_is_ready_when_the_broker_serves_the_topic() {
+    let app = spawn_app().await;
+    let ready = app.get("/readyz").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
+    let body = ready.json();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["topic"], app.topic.as_str());
+    assert_eq!(body["partitions"], 1);
+    assert!(body["brokers"].as_u64().is_some_and(|n| n >= 1), "{body}");
+}
+
+#[tokio::test]
+async fn writes_succeed_again_once_a_broker_that_went_down_is_back() {
+    let app = spawn_app_with(|s| s.producer.ack_timeout_ms = 1_000).await;
+    // Only the in-process mock cluster can be stopped by a test.
+    let Some(mock) = app.broker().mock() else {
+        return;
+    };
+    assert_eq!(
+        app.post_json(r#"{"model":"first","outcome":"w"}"#)
+            .await
+            .status,
+        202
+    );
+    mock.broker_down(-1).expect("stopping the brokers");
+    app.post_json(r#"{"model":"during","outcome":"w"}"#)
+        .await
+        .assert_error(503, "broker_unavailable", "did not acknowledge");
+    mock.broker_up(-1).expect("restarting the brokers");
+    // The producer reconnects in the background; each attempt is bounded by
+    // the acknowledgement timeout, the whole wait by a deadline.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let answer = app.post_json(r#"{"model":"after","outcome":"w"}"#).await;
+        if answer.status == 202 {
+            break;
+        }
+        answer.assert_error(503, "broker_unavailable", "");
+        assert!(
+            Instant::now() < deadline,
+            "writes did not recover: {}",
+            answer.text
+        );
+    }
+    let keys: Vec<Option<String>> = app.records().await.into_iter().map(|r| r.key).collect();
+    assert_eq!(keys.first(), Some(&Some("first".to_owned())), "{keys:?}");
+    assert_eq!(keys.last(), Some(&Some("after".to_owned())), "{keys:?}");
+}
