@@ -392,6 +392,9 @@ mod tests {
 pub struct TestEnvironment {
     pub database_url: String,
     pub kafka_brokers: Option<String>,
+    /// `UPDATE_OPENAPI` is set: the OpenAPI test rewrites `openapi.json`
+    /// instead of comparing with it.
+    pub update_openapi: bool,
 }
 
 impl TestEnvironment {
@@ -402,6 +405,7 @@ impl TestEnvironment {
             kafka_brokers: std::env::var("KAFKA_BROKERS")
                 .ok()
                 .filter(|b| !b.is_empty()),
+            update_openapi: std::env::var_os("UPDATE_OPENAPI").is_some(),
         }
     }
 }

@@ -136,7 +136,9 @@ pub(crate) async fn publish(
     let accepted = Accepted::from_acks(&acked, trace_id).ok_or_else(|| {
         ApiError::Internal(anyhow::anyhow!("a request with no records was published"))
     })?;
-    tracing::info!(
+    // Debug, not info: at tens of thousands of requests a second one line
+    // each would drown everything else.
+    tracing::debug!(
         trace_id = %accepted.trace_id,
         records = accepted.accepted,
         partition = accepted.partition,
