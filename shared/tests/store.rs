@@ -1,5 +1,10 @@
 //! The store against a real Postgres: migrations, the exactly-once batch
 //! transaction and its compare-and-set.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
 use shared::bayes::Counts;
 use shared::settings::ModelDefaults;
@@ -123,4 +128,206 @@ async fn a_stale_offset_is_rejected_and_changes_nothing() {
         (applied[0].state.counts, applied[0].state.version),
         (Counts::new(2, 0), 2)
     );
+}
+
+/// Polls `check` until it is true or ten seconds passed.
+async fn eventually(what: &str, mut check: impl AsyncFnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
+    db.query_one(Statement::from_string(DbBackend::Postgres, sql))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index::<i64>(0)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_model_listed_twice_in_one_batch_is_summed_into_one_version() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let deltas = [delta("globe", 2, 1, 3), delta("globe", 1, 1, 7)];
+    let applied = apply_batch(
+        &db,
+        &batch(None, 8, &deltas),
+        &ModelDefaults::default(),
+        "c",
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(
+        (applied[0].state.counts, applied[0].state.version),
+        (Counts::new(3, 2), 1)
+    );
+    assert_eq!(
+        count(&db, "SELECT max(source_offset) FROM model_history").await,
+        7
+    );
+}
+
+#[tokio::test]
+async fn a_model_configured_before_its_data_keeps_its_prior_and_grid() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    db.execute_unprepared(
+        r#"INSERT INTO models (id, prior, grid_size) VALUES ('coin', '{"beta":{"a":2.0,"b":2.0}}', 50);
+           INSERT INTO model_states (model_id, successes, failures, version) VALUES ('coin', 0, 0, 0)"#,
+    )
+    .await
+    .unwrap();
+    let deltas = [delta("coin", 1, 0, 0), delta("fresh", 0, 1, 0)];
+    let applied = apply_batch(
+        &db,
+        &batch(None, 1, &deltas),
+        &ModelDefaults::default(),
+        "c",
+    )
+    .await
+    .unwrap();
+    let versions: Vec<_> = applied
+        .iter()
+        .map(|a| (a.model.as_str(), a.state.version))
+        .collect();
+    assert_eq!(versions, vec![("coin", 1), ("fresh", 1)]);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT grid_size::bigint FROM models WHERE id = 'coin'"
+        )
+        .await,
+        50
+    );
+    assert_eq!(
+        count(
+            &db,
+            "SELECT grid_size::bigint FROM models WHERE id = 'fresh'"
+        )
+        .await,
+        i64::from(ModelDefaults::default().default_grid_size)
+    );
+}
+
+#[tokio::test]
+async fn listeners_hear_the_changed_models_once_the_batch_commits() {
+    use sea_orm::sqlx::postgres::PgListener;
+    let (test_db, db) = TestDatabase::create().await.unwrap();
+    let mut listener = PgListener::connect(&test_db.url()).await.unwrap();
+    listener.listen("updates").await.unwrap();
+
+    let deltas = [delta("globe", 1, 0, 0), delta("coin", 0, 1, 1)];
+    apply_batch(
+        &db,
+        &batch(None, 2, &deltas),
+        &ModelDefaults::default(),
+        "updates",
+    )
+    .await
+    .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard.payload(), "coin,globe");
+
+    // A batch of poison records only, and a rejected batch, say nothing.
+    apply_batch(
+        &db,
+        &batch(Some(2), 3, &[]),
+        &ModelDefaults::default(),
+        "updates",
+    )
+    .await
+    .unwrap();
+    apply_batch(
+        &db,
+        &batch(Some(2), 4, &deltas),
+        &ModelDefaults::default(),
+        "updates",
+    )
+    .await
+    .unwrap_err();
+    // More models than one payload holds: the payload says "*".
+    let many: Vec<_> = (0..200)
+        .map(|i| {
+            delta(
+                &format!("model-with-a-long-name-{i:04}-{}", "x".repeat(30)),
+                1,
+                0,
+                3,
+            )
+        })
+        .collect();
+    apply_batch(
+        &db,
+        &batch(Some(3), 4, &many),
+        &ModelDefaults::default(),
+        "updates",
+    )
+    .await
+    .unwrap();
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard.payload(), "*");
+}
+
+#[tokio::test]
+async fn a_zombie_waits_for_the_owner_and_then_applies_nothing() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let first = [delta("globe", 1, 0, 0)];
+    apply_batch(&db, &batch(None, 1, &first), &defaults, "c")
+        .await
+        .unwrap();
+
+    // The new owner is mid-transaction: it holds the offset row.
+    let owner = db.begin().await.unwrap();
+    let moved = owner
+        .execute_unprepared(
+            "UPDATE consumer_offsets SET next_offset = 5 WHERE group_id = 'g' AND next_offset = 1",
+        )
+        .await
+        .unwrap();
+    assert_eq!(moved.rows_affected(), 1);
+
+    // The zombie still believes the offset is 1.
+    let zombie_db = db.clone();
+    let zombie = tokio::spawn(async move {
+        let deltas = [delta("globe", 100, 0, 4)];
+        apply_batch(
+            &zombie_db,
+            &batch(Some(1), 5, &deltas),
+            &ModelDefaults::default(),
+            "c",
+        )
+        .await
+    });
+    eventually("the zombie waits on the offset row's lock", async || {
+        count(
+            &db,
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()",
+        )
+        .await
+            == 1
+    })
+    .await;
+    owner.commit().await.unwrap();
+
+    let err = zombie.await.unwrap().unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    assert_eq!(
+        count(
+            &db,
+            "SELECT successes FROM model_states WHERE model_id = 'globe'"
+        )
+        .await,
+        1
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM model_history").await, 1);
 }

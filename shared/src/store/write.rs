@@ -1,12 +1,21 @@
 //! Writes: the consumer's exactly-once batch transaction (DESIGN.md 6).
 //!
 //! A batch's deltas, its history rows and the partition's new `next_offset`
-//! commit in ONE transaction. The offset write is a compare-and-set on the
-//! value the writer last saw, and it runs first: it takes the row lock, so a
-//! zombie that lost its partition blocks until the rightful owner commits,
-//! then finds the offset moved and applies nothing.
+//! commit in ONE transaction: a single SQL statement, so Postgres runs it as
+//! one implicit transaction and the batch costs one round trip of its own
+//! (sqlx adds a liveness ping when the pooled connection is taken, and
+//! another, off the caller's path, when it is given back). The offset write is a compare-and-set on the value
+//! the writer last saw and every other part of the statement reads its
+//! result: it takes the row lock, so a zombie that lost its partition blocks
+//! until the rightful owner commits, then finds the offset moved and applies
+//! nothing.
+//!
+//! The statement text is fixed (the deltas travel as one JSON parameter), so
+//! each pooled connection prepares it once and then only binds and executes.
 
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait, Value};
+use std::collections::BTreeMap;
+
+use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::StoreError;
 use crate::bayes::{Counts, ModelState};
@@ -34,7 +43,8 @@ pub struct BatchWrite<'a> {
     pub expected_next_offset: Option<i64>,
     /// The offset after the batch's last record.
     pub next_offset: i64,
-    /// Per-model deltas; empty when every record was dead-lettered.
+    /// Per-model deltas; empty when every record was dead-lettered. A model
+    /// listed twice is summed.
     pub deltas: &'a [ModelDelta],
 }
 
@@ -47,7 +57,7 @@ pub struct Applied {
 
 /// The longest NOTIFY payload Postgres takes is 8000 bytes; past this the
 /// payload is `*` ("many models changed").
-const MAX_NOTIFY_PAYLOAD: usize = 7_900;
+const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 
 /// Where `group_id` resumes on `topic`/`partition`, if it ever committed.
 pub async fn load_offset(
@@ -69,133 +79,142 @@ pub async fn load_offset(
     })
 }
 
-/// Applies a batch exactly once, or not at all. Returns every touched model's
-/// new state. `StoreError::Conflict` means the offset moved under us (another
+/// The batch statement. Parameters: $1 group, $2 topic, $3 partition,
+/// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
+/// deltas as a JSON array, $7 the default prior, $8 the default grid size,
+/// $9 the notify channel, $10 the longest notify payload.
+///
+/// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
+///   UPDATE can match; without one only the INSERT can, and it does nothing
+///   when a row appeared meanwhile (it waits for that row's transaction).
+/// - `d`: the deltas, empty unless the offset moved, so a rejected batch
+///   writes nothing. Sorted by model so concurrent batches of different
+///   partitions lock model rows in the same order and cannot deadlock.
+/// - `created`: models that get data before anyone configured them get the
+///   defaults. The foreign key from `model_states` is checked at the end of
+///   the statement, when these rows exist.
+/// - `states`: adds the deltas (a new state row starts at version 1), then
+///   `history` writes one row a model with the cumulative counts.
+/// - `notified`: `pg_notify` is delivered only when the statement commits.
+const APPLY_BATCH_SQL: &str = "\
+WITH moved AS (
+    UPDATE consumer_offsets SET next_offset = $5, updated_at = now()
+    WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $4
+    RETURNING 1
+), inserted AS (
+    INSERT INTO consumer_offsets (group_id, topic, partition, next_offset)
+    SELECT $1, $2, $3, $5 WHERE $4::bigint IS NULL
+    ON CONFLICT DO NOTHING
+    RETURNING 1
+), cas AS MATERIALIZED (
+    SELECT count(*) AS n FROM (SELECT 1 FROM moved UNION ALL SELECT 1 FROM inserted) x
+), d AS MATERIALIZED (
+    SELECT d.model_id, d.ds, d.df, d.last_offset
+    FROM jsonb_to_recordset($6::jsonb) AS d(model_id text, ds bigint, df bigint, last_offset bigint), cas
+    WHERE cas.n = 1
+    ORDER BY d.model_id
+), created AS (
+    INSERT INTO models (id, prior, grid_size)
+    SELECT model_id, $7::jsonb, $8::integer FROM d ORDER BY model_id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), states AS (
+    INSERT INTO model_states AS s (model_id, successes, failures, version)
+    SELECT model_id, ds, df, 1 FROM d ORDER BY model_id
+    ON CONFLICT (model_id) DO UPDATE SET
+        successes = s.successes + EXCLUDED.successes,
+        failures = s.failures + EXCLUDED.failures,
+        version = s.version + 1,
+        updated_at = now()
+    RETURNING s.model_id, s.successes, s.failures, s.version
+), history AS (
+    INSERT INTO model_history
+        (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset)
+    SELECT s.model_id, s.version, s.successes, s.failures, d.ds, d.df, $3, d.last_offset
+    FROM states s JOIN d USING (model_id)
+), notified AS MATERIALIZED (
+    SELECT pg_notify($9, CASE WHEN length(p) > $10 THEN '*' ELSE p END) AS sent
+    FROM (SELECT string_agg(model_id, ',' ORDER BY model_id) AS p FROM states) x
+    WHERE p IS NOT NULL
+)
+SELECT cas.n AS moved, (SELECT count(*) FROM created) AS created,
+       (SELECT count(*) FROM notified) AS notified,
+       s.model_id, s.successes, s.failures, s.version
+FROM cas LEFT JOIN states s ON true
+ORDER BY s.model_id";
+
+/// Applies a batch exactly once, or not at all, in one statement (one
+/// implicit transaction). Returns every touched model's new state, sorted by
+/// model. `StoreError::Conflict` means the offset moved under us (another
 /// consumer owns the partition now): nothing was written and the caller must
 /// reload its position. `notify_channel` receives the changed model ids,
-/// comma-separated, after the commit.
+/// comma-separated (`*` when too many for one payload), after the commit.
 pub async fn apply_batch(
-    db: &DatabaseConnection,
+    db: &impl ConnectionTrait,
     batch: &BatchWrite<'_>,
     defaults: &ModelDefaults,
     notify_channel: &str,
 ) -> Result<Vec<Applied>, StoreError> {
-    let txn = db.begin().await?;
+    // Sum the deltas per model: the statement updates each model's row once.
+    let mut per_model: BTreeMap<&str, (Counts, i64)> = BTreeMap::new();
+    for d in batch.deltas {
+        let entry = per_model
+            .entry(d.model.as_str())
+            .or_insert((Counts::ZERO, d.last_offset));
+        entry.0 = entry.0.checked_add(d.counts).ok_or_else(|| {
+            StoreError::Corrupt(format!("counts of {} overflow in one batch", d.model))
+        })?;
+        entry.1 = entry.1.max(d.last_offset);
+    }
+    let mut deltas = Vec::with_capacity(per_model.len());
+    for (model, (counts, last_offset)) in &per_model {
+        deltas.push(serde_json::json!({
+            "model_id": model,
+            "ds": to_i64(counts.successes)?,
+            "df": to_i64(counts.failures)?,
+            "last_offset": last_offset,
+        }));
+    }
+    let prior =
+        serde_json::to_value(Prior::default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let grid_size = i32::try_from(defaults.default_grid_size)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
 
-    // 1. Compare-and-set the offset.
-    let moved = match batch.expected_next_offset {
-        None => txn
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "INSERT INTO consumer_offsets (group_id, topic, partition, next_offset) VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT DO NOTHING",
-                [batch.group_id.into(), batch.topic.into(), batch.partition.into(), batch.next_offset.into()],
-            ))
-            .await?
-            .rows_affected(),
-        Some(expected) => txn
-            .execute(Statement::from_sql_and_values(
-                DbBackend::Postgres,
-                "UPDATE consumer_offsets SET next_offset = $5, updated_at = now() \
-                 WHERE group_id = $1 AND topic = $2 AND partition = $3 AND next_offset = $4",
-                [
-                    batch.group_id.into(),
-                    batch.topic.into(),
-                    batch.partition.into(),
-                    expected.into(),
-                    batch.next_offset.into(),
-                ],
-            ))
-            .await?
-            .rows_affected(),
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            APPLY_BATCH_SQL,
+            [
+                batch.group_id.into(),
+                batch.topic.into(),
+                batch.partition.into(),
+                batch.expected_next_offset.into(),
+                batch.next_offset.into(),
+                serde_json::Value::Array(deltas).into(),
+                prior.into(),
+                grid_size.into(),
+                notify_channel.into(),
+                MAX_NOTIFY_PAYLOAD.into(),
+            ],
+        ))
+        .await?;
+
+    let moved = match rows.first() {
+        Some(row) => row.try_get::<i64>("", "moved")?,
+        None => 0,
     };
     if moved != 1 {
-        txn.rollback().await?;
         return Err(StoreError::Conflict(format!(
             "offset of {}/{}/{} is no longer {:?}",
             batch.group_id, batch.topic, batch.partition, batch.expected_next_offset
         )));
     }
 
-    if batch.deltas.is_empty() {
-        txn.commit().await?;
-        return Ok(Vec::new());
-    }
-
-    // 2. Models that get data before anyone configured them get the defaults.
-    let prior =
-        serde_json::to_value(Prior::default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let grid_size = i32::try_from(defaults.default_grid_size)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let mut values: Vec<Value> = vec![prior.into(), grid_size.into()];
-    let rows: Vec<String> = batch
-        .deltas
-        .iter()
-        .map(|d| {
-            values.push(d.model.as_str().into());
-            format!("(${}, $1, $2)", values.len())
-        })
-        .collect();
-    txn.execute(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        format!(
-            "WITH created AS (INSERT INTO models (id, prior, grid_size) VALUES {} ON CONFLICT (id) DO NOTHING RETURNING id) \
-             INSERT INTO model_states (model_id, successes, failures, version) SELECT id, 0, 0, 0 FROM created \
-             ON CONFLICT (model_id) DO NOTHING",
-            rows.join(", ")
-        ),
-        values,
-    ))
-    .await?;
-
-    // 3. Add the deltas and write the history rows, in one statement.
-    let mut values: Vec<Value> = vec![batch.partition.into()];
-    let mut rows = Vec::with_capacity(batch.deltas.len());
-    for d in batch.deltas {
-        let base = values.len();
-        values.push(d.model.as_str().into());
-        values.push(to_i64(d.counts.successes)?.into());
-        values.push(to_i64(d.counts.failures)?.into());
-        values.push(d.last_offset.into());
-        rows.push(format!(
-            "(${}, ${}::bigint, ${}::bigint, ${}::bigint)",
-            base + 1,
-            base + 2,
-            base + 3,
-            base + 4
-        ));
-    }
-    let applied = txn
-        .query_all(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            format!(
-                "WITH d (model_id, ds, df, last_offset) AS (VALUES {}), \
-                 upd AS ( \
-                   UPDATE model_states s SET successes = s.successes + d.ds, failures = s.failures + d.df, \
-                     version = s.version + 1, updated_at = now() \
-                   FROM d WHERE s.model_id = d.model_id \
-                   RETURNING s.model_id, s.successes, s.failures, s.version, d.ds, d.df, d.last_offset) \
-                 INSERT INTO model_history \
-                   (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset) \
-                 SELECT model_id, version, successes, failures, ds, df, $1, last_offset FROM upd \
-                 RETURNING model_id, successes, failures, version",
-                rows.join(", ")
-            ),
-            values,
-        ))
-        .await?;
-    if applied.len() != batch.deltas.len() {
-        txn.rollback().await?;
-        return Err(StoreError::Corrupt(format!(
-            "{} of {} models had no state row",
-            batch.deltas.len() - applied.len(),
-            batch.deltas.len()
-        )));
-    }
-
-    let mut states = Vec::with_capacity(applied.len());
-    for row in applied {
-        let model: String = row.try_get("", "model_id")?;
+    let mut states = Vec::with_capacity(per_model.len());
+    for row in rows {
+        let Some(model) = row.try_get::<Option<String>>("", "model_id")? else {
+            continue;
+        };
         let model = ModelId::parse(model).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let state = ModelState {
             counts: Counts::new(
@@ -206,24 +225,15 @@ pub async fn apply_batch(
         };
         states.push(Applied { model, state });
     }
-
-    // 4. NOTIFY is delivered only when the transaction commits.
-    let mut payload = states
-        .iter()
-        .map(|a| a.model.as_str())
-        .collect::<Vec<_>>()
-        .join(",");
-    if payload.len() > MAX_NOTIFY_PAYLOAD {
-        payload = "*".to_owned();
+    if states.len() != per_model.len() {
+        // Cannot happen while the statement upserts every model; checked so a
+        // future edit that breaks it fails loudly instead of losing data.
+        return Err(StoreError::Corrupt(format!(
+            "{} of {} models were not updated",
+            per_model.len() - states.len(),
+            per_model.len()
+        )));
     }
-    txn.execute(Statement::from_sql_and_values(
-        DbBackend::Postgres,
-        "SELECT pg_notify($1, $2)",
-        [notify_channel.into(), payload.into()],
-    ))
-    .await?;
-
-    txn.commit().await?;
     Ok(states)
 }
 

@@ -1,0 +1,189 @@
+//! The admin HTTP server: `/healthz` (the process answers), `/readyz` (the
+//! database, the broker and the polling thread are all up) and `/metrics`
+//! (Prometheus). [`openapi`] describes it.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use metrics_exporter_prometheus::PrometheusHandle;
+use rdkafka::producer::Producer;
+use sea_orm::DatabaseConnection;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use utoipa::{OpenApi, ToSchema};
+
+use crate::kafka::DlqProducer;
+use crate::pipeline::Control;
+
+/// How long each readiness check may take.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub(crate) struct AdminState {
+    pub db: DatabaseConnection,
+    /// The dead-letter producer; its client probes the broker.
+    pub producer: Arc<DlqProducer>,
+    pub topic: String,
+    pub control: Arc<Control>,
+    pub metrics: PrometheusHandle,
+}
+
+/// Serves until `shutdown` completes. Errors are logged: losing the admin
+/// port must not stop the consumer.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    state: AdminState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "admin server listening");
+    }
+    if let Err(err) = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %err, "admin server failed");
+    }
+}
+
+fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+/// The admin API's OpenAPI description.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    #[derive(OpenApi)]
+    #[openapi(
+        info(
+            title = "bayes consumer admin",
+            description = "Health, readiness and metrics of the consumer."
+        ),
+        paths(healthz, readyz, metrics),
+        components(schemas(Health, Readiness, Check))
+    )]
+    struct AdminApi;
+    AdminApi::openapi()
+}
+
+/// `{"status":"ok"}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
+/// Whether the consumer can do its work, and why not.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready` or `not_ready`.
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    pub checks: Vec<Check>,
+}
+
+/// One dependency's state.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Check {
+    /// `database`, `broker` or `consumer`.
+    pub name: &'static str,
+    pub ok: bool,
+    /// What failed, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Check {
+    fn new(name: &'static str, outcome: Result<(), String>) -> Self {
+        let (ok, error) = match outcome {
+            Ok(()) => (true, None),
+            Err(e) => (false, Some(e)),
+        };
+        Self { name, ok, error }
+    }
+}
+
+/// The process is alive.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
+}
+
+/// Ready when Postgres answers, the broker answers a metadata request for the
+/// topic, and the polling thread runs.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    responses(
+        (status = 200, description = "ready", body = Readiness),
+        (status = 503, description = "a dependency is down", body = Readiness)
+    )
+)]
+async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+    let db = async {
+        match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("timed out".to_owned()),
+        }
+    };
+    let producer = state.producer.clone();
+    let topic = state.topic.clone();
+    // A metadata request blocks on the network: keep it off the workers.
+    let broker = async move {
+        tokio::task::spawn_blocking(move || {
+            producer
+                .client()
+                .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()))
+    };
+    let (db, broker) = tokio::join!(db, broker);
+    let consumer = if state.control.is_running() {
+        Ok(())
+    } else {
+        Err("the polling thread is not running".to_owned())
+    };
+    let checks = vec![
+        Check::new("database", db),
+        Check::new("broker", broker),
+        Check::new("consumer", consumer),
+    ];
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Readiness {
+        status: if ready { "ready" } else { "not_ready" },
+        checks,
+    };
+    (status, Json(body))
+}
+
+/// Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain"))
+)]
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,170 @@
+//! librdkafka client configurations and the start-up topic creation.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::FutureProducer;
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::ClientConfig;
+use shared::settings::Settings;
+
+/// The same librdkafka error is logged at most this often.
+const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// The dead-letter producer (also the admin side's window on the broker).
+pub(crate) type DlqProducer = FutureProducer<QuietContext>;
+
+/// Says whether an error message is worth logging now: while a broker is
+/// down librdkafka reports the same few errors many times a second.
+#[derive(Debug, Default)]
+pub(crate) struct ErrorLog {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl ErrorLog {
+    pub fn should_log(&self, text: &str) -> bool {
+        let mut last = self.last.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.len() > 64 {
+            last.retain(|_, at| now.duration_since(*at) < ERROR_LOG_INTERVAL);
+        }
+        match last.get(text) {
+            Some(at) if now.duration_since(*at) < ERROR_LOG_INTERVAL => false,
+            _ => {
+                last.insert(text.to_owned(), now);
+                true
+            }
+        }
+    }
+}
+
+/// A client context that logs client-level errors through [`ErrorLog`].
+#[derive(Debug, Default)]
+pub(crate) struct QuietContext {
+    pub errors: ErrorLog,
+}
+
+impl ClientContext for QuietContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&self.errors, &error, reason);
+    }
+}
+
+/// librdkafka's client-level errors (brokers down, transport failures): it
+/// retries them itself, so they are warnings, each repeated at most every
+/// ten seconds.
+pub(crate) fn log_client_error(errors: &ErrorLog, error: &KafkaError, reason: &str) {
+    if errors.should_log(reason) {
+        tracing::warn!(%error, %reason, "Kafka client error; librdkafka keeps retrying");
+    }
+}
+
+/// How long start-up waits for the broker to create the topics. A broker
+/// without the CreateTopics API (librdkafka's mock cluster) never answers, so
+/// this is short, and failing is only a warning: the topics may exist already.
+pub(crate) const TOPIC_CREATION_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The consumer: offsets are never auto-committed nor auto-stored, because
+/// Postgres, not Kafka, says where to resume.
+pub(crate) fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("group.id", &settings.consumer.group_id)
+        .set("client.id", "bayes-consumer")
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        // Used only when an assigned offset is out of range; on assignment
+        // the offset always comes from Postgres (or is the beginning).
+        .set("auto.offset.reset", "earliest")
+        .set("enable.partition.eof", "false")
+        // The loop stops polling while it writes a batch, so the prefetch
+        // queue can pass `queued.min.messages`; librdkafka then pauses
+        // fetching for this long (default 1 s, which stalled the pipeline
+        // once a second in the benchmark) before it looks again.
+        .set("fetch.queue.backoff.ms", "10");
+    pass_through(&mut config, settings);
+    config
+}
+
+/// The dead-letter producer: idempotent and acknowledged by all replicas,
+/// since a poison record's offset is committed only after its ack.
+pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", &settings.kafka.brokers)
+        .set("client.id", "bayes-consumer-dlq")
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("linger.ms", "5")
+        // A delivery that fails (broker down) comes back within this time,
+        // so the loop can retry the batch, or give it up on a stop request.
+        .set("message.timeout.ms", "30000");
+    pass_through(&mut config, settings);
+    config
+}
+
+fn pass_through(config: &mut ClientConfig, settings: &Settings) {
+    for (key, value) in settings.kafka.librdkafka_options() {
+        config.set(key, value);
+    }
+}
+
+/// Creates the observations and dead-letter topics when they are missing.
+/// Never fails start-up: the outcome is logged.
+pub(crate) async fn create_topics(settings: &Settings) {
+    let admin: AdminClient<DefaultClientContext> = match producer_config(settings).create() {
+        Ok(admin) => admin,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot create an admin client; not creating topics");
+            return;
+        }
+    };
+    let kafka = &settings.kafka;
+    let topics: Vec<NewTopic<'_>> = [kafka.topic.as_str(), kafka.dlq_topic.as_str()]
+        .into_iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(TOPIC_CREATION_TIMEOUT))
+        .operation_timeout(Some(TOPIC_CREATION_TIMEOUT));
+    let outcome = tokio::time::timeout(
+        TOPIC_CREATION_TIMEOUT + Duration::from_secs(1),
+        admin.create_topics(&topics, &options),
+    )
+    .await;
+    match outcome {
+        Ok(Ok(results)) => {
+            for result in results {
+                match result {
+                    Ok(topic) => tracing::info!(%topic, "topic created"),
+                    Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
+                        tracing::debug!(%topic, "topic exists")
+                    }
+                    Err((topic, code)) => {
+                        tracing::warn!(%topic, error = %code, "cannot create topic")
+                    }
+                }
+            }
+        }
+        Ok(Err(err)) => log_creation_failure(&err),
+        Err(_elapsed) => tracing::warn!(
+            timeout = ?TOPIC_CREATION_TIMEOUT,
+            "the broker did not create the topics in time; assuming they exist"
+        ),
+    }
+}
+
+fn log_creation_failure(err: &KafkaError) {
+    tracing::warn!(error = %err, "cannot create topics; assuming they exist");
+}

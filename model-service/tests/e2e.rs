@@ -1,0 +1,194 @@
+//! End to end: the three services in-process on port 0, a real Postgres and a
+//! real Kafka-protocol broker (librdkafka's mock cluster, or `KAFKA_BROKERS`).
+//! McElreath's nine globe tosses go in through the producer and come out of
+//! the model service as the exact Beta(7, 4) posterior; a record typed by hand
+//! is counted, a poison one is dead-lettered; the plot renders.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use serde_json::Value;
+use shared::settings::{Settings, TestEnvironment};
+use shared::store::testing::TestDatabase;
+use statrs::distribution::{Beta, ContinuousCDF};
+use statrs::statistics::Distribution;
+use tokio::sync::watch;
+
+/// The longest the test waits for anything before failing.
+const DEADLINE: Duration = Duration::from_secs(60);
+
+struct Stack {
+    producer: String,
+    model: String,
+    settings: Settings,
+    stop: watch::Sender<bool>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
+}
+
+/// A future that completes when `stop` says so.
+fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
+    async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    }
+}
+
+async fn start_stack() -> Stack {
+    shared::telemetry::init_test_tracing();
+    let (test_db, _db) = TestDatabase::create().await.unwrap();
+    let run = uuid::Uuid::new_v4().simple().to_string();
+    let mut settings = Settings::default();
+    settings.database = test_db.settings.clone();
+    settings.kafka.topic = format!("observations-{run}");
+    settings.kafka.dlq_topic = format!("observations-{run}.dlq");
+    settings.consumer.group_id = format!("e2e-{run}");
+    settings.consumer.batch_wait_ms = 20;
+    settings.producer.port = 0;
+    settings.model_service.port = 0;
+    settings.consumer.admin_port = 0;
+    let mock = match TestEnvironment::from_env().kafka_brokers {
+        // A real cluster: the producer creates the topics at start-up.
+        Some(brokers) => {
+            settings.kafka.brokers = brokers;
+            None
+        }
+        None => {
+            let mock = MockCluster::new(1).unwrap();
+            mock.create_topic(&settings.kafka.topic, 1, 1).unwrap();
+            mock.create_topic(&settings.kafka.dlq_topic, 1, 1).unwrap();
+            settings.kafka.brokers = mock.bootstrap_servers();
+            // The mock cluster has no CreateTopics API; don't wait for it.
+            settings.kafka.create_topics = false;
+            Some(mock)
+        }
+    };
+
+    let (stop, rx) = watch::channel(false);
+    let producer = producer::Application::build(settings.clone()).await.unwrap();
+    let model = model_service::Application::build(settings.clone()).await.unwrap();
+    let urls = (format!("http://127.0.0.1:{}", producer.port()), format!("http://127.0.0.1:{}", model.port()));
+    let tasks = vec![
+        tokio::spawn({
+            let rx = rx.clone();
+            async move { producer.run_until_stopped(stopped(rx)).await.unwrap() }
+        }),
+        tokio::spawn({
+            let rx = rx.clone();
+            async move { model.run_until_stopped(stopped(rx)).await.unwrap() }
+        }),
+        tokio::spawn({
+            let settings = settings.clone();
+            async move { consumer::run(settings, stopped(rx)).await.unwrap() }
+        }),
+    ];
+    Stack { producer: urls.0, model: urls.1, settings, stop, tasks, _mock: mock }
+}
+
+/// Polls `GET /posterior` until it reports `trials` trials.
+async fn posterior_with_trials(http: &reqwest::Client, stack: &Stack, trials: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let response = http.get(format!("{}/posterior", stack.model)).send().await.unwrap();
+        if response.status() == 200 {
+            let body: Value = response.json().await.unwrap();
+            if body["trials"] == trials {
+                return body;
+            }
+            assert!(body["trials"].as_u64().unwrap_or(0) <= trials, "counted too much: {body}");
+        }
+        assert!(started.elapsed() < DEADLINE, "the posterior never showed {trials} trials");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
+    let stack = start_stack().await;
+    let http = reqwest::Client::new();
+
+    // W L W W W L W L W, one request each, in order.
+    for toss in ["w", "l", "w", "w", "w", "l", "w", "l", "w"] {
+        let response = http
+            .post(format!("{}/observations", stack.producer))
+            .json(&serde_json::json!({"model": "globe", "outcome": toss}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202, "{:?}", response.text().await);
+    }
+    let body = posterior_with_trials(&http, &stack, 9).await;
+    assert_eq!((body["successes"].as_u64(), body["failures"].as_u64()), (Some(6), Some(3)));
+
+    // Uniform prior: exactly Beta(7, 4).
+    let exact = Beta::new(7.0, 4.0).unwrap();
+    let summary = &body["summary"];
+    let close = |what: &str, got: &Value, want: f64| {
+        let got = got.as_f64().unwrap_or(f64::NAN);
+        assert!((got - want).abs() < 1e-6, "{what}: {got} vs exact {want}");
+    };
+    close("mean", &summary["mean"], exact.mean().unwrap());
+    close("sd", &summary["sd"], exact.std_dev().unwrap());
+    close("mode", &summary["mode"], 6.0 / 9.0);
+    close("median", &summary["median"], exact.inverse_cdf(0.5));
+    close("pi.lower", &summary["pi"]["lower"], exact.inverse_cdf(0.055));
+    close("pi.upper", &summary["pi"]["upper"], exact.inverse_cdf(0.945));
+    let hpdi = (summary["hpdi"]["lower"].as_f64().unwrap(), summary["hpdi"]["upper"].as_f64().unwrap());
+    assert!((exact.cdf(hpdi.1) - exact.cdf(hpdi.0) - 0.89).abs() < 1e-6, "{hpdi:?}");
+
+    // A record typed by hand (no key: the default model), then a poison one.
+    let raw: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.settings.kafka.brokers)
+        .create()
+        .unwrap();
+    let topic = &stack.settings.kafka.topic;
+    raw.send(FutureRecord::<(), str>::to(topic).payload("w"), DEADLINE).await.unwrap();
+    raw.send(FutureRecord::to(topic).key("globe").payload("banana"), DEADLINE).await.unwrap();
+    let body = posterior_with_trials(&http, &stack, 10).await;
+    assert_eq!(body["successes"].as_u64(), Some(7));
+
+    // The poison record is in the dead-letter topic, with its reason.
+    let dlq: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", &stack.settings.kafka.brokers)
+        .set("group.id", format!("{}-reader", stack.settings.consumer.group_id))
+        .set("auto.offset.reset", "earliest")
+        .create()
+        .unwrap();
+    dlq.subscribe(&[&stack.settings.kafka.dlq_topic]).unwrap();
+    let started = Instant::now();
+    let record = loop {
+        if let Some(message) = dlq.poll(Duration::from_millis(200)) {
+            break message.unwrap().detach();
+        }
+        assert!(started.elapsed() < DEADLINE, "nothing reached the dead-letter topic");
+    };
+    assert_eq!(record.payload(), Some(&b"banana"[..]));
+    assert_eq!(record.key(), Some(&b"globe"[..]));
+    let headers = record.headers().unwrap();
+    let error = headers
+        .iter()
+        .find(|h| h.key == "error")
+        .and_then(|h| h.value)
+        .map(|v| String::from_utf8_lossy(v).into_owned())
+        .unwrap_or_default();
+    assert!(error.contains("unknown outcome \"banana\""), "{error}");
+
+    // And the plot.
+    let response = http.get(format!("{}/models/globe/posterior.png?width=640&height=480", stack.model)).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/png");
+    let png = response.bytes().await.unwrap();
+    let decoder = png::Decoder::new(std::io::Cursor::new(png));
+    let info = decoder.read_info().unwrap();
+    assert_eq!((info.info().width, info.info().height), (640, 480));
+
+    stack.stop.send(true).unwrap();
+    for task in stack.tasks {
+        tokio::time::timeout(DEADLINE, task).await.expect("a service did not stop").unwrap();
+    }
+}
