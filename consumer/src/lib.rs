@@ -34,6 +34,7 @@ use std::time::Duration;
 
 pub use app::{Assignment, Consumer, ConsumerError};
 pub use faults::{Action, Checkpoint, FaultInjector, Stage};
+pub use shared::signal::shutdown_signal;
 
 use shared::settings::Settings;
 
@@ -64,32 +65,4 @@ pub async fn run(
         }
     };
     consumer.run_until(shutdown).await
-}
-
-/// Completes on SIGINT (ctrl-c) or SIGTERM, whichever comes first.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => tracing::info!("SIGINT received; shutting down"),
-        () = terminate => tracing::info!("SIGTERM received; shutting down"),
-    }
 }

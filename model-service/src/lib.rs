@@ -17,5 +17,6 @@ pub mod views;
 
 pub use error::ApiError;
 pub use routes::{openapi, router};
-pub use startup::{shutdown_signal, Application};
+pub use shared::signal::shutdown_signal;
+pub use startup::Application;
 pub use state::AppState;

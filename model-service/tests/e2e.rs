@@ -33,10 +33,8 @@ struct Stack {
 }
 
 /// A future that completes when `stop` says so.
-fn stopped(mut rx: watch::Receiver<bool>) -> impl std::future::Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = rx.wait_for(|stop| *stop).await;
-    }
+async fn stopped(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
 }
 
 async fn start_stack() -> Stack {
@@ -70,9 +68,16 @@ async fn start_stack() -> Stack {
     };
 
     let (stop, rx) = watch::channel(false);
-    let producer = producer::Application::build(settings.clone()).await.unwrap();
-    let model = model_service::Application::build(settings.clone()).await.unwrap();
-    let urls = (format!("http://127.0.0.1:{}", producer.port()), format!("http://127.0.0.1:{}", model.port()));
+    let producer = producer::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let model = model_service::Application::build(settings.clone())
+        .await
+        .unwrap();
+    let urls = (
+        format!("http://127.0.0.1:{}", producer.port()),
+        format!("http://127.0.0.1:{}", model.port()),
+    );
     let tasks = vec![
         tokio::spawn({
             let rx = rx.clone();
@@ -87,22 +92,39 @@ async fn start_stack() -> Stack {
             async move { consumer::run(settings, stopped(rx)).await.unwrap() }
         }),
     ];
-    Stack { producer: urls.0, model: urls.1, settings, stop, tasks, _mock: mock }
+    Stack {
+        producer: urls.0,
+        model: urls.1,
+        settings,
+        stop,
+        tasks,
+        _mock: mock,
+    }
 }
 
 /// Polls `GET /posterior` until it reports `trials` trials.
 async fn posterior_with_trials(http: &reqwest::Client, stack: &Stack, trials: u64) -> Value {
     let started = Instant::now();
     loop {
-        let response = http.get(format!("{}/posterior", stack.model)).send().await.unwrap();
+        let response = http
+            .get(format!("{}/posterior", stack.model))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 200 {
             let body: Value = response.json().await.unwrap();
             if body["trials"] == trials {
                 return body;
             }
-            assert!(body["trials"].as_u64().unwrap_or(0) <= trials, "counted too much: {body}");
+            assert!(
+                body["trials"].as_u64().unwrap_or(0) <= trials,
+                "counted too much: {body}"
+            );
         }
-        assert!(started.elapsed() < DEADLINE, "the posterior never showed {trials} trials");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "the posterior never showed {trials} trials"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -123,7 +145,10 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
         assert_eq!(response.status(), 202, "{:?}", response.text().await);
     }
     let body = posterior_with_trials(&http, &stack, 9).await;
-    assert_eq!((body["successes"].as_u64(), body["failures"].as_u64()), (Some(6), Some(3)));
+    assert_eq!(
+        (body["successes"].as_u64(), body["failures"].as_u64()),
+        (Some(6), Some(3))
+    );
 
     // Uniform prior: exactly Beta(7, 4).
     let exact = Beta::new(7.0, 4.0).unwrap();
@@ -136,10 +161,24 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     close("sd", &summary["sd"], exact.std_dev().unwrap());
     close("mode", &summary["mode"], 6.0 / 9.0);
     close("median", &summary["median"], exact.inverse_cdf(0.5));
-    close("pi.lower", &summary["pi"]["lower"], exact.inverse_cdf(0.055));
-    close("pi.upper", &summary["pi"]["upper"], exact.inverse_cdf(0.945));
-    let hpdi = (summary["hpdi"]["lower"].as_f64().unwrap(), summary["hpdi"]["upper"].as_f64().unwrap());
-    assert!((exact.cdf(hpdi.1) - exact.cdf(hpdi.0) - 0.89).abs() < 1e-6, "{hpdi:?}");
+    close(
+        "pi.lower",
+        &summary["pi"]["lower"],
+        exact.inverse_cdf(0.055),
+    );
+    close(
+        "pi.upper",
+        &summary["pi"]["upper"],
+        exact.inverse_cdf(0.945),
+    );
+    let hpdi = (
+        summary["hpdi"]["lower"].as_f64().unwrap(),
+        summary["hpdi"]["upper"].as_f64().unwrap(),
+    );
+    assert!(
+        (exact.cdf(hpdi.1) - exact.cdf(hpdi.0) - 0.89).abs() < 1e-6,
+        "{hpdi:?}"
+    );
 
     // A record typed by hand (no key: the default model), then a poison one.
     let raw: FutureProducer = ClientConfig::new()
@@ -147,15 +186,25 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
         .create()
         .unwrap();
     let topic = &stack.settings.kafka.topic;
-    raw.send(FutureRecord::<(), str>::to(topic).payload("w"), DEADLINE).await.unwrap();
-    raw.send(FutureRecord::to(topic).key("globe").payload("banana"), DEADLINE).await.unwrap();
+    raw.send(FutureRecord::<(), str>::to(topic).payload("w"), DEADLINE)
+        .await
+        .unwrap();
+    raw.send(
+        FutureRecord::to(topic).key("globe").payload("banana"),
+        DEADLINE,
+    )
+    .await
+    .unwrap();
     let body = posterior_with_trials(&http, &stack, 10).await;
     assert_eq!(body["successes"].as_u64(), Some(7));
 
     // The poison record is in the dead-letter topic, with its reason.
     let dlq: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", &stack.settings.kafka.brokers)
-        .set("group.id", format!("{}-reader", stack.settings.consumer.group_id))
+        .set(
+            "group.id",
+            format!("{}-reader", stack.settings.consumer.group_id),
+        )
         .set("auto.offset.reset", "earliest")
         .create()
         .unwrap();
@@ -165,7 +214,10 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
         if let Some(message) = dlq.poll(Duration::from_millis(200)) {
             break message.unwrap().detach();
         }
-        assert!(started.elapsed() < DEADLINE, "nothing reached the dead-letter topic");
+        assert!(
+            started.elapsed() < DEADLINE,
+            "nothing reached the dead-letter topic"
+        );
     };
     assert_eq!(record.payload(), Some(&b"banana"[..]));
     assert_eq!(record.key(), Some(&b"globe"[..]));
@@ -179,7 +231,14 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     assert!(error.contains("unknown outcome \"banana\""), "{error}");
 
     // And the plot.
-    let response = http.get(format!("{}/models/globe/posterior.png?width=640&height=480", stack.model)).send().await.unwrap();
+    let response = http
+        .get(format!(
+            "{}/models/globe/posterior.png?width=640&height=480",
+            stack.model
+        ))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "image/png");
     let png = response.bytes().await.unwrap();
@@ -189,6 +248,9 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
 
     stack.stop.send(true).unwrap();
     for task in stack.tasks {
-        tokio::time::timeout(DEADLINE, task).await.expect("a service did not stop").unwrap();
+        tokio::time::timeout(DEADLINE, task)
+            .await
+            .expect("a service did not stop")
+            .unwrap();
     }
 }

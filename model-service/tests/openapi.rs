@@ -15,8 +15,14 @@ use utoipa::openapi::{InfoBuilder, OpenApi};
 /// are described once.
 fn generate() -> OpenApi {
     let defaults = Settings::default();
-    let producer_url = format!("http://{}:{}", defaults.producer.host, defaults.producer.port);
-    let model_url = format!("http://{}:{}", defaults.model_service.host, defaults.model_service.port);
+    let producer_url = format!(
+        "http://{}:{}",
+        defaults.producer.host, defaults.producer.port
+    );
+    let model_url = format!(
+        "http://{}:{}",
+        defaults.model_service.host, defaults.model_service.port
+    );
     let server = |url: &str, what: &str| Server::builder().url(url).description(Some(what)).build();
     let producer_server = server(&producer_url, "producer");
     let model_server = server(&model_url, "model service");
@@ -102,7 +108,10 @@ fn every_route_of_both_services_is_described() {
         "/readyz",
         "/metrics",
     ] {
-        assert!(doc.paths.paths.contains_key(path), "{path} is missing from the OpenAPI document");
+        assert!(
+            doc.paths.paths.contains_key(path),
+            "{path} is missing from the OpenAPI document"
+        );
     }
     // Both services serve the operational routes; both are named.
     let healthz = &doc.paths.paths["/healthz"];

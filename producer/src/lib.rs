@@ -18,5 +18,6 @@ mod state;
 pub use error::ApiError;
 pub use openapi::openapi;
 pub use routes::Accepted;
-pub use startup::{router, shutdown_signal, Application};
+pub use shared::signal::shutdown_signal;
+pub use startup::{router, Application};
 pub use state::AppState;

@@ -10,6 +10,7 @@ pub mod model_id;
 pub mod observation;
 pub mod prior;
 pub mod settings;
+pub mod signal;
 pub mod store;
 pub mod telemetry;
 

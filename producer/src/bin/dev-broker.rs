@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use anyhow::{bail, Context};
 use rdkafka::mocking::MockCluster;
 use shared::settings::Settings;
+use shared::signal::shutdown_signal;
 use tokio::net::{TcpListener, TcpStream};
 
 fn main() -> anyhow::Result<()> {
@@ -76,27 +77,6 @@ async fn relay(listener: TcpListener, upstream: SocketAddr) -> anyhow::Result<()
                 Err(err) => tracing::warn!(%peer, %err, "cannot reach the mock broker"),
             }
         });
-    }
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
     }
 }
 

@@ -40,7 +40,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
         .max_connections(settings.max_connections)
         .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
         .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
-        .sqlx_logging(false);
+        .sqlx_logging(false)
+        // No ping each time a connection leaves the pool: the consumer's
+        // batch would wait for it, and a dead connection fails the
+        // statement anyway, which the callers retry.
+        .test_before_acquire(false);
     Ok(Database::connect(options).await?)
 }
 
