@@ -31,21 +31,28 @@ STATE="$ROOT/.dev"
 LOGS="$STATE/logs"
 mkdir -p "$LOGS"
 
+# Children run in their own sessions, so a Ctrl-C reaches this script only,
+# which then stops them in reverse start order: the services first (each
+# finishes what it is doing), the broker last.
 PIDS=()
+start() {
+  local name="$1"; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 &
+  PIDS+=($!)
+}
 cleanup() {
   trap - INT TERM EXIT
-  if [ ${#PIDS[@]} -gt 0 ]; then
-    log "stopping ${#PIDS[@]} processes"
-    kill -TERM "${PIDS[@]}" 2>/dev/null || true
-    # Wait for them, so ports are free when this script returns.
-    for _ in $(seq 1 100); do
-      alive=0
-      for pid in "${PIDS[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
-      [ $alive = 0 ] && break
-      sleep 0.1
-    done
-    kill -KILL "${PIDS[@]}" 2>/dev/null || true
-  fi
+  # A `| tee` that died with the Ctrl-C must not kill us half-way through.
+  trap '' PIPE
+  local i pid
+  [ ${#PIDS[@]} -gt 0 ] && log "stopping ${#PIDS[@]} processes"
+  for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+    pid=${PIDS[$i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    # Wait, so ports are free when this script returns; 10 s at most.
+    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+  done
   stop_throwaway_postgres
 }
 trap cleanup EXIT
@@ -84,8 +91,7 @@ else
   [ -n "${KAFKA_BROKERS:-}" ] && log "Kafka: KAFKA_BROKERS=$KAFKA_BROKERS does not answer"
   port_busy "$DEV_BROKER_PORT" && die "port $DEV_BROKER_PORT is in use: set KAFKA_BROKERS to use that broker, or DEV_BROKER_PORT for another port"
   log "Kafka: starting the embedded development broker on 127.0.0.1:$DEV_BROKER_PORT"
-  "$BIN/dev-broker" --port "$DEV_BROKER_PORT" >"$LOGS/dev-broker.log" 2>&1 &
-  PIDS+=($!)
+  start dev-broker "$BIN/dev-broker" --port "$DEV_BROKER_PORT"
   BROKERS="127.0.0.1:$DEV_BROKER_PORT"
   EMBEDDED=1
   for _ in $(seq 1 100); do grep -q "dev-broker ready" "$LOGS/dev-broker.log" && break; sleep 0.1; done
@@ -94,7 +100,7 @@ fi
 
 if [ -n "$EMBEDDED" ] && [ -z "$KEEP" ]; then
   log "resetting database $APP_DB (the embedded broker starts empty)"
-  psql "$SERVER_URL" -qc "DROP DATABASE IF EXISTS $APP_DB WITH (FORCE)" >/dev/null
+  PGOPTIONS="--client-min-messages=warning" psql "$SERVER_URL" -qc "DROP DATABASE IF EXISTS $APP_DB WITH (FORCE)" >/dev/null
 fi
 psql "$SERVER_URL" -qtAc "SELECT 1 FROM pg_database WHERE datname = '$APP_DB'" | grep -q 1 \
   || psql "$SERVER_URL" -qc "CREATE DATABASE $APP_DB" >/dev/null
@@ -106,8 +112,7 @@ export BAYES__MODEL_SERVICE__PORT=$MODEL_PORT
 export BAYES__CONSUMER__ADMIN_PORT=$ADMIN_PORT
 
 for svc in consumer model-service producer; do
-  "$BIN/$svc" >"$LOGS/$svc.log" 2>&1 &
-  PIDS+=($!)
+  start "$svc" "$BIN/$svc"
 done
 
 wait_ready() {
@@ -140,10 +145,6 @@ Try:
 Ctrl-C stops everything.
 EOF
 
-# Wait until Ctrl-C or until a service dies.
-while true; do
-  for pid in "${PIDS[@]}"; do
-    kill -0 "$pid" 2>/dev/null || die "a process exited: see $LOGS/"
-  done
-  sleep 1
-done
+# Until Ctrl-C (the trap stops everything) or until a process dies.
+wait -n "${PIDS[@]}" || true
+die "a process exited: see $LOGS/"
