@@ -18,7 +18,7 @@ RUN for crate in shared producer consumer model-service; do \
 # Then the sources.
 COPY . .
 RUN touch shared/src/lib.rs producer/src/lib.rs consumer/src/lib.rs model-service/src/lib.rs \
-    && cargo build --release --locked -p producer -p consumer -p model-service --bins
+    && cargo build --release --locked --bin producer --bin consumer --bin model-service --bin dev-broker
 
 FROM debian:bookworm-slim
 RUN apt-get update \

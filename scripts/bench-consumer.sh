@@ -16,5 +16,5 @@ ensure_postgres "$ROOT/.dev/bench-postgres" 55433
 trap stop_throwaway_postgres EXIT
 
 log "building the benchmark (release)"
-cargo build --release -p consumer --bin bench-consumer
-"$CARGO_TARGET_DIR/release/bench-consumer" "$@"
+cargo build --release -p consumer --example bench-consumer
+"$CARGO_TARGET_DIR/release/examples/bench-consumer" "$@"

@@ -214,9 +214,9 @@ async fn main() -> anyhow::Result<()> {
     println!(
         "  transactions per batch: 1 (the batch is one statement, hence one implicit transaction);"
     );
-    println!("  of the round trips, one is the statement and two are sqlx's pool pings (on acquire, on the");
-    println!("  critical path; on release, after the result); \"in db\" above is the time the polling thread");
-    println!("  waited for the statement, as a share of the steady time.");
+    println!("  of the round trips, one is the statement; the rest are sqlx's pool pings when a connection");
+    println!("  goes back to the pool, after the result (off the critical path); \"in db\" above is the time");
+    println!("  the polling thread waited for the statement, as a share of the steady time.");
     Ok(())
 }
 
