@@ -12,7 +12,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 ensure_build_tools
-ensure_postgres "$ROOT/.dev/bench-postgres" 55433
+ensure_postgres "${TMPDIR:-/tmp}/bayes-bench-postgres" 55434
 trap stop_throwaway_postgres EXIT
 
 log "building the benchmark (release)"

@@ -10,7 +10,7 @@ cd "$ROOT"
 
 ensure_build_tools
 command -v chromium >/dev/null || apt_install chromium
-ensure_postgres "$ROOT/.dev/test-postgres" 55432
+ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 trap stop_throwaway_postgres EXIT
 
 test_name="dashboard::the_dashboard_in_headless_chromium_shows_new_data_live"

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the whole pipeline locally, without Docker:
 #   Postgres  $DATABASE_URL when it answers, else the server on 127.0.0.1:5432,
-#             else a throwaway cluster in .dev/postgres (installed if absent);
+#             else a throwaway cluster in /tmp/bayes-dev-postgres (installed if absent);
 #             the services use the database `bayes_dev` on it.
 #   Kafka     $KAFKA_BROKERS when it answers, else the embedded development
 #             broker (librdkafka's mock cluster) on 127.0.0.1:$DEV_BROKER_PORT (9092).
@@ -75,7 +75,7 @@ cargo build "${cargo_flags[@]}" -p producer -p consumer -p model-service --bins
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 
 # Postgres.
-ensure_postgres "$STATE/postgres" 55433
+ensure_postgres "${TMPDIR:-/tmp}/bayes-dev-postgres" 55433
 SERVER_URL="$DATABASE_URL"
 APP_DB=bayes_dev
 base="${SERVER_URL%%\?*}" query=""

@@ -10,7 +10,7 @@ cd "$ROOT"
 ensure_build_tools
 # The dashboard test drives headless Chromium.
 command -v chromium >/dev/null || apt_install chromium
-ensure_postgres "$ROOT/.dev/test-postgres" 55432
+ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 trap stop_throwaway_postgres EXIT
 
 log "checking formatting"

@@ -60,7 +60,9 @@ pg_bin() {
 
 # ensure_postgres DIR PORT: exports DATABASE_URL. Uses $DATABASE_URL when it
 # answers, else the local server on 127.0.0.1:5432, else starts a throwaway
-# cluster in DIR on PORT (stopped by stop_throwaway_postgres).
+# cluster in DIR on PORT (stopped by stop_throwaway_postgres). DIR must be
+# reachable by the postgres user (the server refuses to run as root), hence
+# the callers keep it under /tmp rather than inside the checkout.
 PG_THROWAWAY=""
 ensure_postgres() {
   local dir="$1" port="$2"
