@@ -51,19 +51,7 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// The JSON body of every error.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// A machine-readable code and a message for people.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, snake_case: `model_not_found`, `invalid_parameter`, `malformed_json`, ...
-    pub code: &'static str,
-    pub message: String,
-}
+pub use shared::http::{ErrorBody, ErrorDetail};
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {
@@ -123,6 +111,7 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: self.code(),
                 message,
+                item: None,
             },
         };
         let mut response = (status, axum::Json(body)).into_response();

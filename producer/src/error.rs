@@ -6,33 +6,8 @@ use std::time::Duration;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
 
-/// The body of every error response.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-#[schema(example = json!({"error": {"code": "invalid_observation", "message": "item 3: successes (10) exceed trials (9)", "item": 3}}))]
-pub struct ErrorBody {
-    pub error: ErrorDetail,
-}
-
-/// What went wrong.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable reason: `malformed_json`, `bad_request`,
-    /// `payload_too_large`, `batch_too_large`, `unsupported_media_type`,
-    /// `invalid_observation`, `not_found`, `method_not_allowed`,
-    /// `broker_unavailable`, `not_ready` or `internal`.
-    #[schema(example = "invalid_observation")]
-    pub code: &'static str,
-    /// What a person needs to fix the request.
-    #[schema(example = "item 3: successes (10) exceed trials (9)")]
-    pub message: String,
-    /// For a batch: the 0-based index of the first invalid item.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(example = 3)]
-    pub item: Option<usize>,
-}
+pub use shared::http::{ErrorBody, ErrorDetail};
 
 /// Every failure of a request. Client mistakes are 4xx with a message that
 /// says what to fix; only the broker (503) and bugs (500) are not the client's.

@@ -6,6 +6,7 @@
 //! [`settings`], [`telemetry`] and [`store`].
 
 pub mod bayes;
+pub mod http;
 pub mod model_id;
 pub mod observation;
 pub mod prior;
