@@ -112,7 +112,8 @@ impl Consumer {
             .create_with_context(crate::kafka::QuietContext::default())
             .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
-            crate::kafka::create_topics(&settings).await;
+            shared::kafka::ensure_topics(&settings.kafka, crate::kafka::TOPIC_CREATION_TIMEOUT)
+                .await;
         }
         let addr = format!(
             "{}:{}",

@@ -4,12 +4,11 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::{ClientContext, DefaultClientContext};
+use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
-use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::ClientConfig;
+use shared::kafka::client_config;
 use shared::settings::Settings;
 
 /// The same librdkafka error is logged at most this often.
@@ -71,9 +70,8 @@ pub(crate) const TOPIC_CREATION_TIMEOUT: Duration = Duration::from_secs(5);
 /// The consumer: offsets are never auto-committed nor auto-stored, because
 /// Postgres, not Kafka, says where to resume.
 pub(crate) fn consumer_config(settings: &Settings) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = client_config(&settings.kafka);
     config
-        .set("bootstrap.servers", &settings.kafka.brokers)
         .set("group.id", &settings.consumer.group_id)
         .set("client.id", "bayes-consumer")
         .set("enable.auto.commit", "false")
@@ -87,16 +85,14 @@ pub(crate) fn consumer_config(settings: &Settings) -> ClientConfig {
         // fetching for this long (default 1 s, which stalled the pipeline
         // once a second in the benchmark) before it looks again.
         .set("fetch.queue.backoff.ms", "10");
-    pass_through(&mut config, settings);
     config
 }
 
 /// The dead-letter producer: idempotent and acknowledged by all replicas,
 /// since a poison record's offset is committed only after its ack.
 pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
-    let mut config = ClientConfig::new();
+    let mut config = client_config(&settings.kafka);
     config
-        .set("bootstrap.servers", &settings.kafka.brokers)
         .set("client.id", "bayes-consumer-dlq")
         .set("enable.idempotence", "true")
         .set("acks", "all")
@@ -104,67 +100,5 @@ pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
         // A delivery that fails (broker down) comes back within this time,
         // so the loop can retry the batch, or give it up on a stop request.
         .set("message.timeout.ms", "30000");
-    pass_through(&mut config, settings);
     config
-}
-
-fn pass_through(config: &mut ClientConfig, settings: &Settings) {
-    for (key, value) in settings.kafka.librdkafka_options() {
-        config.set(key, value);
-    }
-}
-
-/// Creates the observations and dead-letter topics when they are missing.
-/// Never fails start-up: the outcome is logged.
-pub(crate) async fn create_topics(settings: &Settings) {
-    let admin: AdminClient<DefaultClientContext> = match producer_config(settings).create() {
-        Ok(admin) => admin,
-        Err(err) => {
-            tracing::warn!(error = %err, "cannot create an admin client; not creating topics");
-            return;
-        }
-    };
-    let kafka = &settings.kafka;
-    let topics: Vec<NewTopic<'_>> = [kafka.topic.as_str(), kafka.dlq_topic.as_str()]
-        .into_iter()
-        .map(|name| {
-            NewTopic::new(
-                name,
-                kafka.partitions,
-                TopicReplication::Fixed(kafka.replication_factor),
-            )
-        })
-        .collect();
-    let options = AdminOptions::new()
-        .request_timeout(Some(TOPIC_CREATION_TIMEOUT))
-        .operation_timeout(Some(TOPIC_CREATION_TIMEOUT));
-    let outcome = tokio::time::timeout(
-        TOPIC_CREATION_TIMEOUT + Duration::from_secs(1),
-        admin.create_topics(&topics, &options),
-    )
-    .await;
-    match outcome {
-        Ok(Ok(results)) => {
-            for result in results {
-                match result {
-                    Ok(topic) => tracing::info!(%topic, "topic created"),
-                    Err((topic, RDKafkaErrorCode::TopicAlreadyExists)) => {
-                        tracing::debug!(%topic, "topic exists")
-                    }
-                    Err((topic, code)) => {
-                        tracing::warn!(%topic, error = %code, "cannot create topic")
-                    }
-                }
-            }
-        }
-        Ok(Err(err)) => log_creation_failure(&err),
-        Err(_elapsed) => tracing::warn!(
-            timeout = ?TOPIC_CREATION_TIMEOUT,
-            "the broker did not create the topics in time; assuming they exist"
-        ),
-    }
-}
-
-fn log_creation_failure(err: &KafkaError) {
-    tracing::warn!(error = %err, "cannot create topics; assuming they exist");
 }

@@ -7,6 +7,7 @@
 
 pub mod bayes;
 pub mod http;
+pub mod kafka;
 pub mod model_id;
 pub mod observation;
 pub mod prior;

@@ -1,0 +1,117 @@
+//! What every Kafka client of the pipeline shares: the base client
+//! configuration (brokers and the librdkafka pass-through options) and the
+//! best-effort creation of the topics at start-up.
+
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+
+use crate::settings::KafkaSettings;
+
+/// A client configuration with the brokers and the pass-through options.
+/// Callers set their own options after it, so the ones correctness depends
+/// on (`enable.auto.commit=false`, `acks=all`, ...) cannot be overridden.
+pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config.set("bootstrap.servers", &kafka.brokers);
+    for (key, value) in kafka.librdkafka_options() {
+        config.set(key, value);
+    }
+    config
+}
+
+/// Creates the topic and the dead-letter topic when they are missing, with
+/// the configured partitions and replication factor. Best effort: a broker
+/// without the CreateTopics API (the mock cluster) or without permission gets
+/// a warning, not a failed start-up, because the topics may well exist or be
+/// auto-created.
+pub async fn ensure_topics(kafka: &KafkaSettings, timeout: Duration) {
+    match try_ensure_topics(kafka, timeout).await {
+        Ok(created) if created.is_empty() => {
+            tracing::info!(topic = %kafka.topic, dlq_topic = %kafka.dlq_topic, "topics exist");
+        }
+        Ok(created) => tracing::info!(?created, "created topics"),
+        Err(error) => tracing::warn!(
+            %error,
+            topic = %kafka.topic,
+            dlq_topic = %kafka.dlq_topic,
+            "could not make sure the topics exist; carrying on (create them by hand, or rely on auto-creation)"
+        ),
+    }
+}
+
+/// Why the start-up topic creation did not finish.
+#[derive(Debug, thiserror::Error)]
+enum TopicSetupError {
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error("the broker did not answer within {} ms", .0.as_millis())]
+    Timeout(Duration),
+    #[error("creating {topic:?} failed: {code}")]
+    Create {
+        topic: String,
+        code: RDKafkaErrorCode,
+    },
+}
+
+async fn try_ensure_topics(
+    kafka: &KafkaSettings,
+    timeout: Duration,
+) -> Result<Vec<String>, TopicSetupError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(kafka).create()?;
+    // Listing is cheap and works everywhere, so only missing topics are
+    // created and a broker without CreateTopics is not asked needlessly.
+    let (admin, metadata) = tokio::task::spawn_blocking(move || {
+        let metadata = admin.inner().fetch_metadata(None, timeout);
+        (admin, metadata)
+    })
+    .await
+    .map_err(|_| TopicSetupError::Timeout(timeout))?;
+    let metadata = metadata?;
+    let missing: Vec<&str> = [kafka.topic.as_str(), kafka.dlq_topic.as_str()]
+        .into_iter()
+        .filter(|wanted| {
+            !metadata
+                .topics()
+                .iter()
+                .any(|t| t.name() == *wanted && t.error().is_none())
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(Vec::new());
+    }
+    let new_topics: Vec<NewTopic<'_>> = missing
+        .iter()
+        .map(|name| {
+            NewTopic::new(
+                name,
+                kafka.partitions,
+                TopicReplication::Fixed(kafka.replication_factor),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new()
+        .request_timeout(Some(timeout))
+        .operation_timeout(Some(timeout));
+    // Some brokers never answer CreateTopics (the mock cluster), so the
+    // request timeout is backed by our own.
+    let results = tokio::time::timeout(
+        timeout + Duration::from_millis(500),
+        admin.create_topics(&new_topics, &options),
+    )
+    .await
+    .map_err(|_| TopicSetupError::Timeout(timeout))??;
+    let mut created = Vec::new();
+    for result in results {
+        match result {
+            Ok(topic) => created.push(topic),
+            // Another service (the consumer) won the race: fine.
+            Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => return Err(TopicSetupError::Create { topic, code }),
+        }
+    }
+    Ok(created)
+}
