@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs what the
-# build and the tests need, finds or starts Postgres, then runs the suites
+# build and the tests need, finds or starts Postgres, checks formatting and
+# clippy (warnings are errors), then runs the suites
 # with cargo-nextest (cargo test when nextest is absent). Kafka: the tests
 # start librdkafka's mock cluster in-process unless KAFKA_BROKERS is set.
 set -euo pipefail
@@ -13,8 +14,9 @@ command -v chromium >/dev/null || apt_install chromium
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 trap stop_throwaway_postgres EXIT
 
-log "checking formatting"
+log "checking formatting and lints"
 cargo fmt --all -- --check
+cargo clippy --quiet --workspace --all-targets -- -D warnings
 
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@"
