@@ -259,11 +259,27 @@ impl<'a> Posterior<'a> {
         let g = |u: f64| {
             self.log_density_at(self.quantile_t(u)) - self.log_density_at(self.quantile_t(u + mass))
         };
+        // Where both ends fall in a hole of a grid prior (zero density at
+        // each), g is undefined: then minimise the width itself.
+        let width = |u: f64| self.quantile_clamped(u + mass) - self.quantile_clamped(u);
         let u = match (g(lo), g(hi)) {
+            (g_lo, g_hi) if g_lo.is_nan() || g_hi.is_nan() => golden_min(width, lo, hi),
             (g_lo, _) if g_lo >= 0.0 => lo,
             (_, g_hi) if g_hi <= 0.0 => hi,
             (g_lo, g_hi) => illinois(g, lo, hi, g_lo, g_hi),
         };
+        let u = if u.is_nan() {
+            golden_min(width, lo, hi)
+        } else {
+            u
+        };
+        // A multimodal posterior (a grid prior with holes) can fool the
+        // refinement into a local optimum: the answer is never wider than the
+        // sweep's best node, the central interval or either end.
+        let u = [u, self.cdf[best].min(span), 0.5 * span, 0.0, span]
+            .into_iter()
+            .min_by(|a, b| width(*a).total_cmp(&width(*b)))
+            .unwrap_or(u);
         Ok(Interval {
             lower: self.quantile_clamped(u),
             upper: self.quantile_clamped(u + mass),
@@ -550,7 +566,12 @@ impl<'a> Kernel<'a> {
         let d_pos = -(self.sig_neg_ref * em_neg).ln_1p();
         let d_neg = -(self.sig_ref * em).ln_1p();
         let p = self.sig_ref * (1.0 + em) / (1.0 + self.sig_ref * em);
-        let p = if p.is_finite() { p } else { sigmoid(t) };
+        // Rounding can carry the ratio a hair past 1.
+        let p = if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            sigmoid(t)
+        };
         (d_pos, d_neg, p)
     }
 
@@ -830,6 +851,8 @@ fn illinois(g: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64, mut g_lo: f64, mut
     let mut side = 0;
     for _ in 0..60 {
         let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
+        // An infinite g (zero density at one end) gives no secant: bisect.
+        let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
         let gx = g(x);
         if gx == 0.0 || (hi - lo) <= tolerance {
             return x;
