@@ -13,6 +13,7 @@ ensure_build_tools
 command -v chromium >/dev/null || apt_install chromium
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 trap stop_throwaway_postgres EXIT
+drop_stale_test_databases "$DATABASE_URL"
 
 log "checking formatting and lints"
 cargo fmt --all -- --check

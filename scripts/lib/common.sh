@@ -102,3 +102,20 @@ stop_throwaway_postgres() {
     "$pg_ctl" -D "$PG_THROWAWAY" -m fast stop >/dev/null 2>&1 || true
   fi
 }
+
+# drop_stale_test_databases URL: every test makes its own database and leaves
+# it behind for inspection; this drops those an hour old or more (by the time
+# in their name, `test_<unix seconds>_<uuid>`), so runs do not pile them up,
+# while a run going on beside this one keeps its own.
+drop_stale_test_databases() {
+  local url="$1" cutoff names
+  cutoff=$(( $(date +%s) - 3600 ))
+  names=$(psql "$url" -qtAc "SELECT datname FROM pg_database
+    WHERE datname ~ '^test_[0-9]{10}_[0-9a-f]{32}\$'
+      AND split_part(datname, '_', 2)::bigint < $cutoff") || return 0
+  [ -n "$names" ] || return 0
+  log "dropping $(wc -l <<<"$names") test databases left by earlier runs"
+  while read -r name; do
+    PGOPTIONS="--client-min-messages=warning" psql "$url" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null || true
+  done <<<"$names"
+}

@@ -7,8 +7,10 @@ use secrecy::SecretString;
 use super::{connect, migrate, StoreError};
 use crate::settings::{DatabaseSettings, TestEnvironment};
 
-/// A database made for one test. Dropping it leaves the database behind (a
-/// test that failed can then be inspected); names are unique, so runs never collide.
+/// A database made for one test. Dropping it leaves the database behind, so a
+/// test that failed can be inspected; names are unique, so runs never collide.
+/// The name carries its creation time (`test_<unix seconds>_<uuid>`), by
+/// which `scripts/test.sh` drops the ones an earlier run left (an hour old or more).
 #[derive(Debug, Clone)]
 pub struct TestDatabase {
     pub settings: DatabaseSettings,
@@ -16,11 +18,14 @@ pub struct TestDatabase {
 }
 
 impl TestDatabase {
-    /// Creates `test_<uuid>` on the test server and runs the migrations.
+    /// Creates `test_<unix seconds>_<uuid>` on the test server and runs the migrations.
     pub async fn create() -> Result<(Self, DatabaseConnection), StoreError> {
         let server = TestEnvironment::from_env().database_url;
         let admin = Database::connect(&server).await?;
-        let name = format!("test_{}", uuid::Uuid::new_v4().simple());
+        let created = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let name = format!("test_{created}_{}", uuid::Uuid::new_v4().simple());
         admin
             .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
             .await?;
