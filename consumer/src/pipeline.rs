@@ -571,6 +571,12 @@ impl<'a> Loop<'a> {
                 Err(StoreError::Conflict(reason)) => {
                     return self.resolve_conflict(consumer, partition, batch, &reason);
                 }
+                Err(err @ StoreError::Corrupt(_)) => {
+                    // Retrying will not help, but skipping would lose data:
+                    // hold the partition and say loudly that a person is needed.
+                    tracing::error!(error = %err, partition, retry_in = ?backoff, "the batch cannot be written until the stored data is repaired; holding the partition");
+                    self.back_off(&mut backoff)?;
+                }
                 Err(err) => {
                     // Unavailable (or a statement that failed): the same
                     // batch again, never the next one.
