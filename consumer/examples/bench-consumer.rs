@@ -18,8 +18,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use consumer::testing::{PgProxy, WireCounts};
 use consumer::{Action, Assignment, Checkpoint, Consumer, FaultInjector};
+use platform::settings::Settings;
+use platform::store::write::load_offset;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;
@@ -28,9 +29,8 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use secrecy::SecretString;
-use shared::settings::Settings;
-use shared::store::testing::TestDatabase;
-use shared::store::write::load_offset;
+use test_support::database::TestDatabase;
+use test_support::proxy::{PgProxy, WireCounts};
 
 const MODELS: [&str; 8] = [
     "globe",
@@ -55,7 +55,7 @@ fn options() -> anyhow::Result<Options> {
     let mut options = Options {
         records: 600_000,
         batch_size: Settings::default().consumer.batch_size,
-        batch_wait_ms: Settings::default().consumer.batch_wait_ms,
+        batch_wait_ms: Settings::default().consumer.batch_wait.as_millis() as u64,
         librdkafka: Vec::new(),
     };
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -78,12 +78,12 @@ fn options() -> anyhow::Result<Options> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let options = options()?;
-    let telemetry = shared::settings::TelemetrySettings {
+    let telemetry = platform::settings::TelemetrySettings {
         log_filter: "warn".into(),
         ..Default::default()
     };
-    shared::telemetry::init_tracing(&telemetry);
-    let metrics = shared::telemetry::metrics_handle();
+    platform::telemetry::init_tracing(&telemetry);
+    let metrics = platform::telemetry::metrics_handle();
 
     let cluster = MockCluster::new(1).context("mock cluster")?;
     let brokers = cluster.bootstrap_servers();
@@ -354,7 +354,7 @@ async fn end_to_end(
     settings.database = test_db.settings.clone();
     settings.consumer.group_id = format!("bench-{}", uuid::Uuid::new_v4().simple());
     settings.consumer.batch_size = options.batch_size;
-    settings.consumer.batch_wait_ms = options.batch_wait_ms;
+    settings.consumer.batch_wait = Duration::from_millis(options.batch_wait_ms);
     settings.consumer.admin_port = 0;
     settings.kafka.librdkafka = options.librdkafka.iter().cloned().collect();
     let proxy = match through_proxy {

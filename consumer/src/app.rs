@@ -6,9 +6,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::settings::Settings;
+use platform::store::{self, StoreError};
 use sea_orm::DatabaseConnection;
-use shared::settings::Settings;
-use shared::store::{self, StoreError};
 use tokio::net::TcpListener;
 
 use crate::admin::{self, AdminState};
@@ -112,7 +112,7 @@ impl Consumer {
             .create_with_context(crate::kafka::QuietContext::default())
             .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
-            shared::kafka::ensure_topics(&settings.kafka, crate::kafka::TOPIC_CREATION_TIMEOUT)
+            platform::kafka::ensure_topics(&settings.kafka, crate::kafka::TOPIC_CREATION_TIMEOUT)
                 .await;
         }
         let addr = format!(
@@ -170,7 +170,7 @@ impl Consumer {
             producer: self.producer.clone(),
             topic: self.settings.kafka.topic.clone(),
             control: control.clone(),
-            metrics: shared::telemetry::metrics_handle(),
+            metrics: platform::telemetry::metrics_handle(),
         };
         let admin_control = control.clone();
         let admin = tokio::spawn(admin::serve(self.listener, admin_state, async move {
@@ -180,7 +180,7 @@ impl Consumer {
             self.producer.clone(),
             control.clone(),
             self.settings.kafka.topic.clone(),
-            Duration::from_millis(self.settings.consumer.lag_refresh_ms),
+            self.settings.consumer.lag_refresh,
         ));
 
         let pipeline = Pipeline {

@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
+use domain::bayes::Counts;
+use domain::observation::parse_record;
+use domain::ModelId;
+use platform::store::write::ModelDelta;
 use rdkafka::message::OwnedHeaders;
-use shared::bayes::Counts;
-use shared::observation::parse_record;
-use shared::store::write::ModelDelta;
-use shared::ModelId;
 
 /// A record that is not an observation, kept as it arrived.
 #[derive(Debug)]

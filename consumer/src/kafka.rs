@@ -4,12 +4,12 @@ use std::collections::HashMap;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use platform::kafka::client_config;
+use platform::settings::Settings;
 use rdkafka::client::ClientContext;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
-use shared::kafka::client_config;
-use shared::settings::Settings;
 
 /// The same librdkafka error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);

@@ -3,7 +3,7 @@
 //! exactly once, whatever crashes, restarts or rebalances happen (DESIGN.md 6).
 //!
 //! How one batch travels (see [`pipeline`]):
-//! 1. poll up to `batch_size` records or `batch_wait_ms`, parse each with the
+//! 1. poll up to `batch_size` records or `batch_wait`, parse each with the
 //!    shared parser and fold the valid ones into per-model deltas;
 //! 2. produce the poison records to the dead-letter topic and wait for the
 //!    broker's acknowledgement;
@@ -27,16 +27,15 @@ mod kafka;
 pub mod metrics;
 mod pipeline;
 mod rebalance;
-pub mod testing;
 
 use std::future::Future;
 use std::time::Duration;
 
 pub use app::{Assignment, Consumer, ConsumerError};
 pub use faults::{Action, Checkpoint, FaultInjector, Stage};
-pub use shared::signal::shutdown_signal;
+pub use platform::shutdown::shutdown_signal;
 
-use shared::settings::Settings;
+use platform::settings::Settings;
 
 /// Builds the consumer and runs it until `shutdown` completes; the thin
 /// `main` calls this. When Postgres is unreachable at start-up it keeps
@@ -47,7 +46,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ConsumerError> {
     tokio::pin!(shutdown);
-    let max_backoff = Duration::from_millis(settings.consumer.retry_backoff_max_ms.max(1));
+    let max_backoff = settings
+        .consumer
+        .retry_backoff_max
+        .max(Duration::from_millis(1));
     let mut backoff = pipeline::INITIAL_BACKOFF;
     let consumer = loop {
         match Consumer::build(settings.clone()).await {

@@ -1,12 +1,12 @@
 //! The consumer service: load settings, start telemetry, run until SIGINT or SIGTERM.
 
 use anyhow::Context;
-use shared::settings::Settings;
+use platform::settings::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
-    shared::telemetry::init_tracing(&settings.telemetry);
+    platform::telemetry::init_tracing(&settings.telemetry);
     consumer::run(settings, consumer::shutdown_signal())
         .await
         .context("the consumer stopped with an error")

@@ -1,8 +1,8 @@
 //! The polling loop, on its own thread: poll, fold, dead-letter, write, commit.
 //!
-//! Batches hold up to `batch_size` records or wait at most `batch_wait_ms`
+//! Batches hold up to `batch_size` records or wait at most `batch_wait`
 //! after their first record. Each partition's share of a batch is written in
-//! one Postgres transaction (see [`shared::store::write::apply_batch`]); the
+//! one Postgres transaction (see [`platform::store::write::apply_batch`]); the
 //! loop waits for it, so batches of a partition commit strictly in order and
 //! a batch that cannot be written stops the partition rather than being
 //! skipped:
@@ -22,6 +22,9 @@ use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use platform::settings::Settings;
+use platform::store::write::{apply_batch, load_offset, BatchWrite};
+use platform::store::StoreError;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
@@ -29,9 +32,6 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 use rdkafka::ClientConfig;
 use sea_orm::DatabaseConnection;
-use shared::settings::Settings;
-use shared::store::write::{apply_batch, load_offset, BatchWrite};
-use shared::store::StoreError;
 use tokio::runtime::Handle;
 use tokio::sync::watch;
 
@@ -43,7 +43,7 @@ use crate::kafka::{DlqProducer, ErrorLog};
 use crate::metrics as m;
 use crate::rebalance::{Ctx, Owned};
 
-/// The first back-off after a failure; it doubles up to `retry_backoff_max_ms`.
+/// The first back-off after a failure; it doubles up to `retry_backoff_max`.
 pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_millis(50);
 /// The longest `poll` while no batch is filling, so a stop request is seen quickly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -258,7 +258,7 @@ impl Pipeline {
 }
 
 fn max_backoff(settings: &Settings) -> Duration {
-    Duration::from_millis(settings.consumer.retry_backoff_max_ms).max(INITIAL_BACKOFF)
+    settings.consumer.retry_backoff_max.max(INITIAL_BACKOFF)
 }
 
 /// A partition the loop owns.
@@ -275,7 +275,7 @@ struct Part {
 
 struct Loop<'a> {
     p: &'a Pipeline,
-    default_model: shared::ModelId,
+    default_model: domain::ModelId,
     batch_size: usize,
     batch_wait: Duration,
     max_backoff: Duration,
@@ -292,7 +292,7 @@ impl<'a> Loop<'a> {
             p,
             default_model: p.settings.models.default_model.clone(),
             batch_size: p.settings.consumer.batch_size.max(1),
-            batch_wait: Duration::from_millis(p.settings.consumer.batch_wait_ms),
+            batch_wait: p.settings.consumer.batch_wait,
             max_backoff: max_backoff(&p.settings),
             parts: BTreeMap::new(),
             seen_generation: 0,

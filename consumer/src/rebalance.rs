@@ -12,13 +12,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use platform::store::write::load_offset;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaResult;
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sea_orm::DatabaseConnection;
-use shared::store::write::load_offset;
 use tokio::runtime::Handle;
 
 use crate::pipeline::{Control, INITIAL_BACKOFF};
@@ -226,7 +226,7 @@ impl Ctx {
                         load_offset(&self.db, &self.group_id, &self.topic, partition).await?;
                     stored.push((partition, offset));
                 }
-                Ok::<_, shared::store::StoreError>(stored)
+                Ok::<_, platform::store::StoreError>(stored)
             });
             match loaded? {
                 Ok(stored) => return Some(stored),

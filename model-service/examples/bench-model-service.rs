@@ -21,13 +21,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use domain::bayes::{Counts, DisplayGrid, GridSize, Posterior};
+use domain::{ModelId, Prior};
 use model_service::plot::{self, Format, PosteriorPlot};
 use model_service::Application;
-use shared::bayes::{Counts, DisplayGrid, GridSize, Posterior};
-use shared::settings::Settings;
-use shared::store::testing::TestDatabase;
-use shared::store::write::{apply_batch, BatchWrite, ModelDelta};
-use shared::{ModelId, Prior};
+use platform::settings::Settings;
+use platform::store::write::{apply_batch, BatchWrite, ModelDelta};
+use test_support::database::TestDatabase;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
@@ -78,7 +78,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
     println!("database: {}", test_db.name);
 
     // 1000 committed batches of 10 observations: a model with a history.
-    let defaults = shared::settings::ModelDefaults::default();
+    let defaults = platform::settings::ModelDefaults::default();
     let model = ModelId::parse(MODEL)?;
     let mut expected = None;
     for batch in 0..1000i64 {

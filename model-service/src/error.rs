@@ -6,9 +6,9 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::bayes::BayesError;
+use platform::store::StoreError;
 use serde::Serialize;
-use shared::bayes::BayesError;
-use shared::store::StoreError;
 
 /// Everything a handler can answer other than success.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +51,7 @@ pub enum ApiError {
     Internal(String),
 }
 
-pub use shared::http::{ErrorBody, ErrorDetail};
+pub use platform::http::{ErrorBody, ErrorDetail};
 
 impl ApiError {
     pub fn status(&self) -> StatusCode {

@@ -9,9 +9,9 @@
 
 use std::time::Duration;
 
+use domain::ModelId;
 use sea_orm::sqlx::postgres::{PgListener, PgPool};
 use serde::{Deserialize, Serialize};
-use shared::ModelId;
 
 use crate::state::AppState;
 

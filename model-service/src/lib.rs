@@ -1,7 +1,7 @@
 //! The model service: answers questions about the posteriors the consumer
 //! keeps in Postgres, draws them, and serves a live dashboard.
 //!
-//! Every number it serves comes from the engine (`shared::bayes`) applied to
+//! Every number it serves comes from the engine (`domain::bayes`) applied to
 //! the stored sufficient statistics; this crate adds HTTP, caching, plotting
 //! and the live feed around it. `main.rs` is a thin shell over
 //! [`Application`]; tests drive [`router`] directly or a bound `Application`.
@@ -16,7 +16,7 @@ pub mod state;
 pub mod views;
 
 pub use error::ApiError;
+pub use platform::shutdown::shutdown_signal;
 pub use routes::{openapi, router};
-pub use shared::signal::shutdown_signal;
 pub use startup::Application;
 pub use state::AppState;

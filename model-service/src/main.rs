@@ -3,12 +3,12 @@
 
 use anyhow::Context;
 use model_service::{shutdown_signal, Application};
-use shared::settings::Settings;
+use platform::settings::Settings;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
-    shared::telemetry::init_tracing(&settings.telemetry);
+    platform::telemetry::init_tracing(&settings.telemetry);
     let app = Application::build(settings).await?;
     app.run_until_stopped(shutdown_signal()).await
 }

@@ -8,10 +8,10 @@
 
 use std::sync::OnceLock;
 
+use domain::bayes::{Counts, Interval};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
-use shared::bayes::{Counts, Interval};
 
 /// The embedded font.
 static DEJAVU_SANS: &[u8] = include_bytes!("../assets/DejaVuSans.ttf");

@@ -5,8 +5,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use anyhow::Context;
-use shared::settings::Settings;
-use shared::store;
+use platform::settings::Settings;
+use platform::store;
 use tokio::net::TcpListener;
 
 use crate::routes::router;

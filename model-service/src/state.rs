@@ -5,11 +5,11 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use chrono::{DateTime, Utc};
+use domain::bayes::Counts;
+use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
+use platform::settings::{ModelDefaults, ModelServiceSettings, Settings};
 use sea_orm::DatabaseConnection;
-use shared::bayes::Counts;
-use shared::settings::{ModelDefaults, ModelServiceSettings, Settings};
-use shared::ModelId;
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::cache::Cache;
@@ -108,7 +108,7 @@ impl AppState {
                 plots: Cache::new(settings.model_service.plot_cache_entries),
                 events,
                 render_permits: Semaphore::new(cores),
-                metrics: shared::telemetry::metrics_handle(),
+                metrics: platform::telemetry::metrics_handle(),
                 shutdown,
             }),
         }

@@ -1,15 +1,15 @@
 //! The JSON bodies of the API, and how each is computed from a model's stored
-//! state by the engine (`shared::bayes`): this module calls the engine and
+//! state by the engine (`domain::bayes`): this module calls the engine and
 //! copies its numbers, it never computes a statistic of its own.
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use shared::bayes::{
+use domain::bayes::{
     compare, BayesError, Comparison, Counts, DifferenceSummary, DisplayGrid, GridSize, Interval,
     Posterior, Summary,
 };
-use shared::store::read::{HistoryRecord, ModelRecord};
-use shared::{ModelId, Prior};
+use domain::{ModelId, Prior};
+use platform::store::read::{HistoryRecord, ModelRecord};
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// A model's configuration and current counts.

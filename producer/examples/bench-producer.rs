@@ -25,13 +25,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use platform::settings::Settings;
 use producer::Application;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
-use shared::settings::Settings;
 
 // The same allocator as the service's binary (see producer/src/main.rs).
 #[global_allocator]
@@ -57,7 +57,7 @@ impl Options {
             batch: 1_000,
             batch_connections: 4,
             rounds: 3,
-            linger_ms: Settings::default().producer.linger_ms,
+            linger_ms: Settings::default().producer.linger.as_millis() as u64,
         };
         let mut args = std::env::args().skip(1);
         while let Some(flag) = args.next() {
@@ -150,7 +150,7 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
     settings.kafka.topic = "bench".into();
     settings.kafka.create_topics = false;
     settings.producer.port = 0;
-    settings.producer.linger_ms = options.linger_ms;
+    settings.producer.linger = Duration::from_millis(options.linger_ms);
     settings.producer.max_batch = settings.producer.max_batch.max(options.batch);
     settings.producer.max_body_bytes = settings.producer.max_body_bytes.max(options.batch * 40 + 2);
     let application = Application::build(settings).await?;

@@ -7,7 +7,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-pub use shared::http::{ErrorBody, ErrorDetail};
+pub use platform::http::{ErrorBody, ErrorDetail};
 
 /// Every failure of a request. Client mistakes are 4xx with a message that
 /// says what to fix; only the broker (503) and bugs (500) are not the client's.

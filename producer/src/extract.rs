@@ -7,7 +7,7 @@ use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use shared::observation::MAX_ID_LEN;
+use domain::observation::MAX_ID_LEN;
 
 use crate::error::ApiError;
 use crate::state::AppState;

@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
+use domain::observation::Observation;
+pub use platform::kafka::{client_config, ensure_topics};
+use platform::settings::{KafkaSettings, ProducerSettings};
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
-pub use shared::kafka::{client_config, ensure_topics};
-use shared::observation::Observation;
-use shared::settings::{KafkaSettings, ProducerSettings};
 use tokio::time::Instant;
 
 /// The Kafka header that carries the request's trace id on every record.
@@ -81,10 +81,13 @@ impl Publisher {
         let mut config = ClientConfig::new();
         config
             .set("bootstrap.servers", &kafka.brokers)
-            .set("linger.ms", settings.linger_ms.to_string())
+            .set("linger.ms", settings.linger.as_millis().to_string())
             // librdkafka gives up on a record after this long, so nothing
             // waits in its queue for a client that has already had its 503.
-            .set("delivery.timeout.ms", settings.ack_timeout_ms.to_string());
+            .set(
+                "delivery.timeout.ms",
+                settings.ack_timeout.as_millis().to_string(),
+            );
         for (key, value) in kafka.librdkafka_options() {
             config.set(key, value);
         }
@@ -94,7 +97,7 @@ impl Publisher {
         Ok(Self {
             producer: config.create()?,
             topic: kafka.topic.clone(),
-            ack_timeout: Duration::from_millis(settings.ack_timeout_ms),
+            ack_timeout: settings.ack_timeout,
         })
     }
 

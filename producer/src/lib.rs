@@ -17,7 +17,7 @@ mod state;
 
 pub use error::ApiError;
 pub use openapi::openapi;
+pub use platform::shutdown::shutdown_signal;
 pub use routes::Accepted;
-pub use shared::signal::shutdown_signal;
 pub use startup::{router, Application};
 pub use state::AppState;

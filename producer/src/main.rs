@@ -2,8 +2,8 @@
 //! or SIGTERM, then flushes what the broker has not yet acknowledged.
 
 use anyhow::Context;
+use platform::settings::Settings;
 use producer::{shutdown_signal, Application};
-use shared::settings::Settings;
 
 // Each record allocates on a tokio worker and is freed on librdkafka's
 // delivery thread; glibc's malloc spends much of a batch's time on exactly
@@ -14,7 +14,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
-    shared::telemetry::init_tracing(&settings.telemetry);
+    platform::telemetry::init_tracing(&settings.telemetry);
     let application = Application::build(settings).await?;
     application.run_until_stopped(shutdown_signal()).await
 }

@@ -2,7 +2,7 @@
 //! counts requests by route and status and times them.
 //!
 //! Names ending in `_seconds` get latency buckets and those ending in
-//! `_records` size buckets (see `shared::telemetry::metrics_handle`).
+//! `_records` size buckets (see `platform::telemetry::metrics_handle`).
 
 use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;

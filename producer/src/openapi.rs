@@ -23,7 +23,7 @@ use crate::routes::{health, observations, update_model, Accepted, PartitionRange
         health::metrics,
     ),
     components(schemas(
-        shared::observation::ObservationBody,
+        domain::observation::ObservationBody,
         ObservationsPayload,
         Accepted,
         PartitionRange,

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::{middleware, Router};
-use shared::settings::Settings;
+use platform::settings::Settings;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower_http::trace::TraceLayer;
@@ -67,7 +67,7 @@ impl Application {
     /// `producer.host:producer.port` (port 0 picks a free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         if settings.kafka.create_topics {
-            let timeout = Duration::from_millis(settings.producer.admin_timeout_ms);
+            let timeout = settings.producer.admin_timeout;
             kafka::ensure_topics(&settings.kafka, timeout).await;
         }
         let state = AppState::new(&settings).context("creating the Kafka producer")?;
@@ -90,7 +90,7 @@ impl Application {
             listener,
             port,
             state,
-            flush_timeout: Duration::from_millis(settings.producer.ack_timeout_ms),
+            flush_timeout: settings.producer.ack_timeout,
         })
     }
 

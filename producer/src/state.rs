@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
+use platform::settings::{ProducerSettings, Settings};
 use rdkafka::error::KafkaError;
-use shared::settings::{ProducerSettings, Settings};
-use shared::ModelId;
 
 use crate::kafka::Publisher;
 
@@ -34,7 +34,7 @@ impl AppState {
                 publisher: Publisher::new(&settings.kafka, &settings.producer)?,
                 settings: settings.producer.clone(),
                 default_model: settings.models.default_model.clone(),
-                metrics: shared::telemetry::metrics_handle(),
+                metrics: platform::telemetry::metrics_handle(),
             }),
         })
     }
@@ -57,11 +57,11 @@ impl AppState {
 
     /// How long `/readyz` waits for the broker.
     pub fn admin_timeout(&self) -> Duration {
-        Duration::from_millis(self.inner.settings.admin_timeout_ms)
+        self.inner.settings.admin_timeout
     }
 
     /// How long a request waits for acknowledgements.
     pub fn ack_timeout(&self) -> Duration {
-        Duration::from_millis(self.inner.settings.ack_timeout_ms)
+        self.inner.settings.ack_timeout
     }
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use consumer::testing::{Cut, PgProxy};
 use consumer::{Assignment, ConsumerError, Stage};
+use test_support::proxy::{Cut, PgProxy};
 
 use crate::helpers::{eventually, expected_counts, get, workload, Recorder, TestEnv};
 

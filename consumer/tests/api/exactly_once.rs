@@ -69,7 +69,7 @@ async fn a_graceful_stop_writes_the_batch_in_hand_before_leaving() {
     let mut settings = env.settings();
     // The batch would wait a minute to fill: only the stop can flush it.
     settings.consumer.batch_size = 1_000;
-    settings.consumer.batch_wait_ms = 60_000;
+    settings.consumer.batch_wait = std::time::Duration::from_secs(60);
     let polled = Arc::new(AtomicUsize::new(0));
     let counter = polled.clone();
     let hook = Hook(move |c: &consumer::Checkpoint| {

@@ -7,90 +7,22 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use consumer::{Action, Assignment, Checkpoint, Consumer, ConsumerError, FaultInjector, Stage};
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use domain::observation::parse_record;
+use domain::ModelId;
+use platform::settings::Settings;
+use platform::store::write::load_offset;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
-use rdkafka::message::{Header, Headers, Message, OwnedHeaders};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::ClientConfig;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use secrecy::SecretString;
-use shared::observation::parse_record;
-use shared::settings::{Settings, TestEnvironment};
-use shared::store::testing::TestDatabase;
-use shared::store::write::load_offset;
-use shared::ModelId;
+use test_support::broker::{Record, TestBroker};
+use test_support::database::TestDatabase;
+pub use test_support::{eventually, unique, DEADLINE};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-
-/// The longest any wait in a test may take.
-pub const DEADLINE: Duration = Duration::from_secs(60);
-
-/// Polls `check` until it returns `Some`, or panics after [`DEADLINE`].
-pub async fn eventually<T>(what: &str, mut check: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + DEADLINE;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-pub fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The broker: `KAFKA_BROKERS`, or a mock cluster living as long as this.
-pub struct TestKafka {
-    pub cluster: Option<MockCluster<'static, DefaultProducerContext>>,
-    pub brokers: String,
-}
-
-impl TestKafka {
-    pub fn start() -> Self {
-        shared::telemetry::init_test_tracing();
-        match TestEnvironment::from_env().kafka_brokers {
-            Some(brokers) => Self {
-                cluster: None,
-                brokers,
-            },
-            None => {
-                let cluster = MockCluster::new(1).expect("mock cluster");
-                let brokers = cluster.bootstrap_servers();
-                Self {
-                    cluster: Some(cluster),
-                    brokers,
-                }
-            }
-        }
-    }
-
-    pub async fn create_topic(&self, name: &str, partitions: i32) {
-        match &self.cluster {
-            Some(cluster) => cluster
-                .create_topic(name, partitions, 1)
-                .expect("create topic"),
-            None => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .create()
-                    .expect("admin client");
-                let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
-                let results = admin
-                    .create_topics([&topic], &AdminOptions::new())
-                    .await
-                    .expect("create topic");
-                for result in results {
-                    result.expect("create topic");
-                }
-            }
-        }
-    }
-}
 
 /// One record to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,7 +113,7 @@ pub type HistoryRow = (String, i64, i64, i64, i64, i64);
 
 /// Everything one test needs: a broker, topics, a group, a database.
 pub struct TestEnv {
-    pub kafka: TestKafka,
+    pub kafka: TestBroker,
     pub topic: String,
     pub dlq_topic: String,
     pub group: String,
@@ -192,7 +124,16 @@ pub struct TestEnv {
 
 impl TestEnv {
     pub async fn new(partitions: i32) -> Self {
-        let kafka = TestKafka::start();
+        Self::on(TestBroker::start(), partitions).await
+    }
+
+    /// On the in-process mock cluster whatever `KAFKA_BROKERS` says, for the
+    /// tests that take the broker down.
+    pub async fn on_mock_cluster(partitions: i32) -> Self {
+        Self::on(TestBroker::mock_cluster(), partitions).await
+    }
+
+    async fn on(kafka: TestBroker, partitions: i32) -> Self {
         let topic = unique("observations");
         let dlq_topic = format!("{topic}.dlq");
         kafka.create_topic(&topic, partitions).await;
@@ -203,7 +144,7 @@ impl TestEnv {
             topic,
             dlq_topic,
             group: unique("group"),
-            channel: format!("updates_{}", uuid::Uuid::new_v4().simple()),
+            channel: unique("updates").replace('-', "_"),
             test_db,
             db,
         }
@@ -226,11 +167,11 @@ impl TestEnv {
         s.database = self.test_db.settings.clone();
         s.consumer.group_id = self.group.clone();
         s.consumer.batch_size = 5;
-        s.consumer.batch_wait_ms = 20;
-        s.consumer.retry_backoff_max_ms = 200;
+        s.consumer.batch_wait = Duration::from_millis(20);
+        s.consumer.retry_backoff_max = Duration::from_millis(200);
         s.consumer.notify_channel = self.channel.clone();
         s.consumer.admin_port = 0;
-        s.consumer.lag_refresh_ms = 100;
+        s.consumer.lag_refresh = Duration::from_millis(100);
         s
     }
 
@@ -238,7 +179,7 @@ impl TestEnv {
     pub fn settings_via(&self, url: String) -> Settings {
         let mut s = self.settings();
         s.database.url = SecretString::from(url);
-        s.database.connect_timeout_ms = 1_000;
+        s.database.connect_timeout = Duration::from_millis(1_000);
         s
     }
 
@@ -412,7 +353,7 @@ impl TestEnv {
 
     /// Reads the whole dead-letter topic, which must hold at least `at_least` records.
     pub async fn read_dlq(&self, at_least: usize) -> Vec<DlqRecord> {
-        read_topic(&self.kafka.brokers, &self.dlq_topic, at_least).await
+        self.kafka.records_at_least(&self.dlq_topic, at_least).await
     }
 
     /// Commits `offset` for this group to Kafka, as a confused tool might:
@@ -463,75 +404,7 @@ impl TestEnv {
 }
 
 /// A dead-letter record as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DlqRecord {
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    pub headers: BTreeMap<String, String>,
-}
-
-/// Reads partition 0 of `topic` from the start until `at_least` records came,
-/// then up to the high watermark, so the answer is the whole topic.
-pub async fn read_topic(brokers: &str, topic: &str, at_least: usize) -> Vec<DlqRecord> {
-    let brokers = brokers.to_owned();
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        // librdkafka assigns only with a group id; this one is never used to commit.
-        let consumer: BaseConsumer = ClientConfig::new()
-            .set("bootstrap.servers", &brokers)
-            .set("group.id", unique("reader"))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("consumer");
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&topic, 0, Offset::Beginning)
-            .expect("tpl");
-        consumer.assign(&tpl).expect("assign");
-        let deadline = Instant::now() + DEADLINE;
-        let mut records = Vec::new();
-        let mut high = None;
-        loop {
-            assert!(
-                Instant::now() < deadline,
-                "timed out reading {topic}: {} records",
-                records.len()
-            );
-            if records.len() >= at_least {
-                let h = *high.get_or_insert_with(|| {
-                    consumer
-                        .fetch_watermarks(&topic, 0, Duration::from_secs(10))
-                        .expect("watermarks")
-                        .1
-                });
-                if records.len() as i64 >= h {
-                    return records;
-                }
-            }
-            if let Some(message) = consumer.poll(Duration::from_millis(100)) {
-                let message = message.expect("message");
-                let headers = message
-                    .headers()
-                    .map(|h| {
-                        h.iter()
-                            .map(|h| {
-                                let value =
-                                    h.value.map(|v| String::from_utf8_lossy(v).into_owned());
-                                (h.key.to_owned(), value.unwrap_or_default())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                records.push(DlqRecord {
-                    key: message.key().map(<[u8]>::to_vec),
-                    value: message.payload().map(<[u8]>::to_vec),
-                    headers,
-                });
-            }
-        }
-    })
-    .await
-    .expect("reader")
-}
+pub type DlqRecord = Record;
 
 /// A consumer running in a task.
 pub struct Running {

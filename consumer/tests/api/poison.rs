@@ -78,10 +78,10 @@ async fn poison_records_go_to_the_dlq_with_their_reason_and_are_never_counted() 
             "offset {offset}: {:?} lacks {why:?}",
             header("error")
         );
-        let reason = shared::observation::parse_record(
+        let reason = domain::observation::parse_record(
             sent.key.as_deref(),
             sent.value.as_deref().unwrap_or_default(),
-            &shared::ModelId::parse("globe").expect("model id"),
+            &domain::ModelId::parse("globe").expect("model id"),
         )
         .expect_err("poison")
         .to_string();

@@ -15,9 +15,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use shared::bayes::{check_mass, DEFAULT_MASS};
-use shared::store::read::{self, ModelRecord};
-use shared::ModelId;
+use domain::bayes::{check_mass, DEFAULT_MASS};
+use domain::ModelId;
+use platform::store::read::{self, ModelRecord};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -156,7 +156,7 @@ fn model_id(raw: &str) -> Result<ModelId, ApiError> {
 /// Times a store query under `query`.
 async fn timed<T>(
     query: &'static str,
-    fut: impl std::future::Future<Output = Result<T, shared::store::StoreError>>,
+    fut: impl std::future::Future<Output = Result<T, platform::store::StoreError>>,
 ) -> Result<T, ApiError> {
     let start = Instant::now();
     let result = fut.await;

@@ -4,10 +4,10 @@ use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::ModelId;
+use platform::store::read::{self, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
-use shared::store::read::{self, ModelConfig};
-use shared::ModelId;
 
 use super::{load_model, model_id, timed};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};

@@ -6,8 +6,8 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use platform::store::read;
 use serde::Serialize;
-use shared::store::read;
 
 use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
@@ -47,7 +47,7 @@ pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Status>, Ap
         Ok(Ok(())) => Ok(ApiJson(Status { status: "ready" })),
         Ok(Err(err)) => Err(ApiError::Unavailable(err)),
         Err(_) => Err(ApiError::Unavailable(
-            shared::store::StoreError::Unavailable(sea_orm::DbErr::ConnectionAcquire(
+            platform::store::StoreError::Unavailable(sea_orm::DbErr::ConnectionAcquire(
                 sea_orm::ConnAcquireErr::Timeout,
             )),
         )),

@@ -6,9 +6,9 @@ use std::time::Instant;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use domain::bayes::{DisplayGrid, Posterior};
+use platform::store::read;
 use serde::Deserialize;
-use shared::bayes::{DisplayGrid, Posterior};
-use shared::store::read;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
@@ -282,7 +282,7 @@ fn render_history(
         format,
         ..
     } = spec;
-    let point = |counts: shared::bayes::Counts| -> Result<HistoryPlotPoint, ApiError> {
+    let point = |counts: domain::bayes::Counts| -> Result<HistoryPlotPoint, ApiError> {
         let posterior = Posterior::new(&snapshot.prior, counts)?;
         Ok(HistoryPlotPoint {
             trials: counts.successes as f64 + counts.failures as f64,
@@ -291,7 +291,7 @@ fn render_history(
         })
     };
     let mut points = Vec::with_capacity(history.len() + 1);
-    points.push(point(shared::bayes::Counts::ZERO)?);
+    points.push(point(domain::bayes::Counts::ZERO)?);
     for row in history {
         points.push(point(row.counts)?);
     }

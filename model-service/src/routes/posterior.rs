@@ -4,8 +4,8 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use platform::store::read;
 use serde::Deserialize;
-use shared::store::read;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
 use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
@@ -78,7 +78,7 @@ pub async fn posterior(
 
 async fn posterior_response(
     state: &AppState,
-    id: &shared::ModelId,
+    id: &domain::ModelId,
     params: &PosteriorParams,
 ) -> Result<Response, ApiError> {
     let mass = mass(params.mass)?;
@@ -332,7 +332,7 @@ pub async fn compare(
 
 async fn resolve(
     state: &AppState,
-    id: &shared::ModelId,
+    id: &domain::ModelId,
     travel: &TimeTravel,
 ) -> Result<Snapshot, ApiError> {
     let record = load_model(state, id).await?;

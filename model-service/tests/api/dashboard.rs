@@ -83,7 +83,7 @@ async fn the_dashboard_in_headless_chromium_shows_new_data_live() {
     assert!(list.as_str().unwrap().contains("coin"), "{list}");
     let mean = browser.eval(&page, &text("mean")).await;
     let engine =
-        shared::bayes::Posterior::new(&shared::Prior::Uniform, shared::bayes::Counts::new(9, 4))
+        domain::bayes::Posterior::new(&domain::Prior::Uniform, domain::bayes::Counts::new(9, 4))
             .unwrap()
             .mean();
     assert_eq!(mean, format!("{engine:.4}").as_str());

@@ -55,10 +55,9 @@ async fn a_database_that_is_gone_answers_503() {
 
     // Drop the service's database from under it.
     use sea_orm::ConnectionTrait;
-    let admin =
-        sea_orm::Database::connect(shared::settings::TestEnvironment::from_env().database_url)
-            .await
-            .unwrap();
+    let admin = sea_orm::Database::connect(test_support::TestEnvironment::from_env().database_url)
+        .await
+        .unwrap();
     app.db.clone().close().await.unwrap();
     admin
         .execute_unprepared(&format!(

@@ -3,15 +3,15 @@
 
 use std::time::Duration;
 
+use domain::bayes::Counts;
+use domain::{ModelId, Prior};
 use model_service::{AppState, Application};
+use platform::settings::Settings;
+use platform::store::read::{self, ModelConfig};
+use platform::store::write::{apply_batch, BatchWrite, ModelDelta};
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
-use shared::bayes::Counts;
-use shared::settings::Settings;
-use shared::store::read::{self, ModelConfig};
-use shared::store::testing::TestDatabase;
-use shared::store::write::{apply_batch, BatchWrite, ModelDelta};
-use shared::{ModelId, Prior};
+use test_support::database::TestDatabase;
 use tokio::sync::{oneshot, Mutex};
 
 /// A running service and what a test needs to drive it.
@@ -36,7 +36,7 @@ pub async fn spawn_app() -> TestApp {
 
 /// Like [`spawn_app`], with settings adjusted by `configure` first.
 pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
-    shared::telemetry::init_test_tracing();
+    test_support::init_tracing();
     let (test_db, db) = TestDatabase::create().await.expect("test database");
     let mut settings = Settings::default();
     settings.database = test_db.settings.clone();
@@ -154,7 +154,7 @@ impl TestApp {
             &ModelId::parse(model).expect("model id"),
             &ModelConfig {
                 prior: Some(prior),
-                grid_size: grid_size.map(|g| shared::bayes::GridSize::parse(g).expect("grid")),
+                grid_size: grid_size.map(|g| domain::bayes::GridSize::parse(g).expect("grid")),
             },
             &self.settings.models,
             &self.settings.consumer.notify_channel,
@@ -175,23 +175,7 @@ impl TestApp {
     }
 }
 
-/// Polls `check` until it returns `Some`, failing after `deadline`.
-pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let start = tokio::time::Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-        // A short pause between polls, not a synchronisation: the loop ends
-        // as soon as the condition holds.
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
+pub use test_support::eventually_within as eventually;
 
 /// Decodes a PNG: (width, height, RGB(A) pixels).
 pub fn decode_png(bytes: &[u8]) -> (u32, u32, Vec<u8>) {

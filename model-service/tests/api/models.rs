@@ -1,8 +1,8 @@
 //! `GET /models`, `GET /models/{id}`, `PUT /models/{id}`.
 
+use domain::bayes::{Counts, Posterior};
+use domain::Prior;
 use serde_json::{json, Value};
-use shared::bayes::{Counts, Posterior};
-use shared::Prior;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 

@@ -72,7 +72,7 @@ async fn the_pixels_change_when_the_posterior_changes() {
     // So does a different mass (the shaded band) and a different prior.
     let (_, _, narrow) = png(&app, &format!("{path}&mass=0.5")).await;
     assert_ne!(after, narrow);
-    app.configure("globe", shared::Prior::Beta { a: 20.0, b: 2.0 }, None)
+    app.configure("globe", domain::Prior::Beta { a: 20.0, b: 2.0 }, None)
         .await;
     let (_, _, reconfigured) = png(&app, path).await;
     assert_ne!(after, reconfigured);

@@ -1,10 +1,10 @@
 //! Posterior queries: the numbers served are the engine's, at any version.
 
+use domain::bayes::{compare, Counts, DisplayGrid, GridSize, Posterior};
+use domain::Prior;
+use platform::store::entities::model_history;
 use sea_orm::{EntityTrait, QueryOrder};
 use serde_json::{json, Value};
-use shared::bayes::{compare, Counts, DisplayGrid, GridSize, Posterior};
-use shared::store::entities::model_history;
-use shared::Prior;
 
 use crate::helpers::{spawn_app, spawn_app_with};
 
@@ -88,7 +88,7 @@ async fn the_served_posterior_is_the_engines_for_every_kind_of_prior() {
 #[tokio::test]
 async fn the_default_posterior_is_the_default_models() {
     let app = spawn_app_with(|s| {
-        s.models.default_model = shared::ModelId::parse("earth").unwrap();
+        s.models.default_model = domain::ModelId::parse("earth").unwrap();
     })
     .await;
     app.get_error("/posterior", 404, "model_not_found").await;

@@ -14,15 +14,15 @@
 use std::net::SocketAddr;
 
 use anyhow::{bail, Context};
+use platform::settings::Settings;
+use platform::shutdown::shutdown_signal;
 use rdkafka::mocking::MockCluster;
-use shared::settings::Settings;
-use shared::signal::shutdown_signal;
 use tokio::net::{TcpListener, TcpStream};
 
 fn main() -> anyhow::Result<()> {
     let port = parse_port(std::env::args().skip(1))?;
     let settings = Settings::load().context("reading settings")?;
-    shared::telemetry::init_tracing(&settings.telemetry);
+    platform::telemetry::init_tracing(&settings.telemetry);
 
     // The cluster is not Send: it stays on this thread for the whole run.
     let cluster = MockCluster::new(1).context("starting librdkafka's mock cluster")?;

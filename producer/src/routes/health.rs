@@ -44,7 +44,7 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Readiness: the broker returned the topic's metadata within `admin_timeout_ms`.
+/// Readiness: the broker returned the topic's metadata within `admin_timeout`.
 #[utoipa::path(
     get,
     path = "/readyz",

@@ -10,10 +10,10 @@
 //! the two must agree.
 
 use axum::extract::State;
+use domain::observation::{parse_json, parse_text, Observation, ObservationBody};
+use domain::ModelId;
 use serde::Deserialize;
 use serde_json::Value;
-use shared::observation::{parse_json, parse_text, Observation, ObservationBody};
-use shared::ModelId;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
@@ -73,7 +73,7 @@ pub enum ObservationsPayload {
             example = json!({"error": {"code": "unsupported_media_type", "message": "Content-Type \"application/xml\" is not supported: send application/json (one observation or an array) or text/plain (w/l outcomes, with ?model=)"}})),
         (status = 422, description = "Well-formed but not observations; for a batch, the first bad item's index and why. Nothing was produced.", body = ErrorBody,
             example = json!({"error": {"code": "invalid_observation", "message": "item 3: successes (10) exceed trials (9)", "item": 3}})),
-        (status = 503, description = "The broker did not acknowledge within `ack_timeout_ms`. Retry after `Retry-After` seconds with the same Idempotency-Key.", body = ErrorBody,
+        (status = 503, description = "The broker did not acknowledge within `ack_timeout`. Retry after `Retry-After` seconds with the same Idempotency-Key.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
             example = json!({"error": {"code": "broker_unavailable", "message": "the broker did not acknowledge the records (the broker did not acknowledge within 5000 ms); retry later with the same Idempotency-Key"}})),
     ),

@@ -3,7 +3,7 @@
 //! unlike the seed, it answers only once the broker acknowledged the record.
 
 use axum::extract::State;
-use shared::observation::parse_text;
+use domain::observation::parse_text;
 
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{IdempotencyKey, Path};
@@ -26,7 +26,7 @@ use crate::state::AppState;
             example = json!({"error": {"code": "bad_request", "message": "the Idempotency-Key header must be 1 to 128 visible ASCII characters"}})),
         (status = 422, description = "The outcome is not one of `w` or `l`.", body = ErrorBody,
             example = json!({"error": {"code": "invalid_observation", "message": "expected one outcome, `w` or `l`; got \"x\""}})),
-        (status = 503, description = "The broker did not acknowledge within `ack_timeout_ms`.", body = ErrorBody,
+        (status = 503, description = "The broker did not acknowledge within `ack_timeout`.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
             example = json!({"error": {"code": "broker_unavailable", "message": "the broker did not acknowledge the records (the broker did not acknowledge within 5000 ms); retry later with the same Idempotency-Key"}})),
     ),

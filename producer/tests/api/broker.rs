@@ -3,12 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use crate::helpers::{spawn_app, spawn_app_with, spawn_app_without_broker};
+use crate::helpers::{spawn_app, spawn_app_on_mock_cluster, spawn_app_without_broker};
 
 #[tokio::test]
 async fn with_the_broker_unreachable_a_write_answers_503_with_retry_after() {
     // The client's own deadline (helpers::HTTP_DEADLINE) turns a hang into a failure.
-    let app = spawn_app_without_broker(|s| s.producer.ack_timeout_ms = 1_000).await;
+    let app =
+        spawn_app_without_broker(|s| s.producer.ack_timeout = Duration::from_millis(1_000)).await;
     let single = app.post_json(r#"{"model":"globe","outcome":"w"}"#).await;
     single.assert_error(503, "broker_unavailable", "did not acknowledge");
     let retry_after = single
@@ -52,11 +53,10 @@ async fn readyz_is_ready_when_the_broker_serves_the_topic() {
 
 #[tokio::test]
 async fn writes_succeed_again_once_a_broker_that_went_down_is_back() {
-    let app = spawn_app_with(|s| s.producer.ack_timeout_ms = 1_000).await;
     // Only the in-process mock cluster can be stopped by a test.
-    let Some(mock) = app.broker().mock() else {
-        return;
-    };
+    let app =
+        spawn_app_on_mock_cluster(|s| s.producer.ack_timeout = Duration::from_millis(1_000)).await;
+    let mock = app.broker().mock().expect("a mock cluster");
     // The first write also sets the idempotent producer up (metadata, a
     // producer id), which on a loaded machine can take longer than the short
     // acknowledgement timeout: retry it within a deadline.

@@ -3,206 +3,20 @@
 //! per test, the producer on a random port, and a reader of the topic that
 //! stops at the high watermark instead of sleeping.
 
-use std::collections::{HashMap, HashSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use platform::settings::Settings;
 use producer::Application;
-use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::DefaultProducerContext;
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use serde_json::Value;
-use shared::settings::{Settings, TestEnvironment};
+pub use test_support::broker::TestBroker;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
-/// The longest any helper waits for the broker before failing the test.
-const BROKER_DEADLINE: Duration = Duration::from_secs(20);
 /// How long a test waits for an HTTP answer before calling it a hang.
 pub const HTTP_DEADLINE: Duration = Duration::from_secs(15);
 
-/// A broker for one test: the in-process mock cluster (kept alive as long as
-/// this value) or the external one named by `KAFKA_BROKERS`.
-pub struct TestBroker {
-    pub brokers: String,
-    mock: Option<MockCluster<'static, DefaultProducerContext>>,
-}
-
-impl TestBroker {
-    pub fn start() -> Self {
-        match TestEnvironment::from_env().kafka_brokers {
-            Some(brokers) => Self {
-                brokers,
-                mock: None,
-            },
-            None => {
-                let mock = MockCluster::new(1).expect("starting the mock cluster");
-                Self {
-                    brokers: mock.bootstrap_servers(),
-                    mock: Some(mock),
-                }
-            }
-        }
-    }
-
-    pub fn is_mock(&self) -> bool {
-        self.mock.is_some()
-    }
-
-    /// The in-process mock cluster, for tests that break the broker on purpose.
-    pub fn mock(&self) -> Option<&MockCluster<'static, DefaultProducerContext>> {
-        self.mock.as_ref()
-    }
-
-    /// Creates `topic` and waits until the broker reports all its partitions.
-    pub async fn create_topic(&self, topic: &str, partitions: i32) {
-        match &self.mock {
-            Some(mock) => mock
-                .create_topic(topic, partitions, 1)
-                .expect("creating the topic on the mock cluster"),
-            None => {
-                let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-                    .set("bootstrap.servers", &self.brokers)
-                    .create()
-                    .expect("creating an admin client");
-                let options = AdminOptions::new().operation_timeout(Some(BROKER_DEADLINE));
-                let results = admin
-                    .create_topics(
-                        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
-                        &options,
-                    )
-                    .await
-                    .expect("creating the topic");
-                for result in results {
-                    result.expect("creating the topic");
-                }
-            }
-        }
-        let deadline = Instant::now() + BROKER_DEADLINE;
-        let consumer = self.consumer();
-        loop {
-            let found = consumer
-                .fetch_metadata(Some(topic), Duration::from_secs(1))
-                .ok()
-                .and_then(|m| {
-                    m.topics()
-                        .iter()
-                        .find(|t| t.name() == topic && t.error().is_none())
-                        .map(|t| t.partitions().len())
-                });
-            if found == Some(partitions as usize) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "topic {topic} did not appear");
-            tokio::task::yield_now().await;
-        }
-    }
-
-    /// The partition count of `topic`, or `None` when the broker does not know it.
-    pub fn partitions_of(&self, topic: &str) -> Option<usize> {
-        let metadata = self
-            .consumer()
-            .fetch_metadata(None, Duration::from_secs(5))
-            .expect("fetching metadata");
-        metadata
-            .topics()
-            .iter()
-            .find(|t| t.name() == topic && t.error().is_none())
-            .map(|t| t.partitions().len())
-    }
-
-    fn consumer(&self) -> BaseConsumer {
-        ClientConfig::new()
-            .set("bootstrap.servers", &self.brokers)
-            .set("group.id", format!("producer-tests-{}", Uuid::new_v4()))
-            .set("enable.auto.commit", "false")
-            .create()
-            .expect("creating a consumer")
-    }
-
-    /// Every record of `topic` up to the high watermarks read at the start,
-    /// sorted by partition and offset. Reads until each partition's
-    /// watermark is reached, failing the test after a deadline.
-    pub async fn records(&self, topic: &str) -> Vec<Record> {
-        let consumer = self.consumer();
-        let topic = topic.to_owned();
-        tokio::task::spawn_blocking(move || read_to_watermarks(&consumer, &topic))
-            .await
-            .expect("reading the topic")
-    }
-}
-
-fn read_to_watermarks(consumer: &BaseConsumer, topic: &str) -> Vec<Record> {
-    let metadata = consumer
-        .fetch_metadata(Some(topic), BROKER_DEADLINE)
-        .expect("fetching the topic's metadata");
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .iter()
-        .filter(|t| t.name() == topic)
-        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
-        .collect();
-    let mut assignment = TopicPartitionList::new();
-    let mut high_watermarks = HashMap::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, BROKER_DEADLINE)
-            .expect("fetching watermarks");
-        if high > low {
-            assignment
-                .add_partition_offset(topic, partition, Offset::Offset(low))
-                .expect("adding a partition");
-            high_watermarks.insert(partition, high);
-        }
-    }
-    let mut records = Vec::new();
-    if high_watermarks.is_empty() {
-        return records;
-    }
-    consumer.assign(&assignment).expect("assigning partitions");
-    let deadline = Instant::now() + BROKER_DEADLINE;
-    let mut done = HashSet::new();
-    while done.len() < high_watermarks.len() {
-        assert!(
-            Instant::now() < deadline,
-            "records up to the high watermarks {high_watermarks:?} did not arrive; got {records:?}"
-        );
-        let Some(message) = consumer.poll(Duration::from_millis(100)) else {
-            continue;
-        };
-        let message = message.expect("consuming");
-        let high = high_watermarks[&message.partition()];
-        if message.offset() < high {
-            records.push(Record {
-                partition: message.partition(),
-                offset: message.offset(),
-                key: message
-                    .key()
-                    .map(|k| String::from_utf8(k.to_vec()).expect("UTF-8 key")),
-                value: String::from_utf8(message.payload().unwrap_or_default().to_vec())
-                    .expect("UTF-8 value"),
-                trace_id: message.headers().and_then(|headers| {
-                    headers
-                        .iter()
-                        .find(|h| h.key == "trace-id")
-                        .and_then(|h| h.value)
-                        .map(|v| String::from_utf8(v.to_vec()).expect("UTF-8 header"))
-                }),
-            });
-        }
-        if message.offset() + 1 >= high {
-            done.insert(message.partition());
-        }
-    }
-    records.sort_by_key(|r| (r.partition, r.offset));
-    records
-}
-
-/// A record as the tests look at it.
+/// A record as the producer tests look at it: UTF-8 key and value, and the
+/// `trace-id` header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub partition: i32,
@@ -210,6 +24,18 @@ pub struct Record {
     pub key: Option<String>,
     pub value: String,
     pub trace_id: Option<String>,
+}
+
+impl From<test_support::broker::Record> for Record {
+    fn from(record: test_support::broker::Record) -> Self {
+        Self {
+            partition: record.partition,
+            offset: record.offset,
+            key: record.key_str(),
+            value: record.value_str(),
+            trace_id: record.header("trace-id").map(str::to_owned),
+        }
+    }
 }
 
 /// A running producer, on its own port, writing to its own topic.
@@ -236,7 +62,20 @@ pub async fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
 
 /// A producer against a fresh topic of `partitions` partitions.
 pub async fn spawn_app_on(partitions: i32, configure: impl FnOnce(&mut Settings)) -> TestApp {
-    let broker = TestBroker::start();
+    spawn_app_against(TestBroker::start(), partitions, configure).await
+}
+
+/// A producer on the in-process mock cluster whatever `KAFKA_BROKERS` says,
+/// for the tests that take the broker down.
+pub async fn spawn_app_on_mock_cluster(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_against(TestBroker::mock_cluster(), 1, configure).await
+}
+
+async fn spawn_app_against(
+    broker: TestBroker,
+    partitions: i32,
+    configure: impl FnOnce(&mut Settings),
+) -> TestApp {
     let topic = unique_topic();
     broker.create_topic(&topic, partitions).await;
     let mut settings = test_settings(&broker.brokers, &topic);
@@ -260,12 +99,12 @@ pub fn test_settings(brokers: &str, topic: &str) -> Settings {
     settings.kafka.dlq_topic = format!("{topic}.dlq");
     settings.kafka.create_topics = false;
     settings.producer.port = 0;
-    settings.producer.admin_timeout_ms = 1_000;
+    settings.producer.admin_timeout = Duration::from_millis(1_000);
     settings
 }
 
 pub fn unique_topic() -> String {
-    format!("observations-{}", Uuid::new_v4())
+    test_support::unique("observations")
 }
 
 /// A local port on which nothing listens: bound, then released.
@@ -275,7 +114,7 @@ pub fn closed_port() -> u16 {
 }
 
 async fn launch(settings: Settings, broker: Option<TestBroker>) -> TestApp {
-    shared::telemetry::init_test_tracing();
+    test_support::init_tracing();
     let application = Application::build(settings.clone())
         .await
         .expect("building the application");
@@ -393,7 +232,8 @@ impl TestApp {
 
     /// Every record on the app's topic.
     pub async fn records(&self) -> Vec<Record> {
-        self.broker().records(&self.topic).await
+        let records = self.broker().records(&self.topic).await;
+        records.into_iter().map(Record::from).collect()
     }
 
     /// Proves that the rejected requests before it produced nothing: writes

@@ -284,6 +284,6 @@ async fn the_seed_route_writes_one_outcome_for_the_default_model() {
 }
 
 async fn spawn_app_with_default_model(model: &str) -> crate::helpers::TestApp {
-    let model = shared::ModelId::parse(model).expect("a valid model id");
+    let model = domain::ModelId::parse(model).expect("a valid model id");
     crate::helpers::spawn_app_with(|s| s.models.default_model = model).await
 }

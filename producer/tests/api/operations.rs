@@ -76,13 +76,13 @@ async fn metrics_count_requests_by_route_and_status_records_latency_and_errors()
 
 #[tokio::test]
 async fn start_up_with_topic_creation_on_never_blocks_for_long_and_creates_what_it_can() {
-    shared::telemetry::init_test_tracing();
+    test_support::init_tracing();
     let broker = TestBroker::start();
     let topic = unique_topic();
     let mut settings = test_settings(&broker.brokers, &topic);
     settings.kafka.create_topics = true;
     settings.kafka.partitions = 2;
-    settings.producer.admin_timeout_ms = 500;
+    settings.producer.admin_timeout = std::time::Duration::from_millis(500);
     // The mock cluster has no CreateTopics API: start-up must give up on it
     // with a warning, well before this deadline, and still serve.
     let application = tokio::time::timeout(HTTP_DEADLINE, Application::build(settings.clone()))

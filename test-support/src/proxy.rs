@@ -1,8 +1,8 @@
-//! Test support, also used by the benchmark: [`PgProxy`], a TCP proxy in
-//! front of Postgres that fails on cue (cut a connection before or after the
+//! [`PgProxy`]: a TCP proxy in front of Postgres for the crash tests and the
+//! consumer benchmark. It fails on cue (cut a connection before or after the
 //! batch's statement reaches the server, or swallow the reply of a statement
-//! that committed; or refuse every connection for a while), and that counts
-//! the protocol messages clients send, hence round trips.
+//! that committed; or refuse every connection for a while), and it counts the
+//! protocol messages clients send, hence round trips.
 
 use std::io;
 use std::net::SocketAddr;

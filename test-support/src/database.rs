@@ -1,11 +1,12 @@
-//! Test support: a fresh, migrated database per test, on the server named by
-//! `DATABASE_URL` (see [`crate::settings::TestEnvironment`]).
+//! A fresh, migrated database per test, on the server named by
+//! `DATABASE_URL` (see [`crate::TestEnvironment`]).
 
+use platform::settings::DatabaseSettings;
+use platform::store::{connect, migrate, StoreError};
 use sea_orm::{ConnectionTrait, Database, DatabaseConnection};
 use secrecy::SecretString;
 
-use super::{connect, migrate, StoreError};
-use crate::settings::{DatabaseSettings, TestEnvironment};
+use crate::TestEnvironment;
 
 /// A database made for one test. Dropping it leaves the database behind, so a
 /// test that failed can be inspected; names are unique, so runs never collide.
@@ -48,18 +49,11 @@ impl TestDatabase {
     }
 }
 
-/// `url` with its database path replaced by `name` (query string kept).
-fn replace_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    // The path starts at the first '/' after "scheme://authority".
-    let after_scheme = base.find("://").map_or(0, |i| i + 3);
-    let authority_end = base[after_scheme..]
-        .find('/')
-        .map_or(base.len(), |i| after_scheme + i);
-    format!("{}/{}{}", &base[..authority_end], name, query)
+/// `server` with its database replaced by `name` (credentials, host and query kept).
+fn replace_database(server: &str, name: &str) -> String {
+    let mut url = url::Url::parse(server).expect("DATABASE_URL is a URL");
+    url.set_path(name);
+    url.into()
 }
 
 #[cfg(test)]

@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use shared::bayes::Counts;
-use shared::settings::ModelDefaults;
-use shared::store::testing::TestDatabase;
-use shared::store::write::{apply_batch, load_offset, BatchWrite, ModelDelta};
-use shared::store::{migrate, StoreError};
-use shared::ModelId;
+use domain::bayes::Counts;
+use domain::ModelId;
+use platform::settings::ModelDefaults;
+use platform::store::write::{apply_batch, load_offset, BatchWrite, ModelDelta};
+use platform::store::{migrate, StoreError};
+use test_support::database::TestDatabase;
 
 fn delta(model: &str, s: u64, f: u64, last_offset: i64) -> ModelDelta {
     ModelDelta {
@@ -74,8 +74,8 @@ async fn batches_add_up_and_write_consecutive_history() {
         Some(20)
     );
 
+    use platform::store::entities::model_history;
     use sea_orm::{EntityTrait, QueryOrder};
-    use shared::store::entities::model_history;
     let history = model_history::Entity::find()
         .order_by_asc(model_history::Column::ModelId)
         .order_by_asc(model_history::Column::Version)

@@ -12,10 +12,10 @@ use sea_orm::{
 };
 
 use super::StoreError;
-use crate::bayes::{Counts, GridSize, ModelState};
-use crate::model_id::ModelId;
-use crate::prior::Prior;
 use crate::settings::ModelDefaults;
+use domain::bayes::{Counts, GridSize, ModelState};
+use domain::model_id::ModelId;
+use domain::prior::Prior;
 
 /// A model as it stands now: its configuration and its current state.
 #[derive(Debug, Clone, PartialEq)]

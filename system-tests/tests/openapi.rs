@@ -6,7 +6,8 @@
 
 use std::path::Path;
 
-use shared::settings::{Settings, TestEnvironment};
+use platform::settings::Settings;
+use test_support::TestEnvironment;
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{InfoBuilder, OpenApi};
 

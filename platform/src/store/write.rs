@@ -18,10 +18,10 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 
 use super::StoreError;
-use crate::bayes::{Counts, ModelState};
-use crate::model_id::ModelId;
-use crate::prior::Prior;
 use crate::settings::ModelDefaults;
+use domain::bayes::{Counts, ModelState};
+use domain::model_id::ModelId;
+use domain::prior::Prior;
 
 /// What one batch adds to one model.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,8 +5,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use shared::bayes::{Counts, DisplayGrid, GridSize, Posterior};
-use shared::Prior;
+use domain::bayes::{Counts, DisplayGrid, GridSize, Posterior};
+use domain::Prior;
 
 fn query(prior: &Prior, counts: Counts, grid: GridSize) -> f64 {
     let post = Posterior::new(prior, counts).unwrap_or_else(|e| panic!("{e}"));

@@ -6,22 +6,17 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::{Headers, Message};
-use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{DefaultProducerContext, FutureProducer, FutureRecord};
-use rdkafka::ClientConfig;
+use platform::settings::Settings;
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
-use shared::settings::{Settings, TestEnvironment};
-use shared::store::testing::TestDatabase;
 use statrs::distribution::{Beta, ContinuousCDF};
 use statrs::statistics::Distribution;
+use test_support::broker::TestBroker;
+use test_support::database::TestDatabase;
+use test_support::{eventually, unique, DEADLINE};
 use tokio::sync::watch;
-
-/// The longest the test waits for anything before failing.
-const DEADLINE: Duration = Duration::from_secs(60);
 
 struct Stack {
     producer: String,
@@ -29,7 +24,7 @@ struct Stack {
     settings: Settings,
     stop: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
-    _mock: Option<MockCluster<'static, DefaultProducerContext>>,
+    broker: TestBroker,
 }
 
 /// A future that completes when `stop` says so.
@@ -38,34 +33,24 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 }
 
 async fn start_stack() -> Stack {
-    shared::telemetry::init_test_tracing();
+    test_support::init_tracing();
     let (test_db, _db) = TestDatabase::create().await.unwrap();
-    let run = uuid::Uuid::new_v4().simple().to_string();
+    let broker = TestBroker::start();
     let mut settings = Settings::default();
     settings.database = test_db.settings.clone();
-    settings.kafka.topic = format!("observations-{run}");
-    settings.kafka.dlq_topic = format!("observations-{run}.dlq");
-    settings.consumer.group_id = format!("e2e-{run}");
-    settings.consumer.batch_wait_ms = 20;
+    settings.kafka.brokers = broker.brokers.clone();
+    settings.kafka.topic = unique("observations");
+    settings.kafka.dlq_topic = format!("{}.dlq", settings.kafka.topic);
+    settings.consumer.group_id = unique("e2e");
+    settings.consumer.batch_wait = Duration::from_millis(20);
     settings.producer.port = 0;
     settings.model_service.port = 0;
     settings.consumer.admin_port = 0;
-    let mock = match TestEnvironment::from_env().kafka_brokers {
-        // A real cluster: the producer creates the topics at start-up.
-        Some(brokers) => {
-            settings.kafka.brokers = brokers;
-            None
-        }
-        None => {
-            let mock = MockCluster::new(1).unwrap();
-            mock.create_topic(&settings.kafka.topic, 1, 1).unwrap();
-            mock.create_topic(&settings.kafka.dlq_topic, 1, 1).unwrap();
-            settings.kafka.brokers = mock.bootstrap_servers();
-            // The mock cluster has no CreateTopics API; don't wait for it.
-            settings.kafka.create_topics = false;
-            Some(mock)
-        }
-    };
+    // The test makes its topics, on the mock cluster (which has no
+    // CreateTopics API) and on a real broker alike.
+    broker.create_topic(&settings.kafka.topic, 1).await;
+    broker.create_topic(&settings.kafka.dlq_topic, 1).await;
+    settings.kafka.create_topics = false;
 
     let (stop, rx) = watch::channel(false);
     let producer = producer::Application::build(settings.clone())
@@ -98,35 +83,32 @@ async fn start_stack() -> Stack {
         settings,
         stop,
         tasks,
-        _mock: mock,
+        broker,
     }
 }
 
-/// Polls `GET /posterior` until it reports `trials` trials.
+/// Polls `GET /posterior` until it reports `trials` trials; more is a failure.
 async fn posterior_with_trials(http: &reqwest::Client, stack: &Stack, trials: u64) -> Value {
-    let started = Instant::now();
-    loop {
-        let response = http
-            .get(format!("{}/posterior", stack.model))
-            .send()
-            .await
-            .unwrap();
-        if response.status() == 200 {
-            let body: Value = response.json().await.unwrap();
-            if body["trials"] == trials {
-                return body;
+    eventually(
+        &format!("the posterior shows {trials} trials"),
+        async || {
+            let response = http
+                .get(format!("{}/posterior", stack.model))
+                .send()
+                .await
+                .unwrap();
+            if response.status() != 200 {
+                return None;
             }
+            let body: Value = response.json().await.unwrap();
             assert!(
                 body["trials"].as_u64().unwrap_or(0) <= trials,
                 "counted too much: {body}"
             );
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "the posterior never showed {trials} trials"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            (body["trials"] == trials).then_some(body)
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -181,10 +163,7 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     );
 
     // A record typed by hand (no key: the default model), then a poison one.
-    let raw: FutureProducer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.settings.kafka.brokers)
-        .create()
-        .unwrap();
+    let raw: FutureProducer = stack.broker.client_config().create().unwrap();
     let topic = &stack.settings.kafka.topic;
     raw.send(FutureRecord::<(), str>::to(topic).payload("w"), DEADLINE)
         .await
@@ -199,35 +178,15 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     assert_eq!(body["successes"].as_u64(), Some(7));
 
     // The poison record is in the dead-letter topic, with its reason.
-    let dlq: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", &stack.settings.kafka.brokers)
-        .set(
-            "group.id",
-            format!("{}-reader", stack.settings.consumer.group_id),
-        )
-        .set("auto.offset.reset", "earliest")
-        .create()
-        .unwrap();
-    dlq.subscribe(&[&stack.settings.kafka.dlq_topic]).unwrap();
-    let started = Instant::now();
-    let record = loop {
-        if let Some(message) = dlq.poll(Duration::from_millis(200)) {
-            break message.unwrap().detach();
-        }
-        assert!(
-            started.elapsed() < DEADLINE,
-            "nothing reached the dead-letter topic"
-        );
-    };
-    assert_eq!(record.payload(), Some(&b"banana"[..]));
-    assert_eq!(record.key(), Some(&b"globe"[..]));
-    let headers = record.headers().unwrap();
-    let error = headers
-        .iter()
-        .find(|h| h.key == "error")
-        .and_then(|h| h.value)
-        .map(|v| String::from_utf8_lossy(v).into_owned())
-        .unwrap_or_default();
+    let dlq = stack
+        .broker
+        .records_at_least(&stack.settings.kafka.dlq_topic, 1)
+        .await;
+    assert_eq!(dlq.len(), 1, "{dlq:?}");
+    let record = &dlq[0];
+    assert_eq!(record.value.as_deref(), Some(&b"banana"[..]));
+    assert_eq!(record.key.as_deref(), Some(&b"globe"[..]));
+    let error = record.header("error").unwrap_or_default();
     assert!(error.contains("unknown outcome \"banana\""), "{error}");
 
     // And the plot.

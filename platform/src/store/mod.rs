@@ -4,10 +4,7 @@
 pub mod entities;
 pub mod migration;
 pub mod read;
-pub mod testing;
 pub mod write;
-
-use std::time::Duration;
 
 use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
@@ -38,8 +35,8 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     let mut options = ConnectOptions::new(settings.url.expose_secret().to_owned());
     options
         .max_connections(settings.max_connections)
-        .connect_timeout(Duration::from_millis(settings.connect_timeout_ms))
-        .acquire_timeout(Duration::from_millis(settings.connect_timeout_ms))
+        .connect_timeout(settings.connect_timeout)
+        .acquire_timeout(settings.connect_timeout)
         .sqlx_logging(false)
         // No ping each time a connection leaves the pool: the consumer's
         // batch would wait for it, and a dead connection fails the

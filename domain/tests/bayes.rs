@@ -3,9 +3,9 @@
 //! hold for every valid prior and count.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use domain::bayes::{compare, Counts, DisplayGrid, GridSize, ModelState, Posterior};
+use domain::Prior;
 use proptest::prelude::*;
-use shared::bayes::{compare, Counts, DisplayGrid, GridSize, ModelState, Posterior};
-use shared::Prior;
 use statrs::distribution::{Beta, ContinuousCDF};
 use statrs::statistics::Distribution;
 

@@ -21,16 +21,6 @@ pub fn init_tracing(settings: &TelemetrySettings) {
     };
 }
 
-/// Quiet tracing for tests, unless `TEST_LOG` is set (then everything at debug).
-pub fn init_test_tracing() {
-    if std::env::var_os("TEST_LOG").is_some() {
-        let _ = fmt()
-            .with_env_filter(EnvFilter::new("debug"))
-            .with_test_writer()
-            .try_init();
-    }
-}
-
 /// Buckets for latencies in seconds, from 50 µs to 10 s.
 const LATENCY_BUCKETS: &[f64] = &[
     0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,

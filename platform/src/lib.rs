@@ -1,0 +1,13 @@
+//! What the three services share beyond the pure domain: typed settings,
+//! telemetry, the Kafka client basics, the Postgres store, the HTTP
+//! conventions and the shutdown signal.
+//!
+//! Everything here touches the outside world; the math and the wire format
+//! live in the `domain` crate, which this one builds on.
+
+pub mod http;
+pub mod kafka;
+pub mod settings;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,91 @@
+//! What the test suites and benchmarks share; a dev-dependency only, so no
+//! production crate carries test code.
+//!
+//! - [`TestEnvironment`]: where the services are (`DATABASE_URL`, `KAFKA_BROKERS`);
+//! - [`broker::TestBroker`]: the broker named by `KAFKA_BROKERS`, or
+//!   librdkafka's mock cluster in-process, with topic creation and a reader;
+//! - [`database::TestDatabase`]: a fresh, migrated database per test;
+//! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
+//! - [`eventually`] and [`unique`]: waiting by polling with a deadline, and
+//!   names no other test uses.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+pub mod broker;
+pub mod database;
+pub mod proxy;
+
+use std::time::{Duration, Instant};
+
+use tracing_subscriber::{fmt, EnvFilter};
+
+/// The longest any wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Where the test suites find their services: `DATABASE_URL` (a server on
+/// which tests may create databases; default the local Postgres) and
+/// `KAFKA_BROKERS` (an external broker; when unset, tests start librdkafka's
+/// mock cluster in-process).
+#[derive(Debug, Clone)]
+pub struct TestEnvironment {
+    pub database_url: String,
+    pub kafka_brokers: Option<String>,
+    /// `UPDATE_OPENAPI` is set: the OpenAPI test rewrites `openapi.json`
+    /// instead of comparing with it.
+    pub update_openapi: bool,
+}
+
+impl TestEnvironment {
+    pub fn from_env() -> Self {
+        Self {
+            database_url: std::env::var("DATABASE_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned()),
+            kafka_brokers: std::env::var("KAFKA_BROKERS")
+                .ok()
+                .filter(|b| !b.is_empty()),
+            update_openapi: std::env::var_os("UPDATE_OPENAPI").is_some(),
+        }
+    }
+}
+
+/// Quiet tracing for tests, unless `TEST_LOG` is set (then everything at debug).
+pub fn init_tracing() {
+    if std::env::var_os("TEST_LOG").is_some() {
+        let _ = fmt()
+            .with_env_filter(EnvFilter::new("debug"))
+            .with_test_writer()
+            .try_init();
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after [`DEADLINE`]
+/// with `what` in the message.
+pub async fn eventually<T>(what: &str, check: impl AsyncFnMut() -> Option<T>) -> T {
+    eventually_within(DEADLINE, what, check).await
+}
+
+/// [`eventually`] with a deadline of the caller's.
+pub async fn eventually_within<T>(
+    deadline: Duration,
+    what: &str,
+    mut check: impl AsyncFnMut() -> Option<T>,
+) -> T {
+    let until = Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting until {what}"
+        );
+        // A short pause between polls, not a synchronisation: the loop ends
+        // as soon as the condition holds.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// `prefix-<uuid>`: a topic, group or channel name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
