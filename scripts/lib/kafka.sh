@@ -1,0 +1,450 @@
+# shellcheck shell=bash
+# Apache Kafka without Docker: the released jars from Maven Central (resolved
+# once by scripts/kafka/pom.xml), run with Java as upstream's bin/*.sh do.
+# Sourced by scripts/kafka.sh, the console/perf wrappers and the test scripts.
+# Every function prints what it does on stderr.
+#
+#   ensure_kafka_jars                     Java, Maven and the jars (cached; instant once done)
+#   kafka_start NAME DIR PORT CONTROLLER_PORT
+#                                         one KRaft node (broker+controller) with its data in
+#                                         DIR, on 127.0.0.1:PORT; returns once it answers
+#   kafka_stop DIR | kafka_kill DIR       SIGTERM (then SIGKILL after 30 s) | SIGKILL at once
+#   kafka_status DIR                      prints the state; true when running
+#   kafka_run CLASS ARGS... | kafka_exec CLASS ARGS...
+#                                         any Kafka class with the classpath (exec: replaces
+#                                         the shell, as upstream's kafka-run-class.sh does)
+#
+# Environment, as upstream's kafka-run-class.sh: KAFKA_HEAP_OPTS,
+# KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS; BAYES_KAFKA_HOME (the cache of jars
+# and logging configs, default $ROOT/.dev/kafka); KAFKA_START_TIMEOUT (60 s),
+# KAFKA_STOP_TIMEOUT (30 s); KAFKA_CDS=off (no class-data sharing
+# archives); KAFKA_SERVER_PROPERTIES (lines appended to the
+# broker's server.properties, later ones win, e.g. "log.retention.hours=1").
+
+declare -F apt_install >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
+KAFKA_CACHE="${BAYES_KAFKA_HOME:-$ROOT/.dev/kafka}"
+KAFKA_LIBS="$KAFKA_CACHE/libs"
+# upstream's kafka-run-class.sh defaults
+KAFKA_DEFAULT_JVM_OPTS="-server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent -Djava.awt.headless=true"
+
+# kafka_version: the Kafka version the POM pins.
+kafka_version() {
+  sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' "$KAFKA_POM" | head -n 1
+}
+
+# write_if_changed FILE: stdin into FILE, unless FILE has it already.
+_kafka_write_if_changed() {
+  local file="$1" tmp
+  tmp=$(mktemp "$file.XXXXXX")
+  cat >"$tmp"
+  chmod 644 "$tmp"
+  if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
+}
+
+# The log4j2 configurations: tools log WARN and above to stderr (stdout is
+# theirs: the console consumer prints records there); the broker logs INFO to
+# DIR/server.log (rolled at 50 MB, 3 kept) and only WARN and above to its
+# console, DIR/kafka.out.
+_kafka_write_log_configs() {
+  _kafka_write_if_changed "$KAFKA_CACHE/tools-log4j2.properties" <<'EOF'
+# Written by scripts/lib/kafka.sh. KAFKA_TOOLS_LOG_LEVEL=INFO for more.
+status = warn
+appender.stderr.type = Console
+appender.stderr.name = STDERR
+appender.stderr.target = SYSTEM_ERR
+appender.stderr.layout.type = PatternLayout
+appender.stderr.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = ${env:KAFKA_TOOLS_LOG_LEVEL:-WARN}
+rootLogger.appenderRef.stderr.ref = STDERR
+EOF
+  _kafka_write_if_changed "$KAFKA_CACHE/server-log4j2.properties" <<'EOF'
+# Written by scripts/lib/kafka.sh. kafka.logs.dir is the broker's data dir.
+status = warn
+appender.file.type = RollingFile
+appender.file.name = FILE
+appender.file.fileName = ${sys:kafka.logs.dir}/server.log
+appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+appender.file.policies.type = Policies
+appender.file.policies.size.type = SizeBasedTriggeringPolicy
+appender.file.policies.size.size = 50MB
+appender.file.strategy.type = DefaultRolloverStrategy
+appender.file.strategy.max = 3
+appender.console.type = Console
+appender.console.name = STDOUT
+appender.console.layout.type = PatternLayout
+appender.console.layout.pattern = [%d] %p %m (%c)%n
+appender.console.filter.threshold.type = ThresholdFilter
+appender.console.filter.threshold.level = WARN
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+rootLogger.appenderRef.console.ref = STDOUT
+# As upstream's config/log4j2.yaml: one line per request only at WARN.
+logger.request.name = kafka.request.logger
+logger.request.level = WARN
+logger.requestchannel.name = kafka.network.RequestChannel$
+logger.requestchannel.level = WARN
+EOF
+}
+
+# ensure_kafka_jars: Java 17+ and Maven (Debian packages) when missing, then
+# the jars of scripts/kafka/pom.xml in $KAFKA_LIBS, resolved with Maven (the
+# default ~/.m2 repository, so CI caches reuse it). A stamp holding the POM's
+# hash skips all of it next time: once installed, nothing is downloaded.
+ensure_kafka_jars() {
+  local stamp="$KAFKA_CACHE/libs.stamp" want
+  want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
+  if [ -d "$KAFKA_LIBS" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    [ -f "$KAFKA_CACHE/server-log4j2.properties" ] || _kafka_write_log_configs
+    return 0
+  fi
+  local need=()
+  command -v java >/dev/null || need+=(openjdk-17-jre-headless)
+  command -v mvn >/dev/null || need+=(maven)
+  [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
+  local major
+  major=$(java -version 2>&1 | sed -nE 's/.* version "(1\.)?([0-9]+).*/\2/p' | head -n 1)
+  [ "${major:-0}" -ge 17 ] || die "Apache Kafka $(kafka_version) needs Java 17 or later; \`java\` is version ${major:-unknown}"
+
+  mkdir -p "$KAFKA_CACHE"
+  # One resolve at a time (dev.sh and a test run may start together).
+  local lock
+  exec {lock}>"$KAFKA_CACHE/.lock"
+  flock "$lock"
+  if [ -d "$KAFKA_LIBS" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
+    exec {lock}>&-
+    return 0
+  fi
+  log "resolving Apache Kafka $(kafka_version) from Maven Central into $KAFKA_LIBS"
+  # Into a fresh folder, then swapped in: an interrupted run leaves nothing
+  # half-done, and a version change leaves no old jars on the classpath.
+  rm -rf "$KAFKA_LIBS.new"
+  if ! mvn -B -q -Dstyle.color=never -f "$KAFKA_POM" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$KAFKA_LIBS.new" >"$KAFKA_CACHE/mvn.log" 2>&1; then
+    tail -n 40 "$KAFKA_CACHE/mvn.log" >&2
+    exec {lock}>&-
+    die "could not resolve the Kafka jars (Maven's output: $KAFKA_CACHE/mvn.log)"
+  fi
+  rm -rf "$KAFKA_LIBS"
+  rm -f "$KAFKA_CACHE"/*.jsa
+  mv "$KAFKA_LIBS.new" "$KAFKA_LIBS"
+  _kafka_write_log_configs
+  printf '%s\n' "$want" >"$stamp"
+  exec {lock}>&-
+  local jars=("$KAFKA_LIBS"/*.jar)
+  log "Apache Kafka $(kafka_version): ${#jars[@]} jars in $KAFKA_LIBS"
+}
+
+# Class-data sharing (AppCDS): an archive of the classes a JVM loaded, parsed
+# and verified once, mapped by the next JVMs. It cuts the CPU a start costs
+# by about 40% (broker: ~9 s -> ~5 s of CPU; a tool: ~4 s -> ~2.5 s wall on
+# 2 cores). There are two, "broker" and "tools", per java build, in
+# $KAFKA_CACHE (dropped when the jars change). The first JVM run without one
+# dumps it when it exits (a few seconds more, once); it is checked and
+# adopted then. KAFKA_CDS=off disables it.
+_kafka_cds_archive() {
+  local java_bin
+  java_bin=$(readlink -f "$(command -v java)")
+  printf '%s/%s-%s.jsa' "$KAFKA_CACHE" "$1" "$(stat -c %Y "$java_bin")"
+}
+
+# The JVM's CDS messages go to stdout by default, which is the console
+# consumer's: only errors, and on stderr.
+KAFKA_CDS_LOG=("-Xlog:cds*=off" "-Xlog:cds*=error:stderr")
+
+# _kafka_cds_usable ARCHIVE: true when the JVM maps ARCHIVE (0.1 s). A
+# truncated archive crashes the JVM (SIGBUS) rather than being ignored.
+_kafka_cds_usable() {
+  java -Xshare:on "-XX:SharedArchiveFile=$1" -XX:ErrorFile=/dev/null -XX:-CreateCoredumpOnCrash \
+    -cp "$KAFKA_LIBS/*" -version >/dev/null 2>&1
+}
+
+# _kafka_cds_can_dump: true when the JDK's own (base) archive maps, without
+# which -XX:ArchiveClassesAtExit stops the JVM at start-up.
+_kafka_cds_can_dump() {
+  java -Xshare:on -XX:ErrorFile=/dev/null -XX:-CreateCoredumpOnCrash -version >/dev/null 2>&1
+}
+
+# _kafka_cds_adopt FILE NAME: makes FILE (a dump) archive NAME when it is
+# usable and there is none yet; removes FILE in any case.
+_kafka_cds_adopt() {
+  local file="$1" archive tmp
+  archive=$(_kafka_cds_archive "$2")
+  if [ -s "$file" ] && [ ! -f "$archive" ]; then
+    tmp="$archive.$BASHPID.tmp"
+    if mv -f "$file" "$tmp" && _kafka_cds_usable "$tmp" && mv -f "$tmp" "$archive"; then
+      log "Kafka: saved a class-data sharing archive for the next $2 starts ($archive)"
+    fi
+    rm -f "$tmp"
+  fi
+  rm -f "$file"
+}
+
+# _kafka_java_cmd CLASS ARGS...: sets KAFKA_CMD to the java command line that
+# runs CLASS as a tool, and KAFKA_CDS_DUMP to the file it dumps its
+# class-data sharing archive into when there is none yet (else empty).
+_kafka_java_cmd() {
+  ensure_kafka_jars
+  local heap="${KAFKA_HEAP_OPTS:--Xmx256M}" perf="${KAFKA_JVM_PERFORMANCE_OPTS:-$KAFKA_DEFAULT_JVM_OPTS}"
+  local cds=() archive
+  KAFKA_CDS_DUMP=""
+  if [ "${KAFKA_CDS:-on}" != off ]; then
+    archive=$(_kafka_cds_archive tools)
+    if [ -f "$archive" ]; then
+      cds=("-XX:SharedArchiveFile=$archive" "${KAFKA_CDS_LOG[@]}")
+    elif _kafka_cds_can_dump; then
+      KAFKA_CDS_DUMP="$KAFKA_CACHE/tools.$BASHPID.jsa.dump"
+      cds=("-XX:ArchiveClassesAtExit=$KAFKA_CDS_DUMP" "${KAFKA_CDS_LOG[@]}")
+    fi
+  fi
+  # shellcheck disable=SC2206 # option strings split on spaces, as upstream
+  KAFKA_CMD=(java $heap $perf "${cds[@]}" "-Dlog4j2.configurationFile=$KAFKA_CACHE/tools-log4j2.properties"
+             -cp "$KAFKA_LIBS/*" ${KAFKA_OPTS:-} "$@")
+}
+
+# kafka_run CLASS ARGS...: runs a Kafka class (a tool) with the classpath.
+kafka_run() {
+  local KAFKA_CMD KAFKA_CDS_DUMP rc=0
+  _kafka_java_cmd "$@"
+  "${KAFKA_CMD[@]}" || rc=$?
+  [ -z "$KAFKA_CDS_DUMP" ] || _kafka_cds_adopt "$KAFKA_CDS_DUMP" tools
+  return "$rc"
+}
+
+# kafka_exec CLASS ARGS...: the same, replacing this shell (except the one
+# time the class-data sharing archive is made: it is adopted after the exit).
+kafka_exec() {
+  local KAFKA_CMD KAFKA_CDS_DUMP
+  _kafka_java_cmd "$@"
+  [ -n "$KAFKA_CDS_DUMP" ] || exec "${KAFKA_CMD[@]}"
+  kafka_run "$@"
+  exit
+}
+
+# _kafka_quick SECONDS CLASS ARGS...: a short-lived tool (kafka-storage
+# format), tuned to start fast rather than run fast, killed after SECONDS.
+_kafka_quick() {
+  local limit="$1" KAFKA_CMD KAFKA_CDS_DUMP; shift
+  KAFKA_HEAP_OPTS="-Xmx128M" \
+  KAFKA_JVM_PERFORMANCE_OPTS="-XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Djava.awt.headless=true" \
+  KAFKA_OPTS="" KAFKA_CDS=off _kafka_java_cmd "$@"
+  timeout "$limit" "${KAFKA_CMD[@]}"
+}
+
+# _kafka_pid DIR: prints the pid of the broker whose data is in DIR, when it
+# runs (a stale pid file, a pid taken by another process, or a zombie do not count).
+_kafka_pid() {
+  local dir="$1" pid
+  [ -f "$dir/kafka.pid" ] || return 1
+  read -r pid <"$dir/kafka.pid" || return 1
+  [ -n "$pid" ] && _kafka_alive "$pid" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF "kafka.Kafka $dir/server.properties" || return 1
+  printf '%s\n' "$pid"
+}
+
+# _kafka_alive PID: true until PID has fully exited. A zombie counts as gone
+# (nobody may reap it soon: the broker is not our child), but only once its
+# last thread is gone: after SIGKILL the main thread turns zombie while the
+# others still hold the sockets.
+_kafka_alive() {
+  [ -r "/proc/$1/status" ] &&
+    awk '/^State:/ { z = ($2 == "Z") } /^Threads:/ { t = $2 } END { exit !(!z || t > 1) }' "/proc/$1/status" 2>/dev/null
+}
+
+_kafka_port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# _kafka_answers PORT: true when a broker on 127.0.0.1:PORT answers a Kafka
+# request: an ApiVersions request (v0, correlation id 1, client id "probe"),
+# as kafka-broker-api-versions sends, written straight to the socket (a JVM
+# would cost a second and a half per probe); the reply must carry correlation
+# id 1 and error code 0. A KRaft broker opens its client port only once it is
+# unfenced, so an answer means it is ready.
+_kafka_answers() {
+  local reply
+  # shellcheck disable=SC2016 # $0 is expanded by the inner bash
+  reply=$(timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$0" || exit 1
+    printf "\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe" >&3
+    head -c 10 <&3 | od -An -tx1' "$1" 2>/dev/null) || return 1
+  reply=$(tr -d ' \n' <<<"$reply")
+  [ "${reply:8:12}" = 000000010000 ]
+}
+
+_kafka_fail() {
+  local dir="$1"; shift
+  if [ -s "$dir/kafka.out" ]; then printf -- '--- %s\n' "$dir/kafka.out" >&2; tail -n 20 "$dir/kafka.out" >&2; fi
+  if [ -s "$dir/server.log" ]; then printf -- '--- %s\n' "$dir/server.log" >&2; tail -n 40 "$dir/server.log" >&2; fi
+  die "$*"
+}
+
+# kafka_start NAME DIR PORT CONTROLLER_PORT: starts one Apache Kafka node in
+# KRaft mode (broker and controller in one process, node 1) listening on
+# 127.0.0.1:PORT (clients) and 127.0.0.1:CONTROLLER_PORT (its controller),
+# data in DIR/kraft-combined-logs, logs in DIR/server.log. The storage is
+# formatted on the first start only, so the data survives restarts and
+# crashes. Runs in its own session (a Ctrl-C in the caller's terminal does not
+# reach it), pid in DIR/kafka.pid. Returns once the broker answers clients;
+# dies, with the end of its logs, when it exits or does not answer within
+# $KAFKA_START_TIMEOUT seconds (60). A broker already running in DIR is left as is.
+kafka_start() {
+  [ $# -eq 4 ] || die "usage: kafka_start NAME DIR PORT CONTROLLER_PORT"
+  local name="$1" dir="$2" port="$3" cport="$4" pid
+  mkdir -p "$dir"
+  dir="$(cd "$dir" && pwd -P)"
+  if pid=$(_kafka_pid "$dir"); then
+    log "Kafka $name: already running (pid $pid) in $dir"
+    return 0
+  fi
+  ensure_kafka_jars
+  _kafka_write_log_configs
+  local p
+  for p in "$port" "$cport"; do
+    _kafka_port_open "$p" && die "Kafka $name: port $p is in use by another process: stop it or pick other ports"
+  done
+
+  local data="$dir/kraft-combined-logs"
+  local props
+  props=$(cat <<EOF
+# Written by scripts/lib/kafka.sh on every start: one KRaft node, broker and
+# controller in one process.
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+controller.listener.names=CONTROLLER
+log.dirs=$data
+num.partitions=1
+auto.create.topics.enable=true
+offsets.topic.replication.factor=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+# After a crash the controller refuses the restarted broker's registration
+# (DUPLICATE_BROKER_REGISTRATION) until the dead one's session times out:
+# 5 s here rather than the default 9 s (heartbeats every second, not 2).
+broker.heartbeat.interval.ms=1000
+broker.session.timeout.ms=5000
+${KAFKA_SERVER_PROPERTIES:-}
+EOF
+)
+  if [ -f "$data/meta.properties" ]; then
+    # The controller's endpoint is written into the metadata log at format time.
+    local was
+    was=$(sed -n 's/^controller\.quorum\.bootstrap\.servers=//p' "$dir/server.properties" 2>/dev/null)
+    [ -z "$was" ] || [ "$was" = "127.0.0.1:$cport" ] ||
+      die "Kafka $name: $dir was formatted for the controller at $was, not 127.0.0.1:$cport: use the same ports or another directory"
+  fi
+  printf '%s\n' "$props" >"$dir/server.properties"
+
+  if [ ! -f "$data/meta.properties" ]; then
+    local cluster_id
+    # A random UUID in Kafka's form (base64url, 22 characters), not starting
+    # with '-' (kafka-storage random-uuid does the same, but costs a JVM).
+    cluster_id=-
+    while [ "${cluster_id#-}" != "$cluster_id" ]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+    done
+    log "Kafka $name: formatting $data (cluster $cluster_id)"
+    _kafka_quick 60 kafka.tools.StorageTool format --standalone --ignore-formatted \
+      -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+      { cat "$dir/format.log" >&2; die "Kafka $name: formatting $data failed"; }
+  fi
+
+  log "Kafka $name: starting Apache Kafka $(kafka_version) on 127.0.0.1:$port (controller :$cport, data in $dir)"
+  local heap="${KAFKA_HEAP_OPTS:--Xms256M -Xmx1G}" perf="${KAFKA_JVM_PERFORMANCE_OPTS:-$KAFKA_DEFAULT_JVM_OPTS}"
+  local cds=() archive
+  rm -f "$dir/broker.jsa"
+  if [ "${KAFKA_CDS:-on}" != off ]; then
+    archive=$(_kafka_cds_archive broker)
+    # Checked at every start (0.1 s): a bad one would crash the broker.
+    if [ -f "$archive" ] && ! _kafka_cds_usable "$archive"; then
+      log "Kafka $name: dropping an unusable class-data sharing archive ($archive)"
+      rm -f "$archive"
+    fi
+    if [ -f "$archive" ]; then
+      cds=("-XX:SharedArchiveFile=$archive" "${KAFKA_CDS_LOG[@]}")
+    elif _kafka_cds_can_dump; then
+      cds=("-XX:ArchiveClassesAtExit=$dir/broker.jsa" "${KAFKA_CDS_LOG[@]}")
+    fi
+  fi
+  # shellcheck disable=SC2086
+  setsid java $heap $perf "${cds[@]}" "-XX:ErrorFile=$dir/hs_err_pid%p.log" ${KAFKA_OPTS:-} \
+    "-Dlog4j2.configurationFile=$KAFKA_CACHE/server-log4j2.properties" "-Dkafka.logs.dir=$dir" \
+    -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
+  pid=$!
+  printf '%s\n' "$pid" >"$dir/kafka.pid"
+
+  local deadline=$((SECONDS + ${KAFKA_START_TIMEOUT:-60}))
+  while :; do
+    _kafka_alive "$pid" || _kafka_fail "$dir" "Kafka $name: the broker exited during start-up"
+    if _kafka_port_open "$port" && _kafka_answers "$port"; then break; fi
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      kill -KILL "$pid" 2>/dev/null || true
+      _kafka_fail "$dir" "Kafka $name: no answer on 127.0.0.1:$port within ${KAFKA_START_TIMEOUT:-60} s (killed it)"
+    fi
+    sleep 0.2
+  done
+  log "Kafka $name: ready on 127.0.0.1:$port (pid $pid)"
+}
+
+# _kafka_wait_gone PID SECONDS: true once PID is gone, false after SECONDS.
+_kafka_wait_gone() {
+  local pid="$1" deadline=$((SECONDS + $2))
+  while _kafka_alive "$pid"; do
+    [ "$SECONDS" -lt "$deadline" ] || return 1
+    sleep 0.1
+  done
+}
+
+# kafka_stop DIR: stops the broker of DIR (controlled shutdown on SIGTERM;
+# SIGKILL after $KAFKA_STOP_TIMEOUT seconds, 30).
+kafka_stop() {
+  local dir pid
+  dir="$(cd "$1" 2>/dev/null && pwd -P)" || { log "Kafka: $1 does not exist, nothing to stop"; return 0; }
+  if ! pid=$(_kafka_pid "$dir"); then
+    rm -f "$dir/kafka.pid"
+    log "Kafka: not running in $dir"
+    return 0
+  fi
+  log "Kafka: stopping pid $pid ($dir)"
+  kill -TERM "$pid" 2>/dev/null || true
+  if ! _kafka_wait_gone "$pid" "${KAFKA_STOP_TIMEOUT:-30}"; then
+    log "Kafka: pid $pid still running after ${KAFKA_STOP_TIMEOUT:-30} s, killing it"
+    kill -KILL "$pid" 2>/dev/null || true
+    _kafka_wait_gone "$pid" 10 || die "Kafka: pid $pid survives SIGKILL"
+    rm -f "$dir/broker.jsa"
+  fi
+  rm -f "$dir/kafka.pid"
+  _kafka_cds_adopt "$dir/broker.jsa" broker
+}
+
+# kafka_kill DIR: SIGKILL, as a crash would (for tests of recovery).
+kafka_kill() {
+  local dir pid
+  dir="$(cd "$1" 2>/dev/null && pwd -P)" || return 0
+  pid=$(_kafka_pid "$dir") || { log "Kafka: not running in $dir"; return 0; }
+  log "Kafka: killing pid $pid ($dir)"
+  kill -KILL "$pid" 2>/dev/null || true
+  _kafka_wait_gone "$pid" 10 || die "Kafka: pid $pid survives SIGKILL"
+  rm -f "$dir/kafka.pid" "$dir/broker.jsa"
+}
+
+# kafka_status DIR: prints whether the broker of DIR runs; true when it does.
+kafka_status() {
+  local dir pid listeners
+  dir="$(cd "$1" 2>/dev/null && pwd -P)" || { echo "stopped (no $1)"; return 1; }
+  if pid=$(_kafka_pid "$dir"); then
+    listeners=$(sed -n 's/^listeners=//p' "$dir/server.properties")
+    echo "running: pid $pid, $listeners, data in $dir"
+  else
+    echo "stopped (data in $dir)"
+    return 1
+  fi
+}
