@@ -1,19 +1,43 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace on a fresh Debian machine: installs what the
-# build and the tests need, finds or starts Postgres, checks formatting and
-# clippy (warnings are errors), then runs the suites
-# with cargo-nextest (cargo test when nextest is absent). Kafka: the tests
-# start librdkafka's mock cluster in-process unless KAFKA_BROKERS is set.
+# build and the tests need, finds or starts Postgres, starts a throwaway
+# Apache Kafka broker (from the jars scripts/kafka/pom.xml names), checks
+# formatting and clippy (warnings are errors), then runs the suites with
+# cargo-nextest (cargo test when nextest is absent).
+#
+# Kafka: the suites run against the broker named by KAFKA_BROKERS; unless that
+# is set, this script starts a real Apache Kafka on 127.0.0.1:$TEST_KAFKA_PORT
+# (default 19092) in a throwaway directory and stops it at the end. The tests
+# that need librdkafka's mock cluster (to take the broker down on cue) start
+# one in-process whatever KAFKA_BROKERS says.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
+source "$(dirname "$0")/lib/kafka.sh"
 cd "$ROOT"
 
 ensure_build_tools
 # The dashboard test drives headless Chromium.
 command -v chromium >/dev/null || apt_install chromium
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
-trap stop_throwaway_postgres EXIT
+
+KAFKA_THROWAWAY=""
+cleanup() {
+  if [ -n "$KAFKA_THROWAWAY" ]; then
+    kafka_stop "$KAFKA_THROWAWAY" || true
+    rm -rf "$KAFKA_THROWAWAY"
+  fi
+  stop_throwaway_postgres
+}
+trap cleanup EXIT
 drop_stale_test_databases "$DATABASE_URL"
+
+if [ -z "${KAFKA_BROKERS:-}" ]; then
+  port="${TEST_KAFKA_PORT:-19092}"
+  KAFKA_THROWAWAY=$(mktemp -d "${TMPDIR:-/tmp}/bayes-test-kafka.XXXXXX")
+  kafka_start test "$KAFKA_THROWAWAY" "$port" "$((port + 1))"
+  export KAFKA_BROKERS="127.0.0.1:$port"
+fi
+log "Kafka: the suites run against $KAFKA_BROKERS"
 
 log "checking formatting and lints"
 cargo fmt --all -- --check

@@ -57,6 +57,34 @@ fn compose_names_every_service_of_the_stack() {
     assert!(repo().join("Dockerfile").is_file());
 }
 
+/// The Kafka version `scripts/kafka/pom.xml` resolves for local runs and tests.
+fn local_kafka_version() -> String {
+    let pom = std::fs::read_to_string(repo().join("scripts/kafka/pom.xml")).unwrap();
+    let start = pom
+        .find("<kafka.version>")
+        .expect("the POM names kafka.version")
+        + "<kafka.version>".len();
+    let end = start + pom[start..].find("</kafka.version>").unwrap();
+    pom[start..end].trim().to_owned()
+}
+
+#[test]
+fn compose_runs_the_kafka_version_the_local_scripts_and_tests_run() {
+    let version = local_kafka_version();
+    assert!(
+        version.split('.').count() == 3 && version.split('.').all(|n| n.parse::<u32>().is_ok()),
+        "kafka.version {version:?} is not a release number"
+    );
+    let services = services(&compose());
+    for service in ["kafka", "kafka-init"] {
+        assert_eq!(
+            services[service]["image"].as_str(),
+            Some(format!("apache/kafka:{version}").as_str()),
+            "compose.yaml's {service} runs another Kafka than scripts/kafka/pom.xml"
+        );
+    }
+}
+
 #[test]
 fn every_application_runs_a_binary_of_the_workspace_and_has_a_health_check() {
     let services = services(&compose());
