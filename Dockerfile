@@ -6,18 +6,21 @@ FROM rust:1.95-bookworm AS build
 WORKDIR /app
 # Dependencies first, in their own layer: only a manifest change rebuilds them.
 COPY Cargo.toml Cargo.lock ./
-COPY shared/Cargo.toml shared/
+COPY domain/Cargo.toml domain/
+COPY platform/Cargo.toml platform/
+COPY test-support/Cargo.toml test-support/
 COPY producer/Cargo.toml producer/
 COPY consumer/Cargo.toml consumer/
 COPY model-service/Cargo.toml model-service/
-RUN for crate in shared producer consumer model-service; do \
+COPY system-tests/Cargo.toml system-tests/
+RUN for crate in domain platform test-support producer consumer model-service system-tests; do \
       mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
     && cargo build --release --locked -p producer -p consumer -p model-service \
-    && rm -rf shared/src producer/src consumer/src model-service/src
+    && rm -rf domain/src platform/src test-support/src producer/src consumer/src model-service/src system-tests/src
 # Then the sources.
 COPY . .
-RUN touch shared/src/lib.rs producer/src/lib.rs consumer/src/lib.rs model-service/src/lib.rs \
+RUN touch domain/src/lib.rs platform/src/lib.rs producer/src/lib.rs consumer/src/lib.rs model-service/src/lib.rs \
     && cargo build --release --locked --bin producer --bin consumer --bin model-service --bin dev-broker
 
 FROM debian:bookworm-slim

@@ -86,6 +86,24 @@ fn compose_runs_the_kafka_version_the_local_scripts_and_tests_run() {
 }
 
 #[test]
+fn the_dockerfile_copies_the_manifest_of_every_workspace_member() {
+    let manifest = config::Config::builder()
+        .add_source(config::File::from(repo().join("Cargo.toml")))
+        .build()
+        .unwrap();
+    let members = manifest.get_array("workspace.members").unwrap();
+    assert!(members.len() >= 5, "{members:?}");
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    for member in members {
+        let member = member.into_string().unwrap();
+        assert!(
+            dockerfile.contains(&format!("COPY {member}/Cargo.toml {member}/")),
+            "the Dockerfile's dependency layer misses {member}/Cargo.toml"
+        );
+    }
+}
+
+#[test]
 fn every_application_runs_a_binary_of_the_workspace_and_has_a_health_check() {
     let services = services(&compose());
     for app in APPLICATIONS {
