@@ -8,112 +8,16 @@
 
 use std::time::Duration;
 
-use platform::settings::Settings;
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use statrs::distribution::{Beta, ContinuousCDF};
 use statrs::statistics::Distribution;
-use test_support::broker::TestBroker;
-use test_support::database::TestDatabase;
-use test_support::{eventually, unique, DEADLINE};
-use tokio::sync::watch;
-
-struct Stack {
-    producer: String,
-    model: String,
-    settings: Settings,
-    stop: watch::Sender<bool>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-    broker: TestBroker,
-}
-
-/// A future that completes when `stop` says so.
-async fn stopped(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-async fn start_stack() -> Stack {
-    test_support::init_tracing();
-    let (test_db, _db) = TestDatabase::create().await.unwrap();
-    let broker = TestBroker::start();
-    let mut settings = Settings::default();
-    settings.database = test_db.settings.clone();
-    settings.kafka.brokers = broker.brokers.clone();
-    settings.kafka.topic = unique("observations");
-    settings.kafka.dlq_topic = format!("{}.dlq", settings.kafka.topic);
-    settings.consumer.group_id = unique("e2e");
-    settings.consumer.batch_wait = Duration::from_millis(20);
-    settings.producer.port = 0;
-    settings.model_service.port = 0;
-    settings.consumer.admin_port = 0;
-    // The test makes its topics, on the mock cluster (which has no
-    // CreateTopics API) and on a real broker alike.
-    broker.create_topic(&settings.kafka.topic, 1).await;
-    broker.create_topic(&settings.kafka.dlq_topic, 1).await;
-    settings.kafka.create_topics = false;
-
-    let (stop, rx) = watch::channel(false);
-    let producer = producer::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let model = model_service::Application::build(settings.clone())
-        .await
-        .unwrap();
-    let urls = (
-        format!("http://127.0.0.1:{}", producer.port()),
-        format!("http://127.0.0.1:{}", model.port()),
-    );
-    let tasks = vec![
-        tokio::spawn({
-            let rx = rx.clone();
-            async move { producer.run_until_stopped(stopped(rx)).await.unwrap() }
-        }),
-        tokio::spawn({
-            let rx = rx.clone();
-            async move { model.run_until_stopped(stopped(rx)).await.unwrap() }
-        }),
-        tokio::spawn({
-            let settings = settings.clone();
-            async move { consumer::run(settings, stopped(rx)).await.unwrap() }
-        }),
-    ];
-    Stack {
-        producer: urls.0,
-        model: urls.1,
-        settings,
-        stop,
-        tasks,
-        broker,
-    }
-}
-
-/// Polls `GET /posterior` until it reports `trials` trials; more is a failure.
-async fn posterior_with_trials(http: &reqwest::Client, stack: &Stack, trials: u64) -> Value {
-    eventually(
-        &format!("the posterior shows {trials} trials"),
-        async || {
-            let response = http
-                .get(format!("{}/posterior", stack.model))
-                .send()
-                .await
-                .unwrap();
-            if response.status() != 200 {
-                return None;
-            }
-            let body: Value = response.json().await.unwrap();
-            assert!(
-                body["trials"].as_u64().unwrap_or(0) <= trials,
-                "counted too much: {body}"
-            );
-            (body["trials"] == trials).then_some(body)
-        },
-    )
-    .await
-}
+use system_tests::Stack;
+use test_support::DEADLINE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
-    let stack = start_stack().await;
+    let stack = Stack::start().await;
     let http = reqwest::Client::new();
 
     // W L W W W L W L W, one request each, in order.
@@ -126,7 +30,7 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
             .unwrap();
         assert_eq!(response.status(), 202, "{:?}", response.text().await);
     }
-    let body = posterior_with_trials(&http, &stack, 9).await;
+    let body = stack.posterior_with_trials(9).await;
     assert_eq!(
         (body["successes"].as_u64(), body["failures"].as_u64()),
         (Some(6), Some(3))
@@ -174,7 +78,7 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     )
     .await
     .unwrap();
-    let body = posterior_with_trials(&http, &stack, 10).await;
+    let body = stack.posterior_with_trials(10).await;
     assert_eq!(body["successes"].as_u64(), Some(7));
 
     // The poison record is in the dead-letter topic, with its reason.
@@ -205,11 +109,5 @@ async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
     let info = decoder.read_info().unwrap();
     assert_eq!((info.info().width, info.info().height), (640, 480));
 
-    stack.stop.send(true).unwrap();
-    for task in stack.tasks {
-        tokio::time::timeout(DEADLINE, task)
-            .await
-            .expect("a service did not stop")
-            .unwrap();
-    }
+    stack.stop().await;
 }
