@@ -6,8 +6,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::time::Duration;
-
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use statrs::distribution::{Beta, ContinuousCDF};
