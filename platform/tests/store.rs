@@ -388,3 +388,66 @@ async fn a_database_on_a_closed_port_is_unavailable() {
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
     assert!(err.is_transient());
 }
+
+#[tokio::test]
+async fn history_is_read_by_version_by_time_by_page_and_by_sample() {
+    use platform::store::{history_at, history_page, history_sample, history_version};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let globe = ModelId::parse("globe").unwrap();
+    let mut expected = None;
+    for version in 1..=10 {
+        let deltas = [delta("globe", 1, 0, version)];
+        apply_batch(&db, &batch(expected, version + 1, &deltas), &defaults, "c")
+            .await
+            .unwrap();
+        expected = Some(version + 1);
+    }
+    let versions = |rows: Vec<platform::store::HistoryRecord>| {
+        rows.iter().map(|r| r.version).collect::<Vec<_>>()
+    };
+
+    let third = history_version(&db, &globe, 3).await.unwrap().unwrap();
+    assert_eq!(
+        (third.counts, third.delta),
+        (Counts::new(3, 0), Counts::new(1, 0))
+    );
+    assert_eq!(history_version(&db, &globe, 11).await.unwrap(), None);
+
+    let now = chrono::Utc::now();
+    assert_eq!(
+        history_at(&db, &globe, now)
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(10)
+    );
+    assert_eq!(
+        history_at(&db, &globe, third.applied_at)
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(3)
+    );
+    let before = third.applied_at - chrono::Duration::days(1);
+    assert_eq!(history_at(&db, &globe, before).await.unwrap(), None);
+
+    assert_eq!(
+        versions(history_page(&db, &globe, None, 3).await.unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        versions(history_page(&db, &globe, Some(8), 3).await.unwrap()),
+        [9, 10]
+    );
+
+    // Every step-th version up to the last, and the last: ceil(10 / 3) = 4.
+    assert_eq!(
+        versions(history_sample(&db, &globe, 10, 3).await.unwrap()),
+        [4, 8, 10]
+    );
+    assert_eq!(
+        versions(history_sample(&db, &globe, 7, 3).await.unwrap()),
+        [3, 6, 7]
+    );
+}

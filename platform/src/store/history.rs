@@ -80,7 +80,11 @@ pub async fn history_sample(
         .filter(Column::Version.lte(up_to))
         .filter(
             Condition::any()
-                .add(Expr::col(Column::Version).modulo(to_i64(step)?).eq(0))
+                .add(
+                    Expr::col((model_history::Entity, Column::Version))
+                        .modulo(to_i64(step)?)
+                        .eq(0),
+                )
                 .add(Column::Version.eq(up_to)),
         )
         .order_by_asc(Column::Version)
