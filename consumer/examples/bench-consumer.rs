@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use consumer::{Action, Assignment, Checkpoint, Consumer, FaultInjector};
 use platform::settings::Settings;
-use platform::store::write::load_offset;
+use platform::store::load_offset;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::Message;
 use rdkafka::mocking::MockCluster;

@@ -61,7 +61,7 @@ pub enum ConsumerError {
 impl ConsumerError {
     /// Failures worth retrying at start-up (the database is not up yet).
     pub fn is_transient(&self) -> bool {
-        matches!(self, ConsumerError::Store(StoreError::Unavailable(_)))
+        matches!(self, ConsumerError::Store(err) if err.is_transient())
     }
 }
 

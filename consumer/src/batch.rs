@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use domain::bayes::Counts;
 use domain::observation::parse_record;
 use domain::ModelId;
-use platform::store::write::ModelDelta;
+use platform::store::ModelDelta;
 use rdkafka::message::OwnedHeaders;
 
 /// A record that is not an observation, kept as it arrived.

@@ -2,7 +2,7 @@
 //!
 //! Batches hold up to `batch_size` records or wait at most `batch_wait`
 //! after their first record. Each partition's share of a batch is written in
-//! one Postgres transaction (see [`platform::store::write::apply_batch`]); the
+//! one Postgres transaction (see [`platform::store::apply_batch`]); the
 //! loop waits for it, so batches of a partition commit strictly in order and
 //! a batch that cannot be written stops the partition rather than being
 //! skipped:
@@ -23,8 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use platform::settings::Settings;
-use platform::store::write::{apply_batch, load_offset, BatchWrite};
-use platform::store::StoreError;
+use platform::store::{apply_batch, load_offset, BatchWrite, StoreError};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
@@ -571,15 +570,16 @@ impl<'a> Loop<'a> {
                 Err(StoreError::Conflict(reason)) => {
                     return self.resolve_conflict(consumer, partition, batch, &reason);
                 }
-                Err(err @ StoreError::Corrupt(_)) => {
-                    // Retrying will not help, but skipping would lose data:
-                    // hold the partition and say loudly that a person is needed.
+                Err(err @ (StoreError::Corrupt(_) | StoreError::Rejected(_))) => {
+                    // Corrupt data, or a statement Postgres refuses (a count
+                    // past BIGINT): retrying will not help, but skipping would
+                    // lose data: hold the partition and say loudly that a
+                    // person is needed.
                     tracing::error!(error = %err, partition, retry_in = ?backoff, "the batch cannot be written until the stored data is repaired; holding the partition");
                     self.back_off(&mut backoff)?;
                 }
                 Err(err) => {
-                    // Unavailable (or a statement that failed): the same
-                    // batch again, never the next one.
+                    // Unavailable: the same batch again, never the next one.
                     tracing::warn!(error = %err, partition, retry_in = ?backoff, "cannot write the batch; retrying");
                     self.back_off(&mut backoff)?;
                 }

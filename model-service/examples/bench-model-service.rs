@@ -26,7 +26,7 @@ use domain::{ModelId, Prior};
 use model_service::plot::{self, Format, PosteriorPlot};
 use model_service::Application;
 use platform::settings::Settings;
-use platform::store::write::{apply_batch, BatchWrite, ModelDelta};
+use platform::store::{apply_batch, BatchWrite, ModelDelta};
 use test_support::database::TestDatabase;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;

@@ -131,10 +131,14 @@ impl IntoResponse for ApiError {
 }
 
 impl From<StoreError> for ApiError {
+    /// The store classifies its errors: a transient one is 503 (try again
+    /// shortly); a rejected statement, a conflict or corrupt data is a fault
+    /// on this side, 500.
     fn from(err: StoreError) -> Self {
-        match &err {
-            StoreError::Unavailable(db) if is_connection_error(db) => ApiError::Unavailable(err),
-            _ => ApiError::Internal(err.to_string()),
+        if err.is_transient() {
+            ApiError::Unavailable(err)
+        } else {
+            ApiError::Internal(err.to_string())
         }
     }
 }
@@ -173,32 +177,6 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::InvalidParameter(rejection.body_text())
-    }
-}
-
-/// Whether a database error means "cannot reach the database" (503) rather
-/// than a bad statement or bad data (500).
-fn is_connection_error(err: &sea_orm::DbErr) -> bool {
-    use sea_orm::sqlx::Error as Sqlx;
-    use sea_orm::{DbErr, RuntimeErr};
-    let sqlx = match err {
-        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
-        DbErr::Exec(RuntimeErr::SqlxError(e)) | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
-        _ => return false,
-    };
-    match sqlx {
-        Sqlx::Io(_)
-        | Sqlx::Tls(_)
-        | Sqlx::Protocol(_)
-        | Sqlx::PoolTimedOut
-        | Sqlx::PoolClosed
-        | Sqlx::WorkerCrashed => true,
-        // Class 08: connection exception; 57P0x: the server is shutting down
-        // or starting; 3D000: the database is gone.
-        Sqlx::Database(db) => db.code().is_some_and(|code| {
-            code.starts_with("08") || code.starts_with("57P") || code == "3D000"
-        }),
-        _ => false,
     }
 }
 

@@ -8,7 +8,7 @@ use domain::bayes::{
     Posterior, Summary,
 };
 use domain::{ModelId, Prior};
-use platform::store::read::{HistoryRecord, ModelRecord};
+use platform::store::{HistoryRecord, ModelRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 

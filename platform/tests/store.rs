@@ -1,5 +1,5 @@
 //! The store against a real Postgres: migrations, the exactly-once batch
-//! transaction and its compare-and-set.
+//! transaction and its compare-and-set, and how database errors are classified.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
@@ -8,9 +8,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 
 use domain::bayes::Counts;
 use domain::ModelId;
-use platform::settings::ModelDefaults;
-use platform::store::write::{apply_batch, load_offset, BatchWrite, ModelDelta};
-use platform::store::{migrate, StoreError};
+use platform::settings::{DatabaseSettings, ModelDefaults};
+use platform::store::{apply_batch, load_offset, BatchWrite, ModelDelta};
+use platform::store::{connect, migrate, StoreError};
 use test_support::database::TestDatabase;
 
 fn delta(model: &str, s: u64, f: u64, last_offset: i64) -> ModelDelta {
@@ -330,4 +330,124 @@ async fn a_zombie_waits_for_the_owner_and_then_applies_nothing() {
         1
     );
     assert_eq!(count(&db, "SELECT count(*) FROM model_history").await, 1);
+}
+
+#[tokio::test]
+async fn a_count_past_bigint_is_rejected_as_permanent_and_moves_no_offset() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let full = [delta("globe", i64::MAX as u64, 0, 0)];
+    apply_batch(&db, &batch(None, 1, &full), &defaults, "c")
+        .await
+        .unwrap();
+
+    // Postgres refuses the sum (22003, bigint out of range): the same batch
+    // would fail the same way again, so it is not worth a retry.
+    let one_more = [delta("globe", 1, 0, 1)];
+    let err = apply_batch(&db, &batch(Some(1), 2, &one_more), &defaults, "c")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert!(!err.is_transient());
+    assert_eq!(
+        load_offset(&db, "g", "observations", 0).await.unwrap(),
+        Some(1)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM model_history").await, 1);
+}
+
+#[tokio::test]
+async fn a_notify_channel_postgres_refuses_is_rejected_and_writes_nothing() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let deltas = [delta("globe", 1, 0, 0)];
+    // An empty channel name is an invalid parameter value (22023).
+    let err = apply_batch(&db, &batch(None, 1, &deltas), &ModelDefaults::default(), "")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
+    assert_eq!(
+        load_offset(&db, "g", "observations", 0).await.unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn a_database_on_a_closed_port_is_unavailable() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let settings = DatabaseSettings {
+        url: format!("postgres://postgres@127.0.0.1:{port}/postgres").into(),
+        max_connections: 1,
+        connect_timeout: Duration::from_millis(500),
+    };
+    let err = connect(&settings).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");
+    assert!(err.is_transient());
+}
+
+#[tokio::test]
+async fn history_is_read_by_version_by_time_by_page_and_by_sample() {
+    use platform::store::{history_at, history_page, history_sample, history_version};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let globe = ModelId::parse("globe").unwrap();
+    let mut expected = None;
+    for version in 1..=10 {
+        let deltas = [delta("globe", 1, 0, version)];
+        apply_batch(&db, &batch(expected, version + 1, &deltas), &defaults, "c")
+            .await
+            .unwrap();
+        expected = Some(version + 1);
+    }
+    let versions = |rows: Vec<platform::store::HistoryRecord>| {
+        rows.iter().map(|r| r.version).collect::<Vec<_>>()
+    };
+
+    let third = history_version(&db, &globe, 3).await.unwrap().unwrap();
+    assert_eq!(
+        (third.counts, third.delta),
+        (Counts::new(3, 0), Counts::new(1, 0))
+    );
+    assert_eq!(history_version(&db, &globe, 11).await.unwrap(), None);
+
+    let now = chrono::Utc::now();
+    assert_eq!(
+        history_at(&db, &globe, now)
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(10)
+    );
+    assert_eq!(
+        history_at(&db, &globe, third.applied_at)
+            .await
+            .unwrap()
+            .map(|r| r.version),
+        Some(3)
+    );
+    let before = third.applied_at - chrono::Duration::days(1);
+    assert_eq!(history_at(&db, &globe, before).await.unwrap(), None);
+
+    assert_eq!(
+        versions(history_page(&db, &globe, None, 3).await.unwrap()),
+        [1, 2, 3]
+    );
+    assert_eq!(
+        versions(history_page(&db, &globe, Some(8), 3).await.unwrap()),
+        [9, 10]
+    );
+
+    // Every step-th version up to the last, and the last: ceil(10 / 3) = 4.
+    assert_eq!(
+        versions(history_sample(&db, &globe, 10, 3).await.unwrap()),
+        [4, 8, 10]
+    );
+    assert_eq!(
+        versions(history_sample(&db, &globe, 7, 3).await.unwrap()),
+        [3, 6, 7]
+    );
 }

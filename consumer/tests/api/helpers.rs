@@ -10,7 +10,7 @@ use consumer::{Action, Assignment, Checkpoint, Consumer, ConsumerError, FaultInj
 use domain::observation::parse_record;
 use domain::ModelId;
 use platform::settings::Settings;
-use platform::store::write::load_offset;
+use platform::store::load_offset;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};

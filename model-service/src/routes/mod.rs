@@ -17,7 +17,7 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::bayes::{check_mass, DEFAULT_MASS};
 use domain::ModelId;
-use platform::store::read::{self, ModelRecord};
+use platform::store::{self, ModelRecord};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
@@ -167,7 +167,7 @@ async fn timed<T>(
 
 /// The model named `id`, or 404.
 async fn load_model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiError> {
-    timed("get_model", read::get_model(state.db(), id))
+    timed("get_model", store::get_model(state.db(), id))
         .await?
         .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
 }
@@ -190,7 +190,7 @@ async fn snapshot(
         (Some(v), None) => {
             let row = timed(
                 "history_version",
-                read::history_version(state.db(), &record.id, v),
+                store::history_version(state.db(), &record.id, v),
             )
             .await?
             .ok_or_else(|| {
@@ -201,7 +201,7 @@ async fn snapshot(
         (None, Some(at)) => {
             let at = parse_time(at)?;
             Ok(
-                match timed("history_at", read::history_at(state.db(), &record.id, at)).await? {
+                match timed("history_at", store::history_at(state.db(), &record.id, at)).await? {
                     Some(row) => Snapshot::at(record, &row),
                     None => Snapshot::prior_only(record),
                 },

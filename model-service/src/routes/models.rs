@@ -5,7 +5,7 @@ use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::ModelId;
-use platform::store::read::{self, ModelConfig};
+use platform::store::{self, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
@@ -57,7 +57,7 @@ pub async fn list(
     // One more than asked tells whether there is a next page.
     let mut records = timed(
         "list_models",
-        read::list_models(state.db(), after.as_ref(), u64::from(limit) + 1),
+        store::list_models(state.db(), after.as_ref(), u64::from(limit) + 1),
     )
     .await?;
     let more = records.len() > limit as usize;
@@ -126,7 +126,7 @@ pub async fn put(
     };
     let configured = timed(
         "configure_model",
-        read::configure_model(
+        store::configure_model(
             state.db(),
             &id,
             &config,

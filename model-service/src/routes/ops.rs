@@ -6,7 +6,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use platform::store::read;
+use platform::store;
 use serde::Serialize;
 
 use crate::error::{ApiError, ApiJson, ErrorBody};
@@ -43,7 +43,7 @@ pub async fn healthz() -> ApiJson<Status> {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Status>, ApiError> {
-    match tokio::time::timeout(READY_TIMEOUT, read::ping(state.db())).await {
+    match tokio::time::timeout(READY_TIMEOUT, store::ping(state.db())).await {
         Ok(Ok(())) => Ok(ApiJson(Status { status: "ready" })),
         Ok(Err(err)) => Err(ApiError::Unavailable(err)),
         Err(_) => Err(ApiError::Unavailable(

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use domain::bayes::{DisplayGrid, Posterior};
-use platform::store::read;
+use platform::store;
 use serde::Deserialize;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
@@ -199,7 +199,7 @@ async fn render(
     let history = match spec.kind {
         PlotKind::Posterior => Vec::new(),
         PlotKind::History => {
-            let rows = read::history_sample(
+            let rows = store::history_sample(
                 state.db(),
                 &snapshot.model,
                 snapshot.version,
@@ -272,7 +272,7 @@ fn render_posterior(snapshot: &Snapshot, spec: PlotSpec) -> Result<Vec<u8>, ApiE
 
 fn render_history(
     snapshot: &Snapshot,
-    history: &[read::HistoryRecord],
+    history: &[store::HistoryRecord],
     spec: PlotSpec,
 ) -> Result<Vec<u8>, ApiError> {
     let PlotSpec {

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use platform::store::read;
+use platform::store;
 use serde::Deserialize;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
@@ -164,7 +164,7 @@ pub async fn history(
         rows.extend(
             timed(
                 "history_page",
-                read::history_page(state.db(), &id, params.after, remaining),
+                store::history_page(state.db(), &id, params.after, remaining),
             )
             .await?,
         );

@@ -7,8 +7,7 @@ use domain::bayes::Counts;
 use domain::{ModelId, Prior};
 use model_service::{AppState, Application};
 use platform::settings::Settings;
-use platform::store::read::{self, ModelConfig};
-use platform::store::write::{apply_batch, BatchWrite, ModelDelta};
+use platform::store::{self, apply_batch, BatchWrite, ModelConfig, ModelDelta};
 use sea_orm::DatabaseConnection;
 use serde_json::Value;
 use test_support::database::TestDatabase;
@@ -149,7 +148,7 @@ impl TestApp {
 
     /// Creates or reconfigures a model through the store, as `PUT` does.
     pub async fn configure(&self, model: &str, prior: Prior, grid_size: Option<u32>) {
-        read::configure_model(
+        store::configure_model(
             &self.db,
             &ModelId::parse(model).expect("model id"),
             &ModelConfig {

@@ -1,34 +1,32 @@
-//! The Postgres store (sea-orm): entities, migrations run at start-up, and the
-//! queries the services share. DESIGN.md 5 describes the tables.
+//! The Postgres store (sea-orm): the connection pool, the migrations run at
+//! start-up, the entities, and the queries the services share, one module a
+//! table or use. `migration` holds the schema.
+//!
+//! Every query is built with sea-orm over the entities except the consumer's
+//! batch write (`batch`), which must be one SQL statement. Every database
+//! error becomes a [`StoreError`] classified once, in `error`.
 
+mod batch;
+mod convert;
 pub mod entities;
+mod error;
+mod history;
 pub mod migration;
-pub mod read;
-pub mod write;
+mod models;
+mod offsets;
 
-use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbErr, TransactionTrait};
+pub use batch::{apply_batch, Applied, BatchWrite, ModelDelta};
+pub use error::StoreError;
+pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
+pub use models::{configure_model, get_model, list_models, Configured, ModelConfig, ModelRecord};
+pub use offsets::load_offset;
+
+use sea_orm::sea_query::{Alias, Func, Query};
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
 use sea_orm_migration::MigratorTrait;
 use secrecy::ExposeSecret;
 
 use crate::settings::DatabaseSettings;
-
-/// A store failure. `Unavailable` is transient (retry or answer 503);
-/// `Conflict` means another writer moved first.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("database unavailable: {0}")]
-    Unavailable(#[source] DbErr),
-    #[error("conflict: {0}")]
-    Conflict(String),
-    #[error("stored data is invalid: {0}")]
-    Corrupt(String),
-}
-
-impl From<DbErr> for StoreError {
-    fn from(err: DbErr) -> Self {
-        StoreError::Unavailable(err)
-    }
-}
 
 /// Opens the connection pool.
 pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
@@ -45,6 +43,11 @@ pub async fn connect(settings: &DatabaseSettings) -> Result<DatabaseConnection, 
     Ok(Database::connect(options).await?)
 }
 
+/// Checks that the database answers.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
+    Ok(db.ping().await?)
+}
+
 /// Runs the pending migrations. The consumer and the model service both call
 /// it at start-up; a transaction-scoped advisory lock makes the one that comes
 /// second wait and then find nothing to do, and Postgres DDL is transactional,
@@ -53,15 +56,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     /// An arbitrary key for `pg_advisory_xact_lock`, the same in every process.
     const MIGRATION_LOCK: i64 = 0x6261_7965_735f_6d69; // "bayes_mi"
     let txn = db.begin().await?;
-    sea_orm::ConnectionTrait::execute(
-        &txn,
-        sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT pg_advisory_xact_lock($1)",
-            [MIGRATION_LOCK.into()],
-        ),
-    )
-    .await?;
+    let lock = Query::select()
+        .expr(Func::cust(Alias::new("pg_advisory_xact_lock")).arg(MIGRATION_LOCK))
+        .to_owned();
+    txn.execute(txn.get_database_backend().build(&lock)).await?;
     migration::Migrator::up(&txn, None).await?;
     txn.commit().await?;
     Ok(())

@@ -1,4 +1,4 @@
-//! Writes: the consumer's exactly-once batch transaction (DESIGN.md 6).
+//! The consumer's exactly-once batch write, kept as one SQL statement.
 //!
 //! A batch's deltas, its history rows and the partition's new `next_offset`
 //! commit in ONE transaction: a single SQL statement, so Postgres runs it as
@@ -15,8 +15,9 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 
+use super::convert::{self, to_i64, to_u64};
 use super::StoreError;
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
@@ -55,29 +56,20 @@ pub struct Applied {
     pub state: ModelState,
 }
 
+/// A row of the statement's result: the compare-and-set's outcome, then one
+/// touched model's new state (the model columns are NULL when none was).
+#[derive(Debug, FromQueryResult)]
+struct BatchRow {
+    moved: i64,
+    model_id: Option<String>,
+    successes: Option<i64>,
+    failures: Option<i64>,
+    version: Option<i64>,
+}
+
 /// The longest NOTIFY payload Postgres takes is 8000 bytes; past this the
 /// payload is `*` ("many models changed").
 const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
-
-/// Where `group_id` resumes on `topic`/`partition`, if it ever committed.
-pub async fn load_offset(
-    db: &impl ConnectionTrait,
-    group_id: &str,
-    topic: &str,
-    partition: i32,
-) -> Result<Option<i64>, StoreError> {
-    let row = db
-        .query_one(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            "SELECT next_offset FROM consumer_offsets WHERE group_id = $1 AND topic = $2 AND partition = $3",
-            [group_id.into(), topic.into(), partition.into()],
-        ))
-        .await?;
-    Ok(match row {
-        Some(row) => Some(row.try_get::<i64>("", "next_offset")?),
-        None => None,
-    })
-}
 
 /// The batch statement. Parameters: $1 group, $2 topic, $3 partition,
 /// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
@@ -175,34 +167,29 @@ pub async fn apply_batch(
             "last_offset": last_offset,
         }));
     }
-    let prior =
-        serde_json::to_value(Prior::default()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let grid_size = i32::try_from(defaults.default_grid_size)
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let prior = convert::prior_json(&Prior::default())?;
+    let grid_size = convert::grid_size_i32(defaults.default_grid_size)?;
 
-    let rows = db
-        .query_all(Statement::from_sql_and_values(
-            DbBackend::Postgres,
-            APPLY_BATCH_SQL,
-            [
-                batch.group_id.into(),
-                batch.topic.into(),
-                batch.partition.into(),
-                batch.expected_next_offset.into(),
-                batch.next_offset.into(),
-                serde_json::Value::Array(deltas).into(),
-                prior.into(),
-                grid_size.into(),
-                notify_channel.into(),
-                MAX_NOTIFY_PAYLOAD.into(),
-            ],
-        ))
-        .await?;
+    let rows = BatchRow::find_by_statement(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        APPLY_BATCH_SQL,
+        [
+            batch.group_id.into(),
+            batch.topic.into(),
+            batch.partition.into(),
+            batch.expected_next_offset.into(),
+            batch.next_offset.into(),
+            serde_json::Value::Array(deltas).into(),
+            prior.into(),
+            grid_size.into(),
+            notify_channel.into(),
+            MAX_NOTIFY_PAYLOAD.into(),
+        ],
+    ))
+    .all(db)
+    .await?;
 
-    let moved = match rows.first() {
-        Some(row) => row.try_get::<i64>("", "moved")?,
-        None => 0,
-    };
+    let moved = rows.first().map_or(0, |row| row.moved);
     if moved != 1 {
         return Err(StoreError::Conflict(format!(
             "offset of {}/{}/{} is no longer {:?}",
@@ -212,16 +199,20 @@ pub async fn apply_batch(
 
     let mut states = Vec::with_capacity(per_model.len());
     for row in rows {
-        let Some(model) = row.try_get::<Option<String>>("", "model_id")? else {
+        let Some(model) = row.model_id else {
             continue;
         };
         let model = ModelId::parse(model).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let (Some(successes), Some(failures), Some(version)) =
+            (row.successes, row.failures, row.version)
+        else {
+            return Err(StoreError::Corrupt(format!(
+                "no state returned for {model}"
+            )));
+        };
         let state = ModelState {
-            counts: Counts::new(
-                to_u64(row.try_get("", "successes")?)?,
-                to_u64(row.try_get("", "failures")?)?,
-            ),
-            version: to_u64(row.try_get("", "version")?)?,
+            counts: Counts::new(to_u64(successes)?, to_u64(failures)?),
+            version: to_u64(version)?,
         };
         states.push(Applied { model, state });
     }
@@ -235,12 +226,4 @@ pub async fn apply_batch(
         )));
     }
     Ok(states)
-}
-
-fn to_i64(x: u64) -> Result<i64, StoreError> {
-    i64::try_from(x).map_err(|_| StoreError::Corrupt(format!("count {x} does not fit a BIGINT")))
-}
-
-pub(super) fn to_u64(x: i64) -> Result<u64, StoreError> {
-    u64::try_from(x).map_err(|_| StoreError::Corrupt(format!("negative count {x} in the database")))
 }

@@ -1,0 +1,256 @@
+//! [`StoreError`]: every failure of the store, classified once, here, by what
+//! the caller should do about it, so no service guesses from driver errors.
+//!
+//! A database error is classified by its SQLSTATE when Postgres sent one
+//! (<https://www.postgresql.org/docs/current/errcodes-appendix.html>), and by
+//! the driver's error kind otherwise.
+
+use sea_orm::sqlx::Error as SqlxError;
+use sea_orm::{DbErr, RuntimeErr};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Transient: the database cannot answer now (connection lost or refused,
+    /// no pooled connection in time, shutting down, too many connections, a
+    /// serialization failure or deadlock). The same call may succeed later:
+    /// retry, or answer 503.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] DbErr),
+    /// Permanent: Postgres refused the statement (a constraint, a value out of
+    /// range, a setting it does not accept, a syntax error), or it cannot run
+    /// as written. The same call fails the same way again: a fault to fix,
+    /// not to wait out.
+    #[error("rejected by the database: {0}")]
+    Rejected(#[source] DbErr),
+    /// Another writer moved first: the batch's compare-and-set on the offset
+    /// found it changed.
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// What is stored is not a valid value of its domain type, or a value
+    /// cannot take its column's type.
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+}
+
+impl StoreError {
+    /// Whether the same call may succeed later (only [`StoreError::Unavailable`]).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+}
+
+/// Where a [`DbErr`] belongs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Unavailable,
+    Rejected,
+    Corrupt,
+}
+
+impl From<DbErr> for StoreError {
+    fn from(err: DbErr) -> Self {
+        match classify(&err) {
+            Class::Unavailable => StoreError::Unavailable(err),
+            Class::Rejected => StoreError::Rejected(err),
+            Class::Corrupt => StoreError::Corrupt(err.to_string()),
+        }
+    }
+}
+
+fn classify(err: &DbErr) -> Class {
+    let sqlx = match err {
+        DbErr::ConnectionAcquire(_) => return Class::Unavailable,
+        DbErr::Conn(RuntimeErr::SqlxError(e))
+        | DbErr::Exec(RuntimeErr::SqlxError(e))
+        | DbErr::Query(RuntimeErr::SqlxError(e)) => e,
+        // sea-orm's own connection failures carry no driver error.
+        DbErr::Conn(RuntimeErr::Internal(_)) => return Class::Unavailable,
+        // A row that does not convert to the type the code reads it as.
+        DbErr::Type(_) | DbErr::Json(_) | DbErr::TryIntoErr { .. } => return Class::Corrupt,
+        _ => return Class::Rejected,
+    };
+    match sqlx {
+        SqlxError::Database(db) => db
+            .code()
+            .map_or(Class::Rejected, |code| classify_sqlstate(&code)),
+        SqlxError::Io(_)
+        | SqlxError::Tls(_)
+        | SqlxError::Protocol(_)
+        | SqlxError::PoolTimedOut
+        | SqlxError::PoolClosed
+        | SqlxError::WorkerCrashed => Class::Unavailable,
+        SqlxError::ColumnDecode { .. } | SqlxError::Decode(_) => Class::Corrupt,
+        _ => Class::Rejected,
+    }
+}
+
+/// Transient SQLSTATEs are listed; every other code Postgres sends means it
+/// refused the statement itself (classes 22 data exception, 23 integrity
+/// constraint violation, 42 syntax error or access rule violation, ...).
+fn classify_sqlstate(code: &str) -> Class {
+    let transient = match code {
+        // Class 08: connection exception. Class 53: insufficient resources
+        // (53300 too many connections). Class 58: system error (I/O).
+        c if c.starts_with("08") || c.starts_with("53") || c.starts_with("58") => true,
+        // Serialization failure, deadlock, statement completion unknown:
+        // Postgres rolled back and asks for a retry.
+        "40001" | "40P01" | "40003" => true,
+        // 57P01..57P03 admin or crash shutdown, cannot connect now; 57P04
+        // database dropped; 57P05 idle session timeout; 57014 cancelled
+        // (statement timeout).
+        "57P01" | "57P02" | "57P03" | "57P04" | "57P05" | "57014" => true,
+        // Lock not available (lock timeout).
+        "55P03" => true,
+        // Read-only transaction: a standby answered during a failover.
+        "25006" => true,
+        // The database does not exist (dropped or not yet restored): the
+        // service cannot answer, but nothing it sends is wrong.
+        "3D000" => true,
+        _ => false,
+    };
+    if transient {
+        Class::Unavailable
+    } else {
+        Class::Rejected
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::fmt;
+
+    use sea_orm::sqlx::error::{DatabaseError, ErrorKind};
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::{classify, Class, SqlxError, StoreError};
+
+    /// A database error as Postgres would send it: only the SQLSTATE matters here.
+    #[derive(Debug)]
+    struct Sqlstate(&'static str);
+
+    impl fmt::Display for Sqlstate {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            write!(f, "error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Sqlstate {}
+
+    impl DatabaseError for Sqlstate {
+        fn message(&self) -> &str {
+            self.0
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            ErrorKind::Other
+        }
+    }
+
+    fn exec(code: &'static str) -> DbErr {
+        DbErr::Exec(RuntimeErr::SqlxError(SqlxError::Database(Box::new(
+            Sqlstate(code),
+        ))))
+    }
+
+    fn check(err: DbErr, want: Class) {
+        let shown = err.to_string();
+        assert_eq!(classify(&err), want, "{shown}");
+        let store = StoreError::from(err);
+        assert_eq!(store.is_transient(), want == Class::Unavailable, "{shown}");
+        let variant_matches = match want {
+            Class::Unavailable => matches!(store, StoreError::Unavailable(_)),
+            Class::Rejected => matches!(store, StoreError::Rejected(_)),
+            Class::Corrupt => matches!(store, StoreError::Corrupt(_)),
+        };
+        assert!(variant_matches, "{shown} became {store:?}");
+    }
+
+    #[test]
+    fn lost_connections_and_busy_servers_are_transient() {
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        check(
+            DbErr::Conn(RuntimeErr::SqlxError(SqlxError::Io(refused))),
+            Class::Unavailable,
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        check(
+            DbErr::Query(RuntimeErr::SqlxError(SqlxError::Io(reset))),
+            Class::Unavailable,
+        );
+        check(
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            Class::Unavailable,
+        );
+        check(
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            Class::Unavailable,
+        );
+        check(
+            DbErr::Conn(RuntimeErr::SqlxError(SqlxError::PoolTimedOut)),
+            Class::Unavailable,
+        );
+        for code in [
+            "40001", "40P01", "57P01", "57P02", "57P03", "53300", "08006", "3D000",
+        ] {
+            check(exec(code), Class::Unavailable);
+        }
+    }
+
+    #[test]
+    fn statements_postgres_refuses_are_permanent() {
+        for code in [
+            "23505", // unique violation
+            "23503", // foreign key violation
+            "23514", // check violation
+            "22003", // numeric value out of range
+            "22P02", // invalid text representation
+            "22023", // invalid parameter value (a NOTIFY channel name)
+            "42704", // undefined object
+            "42601", // syntax error
+            "42P01", // undefined table
+        ] {
+            check(exec(code), Class::Rejected);
+        }
+        check(DbErr::Migration("cannot apply".to_owned()), Class::Rejected);
+        check(
+            DbErr::Conn(RuntimeErr::SqlxError(SqlxError::Configuration(
+                "bad url".into(),
+            ))),
+            Class::Rejected,
+        );
+    }
+
+    #[test]
+    fn rows_that_do_not_decode_are_corrupt() {
+        check(
+            DbErr::Type("a null where none may be".to_owned()),
+            Class::Corrupt,
+        );
+        check(
+            DbErr::Query(RuntimeErr::SqlxError(SqlxError::ColumnDecode {
+                index: "\"successes\"".to_owned(),
+                source: "not a BIGINT".into(),
+            })),
+            Class::Corrupt,
+        );
+    }
+
+    #[test]
+    fn only_unavailable_is_transient() {
+        assert!(!StoreError::Conflict("moved".to_owned()).is_transient());
+        assert!(!StoreError::Corrupt("bad".to_owned()).is_transient());
+    }
+}

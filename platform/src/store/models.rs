@@ -1,0 +1,206 @@
+//! `models` with their current state: what the model service lists and shows,
+//! and [`configure_model`], the one write it makes (`PUT /models/{id}`).
+//!
+//! A model's row and its state row are read together, one query a model or a
+//! page (the hot path: every request for a model starts here). Rows become
+//! domain types here: an invalid prior, id, grid size or count in the
+//! database is `StoreError::Corrupt`, never a panic.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Alias, Expr, Func, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
+    TransactionTrait, TryInsertResult,
+};
+
+use super::convert::{self, to_i64, to_u64};
+use super::entities::{model_states, models};
+use super::StoreError;
+use crate::settings::ModelDefaults;
+use domain::bayes::{Counts, GridSize, ModelState};
+use domain::model_id::ModelId;
+use domain::prior::Prior;
+
+/// A model as it stands now: its configuration and its current state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelRecord {
+    pub id: ModelId,
+    pub prior: Prior,
+    pub grid_size: GridSize,
+    pub state: ModelState,
+    /// When the model was created (by `PUT` or by its first data).
+    pub created_at: DateTime<Utc>,
+    /// When the prior or grid size last changed (`created_at` if never).
+    pub configured_at: DateTime<Utc>,
+    /// When the counts last changed (`created_at` if never).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What `PUT /models/{id}` asks for; a field left `None` keeps its value
+/// (or takes the default when the model is created).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ModelConfig {
+    pub prior: Option<Prior>,
+    pub grid_size: Option<GridSize>,
+}
+
+/// The outcome of [`configure_model`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Configured {
+    pub record: ModelRecord,
+    /// True when this call created the model.
+    pub created: bool,
+}
+
+/// One model with its current state, or `None` when there is no such model.
+pub async fn get_model(
+    db: &impl ConnectionTrait,
+    id: &ModelId,
+) -> Result<Option<ModelRecord>, StoreError> {
+    let row = models::Entity::find_by_id(id.as_str())
+        .find_also_related(model_states::Entity)
+        .one(db)
+        .await?;
+    row.map(record).transpose()
+}
+
+/// Up to `limit` models in id order, starting after `after` (keyset pagination).
+pub async fn list_models(
+    db: &impl ConnectionTrait,
+    after: Option<&ModelId>,
+    limit: u64,
+) -> Result<Vec<ModelRecord>, StoreError> {
+    // The driver binds LIMIT as a BIGINT and panics on a larger one.
+    to_i64(limit)?;
+    let mut page = models::Entity::find()
+        .find_also_related(model_states::Entity)
+        .cursor_by(models::Column::Id);
+    if let Some(after) = after {
+        page.after(after.as_str());
+    }
+    let rows = page.first(limit).all(db).await?;
+    rows.into_iter().map(record).collect()
+}
+
+/// Creates a model, or changes its prior and grid size, in one transaction.
+///
+/// A new model gets its `models` row and a zero `model_states` row together,
+/// so the consumer (which creates models it has not seen with
+/// `ON CONFLICT DO NOTHING`) always finds a state to add to. Fields left
+/// `None` take `defaults` on creation and keep their value otherwise. The
+/// counts are never touched: the posterior is recomputed from them. When
+/// something changed, `notify_channel` receives the model id after the commit,
+/// as it does from the consumer, so live views redraw.
+pub async fn configure_model(
+    db: &DatabaseConnection,
+    id: &ModelId,
+    config: &ModelConfig,
+    defaults: &ModelDefaults,
+    notify_channel: &str,
+) -> Result<Configured, StoreError> {
+    let txn = db.begin().await?;
+
+    let prior = config.prior.clone().unwrap_or_default();
+    let grid_size = match config.grid_size {
+        Some(size) => size,
+        None => GridSize::parse(defaults.default_grid_size)
+            .map_err(|e| StoreError::Corrupt(format!("default grid size: {e}")))?,
+    };
+    let inserted = models::Entity::insert(models::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        prior: Set(convert::prior_json(&prior)?),
+        grid_size: Set(convert::grid_size_i32(grid_size.get())?),
+        ..Default::default()
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(&txn)
+    .await?;
+    let created = matches!(inserted, TryInsertResult::Inserted(1));
+    model_states::Entity::insert(model_states::ActiveModel {
+        model_id: Set(id.as_str().to_owned()),
+        successes: Set(0),
+        failures: Set(0),
+        version: Set(0),
+        ..Default::default()
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(&txn)
+    .await?;
+
+    let mut changed = created;
+    if !created && (config.prior.is_some() || config.grid_size.is_some()) {
+        let mut update = models::Entity::update_many()
+            .col_expr(models::Column::UpdatedAt, Expr::current_timestamp().into())
+            .filter(models::Column::Id.eq(id.as_str()));
+        if let Some(prior) = &config.prior {
+            update = update.col_expr(
+                models::Column::Prior,
+                Expr::value(convert::prior_json(prior)?),
+            );
+        }
+        if let Some(size) = config.grid_size {
+            update = update.col_expr(
+                models::Column::GridSize,
+                Expr::value(convert::grid_size_i32(size.get())?),
+            );
+        }
+        update.exec(&txn).await?;
+        changed = true;
+    }
+
+    if changed {
+        // Delivered only if the transaction commits.
+        let notify = Query::select()
+            .expr(
+                Func::cust(Alias::new("pg_notify"))
+                    .arg(notify_channel)
+                    .arg(id.as_str()),
+            )
+            .to_owned();
+        txn.execute(txn.get_database_backend().build(&notify))
+            .await?;
+    }
+
+    let record = get_model(&txn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished while configured")))?;
+    txn.commit().await?;
+    Ok(Configured { record, created })
+}
+
+/// A model's row and its state row (none: no data yet) as a [`ModelRecord`].
+fn record(
+    (model, state): (models::Model, Option<model_states::Model>),
+) -> Result<ModelRecord, StoreError> {
+    let id = ModelId::parse(model.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let prior: Prior = serde_json::from_value(model.prior)
+        .map_err(|e| StoreError::Corrupt(format!("prior of {id}: {e}")))?;
+    let grid_size = convert::grid_size(model.grid_size, id.as_str())?;
+    // A model without a state row has had no data: version 0, zero counts,
+    // unchanged since it was created.
+    let (state, updated_at) = match state {
+        Some(s) => (
+            ModelState {
+                counts: Counts::new(to_u64(s.successes)?, to_u64(s.failures)?),
+                version: to_u64(s.version)?,
+            },
+            s.updated_at,
+        ),
+        None => (
+            ModelState {
+                counts: Counts::ZERO,
+                version: 0,
+            },
+            model.created_at,
+        ),
+    };
+    Ok(ModelRecord {
+        id,
+        prior,
+        grid_size,
+        state,
+        created_at: model.created_at,
+        configured_at: model.updated_at,
+        updated_at,
+    })
+}
