@@ -7,16 +7,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::header;
 use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
+use platform::http::{Check, Health, Readiness};
 use rdkafka::producer::Producer;
 use sea_orm::DatabaseConnection;
-use serde::Serialize;
 use tokio::net::TcpListener;
-use utoipa::{OpenApi, ToSchema};
+use utoipa::OpenApi;
 
 use crate::kafka::DlqProducer;
 use crate::pipeline::Control;
@@ -76,47 +76,10 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     AdminApi::openapi()
 }
 
-/// `{"status":"ok"}`.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: &'static str,
-}
-
-/// Whether the consumer can do its work, and why not.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Readiness {
-    /// `ready` or `not_ready`.
-    #[schema(example = "ready")]
-    pub status: &'static str,
-    pub checks: Vec<Check>,
-}
-
-/// One dependency's state.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct Check {
-    /// `database`, `broker` or `consumer`.
-    pub name: &'static str,
-    pub ok: bool,
-    /// What failed, when it did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-}
-
-impl Check {
-    fn new(name: &'static str, outcome: Result<(), String>) -> Self {
-        let (ok, error) = match outcome {
-            Ok(()) => (true, None),
-            Err(e) => (false, Some(e)),
-        };
-        Self { name, ok, error }
-    }
-}
-
 /// The process is alive.
 #[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
-async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+async fn healthz() -> Health {
+    Health::OK
 }
 
 /// Ready when Postgres answers, the broker answers a metadata request for the
@@ -126,10 +89,11 @@ async fn healthz() -> Json<Health> {
     path = "/readyz",
     responses(
         (status = 200, description = "ready", body = Readiness),
-        (status = 503, description = "a dependency is down", body = Readiness)
+        (status = 503, description = "a dependency is down", body = Readiness,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again.")))
     )
 )]
-async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
+async fn readyz(State(state): State<AdminState>) -> Readiness {
     let db = async {
         match tokio::time::timeout(CHECK_TIMEOUT, state.db.ping()).await {
             Ok(Ok(())) => Ok(()),
@@ -157,22 +121,11 @@ async fn readyz(State(state): State<AdminState>) -> impl IntoResponse {
     } else {
         Err("the polling thread is not running".to_owned())
     };
-    let checks = vec![
+    Readiness::new(vec![
         Check::new("database", db),
         Check::new("broker", broker),
         Check::new("consumer", consumer),
-    ];
-    let ready = checks.iter().all(|c| c.ok);
-    let status = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    let body = Readiness {
-        status: if ready { "ready" } else { "not_ready" },
-        checks,
-    };
-    (status, Json(body))
+    ])
 }
 
 /// Prometheus text format.

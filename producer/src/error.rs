@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
+use platform::http::ErrorResponse;
 
 pub use platform::http::{ErrorBody, ErrorDetail};
 
@@ -16,7 +16,7 @@ pub enum ApiError {
     /// The body is not JSON at all.
     #[error("malformed JSON: {0}")]
     MalformedJson(String),
-    /// Something outside the body is wrong (query string, header, encoding).
+    /// Something outside the body is wrong (a header, the encoding).
     #[error("{0}")]
     BadRequest(String),
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -41,9 +41,6 @@ pub enum ApiError {
         reason: String,
         retry_after: Duration,
     },
-    /// `/readyz`: the broker cannot be reached.
-    #[error("not ready: {0}")]
-    NotReady(String),
     /// A bug. Logged in full; the client sees an opaque message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -60,7 +57,7 @@ impl ApiError {
             Self::Invalid(_) | Self::InvalidItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
-            Self::BrokerUnavailable { .. } | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::BrokerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -76,53 +73,28 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BrokerUnavailable { .. } => "broker_unavailable",
-            Self::NotReady(_) => "not_ready",
             Self::Internal(_) => "internal",
-        }
-    }
-
-    fn body(&self) -> ErrorBody {
-        ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message: self.to_string(),
-                item: match self {
-                    Self::InvalidItem { index, .. } => Some(*index),
-                    _ => None,
-                },
-            },
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = self.status();
-        // Logged once, here. Client mistakes are routine, so only at debug.
-        match &self {
-            Self::Internal(error) => {
-                tracing::error!(error = format!("{error:#}"), "internal error")
+        let response = match &self {
+            Self::Internal(error) => return ErrorResponse::internal(error).into_response(),
+            Self::BrokerUnavailable {
+                reason,
+                retry_after,
+            } => {
+                tracing::warn!(%reason, "answering 503: the broker did not acknowledge");
+                ErrorResponse::new(self.status(), self.code(), self.to_string())
+                    .retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
-            Self::BrokerUnavailable { reason, .. } => {
-                tracing::warn!(%reason, "answering 503: the broker did not acknowledge")
+            Self::InvalidItem { index, .. } => {
+                ErrorResponse::new(self.status(), self.code(), self.to_string()).item(Some(*index))
             }
-            Self::NotReady(reason) => tracing::warn!(%reason, "not ready"),
-            other => tracing::debug!(status = status.as_u16(), error = %other, "rejected request"),
-        }
-        metrics::counter!(crate::observability::ERRORS, "code" => self.code()).increment(1);
-        let retry_after = match &self {
-            Self::BrokerUnavailable { retry_after, .. } => {
-                Some(retry_after.as_secs_f64().ceil().max(1.0) as u64)
-            }
-            Self::NotReady(_) => Some(1),
-            _ => None,
+            _ => ErrorResponse::new(self.status(), self.code(), self.to_string()),
         };
-        let mut response = (status, Json(self.body())).into_response();
-        if let Some(seconds) = retry_after {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-        }
-        response
+        response.into_response()
     }
 }

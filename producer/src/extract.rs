@@ -1,9 +1,10 @@
-//! Request extractors whose rejections are `ApiError`s, so that a wrong
-//! content type, an oversized body or a bad query string is answered in the
-//! same JSON shape as every other error.
+//! The producer's own request extractors (the `Idempotency-Key` header, the
+//! body of `POST /observations` by content type), whose rejections are
+//! `ApiError`s in the common JSON shape. Query strings and paths use the
+//! common `platform::http` extractors.
 
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -14,28 +15,6 @@ use crate::state::AppState;
 
 /// The name of the request header whose value becomes the records' `id`.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-
-/// `axum::extract::Query` with JSON rejections.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Query), rejection(ApiError))]
-pub struct Query<T>(pub T);
-
-/// `axum::extract::Path` with JSON rejections.
-#[derive(Debug, FromRequestParts)]
-#[from_request(via(axum::extract::Path), rejection(ApiError))]
-pub struct Path<T>(pub T);
-
-impl From<QueryRejection> for ApiError {
-    fn from(rejection: QueryRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
-    }
-}
-
-impl From<PathRejection> for ApiError {
-    fn from(rejection: PathRejection) -> Self {
-        Self::BadRequest(rejection.body_text())
-    }
-}
 
 /// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
 #[derive(Debug, Clone, Default)]

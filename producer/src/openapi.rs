@@ -2,10 +2,10 @@
 //! handlers' `#[utoipa::path]` annotations; merged into the workspace's
 //! `openapi.json` together with the model service's.
 
+use platform::http::{Check, Health, Readiness};
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::health::{Health, Ready};
 use crate::routes::observations::ObservationsPayload;
 use crate::routes::{health, observations, update_model, Accepted, PartitionRange};
 
@@ -30,7 +30,8 @@ use crate::routes::{health, observations, update_model, Accepted, PartitionRange
         ErrorBody,
         ErrorDetail,
         Health,
-        Ready,
+        Readiness,
+        Check,
     )),
     tags(
         (name = "observations", description = "Write observations into the pipeline."),

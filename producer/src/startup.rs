@@ -8,15 +8,15 @@ use anyhow::Context;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
-use axum::{middleware, Router};
+use axum::Router;
+use platform::http::with_request_metrics;
 use platform::settings::Settings;
 use tokio::net::TcpListener;
-use tokio::time::Instant;
 use tower_http::trace::TraceLayer;
 
 use crate::error::ApiError;
 use crate::kafka;
-use crate::observability::{self, UNMATCHED_ROUTE};
+use crate::observability;
 use crate::routes::{health, observations, update_model};
 use crate::state::AppState;
 
@@ -26,17 +26,15 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 /// The HTTP API over `state`. Tests can call it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/observations", post(observations::post_observations))
         .route("/update_model/{outcome}", post(update_model::update_model))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(method_not_allowed)
-        // A route layer sees the matched route template, the label that keeps
-        // the number of time series bounded; the fallback counts the rest.
-        .route_layer(middleware::from_fn(observability::track_requests))
-        .fallback(not_found)
+        .fallback(not_found);
+    with_request_metrics(routes, observability::SERVICE)
         .layer(DefaultBodyLimit::max(body_limit))
         // Request spans at debug level; failures are logged once, by ApiError.
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -44,7 +42,6 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
-    observability::record_request(UNMATCHED_ROUTE.to_owned(), 404, Instant::now());
     ApiError::NotFound(format!("{method} {}", uri.path()))
 }
 

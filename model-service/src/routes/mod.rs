@@ -9,14 +9,13 @@ mod posterior;
 
 use std::time::Instant;
 
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::bayes::{check_mass, DEFAULT_MASS};
 use domain::ModelId;
+use platform::http::{with_request_metrics, Check, Health, Readiness};
 use platform::store::{self, ModelRecord};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -25,10 +24,19 @@ use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::{AppState, DataKey};
 use crate::views::Snapshot;
 
+/// The `service` label of the common HTTP metrics.
+const SERVICE: &str = "model-service";
+/// Histogram: store queries, labelled `query`.
+const QUERY_SECONDS: &str = "model_service_query_duration_seconds";
+/// Histogram: plot rendering, labelled `plot` and `format`.
+const RENDER_SECONDS: &str = "model_service_render_duration_seconds";
+/// Counter: cache lookups, labelled `cache` and `result` (`hit` or `miss`).
+const CACHE_LOOKUPS: &str = "model_service_cache_lookups_total";
+
 /// The service's routes over `state`. Tests drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().max_body_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/", get(dashboard::index))
         .route("/events", get(dashboard::events))
         .route("/posterior", get(posterior::default_posterior))
@@ -48,9 +56,9 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    with_request_metrics(routes, SERVICE)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn(track_metrics))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -85,7 +93,7 @@ pub fn router(state: AppState) -> Router {
         ops::metrics,
         ops::openapi_json,
     ),
-    components(schemas(ErrorBody, ErrorDetail, crate::events::ModelEvent)),
+    components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::events::ModelEvent)),
     modifiers(&BearerScheme),
     tags((name = "models", description = "Posterior queries"), (name = "plots"), (name = "operations"))
 )]
@@ -108,28 +116,6 @@ impl utoipa::Modify for BearerScheme {
 /// The OpenAPI description of every route of the service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// Counts requests by method, route and status, and times them.
-async fn track_metrics(request: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::counter!(
-        "http_requests_total",
-        "method" => method.clone(),
-        "route" => route.clone(),
-        "status" => status
-    )
-    .increment(1);
-    metrics::histogram!("http_request_duration_seconds", "method" => method, "route" => route)
-        .record(start.elapsed().as_secs_f64());
-    response
 }
 
 /// `?version=` or `?at=`: answer as of that point in history.
@@ -160,8 +146,7 @@ async fn timed<T>(
 ) -> Result<T, ApiError> {
     let start = Instant::now();
     let result = fut.await;
-    metrics::histogram!("model_service_query_seconds", "query" => query)
-        .record(start.elapsed().as_secs_f64());
+    metrics::histogram!(QUERY_SECONDS, "query" => query).record(start.elapsed().as_secs_f64());
     Ok(result?)
 }
 
@@ -242,5 +227,5 @@ where
 {
     tokio::task::spawn_blocking(work)
         .await
-        .map_err(|e| ApiError::Internal(format!("blocking task failed: {e}")))?
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("blocking task failed")))?
 }

@@ -1,16 +1,21 @@
 //! Listing, reading and configuring models.
 
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, OptionalFromRequestParts, State};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum_extra::headers::authorization::Bearer;
+use axum_extra::headers::Authorization;
+use axum_extra::TypedHeader;
 use domain::ModelId;
+use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store::{self, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
+use subtle::ConstantTimeEq;
 
 use super::{load_model, model_id, timed};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::views::{ModelConfigBody, ModelInfo, ModelList};
 
@@ -162,30 +167,27 @@ impl FromRequestParts<AppState> for BearerAuth {
         let Some(expected) = state.settings().api_token.as_ref() else {
             return Ok(BearerAuth);
         };
-        let given = parts
-            .headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                let (scheme, token) = v.split_once(' ')?;
-                scheme
-                    .eq_ignore_ascii_case("bearer")
-                    .then_some(token.trim())
-            })
+        // A missing header, another scheme or a malformed value all read
+        // as no token: the answer is the same 401.
+        let given =
+            <TypedHeader<Authorization<Bearer>> as OptionalFromRequestParts<_>>::from_request_parts(
+                parts, state,
+            )
+            .await
+            .ok()
+            .flatten()
             .ok_or(ApiError::Unauthorized)?;
-        if constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
+        // Constant time: how long the comparison takes must not tell how
+        // much of a guessed token was right.
+        let matches: bool = given
+            .token()
+            .as_bytes()
+            .ct_eq(expected.expose_secret().as_bytes())
+            .into();
+        if matches {
             Ok(BearerAuth)
         } else {
             Err(ApiError::Unauthorized)
         }
     }
-}
-
-/// Compares without stopping at the first difference, so the time taken
-/// does not tell how much of a guessed token was right.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }

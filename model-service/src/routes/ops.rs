@@ -6,30 +6,23 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
+use platform::http::{Check, Health, Readiness};
 use platform::store;
-use serde::Serialize;
 
-use crate::error::{ApiError, ApiJson, ErrorBody};
 use crate::state::AppState;
 
 /// How long readiness waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// `{"status": "..."}`.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct Status {
-    pub status: &'static str,
-}
 
 /// The process is up.
 #[utoipa::path(
     get,
     path = "/healthz",
     operation_id = "modelServiceHealthz", tag = "operations",
-    responses((status = 200, description = "Alive", body = Status))
+    responses((status = 200, description = "Alive", body = Health))
 )]
-pub async fn healthz() -> ApiJson<Status> {
-    ApiJson(Status { status: "ok" })
+pub async fn healthz() -> Health {
+    Health::OK
 }
 
 /// The process can answer: the database responds.
@@ -38,25 +31,25 @@ pub async fn healthz() -> ApiJson<Status> {
     path = "/readyz",
     operation_id = "modelServiceReadyz", tag = "operations",
     responses(
-        (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Database unavailable", body = Readiness,
+            headers(("Retry-After" = u64, description = "Seconds to wait before asking again."))),
     )
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<ApiJson<Status>, ApiError> {
-    match tokio::time::timeout(READY_TIMEOUT, store::ping(state.db())).await {
-        Ok(Ok(())) => Ok(ApiJson(Status { status: "ready" })),
-        Ok(Err(err)) => Err(ApiError::Unavailable(err)),
-        Err(_) => Err(ApiError::Unavailable(
-            platform::store::StoreError::Unavailable(sea_orm::DbErr::ConnectionAcquire(
-                sea_orm::ConnAcquireErr::Timeout,
-            )),
-        )),
-    }
+pub async fn readyz(State(state): State<AppState>) -> Readiness {
+    let database = match tokio::time::timeout(READY_TIMEOUT, store::ping(state.db())).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
+    };
+    Readiness::new(vec![Check::new("database", database)])
 }
 
-/// Prometheus metrics: `http_requests_total{method,route,status}`,
-/// `http_request_duration_seconds`, `model_service_query_seconds{query}`,
-/// `model_service_render_seconds{plot,format}`, `model_service_cache_total{cache,result}`.
+/// Prometheus metrics: `http_requests_total{service,method,route,status}`,
+/// `http_request_duration_seconds{service,method,route}`, `http_errors_total{service,code}`,
+/// `model_service_query_duration_seconds{query}`,
+/// `model_service_render_duration_seconds{plot,format}`,
+/// `model_service_cache_lookups_total{cache,result}`.
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -7,11 +7,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use domain::bayes::{DisplayGrid, Posterior};
+use platform::http::{ApiPath, ApiQuery};
 use platform::store;
 use serde::Deserialize;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
-use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::plot::{self, Format, HistoryPlot, HistoryPlotPoint, PosteriorPlot};
 use crate::state::{AppState, PlotKey, PlotKind};
 use crate::views::Snapshot;
@@ -162,8 +163,7 @@ async fn plot_response(
         .get_or_try_insert(key, || render(&state, snapshot, spec))
         .await?;
     let result = lookup.as_str();
-    metrics::counter!("model_service_cache_total", "cache" => "plot", "result" => result)
-        .increment(1);
+    metrics::counter!(super::CACHE_LOOKUPS, "cache" => "plot", "result" => result).increment(1);
     Ok((
         [
             (header::CONTENT_TYPE, format.content_type()),
@@ -195,7 +195,7 @@ async fn render(
         .render_permits()
         .acquire()
         .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(|e| ApiError::Internal(e.into()))?;
     let history = match spec.kind {
         PlotKind::Posterior => Vec::new(),
         PlotKind::History => {
@@ -215,7 +215,7 @@ async fn render(
             PlotKind::History => render_history(&snapshot, &history, spec),
         }?;
         metrics::histogram!(
-            "model_service_render_seconds",
+            super::RENDER_SECONDS,
             "plot" => spec.kind.as_str(),
             "format" => spec.format.as_str()
         )
@@ -266,8 +266,7 @@ fn render_posterior(snapshot: &Snapshot, spec: PlotSpec) -> Result<Vec<u8>, ApiE
         hpdi,
         mass,
     };
-    plot::render_posterior(&plot, width, height, format)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    plot::render_posterior(&plot, width, height, format).map_err(|e| ApiError::Internal(e.into()))
 }
 
 fn render_history(
@@ -300,6 +299,5 @@ fn render_history(
         mass,
         points: &points,
     };
-    plot::render_history(&plot, width, height, format)
-        .map_err(|e| ApiError::Internal(e.to_string()))
+    plot::render_history(&plot, width, height, format).map_err(|e| ApiError::Internal(e.into()))
 }

@@ -4,11 +4,12 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store;
 use serde::Deserialize;
 
 use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
-use crate::error::{ApiError, ApiJson, ApiPath, ApiQuery, ErrorBody};
+use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, PosteriorKey};
 use crate::views::{
     ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView, Snapshot,
@@ -104,12 +105,12 @@ async fn posterior_response(
                 let view = PosteriorView::compute(&snapshot, mass, with_grid)?;
                 serde_json::to_vec(&view)
                     .map(Into::into)
-                    .map_err(|e| ApiError::Internal(e.to_string()))
+                    .map_err(|e| ApiError::Internal(e.into()))
             })
         })
         .await?;
     let result = lookup.as_str();
-    metrics::counter!("model_service_cache_total", "cache" => "posterior", "result" => result)
+    metrics::counter!(super::CACHE_LOOKUPS, "cache" => "posterior", "result" => result)
         .increment(1);
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }

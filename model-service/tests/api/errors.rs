@@ -67,8 +67,15 @@ async fn a_database_that_is_gone_answers_503() {
         .await
         .unwrap();
 
+    // Readiness says which dependency is down, in the common shape.
+    let response = app.get("/readyz").await;
+    assert_eq!(response.status().as_u16(), 503, "/readyz");
+    assert_eq!(response.headers()["retry-after"], "1");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "not_ready", "{body}");
+    assert_eq!(body["checks"][0]["name"], "database", "{body}");
+    assert_eq!(body["checks"][0]["ok"], false, "{body}");
     for path in [
-        "/readyz",
         "/models/globe/posterior",
         "/models",
         "/models/globe/posterior.png?width=300",

@@ -15,6 +15,10 @@ async fn health_and_readiness_answer_ok() {
     assert_eq!(health["status"], "ok");
     let ready = app.get_json("/readyz", 200).await;
     assert_eq!(ready["status"], "ready");
+    assert_eq!(
+        ready["checks"],
+        serde_json::json!([{"name": "database", "ok": true}])
+    );
 }
 
 #[tokio::test]
@@ -34,14 +38,15 @@ async fn metrics_count_requests_by_route_and_status() {
     assert_eq!(response.status().as_u16(), 200);
     let text = response.text().await.unwrap();
     for needle in [
-        "http_requests_total",
+        r#"http_requests_total{service="model-service",method="GET",route="/models/{id}/posterior",status="200"}"#,
         r#"route="/models/{id}/posterior""#,
         r#"status="404""#,
-        "http_request_duration_seconds_bucket",
-        "model_service_query_seconds",
-        "model_service_render_seconds",
-        r#"model_service_cache_total{cache="posterior",result="hit"}"#,
-        r#"model_service_cache_total{cache="plot",result="miss"}"#,
+        r#"http_errors_total{service="model-service",code="model_not_found"}"#,
+        r#"http_request_duration_seconds_bucket{service="model-service",method="GET",route="/models/{id}/posterior","#,
+        "model_service_query_duration_seconds",
+        "model_service_render_duration_seconds",
+        r#"model_service_cache_lookups_total{cache="posterior",result="hit"}"#,
+        r#"model_service_cache_lookups_total{cache="plot",result="miss"}"#,
     ] {
         assert!(text.contains(needle), "/metrics lacks {needle}:\n{text}");
     }

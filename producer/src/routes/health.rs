@@ -4,34 +4,9 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use axum::Json;
-use serde::Serialize;
-use utoipa::ToSchema;
+use platform::http::{Check, Health, Readiness};
 
-use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
-
-/// `/healthz` body.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ok"}))]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: &'static str,
-}
-
-/// `/readyz` body when ready.
-#[derive(Debug, Serialize, ToSchema)]
-#[schema(example = json!({"status": "ready", "topic": "observations", "partitions": 1, "brokers": 1}))]
-pub struct Ready {
-    #[schema(example = "ready")]
-    pub status: &'static str,
-    /// The topic observations are written to.
-    pub topic: String,
-    /// Its partitions, as the broker reports them.
-    pub partitions: usize,
-    /// Brokers in the cluster's metadata.
-    pub brokers: usize,
-}
 
 /// Liveness: the process is up and serving HTTP. Does not look at the broker.
 #[utoipa::path(
@@ -40,40 +15,44 @@ pub struct Ready {
     tag = "operations",
     responses((status = 200, description = "The process is alive.", body = Health)),
 )]
-pub async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok" })
+pub async fn healthz() -> Health {
+    Health::OK
 }
 
-/// Readiness: the broker returned the topic's metadata within `admin_timeout`.
+/// Readiness: the broker returned the topic's metadata within
+/// `admin_timeout`. The `broker` check names the topic and, when it
+/// answered, the topic's partitions and the brokers in the metadata.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "operations",
     responses(
-        (status = 200, description = "The broker is reachable and the topic has partitions.", body = Ready),
-        (status = 503, description = "The broker did not answer in time, or the topic is unavailable.", body = ErrorBody,
+        (status = 200, description = "The broker is reachable and the topic has partitions.", body = Readiness,
+            example = json!({"status": "ready", "checks": [{"name": "broker", "ok": true, "topic": "observations", "partitions": 1, "brokers": 1}]})),
+        (status = 503, description = "The broker did not answer in time, or the topic is unavailable.", body = Readiness,
             headers(("Retry-After" = u64, description = "Seconds to wait before asking again.")),
-            example = json!({"error": {"code": "not_ready", "message": "not ready: broker metadata unavailable: Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure)"}})),
+            example = json!({"status": "not_ready", "checks": [{"name": "broker", "ok": false, "error": "broker metadata unavailable: Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure)", "topic": "observations"}]})),
     ),
 )]
-pub async fn readyz(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
+pub async fn readyz(State(state): State<AppState>) -> Readiness {
     let publisher = state.publisher();
-    let status = publisher
-        .check_ready(state.admin_timeout())
-        .await
-        .map_err(|e| ApiError::NotReady(e.to_string()))?;
-    Ok(Json(Ready {
-        status: "ready",
-        topic: publisher.topic().to_owned(),
-        partitions: status.partitions,
-        brokers: status.brokers,
-    }))
+    let outcome = publisher.check_ready(state.admin_timeout()).await;
+    let mut broker = Check::new(
+        "broker",
+        outcome.as_ref().map(|_| ()).map_err(|e| e.to_string()),
+    );
+    broker.topic = Some(publisher.topic().to_owned());
+    if let Ok(status) = outcome {
+        broker.partitions = Some(status.partitions);
+        broker.brokers = Some(status.brokers);
+    }
+    Readiness::new(vec![broker])
 }
 
-/// Prometheus metrics: `producer_http_requests_total{route,status}`,
-/// `producer_http_request_duration_seconds{route}`,
-/// `producer_records_produced_total{topic}`, `producer_produce_duration_seconds`,
-/// `producer_request_size_records`, `producer_errors_total{code}`,
+/// Prometheus metrics: `http_requests_total{service,method,route,status}`,
+/// `http_request_duration_seconds{service,method,route}`,
+/// `http_errors_total{service,code}`, `producer_records_produced_total{topic}`,
+/// `producer_produce_duration_seconds`, `producer_request_size_records`,
 /// `producer_produce_failures_total{reason}`.
 #[utoipa::path(
     get,

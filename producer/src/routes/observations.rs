@@ -12,12 +12,13 @@
 use axum::extract::State;
 use domain::observation::{parse_json, parse_text, Observation, ObservationBody};
 use domain::ModelId;
+use platform::http::ApiQuery;
 use serde::Deserialize;
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{IdempotencyKey, ObservationsBody, Query};
+use crate::extract::{IdempotencyKey, ObservationsBody};
 use crate::routes::{publish, Accepted};
 use crate::state::AppState;
 
@@ -65,13 +66,13 @@ pub enum ObservationsPayload {
     responses(
         (status = 202, description = "Every record is acknowledged by the broker (acks=all).", body = Accepted,
             headers(("trace-id" = String, description = "The trace id written into the records' `trace-id` header."))),
-        (status = 400, description = "The body is not JSON, the text is not UTF-8, or the query string or Idempotency-Key header is malformed.", body = ErrorBody,
+        (status = 400, description = "The body is not JSON, the text is not UTF-8, or the Idempotency-Key header is malformed.", body = ErrorBody,
             example = json!({"error": {"code": "malformed_json", "message": "malformed JSON: EOF while parsing an object at line 1 column 11"}})),
         (status = 413, description = "The body is over `max_body_bytes`, or the batch over `max_batch`.", body = ErrorBody,
             example = json!({"error": {"code": "batch_too_large", "message": "10001 observations in one request; at most 10000 are allowed"}})),
         (status = 415, description = "Content-Type is neither application/json nor text/plain.", body = ErrorBody,
             example = json!({"error": {"code": "unsupported_media_type", "message": "Content-Type \"application/xml\" is not supported: send application/json (one observation or an array) or text/plain (w/l outcomes, with ?model=)"}})),
-        (status = 422, description = "Well-formed but not observations; for a batch, the first bad item's index and why. Nothing was produced.", body = ErrorBody,
+        (status = 422, description = "Well-formed but not observations (`invalid_observation`; for a batch, the first bad item's index and why), or a query parameter that cannot be read (`invalid_parameter`). Nothing was produced.", body = ErrorBody,
             example = json!({"error": {"code": "invalid_observation", "message": "item 3: successes (10) exceed trials (9)", "item": 3}})),
         (status = 503, description = "The broker did not acknowledge within `ack_timeout`. Retry after `Retry-After` seconds with the same Idempotency-Key.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),
@@ -80,7 +81,7 @@ pub enum ObservationsPayload {
 )]
 pub async fn post_observations(
     State(state): State<AppState>,
-    Query(query): Query<ObservationsQuery>,
+    ApiQuery(query): ApiQuery<ObservationsQuery>,
     IdempotencyKey(key): IdempotencyKey,
     body: ObservationsBody,
 ) -> Result<Accepted, ApiError> {

@@ -4,9 +4,10 @@
 
 use axum::extract::State;
 use domain::observation::parse_text;
+use platform::http::ApiPath;
 
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{IdempotencyKey, Path};
+use crate::extract::IdempotencyKey;
 use crate::routes::{publish, Accepted};
 use crate::state::AppState;
 
@@ -33,7 +34,7 @@ use crate::state::AppState;
 )]
 pub async fn update_model(
     State(state): State<AppState>,
-    Path(outcome): Path<String>,
+    ApiPath(outcome): ApiPath<String>,
     IdempotencyKey(key): IdempotencyKey,
 ) -> Result<Accepted, ApiError> {
     let invalid =

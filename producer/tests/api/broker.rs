@@ -30,7 +30,19 @@ async fn with_the_broker_unreachable_a_write_answers_503_with_retry_after() {
 async fn with_the_broker_unreachable_readyz_says_not_ready_and_healthz_still_answers() {
     let app = spawn_app_without_broker(|_| {}).await;
     let ready = app.get("/readyz").await;
-    ready.assert_error(503, "not_ready", "not ready");
+    assert_eq!(ready.status, 503, "{}", ready.text);
+    let body = ready.json();
+    assert_eq!(body["status"], "not_ready", "{body}");
+    let broker = &body["checks"][0];
+    assert_eq!(
+        (&broker["name"], &broker["ok"]),
+        (&"broker".into(), &false.into()),
+        "{body}"
+    );
+    assert!(
+        broker["error"].as_str().is_some_and(|e| !e.is_empty()),
+        "{body}"
+    );
     assert!(ready.headers.contains_key("retry-after"));
     let health = app.get("/healthz").await;
     assert_eq!(
@@ -46,9 +58,15 @@ async fn readyz_is_ready_when_the_broker_serves_the_topic() {
     assert_eq!(ready.status, 200, "{}", ready.text);
     let body = ready.json();
     assert_eq!(body["status"], "ready");
-    assert_eq!(body["topic"], app.topic.as_str());
-    assert_eq!(body["partitions"], 1);
-    assert!(body["brokers"].as_u64().is_some_and(|n| n >= 1), "{body}");
+    let broker = &body["checks"][0];
+    assert_eq!(
+        (&broker["name"], &broker["ok"]),
+        (&"broker".into(), &true.into()),
+        "{body}"
+    );
+    assert_eq!(broker["topic"], app.topic.as_str());
+    assert_eq!(broker["partitions"], 1);
+    assert!(broker["brokers"].as_u64().is_some_and(|n| n >= 1), "{body}");
 }
 
 #[tokio::test]

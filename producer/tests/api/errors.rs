@@ -279,3 +279,13 @@ async fn unknown_routes_methods_and_seed_outcomes_are_json_errors() {
     }
     app.assert_nothing_was_produced().await;
 }
+
+#[tokio::test]
+async fn a_query_string_that_cannot_be_read_is_a_422_invalid_parameter_as_in_the_model_service() {
+    let app = spawn_app().await;
+    // One `model` expected, two given: the query string does not fit its type.
+    app.post_text("?model=globe&model=coin", "w")
+        .await
+        .assert_error(422, "invalid_parameter", "model");
+    app.assert_nothing_was_produced().await;
+}

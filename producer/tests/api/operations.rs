@@ -54,18 +54,18 @@ async fn metrics_count_requests_by_route_and_status_records_latency_and_errors()
     assert_eq!(metrics.status, 200);
     let text = metrics.text;
     for expected in [
-        r#"producer_http_requests_total{route="/observations",status="202"}"#,
-        r#"producer_http_requests_total{route="/observations",status="422"}"#,
-        r#"producer_http_requests_total{route="unmatched",status="404"}"#,
-        "producer_http_request_duration_seconds_bucket{route=\"/observations\",le=",
+        r#"http_requests_total{service="producer",method="POST",route="/observations",status="202"}"#,
+        r#"http_requests_total{service="producer",method="POST",route="/observations",status="422"}"#,
+        r#"http_requests_total{service="producer",method="GET",route="unmatched",status="404"}"#,
+        "http_request_duration_seconds_bucket{service=\"producer\",method=\"POST\",route=\"/observations\",le=",
         &format!(
             "producer_records_produced_total{{topic=\"{}\"}} 2",
             app.topic
         ),
         "producer_produce_duration_seconds_bucket{le=",
         "producer_request_size_records_bucket{le=",
-        r#"producer_errors_total{code="invalid_observation"}"#,
-        r#"producer_errors_total{code="not_found"}"#,
+        r#"http_errors_total{service="producer",code="invalid_observation"}"#,
+        r#"http_errors_total{service="producer",code="not_found"}"#,
     ] {
         assert!(
             text.contains(expected),
