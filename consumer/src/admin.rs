@@ -18,8 +18,8 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use utoipa::OpenApi;
 
+use crate::control::Control;
 use crate::kafka::DlqProducer;
-use crate::pipeline::Control;
 
 /// How long each readiness check may take.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

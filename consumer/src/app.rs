@@ -1,5 +1,6 @@
 //! The application: builds the clients, binds the admin port, runs the
-//! polling thread and the admin server until shutdown.
+//! polling thread (through [`crate::bridge`]), the lag reporter and the
+//! admin server until shutdown.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -7,76 +8,23 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use platform::settings::Settings;
-use platform::store::{self, StoreError};
+use platform::store;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
 
 use crate::admin::{self, AdminState};
-use crate::faults::{Checkpoint, FaultInjector};
-use crate::kafka::DlqProducer;
-use crate::pipeline::{Control, Pipeline, PipelineError};
+use crate::assignment::Assignment;
+use crate::bridge::{spawn_thread, Bridge};
+use crate::control::Control;
+use crate::error::ConsumerError;
+use crate::faults::FaultInjector;
+use crate::kafka::{producer_config, DlqProducer, QuietContext, TOPIC_CREATION_TIMEOUT};
+use crate::pipeline::{Pipeline, PipelineError};
 
 /// How long the admin server may take to close its connections at shutdown.
 const ADMIN_DRAIN: Duration = Duration::from_secs(5);
-
-/// Which partitions the consumer reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Assignment {
-    /// Join the consumer group and take what it assigns (production).
-    Subscribe,
-    /// Read these partitions of the topic without a group's coordination
-    /// (operations and tests: two instances on one partition make a zombie).
-    Manual(Vec<i32>),
-}
-
-/// Why the consumer could not start or stopped abnormally.
-#[derive(Debug, thiserror::Error)]
-pub enum ConsumerError {
-    #[error("database: {0}")]
-    Store(#[from] StoreError),
-    #[error("cannot create the Kafka client: {0}")]
-    Kafka(#[source] rdkafka::error::KafkaError),
-    #[error("cannot bind the admin server to {addr}: {source}")]
-    Bind {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start the polling thread: {0}")]
-    Thread(#[source] std::io::Error),
-    #[error("the polling thread panicked")]
-    Panicked,
-    /// Stopped abruptly (the `run_until` future was dropped).
-    #[error("aborted")]
-    Aborted,
-    #[error("cannot create the Kafka consumer: {0}")]
-    KafkaConsumer(#[source] rdkafka::error::KafkaError),
-    #[error("fatal Kafka error: {0}")]
-    KafkaFatal(#[source] rdkafka::error::KafkaError),
-    /// A [`FaultInjector`] asked for a crash at this checkpoint.
-    #[error("crashed on purpose at {0:?}")]
-    Crashed(Checkpoint),
-}
-
-impl ConsumerError {
-    /// Failures worth retrying at start-up (the database is not up yet).
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ConsumerError::Store(err) if err.is_transient())
-    }
-}
-
-impl From<PipelineError> for ConsumerError {
-    fn from(err: PipelineError) -> Self {
-        match err {
-            PipelineError::Create(e) | PipelineError::Subscribe(e) => {
-                ConsumerError::KafkaConsumer(e)
-            }
-            PipelineError::Fatal(e) => ConsumerError::KafkaFatal(e),
-            PipelineError::Crashed(checkpoint) => ConsumerError::Crashed(checkpoint),
-            PipelineError::Aborted => ConsumerError::Aborted,
-        }
-    }
-}
 
 /// A consumer ready to run: database migrated, admin port bound.
 pub struct Consumer {
@@ -100,6 +48,12 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+/// The tasks that run beside the polling thread, stopped with it.
+struct SideTasks {
+    admin: JoinHandle<()>,
+    lag: JoinHandle<()>,
+}
+
 impl Consumer {
     /// Connects to Postgres and runs the migrations, creates the dead-letter
     /// producer, creates the topics when `kafka.create_topics` (giving up
@@ -108,12 +62,11 @@ impl Consumer {
     pub async fn build(settings: Settings) -> Result<Self, ConsumerError> {
         let db = store::connect(&settings.database).await?;
         store::migrate(&db).await?;
-        let producer: DlqProducer = crate::kafka::producer_config(&settings)
-            .create_with_context(crate::kafka::QuietContext::default())
+        let producer: DlqProducer = producer_config(&settings)
+            .create_with_context(QuietContext::default())
             .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
-            platform::kafka::ensure_topics(&settings.kafka, crate::kafka::TOPIC_CREATION_TIMEOUT)
-                .await;
+            platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }
         let addr = format!(
             "{}:{}",
@@ -164,62 +117,27 @@ impl Consumer {
         let control = Arc::new(Control::new());
         // Abort the polling thread if this future is dropped half-way.
         let abort_guard = AbortOnDrop(Some(control.clone()));
-
-        let admin_state = AdminState {
-            db: self.db.clone(),
-            producer: self.producer.clone(),
-            topic: self.settings.kafka.topic.clone(),
-            control: control.clone(),
-            metrics: platform::telemetry::metrics_handle(),
-        };
-        let admin_control = control.clone();
-        let admin = tokio::spawn(admin::serve(self.listener, admin_state, async move {
-            admin_control.stopping().await
-        }));
-        let lag = tokio::spawn(crate::metrics::report_lag(
-            self.producer.clone(),
-            control.clone(),
-            self.settings.kafka.topic.clone(),
-            self.settings.consumer.lag_refresh,
-        ));
-
+        let Consumer {
+            settings,
+            db,
+            producer,
+            listener,
+            assignment,
+            faults,
+        } = self;
+        let side_tasks = SideTasks::start(listener, &settings, &db, &producer, &control);
         let pipeline = Pipeline {
-            settings: self.settings,
-            assignment: self.assignment,
-            faults: self.faults,
-            db: self.db,
-            producer: self.producer,
-            rt: tokio::runtime::Handle::current(),
-            control: control.clone(),
+            settings,
+            assignment,
+            faults,
+            db,
+            producer,
+            bridge: Bridge::new(tokio::runtime::Handle::current(), control.clone()),
         };
-        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
-        std::thread::Builder::new()
-            .name("consumer-poll".into())
-            .spawn(move || {
-                let result = pipeline.run();
-                // The receiver is gone only if `run_until` was dropped.
-                let _ = done_tx.send(result);
-            })
-            .map_err(ConsumerError::Thread)?;
-
-        tokio::pin!(done_rx);
-        let result = tokio::select! {
-            () = shutdown => {
-                tracing::info!("shutdown requested");
-                control.request_stop();
-                (&mut done_rx).await
-            }
-            // The thread ended by itself: a crash or a fatal error.
-            result = &mut done_rx => result,
-        };
-        // The admin server ends on the stop request (no-op if already made);
-        // an open connection may not hold the exit for long. The lag task may
-        // sit in a broker request: it is cancelled.
-        control.request_stop();
-        lag.abort();
-        if tokio::time::timeout(ADMIN_DRAIN, admin).await.is_err() {
-            tracing::warn!("the admin server did not drain in time");
-        }
+        let done =
+            spawn_thread("consumer-poll", move || pipeline.run()).map_err(ConsumerError::Thread)?;
+        let result = wait_for_end(done, shutdown, &control).await;
+        side_tasks.stop(&control).await;
         abort_guard.disarm();
         match result {
             Ok(Ok(())) => {
@@ -229,6 +147,65 @@ impl Consumer {
             Ok(Err(err)) => Err(err.into()),
             Err(_) => Err(ConsumerError::Panicked),
         }
+    }
+}
+
+impl SideTasks {
+    /// The admin server and the lag reporter; both end on a stop request.
+    fn start(
+        listener: TcpListener,
+        settings: &Settings,
+        db: &DatabaseConnection,
+        producer: &Arc<DlqProducer>,
+        control: &Arc<Control>,
+    ) -> Self {
+        let admin_state = AdminState {
+            db: db.clone(),
+            producer: producer.clone(),
+            topic: settings.kafka.topic.clone(),
+            control: control.clone(),
+            metrics: platform::telemetry::metrics_handle(),
+        };
+        let admin_control = control.clone();
+        let admin = tokio::spawn(admin::serve(listener, admin_state, async move {
+            admin_control.stopping().await
+        }));
+        let lag = tokio::spawn(crate::metrics::report_lag(
+            producer.clone(),
+            control.clone(),
+            settings.kafka.topic.clone(),
+            settings.consumer.lag_refresh,
+        ));
+        Self { admin, lag }
+    }
+
+    /// The admin server ends on the stop request (no-op if already made);
+    /// an open connection may not hold the exit for long. The lag task may
+    /// sit in a broker request: it is cancelled.
+    async fn stop(self, control: &Control) {
+        control.request_stop();
+        self.lag.abort();
+        if tokio::time::timeout(ADMIN_DRAIN, self.admin).await.is_err() {
+            tracing::warn!("the admin server did not drain in time");
+        }
+    }
+}
+
+/// Waits until the polling thread ends: on its own (a crash or a fatal
+/// error), or after `shutdown` asked it to stop. `Err` if it panicked.
+async fn wait_for_end(
+    mut done: oneshot::Receiver<Result<(), PipelineError>>,
+    shutdown: impl Future<Output = ()>,
+    control: &Control,
+) -> Result<Result<(), PipelineError>, oneshot::error::RecvError> {
+    tokio::select! {
+        () = shutdown => {
+            tracing::info!("shutdown requested");
+            control.request_stop();
+            (&mut done).await
+        }
+        // The thread ended by itself: a crash or a fatal error.
+        result = &mut done => result,
     }
 }
 

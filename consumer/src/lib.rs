@@ -2,40 +2,58 @@
 //! posterior state in Postgres so that each acknowledged observation counts
 //! exactly once, whatever crashes, restarts or rebalances happen (DESIGN.md 6).
 //!
-//! How one batch travels (see [`pipeline`]):
-//! 1. poll up to `batch_size` records or `batch_wait`, parse each with the
-//!    shared parser and fold the valid ones into per-model deltas;
-//! 2. produce the poison records to the dead-letter topic and wait for the
-//!    broker's acknowledgement;
-//! 3. write deltas, history rows and the partition's new `next_offset` in one
-//!    Postgres transaction whose offset write is a compare-and-set;
-//! 4. commit the offset to Kafka too, only so that lag tools see it.
+//! How one batch travels:
+//! 1. `poll_loop` polls up to `batch_size` records or `batch_wait`;
+//!    `batch` parses each with the domain's parser and folds the valid
+//!    ones into per-model deltas;
+//! 2. `batch_writer` produces the poison records to the dead-letter topic
+//!    (`dlq`) and waits for the broker's acknowledgement;
+//! 3. it writes deltas, history rows and the partition's new `next_offset`
+//!    in one Postgres transaction whose offset write is a compare-and-set;
+//! 4. it commits the offset to Kafka too, only so that lag tools see it.
 //!
-//! Kafka's committed offsets are never read back: on assignment the consumer
-//! resumes from `consumer_offsets` in Postgres.
+//! Kafka's committed offsets are never read back: on assignment
+//! (`rebalance`) the consumer resumes from `consumer_offsets` in Postgres.
 //!
-//! The Kafka client is polled on a dedicated thread, because librdkafka runs
-//! rebalance callbacks inside `poll` and ours read offsets from Postgres: that
-//! must not block a tokio worker.
+//! The Kafka client is polled on a dedicated thread (`bridge`), because
+//! librdkafka runs rebalance callbacks inside `poll` and ours read offsets
+//! from Postgres: that must not block a tokio worker.
+//!
+//! Modules depend on each other one way, from the top down:
+//! `app` (start-up, tasks) over `pipeline` (the polling thread's work)
+//! over `poll_loop` over `batch_writer` over `rebalance` over
+//! `bridge` over `control` (stop switches, positions) and
+//! `assignment` (the partitions asked for and owned); `admin` and
+//! `metrics` read `control`; `batch`, `dlq`, `kafka`, `halt` and
+//! `faults` are leaves or near them.
 
 pub mod admin;
 mod app;
+mod assignment;
 mod batch;
+mod batch_writer;
+mod bridge;
+mod control;
 mod dlq;
+mod error;
 pub mod faults;
+mod halt;
 mod kafka;
 pub mod metrics;
 mod pipeline;
+mod poll_loop;
 mod rebalance;
 
 use std::future::Future;
-use std::time::Duration;
 
-pub use app::{Assignment, Consumer, ConsumerError};
+use platform::retry::{retry, Backoff, RetryError, Verdict};
+use platform::settings::Settings;
+
+pub use app::Consumer;
+pub use assignment::Assignment;
+pub use error::ConsumerError;
 pub use faults::{Action, Checkpoint, FaultInjector, Stage};
 pub use platform::shutdown::shutdown_signal;
-
-use platform::settings::Settings;
 
 /// Builds the consumer and runs it until `shutdown` completes; the thin
 /// `main` calls this. When Postgres is unreachable at start-up it keeps
@@ -46,25 +64,26 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ConsumerError> {
     tokio::pin!(shutdown);
-    let max_backoff = settings
-        .consumer
-        .retry_backoff_max
-        .max(Duration::from_millis(1));
-    let mut backoff = pipeline::INITIAL_BACKOFF;
-    let consumer = loop {
-        match Consumer::build(settings.clone()).await {
-            Ok(consumer) => break consumer,
-            Err(err) if err.is_transient() => {
-                tracing::warn!(error = %err, retry_in = ?backoff, "consumer start-up failed; retrying");
-                tokio::select! {
-                    // Asked to stop before we ever started: nothing to clean up.
-                    () = &mut shutdown => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(max_backoff);
+    let mut backoff = Backoff::new(bridge::INITIAL_BACKOFF, settings.consumer.retry_backoff_max);
+    let built = retry(
+        &mut backoff,
+        "consumer start-up failed",
+        &mut shutdown,
+        || Consumer::build(settings.clone()),
+        |err| {
+            if err.is_transient() {
+                Verdict::Transient
+            } else {
+                Verdict::Permanent
             }
-            Err(err) => return Err(err),
-        }
-    };
-    consumer.run_until(shutdown).await
+        },
+        || {},
+    )
+    .await;
+    match built {
+        Ok(consumer) => consumer.run_until(shutdown).await,
+        // Asked to stop before we ever started: nothing to clean up.
+        Err(RetryError::Stopped) => Ok(()),
+        Err(RetryError::GaveUp(err)) => Err(err),
+    }
 }

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use rdkafka::producer::Producer;
 
+use crate::control::Control;
 use crate::kafka::DlqProducer;
-use crate::pipeline::Control;
 
 /// Records polled from the topic (valid and poison).
 pub const RECORDS_CONSUMED: &str = "consumer_records_consumed_total";

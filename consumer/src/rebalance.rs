@@ -3,110 +3,46 @@
 //! partition *at* that offset (the beginning when Postgres has none), so
 //! Kafka's committed offsets are never used and no seek follows the assign.
 //!
-//! librdkafka runs this callback inside `poll`, on the consumer's own thread
-//! (see [`crate::pipeline`]); it blocks on the store call there, never on a
-//! tokio worker.
+//! librdkafka runs this callback inside `poll`, on the polling thread (see
+//! [`crate::bridge`]); it blocks on the store call there, never on a tokio
+//! worker.
 
-use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use platform::retry::Backoff;
 use platform::store::load_offset;
+use platform::store::StoreError;
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
-use rdkafka::error::KafkaResult;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::types::RDKafkaRespErr;
 use sea_orm::DatabaseConnection;
-use tokio::runtime::Handle;
 
-use crate::pipeline::{Control, INITIAL_BACKOFF};
+use crate::assignment::Owned;
+use crate::bridge::{Bridge, INITIAL_BACKOFF};
+use crate::kafka::{log_client_error, ErrorLog};
 
-/// A partition this consumer owns, as of its assignment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Assigned {
-    /// `next_offset` in Postgres when it was assigned.
-    pub stored: Option<i64>,
-    /// Changes with every assignment, so the polling loop can tell a
-    /// partition that was revoked and assigned again from one it kept.
-    pub epoch: u64,
-}
-
-/// The partitions owned right now. The rebalance callback writes it; the
-/// polling loop compares `generation` (one atomic load a record) and re-reads
-/// the map only when it changed.
-#[derive(Debug, Default)]
-pub(crate) struct Owned {
-    generation: AtomicU64,
-    partitions: Mutex<BTreeMap<i32, Assigned>>,
-}
-
-impl Owned {
-    pub fn generation(&self) -> u64 {
-        self.generation.load(Ordering::Acquire)
-    }
-
-    pub fn snapshot(&self) -> BTreeMap<i32, Assigned> {
-        self.partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-    }
-
-    fn add(&self, stored: &[(i32, Option<i64>)]) {
-        let mut partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let epoch = self.generation.load(Ordering::Acquire) + 1;
-        for &(partition, stored) in stored {
-            partitions.insert(partition, Assigned { stored, epoch });
-        }
-        self.generation.store(epoch, Ordering::Release);
-    }
-
-    fn remove(&self, gone: &[i32]) {
-        let mut partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        for partition in gone {
-            partitions.remove(partition);
-        }
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn clear(&self) {
-        let mut partitions = self
-            .partitions
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        partitions.clear();
-        self.generation.fetch_add(1, Ordering::AcqRel);
-    }
-}
-
-/// The consumer's librdkafka context.
+/// The polling thread's librdkafka context: rebalances and client errors.
 #[derive(Debug)]
-pub(crate) struct Ctx {
+pub(crate) struct RebalanceContext {
     pub db: DatabaseConnection,
-    pub rt: Handle,
+    pub bridge: Bridge,
     pub group_id: String,
     pub topic: String,
     pub max_backoff: Duration,
-    pub control: Arc<Control>,
+    /// The partitions owned now, read by the polling loop.
     pub owned: Owned,
-    pub errors: crate::kafka::ErrorLog,
+    pub errors: ErrorLog,
 }
 
-impl ClientContext for Ctx {
-    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
-        crate::kafka::log_client_error(&self.errors, &error, reason);
+impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        log_client_error(&self.errors, &error, reason);
     }
 }
 
-impl ConsumerContext for Ctx {
+impl ConsumerContext for RebalanceContext {
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
@@ -124,34 +60,9 @@ impl ConsumerContext for Ctx {
                 self.assign_at_stored_offsets(consumer, &partitions, cooperative);
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let partitions = self.ours(tpl);
-                tracing::info!(
-                    ?partitions,
-                    lost = consumer.assignment_lost(),
-                    "partitions revoked"
-                );
-                // The polling loop drops the unwritten records of these
-                // partitions when it sees the new generation; the next owner
-                // reads them again from the offset in Postgres.
-                self.owned.remove(&partitions);
-                self.control.forget_positions(&partitions);
-                let result = if cooperative {
-                    consumer.incremental_unassign(tpl)
-                } else {
-                    consumer.unassign()
-                };
-                if let Err(err) = result {
-                    tracing::error!(error = %err, "cannot unassign revoked partitions");
-                }
+                self.revoke(consumer, tpl, cooperative);
             }
-            other => {
-                tracing::error!(error = ?other, "rebalance failed; dropping the assignment");
-                self.owned.clear();
-                self.control.forget_all_positions();
-                if let Err(err) = consumer.unassign() {
-                    tracing::error!(error = %err, "cannot unassign");
-                }
-            }
+            other => self.drop_assignment(consumer, other),
         }
     }
 
@@ -164,7 +75,7 @@ impl ConsumerContext for Ctx {
     }
 }
 
-impl Ctx {
+impl RebalanceContext {
     /// The partitions of our topic in `tpl` (we subscribe to one topic).
     fn ours(&self, tpl: &TopicPartitionList) -> Vec<i32> {
         tpl.elements()
@@ -199,7 +110,7 @@ impl Ctx {
         // Registered before assigning, so the first record of a partition
         // always finds its position.
         self.owned.add(&stored);
-        self.control.set_positions(&stored);
+        self.bridge.control().set_positions(&stored);
         let result = if incremental {
             consumer.incremental_assign(&tpl)
         } else {
@@ -211,33 +122,60 @@ impl Ctx {
         }
     }
 
+    fn revoke(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList, cooperative: bool) {
+        let partitions = self.ours(tpl);
+        tracing::info!(
+            ?partitions,
+            lost = consumer.assignment_lost(),
+            "partitions revoked"
+        );
+        // The polling loop drops the unwritten records of these partitions
+        // when it sees the new generation; the next owner reads them again
+        // from the offset in Postgres.
+        self.owned.remove(&partitions);
+        self.bridge.control().forget_positions(&partitions);
+        let result = if cooperative {
+            consumer.incremental_unassign(tpl)
+        } else {
+            consumer.unassign()
+        };
+        if let Err(err) = result {
+            tracing::error!(error = %err, "cannot unassign revoked partitions");
+        }
+    }
+
+    fn drop_assignment(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr) {
+        tracing::error!(error = ?err, "rebalance failed; dropping the assignment");
+        self.owned.clear();
+        self.bridge.control().forget_all_positions();
+        if let Err(err) = consumer.unassign() {
+            tracing::error!(error = %err, "cannot unassign");
+        }
+    }
+
     /// Each partition's `next_offset`, retried with capped back-off while
     /// Postgres is unavailable; `None` once the consumer is stopping.
     fn load_offsets(&self, partitions: &[i32]) -> Option<Vec<(i32, Option<i64>)>> {
-        let mut backoff = INITIAL_BACKOFF;
-        loop {
-            if self.control.stop_requested() {
-                return None;
-            }
-            let loaded = self.control.block_on(&self.rt, async {
-                let mut stored = Vec::with_capacity(partitions.len());
-                for &partition in partitions {
-                    let offset =
-                        load_offset(&self.db, &self.group_id, &self.topic, partition).await?;
-                    stored.push((partition, offset));
-                }
-                Ok::<_, platform::store::StoreError>(stored)
-            });
-            match loaded? {
-                Ok(stored) => return Some(stored),
-                Err(err) => {
-                    tracing::warn!(error = %err, retry_in = ?backoff, "cannot read stored offsets; retrying");
-                    if !self.control.sleep(&self.rt, backoff) {
-                        return None;
-                    }
-                    backoff = (backoff * 2).min(self.max_backoff);
-                }
-            }
+        if self.bridge.control().stop_requested() {
+            return None;
         }
+        let load_all = move || async move {
+            let mut stored = Vec::with_capacity(partitions.len());
+            for &partition in partitions {
+                let offset = load_offset(&self.db, &self.group_id, &self.topic, partition).await?;
+                stored.push((partition, offset));
+            }
+            Ok::<_, StoreError>(stored)
+        };
+        self.bridge
+            .retry(
+                &mut Backoff::new(INITIAL_BACKOFF, self.max_backoff),
+                "cannot read stored offsets",
+                load_all,
+                |_| None,
+                // Not counted in the retry metric, which counts batch writes.
+                || {},
+            )
+            .ok()
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod http;
 pub mod kafka;
+pub mod retry;
 pub mod settings;
 pub mod shutdown;
 pub mod store;
