@@ -159,7 +159,7 @@ async fn plot_response(
     };
     let (bytes, lookup) = state
         .plots()
-        .get_or_try_insert(key, || render(&state, snapshot, spec))
+        .get_or_try_insert(key, || render(&state, snapshot.clone(), spec))
         .await?;
     let result = lookup.as_str();
     metrics::counter!("model_service_cache_total", "cache" => "plot", "result" => result)
