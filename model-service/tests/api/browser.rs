@@ -140,13 +140,17 @@ impl Driver {
     async fn wait_until_ready(&mut self) {
         let status = format!("{}/status", self.url());
         let http = reqwest::Client::new();
-        eventually(Duration::from_secs(30), "chromedriver is ready", async || {
-            if let Ok(Some(exit)) = self.child.try_wait() {
-                panic!("chromedriver exited at start ({exit})");
-            }
-            let body: Value = http.get(&status).send().await.ok()?.json().await.ok()?;
-            (body["value"]["ready"] == true).then_some(())
-        })
+        eventually(
+            Duration::from_secs(30),
+            "chromedriver is ready",
+            async || {
+                if let Ok(Some(exit)) = self.child.try_wait() {
+                    panic!("chromedriver exited at start ({exit})");
+                }
+                let body: Value = http.get(&status).send().await.ok()?.json().await.ok()?;
+                (body["value"]["ready"] == true).then_some(())
+            },
+        )
         .await;
     }
 }
