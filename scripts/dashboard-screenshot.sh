@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Checks the live dashboard in headless Chromium and saves a screenshot:
-# installs Debian's chromium when missing, then runs the API test that loads
+# installs Debian's chromium and chromium-driver (chromedriver, which the
+# test drives over WebDriver) when missing, then runs the API test that loads
 # the page, publishes observations through the consumer's store function,
 # waits for the page to show the new numbers by itself (server-sent events)
 # and writes target/dashboard.png.
@@ -9,7 +10,7 @@ source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 
 ensure_build_tools
-command -v chromium >/dev/null || apt_install chromium
+apt_install chromium chromium-driver
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 trap stop_throwaway_postgres EXIT
 

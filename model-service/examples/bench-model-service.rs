@@ -10,14 +10,11 @@
 //! - uncached PNGs (every request a new size and mass, so every one renders);
 //! - a cold 800x600 PNG, one request at a time, and the bare render call.
 //!
-//! The client is a minimal HTTP/1.1 loop over a `TcpStream`: on a 2-core
-//! machine shared by client, server and Postgres, a full HTTP client would
-//! spend a noticeable share of the CPU being measured.
+//! The client and the load loop are the benchmarks' shared ones
+//! (`test_support::bench`, reqwest over HTTP/1.1 keep-alive).
 //!
 //! Usage: `bench-model-service [--connections N] [--seconds S] [--max-requests N]`
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -27,9 +24,8 @@ use model_service::plot::{self, Format, PosteriorPlot};
 use model_service::Application;
 use platform::settings::Settings;
 use platform::store::{apply_batch, BatchWrite, ModelDelta};
+use test_support::bench::{self, Latencies, Outcome};
 use test_support::database::TestDatabase;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
 
 const MODEL: &str = "globe";
 
@@ -123,48 +119,56 @@ async fn run(options: Options) -> anyhow::Result<()> {
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
 
+    let client = bench::http_client(options.connections)?;
     let posterior = || format!("/models/{MODEL}/posterior");
     // Warm up: connections in the pool, statements prepared, caches filled.
-    load(port, options.connections, 1.0, 5_000, move |_| posterior()).await?;
-    load(port, options.connections, 1.0, 5_000, |_| {
+    load(&client, port, options.connections, 1.0, 5_000, move |_| {
+        posterior()
+    })
+    .await;
+    load(&client, port, options.connections, 1.0, 5_000, |_| {
         format!("/models/{MODEL}/posterior.png")
     })
-    .await?
-    .report("warm-up (not counted)");
+    .await
+    .report("warm-up (not counted)", "");
     println!();
 
     load(
+        &client,
         port,
         options.connections,
         options.seconds,
         options.max_requests,
         move |_| posterior(),
     )
-    .await?
-    .report("GET /models/globe/posterior (JSON, 1000-point grid)");
+    .await
+    .report("GET /models/globe/posterior (JSON, 1000-point grid)", "");
 
     load(
+        &client,
         port,
         options.connections,
         options.seconds,
         options.max_requests,
         |_| format!("/models/{MODEL}/posterior?grid=false"),
     )
-    .await?
-    .report("GET /models/globe/posterior?grid=false");
+    .await
+    .report("GET /models/globe/posterior?grid=false", "");
 
     load(
+        &client,
         port,
         options.connections,
         options.seconds,
         options.max_requests,
         |_| format!("/models/{MODEL}/posterior.png"),
     )
-    .await?
-    .report("GET posterior.png 800x600, cached");
+    .await
+    .report("GET posterior.png 800x600, cached", "");
 
     // Every request a new (width, mass): a cache miss, a full render.
     load(
+        &client,
         port,
         options.connections,
         options.seconds,
@@ -175,15 +179,21 @@ async fn run(options: Options) -> anyhow::Result<()> {
             format!("/models/{MODEL}/posterior.png?width={width}&height=600&mass={mass}")
         },
     )
-    .await?
-    .report("GET posterior.png ~800x600, uncached (every request renders)");
+    .await
+    .report(
+        "GET posterior.png ~800x600, uncached (every request renders)",
+        "",
+    );
 
-    load(port, 1, options.seconds, 200, |i| {
+    load(&client, port, 1, options.seconds, 200, |i| {
         let mass = 0.6 + i as f64 * 1e-6;
         format!("/models/{MODEL}/posterior.png?width=800&height=600&mass={mass}")
     })
-    .await?
-    .report("cold 800x600 PNG, one request at a time (HTTP + query + engine + render)");
+    .await
+    .report(
+        "cold 800x600 PNG, one request at a time (HTTP + query + engine + render)",
+        "",
+    );
 
     render_only()?;
 
@@ -196,7 +206,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
 fn render_only() -> anyhow::Result<()> {
     let prior = Prior::Uniform;
     let counts = Counts::new(7000, 3000);
-    let mut times = Vec::new();
+    let mut times = Latencies::new();
     for i in 0..100 {
         let start = Instant::now();
         let posterior = Posterior::new(&prior, counts)?;
@@ -216,193 +226,58 @@ fn render_only() -> anyhow::Result<()> {
         };
         let png = plot::render_posterior(&plot, 800, 600, Format::Png)?;
         std::hint::black_box(png);
-        times.push(start.elapsed());
+        times.record(start.elapsed());
     }
-    Stats::new(times, Duration::ZERO, 0)
-        .report("engine + 800x600 PNG render, in process, one at a time");
+    println!(
+        "engine + 800x600 PNG render, in process, one at a time\n    {:>7} renders  {}",
+        times.len(),
+        times.summary()
+    );
     Ok(())
-}
-
-struct Stats {
-    latencies: Vec<Duration>,
-    elapsed: Duration,
-    errors: u64,
-    bytes: u64,
-}
-
-impl Stats {
-    fn new(mut latencies: Vec<Duration>, elapsed: Duration, errors: u64) -> Self {
-        latencies.sort_unstable();
-        Stats {
-            latencies,
-            elapsed,
-            errors,
-            bytes: 0,
-        }
-    }
-
-    fn percentile(&self, q: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let i = ((self.latencies.len() as f64 - 1.0) * q).round() as usize;
-        self.latencies[i]
-    }
-
-    fn report(&self, name: &str) {
-        let n = self.latencies.len();
-        let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let rate = if self.elapsed.is_zero() {
-            String::new()
-        } else {
-            format!("{:>9.0} req/s  ", n as f64 / self.elapsed.as_secs_f64())
-        };
-        let size = if n > 0 && self.bytes > 0 {
-            format!("  body {:.1} KB", self.bytes as f64 / n as f64 / 1e3)
-        } else {
-            String::new()
-        };
-        println!(
-            "{name}\n    {n:>7} requests  {rate}p50 {:.2} ms  p90 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {}{size}",
-            ms(self.percentile(0.5)),
-            ms(self.percentile(0.9)),
-            ms(self.percentile(0.99)),
-            ms(self.percentile(1.0)),
-            self.errors
-        );
-    }
 }
 
 /// Runs `connections` keep-alive connections against `path_for(i)` (i counts
 /// requests across all connections) for `seconds` or `max_requests`.
 async fn load<F>(
+    client: &reqwest::Client,
     port: u16,
     connections: usize,
     seconds: f64,
     max_requests: u64,
     path_for: F,
-) -> anyhow::Result<Stats>
+) -> Outcome
 where
     F: Fn(u64) -> String + Send + Sync + 'static,
 {
-    let path_for = Arc::new(path_for);
-    let issued = Arc::new(AtomicU64::new(0));
-    let deadline = Instant::now() + Duration::from_secs_f64(seconds);
-    let start = Instant::now();
-    let mut tasks = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let (path_for, issued) = (path_for.clone(), issued.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let (mut errors, mut bytes) = (0u64, 0u64);
-            let mut connection = Connection::open(port).await?;
-            loop {
-                let i = issued.fetch_add(1, Ordering::Relaxed);
-                if i >= max_requests || Instant::now() >= deadline {
-                    break;
-                }
-                let path = path_for(i);
-                let sent = Instant::now();
-                match connection.get(&path).await {
-                    Ok((200, len)) => {
-                        latencies.push(sent.elapsed());
-                        bytes += len as u64;
-                    }
-                    Ok((status, _)) => {
-                        errors += 1;
-                        eprintln!("GET {path}: {status}");
-                    }
+    let client = client.clone();
+    let load = bench::Load {
+        connections,
+        duration: Duration::from_secs_f64(seconds),
+        max_requests,
+        rate: None,
+    };
+    bench::run(load, move |i| {
+        let path = path_for(i);
+        let request = client.get(format!("http://127.0.0.1:{port}{path}"));
+        async move {
+            match request.send().await {
+                Ok(response) if response.status().as_u16() == 200 => match response.bytes().await {
+                    Ok(body) => Some(body.len()),
                     Err(err) => {
-                        errors += 1;
                         eprintln!("GET {path}: {err}");
-                        connection = Connection::open(port).await?;
+                        None
                     }
+                },
+                Ok(response) => {
+                    eprintln!("GET {path}: {}", response.status());
+                    None
                 }
-            }
-            anyhow::Ok((latencies, errors, bytes))
-        }));
-    }
-    let mut all = Vec::new();
-    let (mut errors, mut bytes) = (0, 0);
-    for task in tasks {
-        let (latencies, e, b) = task.await??;
-        all.extend(latencies);
-        errors += e;
-        bytes += b;
-    }
-    let mut stats = Stats::new(all, start.elapsed(), errors);
-    stats.bytes = bytes;
-    Ok(stats)
-}
-
-/// One keep-alive HTTP/1.1 connection to the service.
-struct Connection {
-    stream: BufReader<TcpStream>,
-    line: String,
-    body: Vec<u8>,
-}
-
-impl Connection {
-    async fn open(port: u16) -> anyhow::Result<Self> {
-        let stream = TcpStream::connect(("127.0.0.1", port)).await?;
-        stream.set_nodelay(true)?;
-        Ok(Connection {
-            stream: BufReader::with_capacity(64 * 1024, stream),
-            line: String::new(),
-            body: Vec::new(),
-        })
-    }
-
-    /// Sends a GET and reads the whole response: (status, body length).
-    async fn get(&mut self, path: &str) -> anyhow::Result<(u16, usize)> {
-        let request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-        self.stream.get_mut().write_all(request.as_bytes()).await?;
-        self.line.clear();
-        self.stream.read_line(&mut self.line).await?;
-        let status: u16 = self
-            .line
-            .split_whitespace()
-            .nth(1)
-            .context("a status line")?
-            .parse()?;
-        let mut length = None;
-        let mut chunked = false;
-        loop {
-            self.line.clear();
-            if self.stream.read_line(&mut self.line).await? == 0 {
-                bail!("connection closed");
-            }
-            let header = self.line.trim_end();
-            if header.is_empty() {
-                break;
-            }
-            if let Some((name, value)) = header.split_once(':') {
-                if name.eq_ignore_ascii_case("content-length") {
-                    length = Some(value.trim().parse::<usize>()?);
-                } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = value.trim().eq_ignore_ascii_case("chunked");
+                Err(err) => {
+                    eprintln!("GET {path}: {err}");
+                    None
                 }
             }
         }
-        let mut total = 0;
-        if chunked {
-            loop {
-                self.line.clear();
-                self.stream.read_line(&mut self.line).await?;
-                let size = usize::from_str_radix(self.line.trim(), 16)?;
-                self.body.resize(size + 2, 0);
-                self.stream.read_exact(&mut self.body).await?;
-                total += size;
-                if size == 0 {
-                    break;
-                }
-            }
-        } else {
-            let length = length.context("a content-length")?;
-            self.body.resize(length, 0);
-            self.stream.read_exact(&mut self.body).await?;
-            total = length;
-        }
-        Ok((status, total))
-    }
+    })
+    .await
 }

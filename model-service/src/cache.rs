@@ -1,20 +1,18 @@
-//! A small bounded cache that computes each value once, even under a burst.
+//! The bounded caches of rendered plots and serialised posteriors: moka's
+//! compute-once cache, with each lookup told apart as a hit or a miss for the
+//! cache metrics.
 //!
-//! Rendered plots and serialised posteriors are pure functions of their key
-//! (model, counts, version, configuration, size, mass, format), so a value
-//! never goes stale: it only gets evicted. What matters is that a burst of
-//! identical requests does the work once: the first caller computes while the
-//! others wait on the same cell. Eviction drops the least recently used entry;
-//! the caches hold a few hundred entries, so a linear scan for it is cheaper
-//! than keeping an ordered structure up to date on every hit.
+//! Both are pure functions of their key (model, counts, version,
+//! configuration, size, mass, format), so a value never goes stale: it only
+//! gets evicted, least recently used first. What matters is that a burst of
+//! identical requests does the work once: moka's `try_get_with` lets the
+//! first caller compute while the others wait for its value.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use tokio::sync::OnceCell;
+use moka::future::Cache as Moka;
+use moka::policy::EvictionPolicy;
 
 /// Whether a lookup found the value or had to compute it (or wait for another
 /// caller computing it).
@@ -33,102 +31,87 @@ impl Lookup {
     }
 }
 
-struct Entry<V> {
-    cell: Arc<OnceCell<V>>,
-    last_used: AtomicU64,
-}
-
 /// A bounded map from keys to values computed at most once at a time.
 pub struct Cache<K, V> {
     capacity: usize,
-    clock: AtomicU64,
-    entries: Mutex<HashMap<K, Entry<V>>>,
+    /// `None` when the capacity is 0: caching is off and every lookup computes.
+    entries: Option<Moka<K, V>>,
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> std::fmt::Debug for Cache<K, V> {
+impl<K, V> std::fmt::Debug for Cache<K, V>
+where
+    K: Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    // Not moka's own `Debug`, which lists every entry (whole images here).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cache")
             .field("capacity", &self.capacity)
-            .field("len", &self.len())
+            .field(
+                "entries",
+                &self.entries.as_ref().map_or(0, Moka::entry_count),
+            )
             .finish()
     }
 }
 
-impl<K: Hash + Eq + Clone, V: Clone> Cache<K, V> {
+impl<K, V> Cache<K, V>
+where
+    K: Hash + Eq + Clone + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
     /// A cache of at most `capacity` entries; 0 disables caching (every lookup computes).
     pub fn new(capacity: usize) -> Self {
-        Self {
-            capacity,
-            clock: AtomicU64::new(0),
-            entries: Mutex::new(HashMap::with_capacity(capacity.min(4096))),
-        }
-    }
-
-    pub fn len(&self) -> usize {
-        self.entries.lock().map_or(0, |e| e.len())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        let entries = (capacity > 0).then(|| {
+            Moka::builder()
+                .max_capacity(capacity as u64)
+                .eviction_policy(EvictionPolicy::lru())
+                .build()
+        });
+        Self { capacity, entries }
     }
 
     /// The value for `key`, computed by `compute` if absent. Concurrent callers
     /// with the same key share one computation. A failed computation is not
-    /// cached: the next caller tries again.
+    /// cached, and its error goes to the caller that computed; a caller that
+    /// was waiting for it computes in turn.
     pub async fn get_or_try_insert<E, F, Fut>(&self, key: K, compute: F) -> Result<(V, Lookup), E>
     where
-        F: FnOnce() -> Fut,
+        F: Fn() -> Fut,
         Fut: Future<Output = Result<V, E>>,
     {
-        if self.capacity == 0 {
+        let Some(entries) = &self.entries else {
             return compute().await.map(|v| (v, Lookup::Miss));
+        };
+        if let Some(value) = entries.get(&key).await {
+            return Ok((value, Lookup::Hit));
         }
-        let cell = self.cell(&key);
-        if let Some(value) = cell.get() {
-            return Ok((value.clone(), Lookup::Hit));
-        }
-        let value = cell.get_or_try_init(compute).await?.clone();
-        Ok((value, Lookup::Miss))
-    }
-
-    /// The cell of `key`, created (and the least recently used entry evicted) if absent.
-    fn cell(&self, key: &K) -> Arc<OnceCell<V>> {
-        let now = self.clock.fetch_add(1, Ordering::Relaxed);
-        // A poisoned lock only means another thread panicked while holding
-        // it; the map itself is still consistent, so keep using it.
-        let mut entries = self
-            .entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some(entry) = entries.get(key) {
-            entry.last_used.store(now, Ordering::Relaxed);
-            return entry.cell.clone();
-        }
-        if entries.len() >= self.capacity {
-            let oldest = entries
-                .iter()
-                .min_by_key(|(_, e)| e.last_used.load(Ordering::Relaxed))
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                entries.remove(&oldest);
+        loop {
+            // moka hands a failure to the waiting callers as a shared
+            // `Arc<E>`; the errors here carry causes that cannot be cloned,
+            // so each caller keeps its own and moka only learns that it failed.
+            let mut failure = None;
+            let computed = entries
+                .try_get_with(key.clone(), async {
+                    compute().await.map_err(|e| failure = Some(e))
+                })
+                .await;
+            match (computed, failure) {
+                (Ok(value), _) => return Ok((value, Lookup::Miss)),
+                (Err(_), Some(error)) => return Err(error),
+                // Another caller's computation failed while this one waited:
+                // try again, computing this time unless another caller is.
+                (Err(_), None) => continue,
             }
         }
-        let cell = Arc::new(OnceCell::new());
-        entries.insert(
-            key.clone(),
-            Entry {
-                cell: cell.clone(),
-                last_used: AtomicU64::new(now),
-            },
-        );
-        cell
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::sync::atomic::AtomicUsize;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
 
     #[tokio::test]
     async fn a_burst_of_identical_lookups_computes_once() {
@@ -140,11 +123,14 @@ mod tests {
             let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
             tasks.push(tokio::spawn(async move {
                 cache
-                    .get_or_try_insert(1, || async move {
-                        calls.fetch_add(1, Ordering::SeqCst);
-                        // Hold the computation open until every task is waiting on it.
-                        gate.notified().await;
-                        Ok::<_, ()>(42)
+                    .get_or_try_insert(1, || {
+                        let (calls, gate) = (calls.clone(), gate.clone());
+                        async move {
+                            calls.fetch_add(1, Ordering::SeqCst);
+                            // Hold the computation open until every task is waiting on it.
+                            gate.notified().await;
+                            Ok::<_, ()>(42)
+                        }
                     })
                     .await
             }));
@@ -163,14 +149,26 @@ mod tests {
     #[tokio::test]
     async fn the_least_recently_used_entry_is_evicted() {
         let cache = Cache::<u32, u32>::new(2);
-        let get = |k: u32| cache.get_or_try_insert(k, move || async move { Ok::<_, ()>(k) });
+        let entries = cache.entries.clone().unwrap();
+        let get = |k: u32| {
+            let (cache, entries) = (&cache, entries.clone());
+            async move {
+                let found = cache
+                    .get_or_try_insert(k, || async move { Ok::<_, ()>(k) })
+                    .await;
+                // moka applies recency and evicts in batches of pending
+                // work; apply them now so each step sees the one before.
+                entries.run_pending_tasks().await;
+                found
+            }
+        };
         assert_eq!(get(1).await.unwrap().1, Lookup::Miss);
         assert_eq!(get(2).await.unwrap().1, Lookup::Miss);
         assert_eq!(get(1).await.unwrap().1, Lookup::Hit);
         assert_eq!(get(3).await.unwrap().1, Lookup::Miss); // evicts 2
         assert_eq!(get(1).await.unwrap().1, Lookup::Hit);
         assert_eq!(get(2).await.unwrap().1, Lookup::Miss);
-        assert_eq!(cache.len(), 2);
+        assert_eq!(entries.entry_count(), 2);
     }
 
     #[tokio::test]

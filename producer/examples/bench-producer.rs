@@ -20,7 +20,6 @@
 //! per batch request (1000), `--batch-connections N` (4), `--rounds R` (3),
 //! `--linger-ms L` (the settings' default, 1).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,6 +31,7 @@ use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
+use test_support::bench::{self, Outcome};
 
 // The same allocator as the service's binary (see producer/src/main.rs).
 #[global_allocator]
@@ -83,43 +83,10 @@ impl Options {
     }
 }
 
-/// What one phase of HTTP load achieved.
-struct Phase {
-    requests: u64,
-    observations: u64,
-    failures: u64,
-    elapsed: Duration,
-    latencies: Vec<Duration>,
-}
-
-impl Phase {
-    fn observations_per_second(&self) -> f64 {
-        self.observations as f64 / self.elapsed.as_secs_f64()
-    }
-
-    fn percentile_ms(&self, p: f64) -> f64 {
-        if self.latencies.is_empty() {
-            return 0.0;
-        }
-        let mut sorted = self.latencies.clone();
-        sorted.sort_unstable();
-        let index = ((sorted.len() - 1) as f64 * p).round() as usize;
-        sorted[index.min(sorted.len() - 1)].as_secs_f64() * 1e3
-    }
-
-    fn print(&self, name: &str) {
-        let secs = self.elapsed.as_secs_f64();
-        println!(
-            "{name:<36} {:>9.0} req/s {:>10.0} obs/s   p50 {:>6.2} ms   p99 {:>6.2} ms   ({} ok, {} failed, {:.1} s)",
-            self.requests as f64 / secs,
-            self.observations_per_second(),
-            self.percentile_ms(0.50),
-            self.percentile_ms(0.99),
-            self.requests,
-            self.failures,
-            secs,
-        );
-    }
+/// Prints a phase's figures, observations/s among them.
+fn report(phase: &Outcome, observations_per_request: u64, name: &str) {
+    let observations = phase.per_second(phase.requests() * observations_per_request);
+    phase.report(name, &format!("  {observations:.0} obs/s"));
 }
 
 fn main() -> anyhow::Result<()> {
@@ -159,10 +126,7 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
     let server = tokio::spawn(application.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let client = reqwest::Client::builder()
-        .pool_max_idle_per_host(options.connections.max(options.batch_connections))
-        .timeout(Duration::from_secs(30))
-        .build()
+    let client = bench::http_client(options.connections.max(options.batch_connections))
         .context("building the HTTP client")?;
     let seconds = Duration::from_secs(options.seconds);
     let single = Load {
@@ -190,14 +154,20 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
         .await
         .context("raw warm-up")??;
 
-    single
-        .run(options.connections, seconds, None)
-        .await
-        .print(&format!("single, {} connections", options.connections));
-    single
+    let phase = single.run(options.connections, seconds, None).await;
+    report(
+        &phase,
+        single.observations_per_request,
+        &format!("single, {} connections", options.connections),
+    );
+    let phase = single
         .run(options.connections, seconds, Some(options.rate))
-        .await
-        .print(&format!("single, paced at {} req/s", options.rate));
+        .await;
+    report(
+        &phase,
+        single.observations_per_request,
+        &format!("single, paced at {} req/s", options.rate),
+    );
 
     let (mut same_shape, mut bare) = (Vec::new(), Vec::new());
     for round in 1..=options.rounds {
@@ -219,11 +189,15 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
             }
         }
         let phase = batch.run(options.batch_connections, seconds, None).await;
-        phase.print(&format!(
-            "round {round}: batches of {}, {} conn",
-            options.batch, options.batch_connections
-        ));
-        let observations = phase.observations_per_second();
+        report(
+            &phase,
+            batch.observations_per_request,
+            &format!(
+                "round {round}: batches of {}, {} conn",
+                options.batch, options.batch_connections
+            ),
+        );
+        let observations = phase.per_second(phase.requests() * batch.observations_per_request);
         if let (Some(b), Some(s)) = (bare.last_mut(), same_shape.last_mut()) {
             *b = observations / *b;
             *s = observations / *s;
@@ -342,63 +316,25 @@ impl Load {
     /// Runs `connections` loops posting the body until `duration` passes;
     /// with `rate`, the loops are paced to send `rate` requests/s together
     /// and latency counts from each request's scheduled time.
-    async fn run(&self, connections: usize, duration: Duration, rate: Option<u64>) -> Phase {
-        let failures = Arc::new(AtomicU64::new(0));
-        let started = Instant::now();
-        let deadline = started + duration;
-        let mut tasks = Vec::with_capacity(connections);
-        for connection in 0..connections {
-            let (client, url, body) = (self.client.clone(), self.url.clone(), self.body.clone());
-            let failures = failures.clone();
-            tasks.push(tokio::spawn(async move {
-                let mut latencies = Vec::new();
-                let mut ticker = rate.map(|rate| {
-                    let period = Duration::from_secs_f64(connections as f64 / rate as f64);
-                    // Spread the loops over one period so they do not fire together.
-                    let offset = period.mul_f64(connection as f64 / connections as f64);
-                    let mut ticker =
-                        tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-                    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-                    ticker
-                });
-                while Instant::now() < deadline {
-                    let scheduled = match ticker.as_mut() {
-                        Some(ticker) => ticker.tick().await.into_std(),
-                        None => Instant::now(),
-                    };
-                    let accepted = match client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(body.clone())
-                        .send()
-                        .await
-                    {
-                        Ok(response) => {
-                            let accepted = response.status().as_u16() == 202;
-                            accepted && response.bytes().await.is_ok()
-                        }
-                        Err(_) => false,
-                    };
-                    if accepted {
-                        latencies.push(scheduled.elapsed());
-                    } else {
-                        failures.fetch_add(1, Ordering::Relaxed);
-                    }
+    async fn run(&self, connections: usize, duration: Duration, rate: Option<u64>) -> Outcome {
+        let (client, url, body) = (self.client.clone(), self.url.clone(), self.body.clone());
+        let load = bench::Load {
+            rate,
+            ..bench::Load::for_time(connections, duration)
+        };
+        bench::run(load, move |_| {
+            let request = client
+                .post(&url)
+                .header("content-type", "application/json")
+                .body(body.clone());
+            async move {
+                let response = request.send().await.ok()?;
+                if response.status().as_u16() != 202 {
+                    return None;
                 }
-                latencies
-            }));
-        }
-        let mut latencies = Vec::new();
-        for task in tasks {
-            latencies.extend(task.await.unwrap_or_default());
-        }
-        let requests = latencies.len() as u64;
-        Phase {
-            requests,
-            observations: requests * self.observations_per_request,
-            failures: failures.load(Ordering::Relaxed),
-            elapsed: started.elapsed(),
-            latencies,
-        }
+                response.bytes().await.ok().map(|b| b.len())
+            }
+        })
+        .await
     }
 }

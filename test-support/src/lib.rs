@@ -7,10 +7,12 @@
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
 //! - [`eventually`] and [`unique`]: waiting by polling with a deadline, and
-//!   names no other test uses.
+//!   names no other test uses;
+//! - [`bench`]: the benchmarks' HTTP load loop and latency histograms.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
+pub mod bench;
 pub mod broker;
 pub mod database;
 pub mod proxy;

@@ -160,7 +160,7 @@ async fn plot_response(
     };
     let (bytes, lookup) = state
         .plots()
-        .get_or_try_insert(key, || render(&state, snapshot, spec))
+        .get_or_try_insert(key, || render(&state, snapshot.clone(), spec))
         .await?;
     let result = lookup.as_str();
     metrics::counter!(super::CACHE_LOOKUPS, "cache" => "plot", "result" => result).increment(1);

@@ -101,6 +101,7 @@ async fn posterior_response(
     let (body, lookup) = state
         .posteriors()
         .get_or_try_insert(key, || {
+            let snapshot = snapshot.clone();
             blocking(move || {
                 let view = PosteriorView::compute(&snapshot, mass, with_grid)?;
                 serde_json::to_vec(&view)

@@ -5,7 +5,7 @@
 // Helpers fail the test that called them by panicking, as assertions do.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod cdp;
+mod browser;
 mod dashboard;
 mod errors;
 mod events;
