@@ -17,7 +17,8 @@ cd "$ROOT"
 
 ensure_build_tools
 # The dashboard test drives headless Chromium.
-command -v chromium >/dev/null || apt_install chromium
+# The dashboard test drives headless Chromium through chromedriver.
+apt_install chromium chromium-driver
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
 
 KAFKA_THROWAWAY=""

@@ -156,7 +156,7 @@ impl BatchWriter<'_> {
                 db,
                 write,
                 &settings.models,
-                &settings.consumer.notify_channel,
+                &settings.database.notify_channel,
             )
             .await;
             match result {

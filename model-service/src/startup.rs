@@ -30,7 +30,7 @@ impl Application {
         store::migrate(&db).await.context("running migrations")?;
         let notifications = crate::events::connect(
             db.get_postgres_connection_pool(),
-            &settings.consumer.notify_channel,
+            &settings.database.notify_channel,
         )
         .await
         .context("listening for model updates")?;

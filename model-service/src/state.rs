@@ -103,7 +103,7 @@ impl AppState {
                 db,
                 settings: settings.model_service.clone(),
                 defaults: settings.models.clone(),
-                notify_channel: settings.consumer.notify_channel.clone(),
+                notify_channel: settings.database.notify_channel.clone(),
                 posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),
                 plots: Cache::new(settings.model_service.plot_cache_entries),
                 events,

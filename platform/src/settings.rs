@@ -140,6 +140,10 @@ pub struct DatabaseSettings {
     pub url: SecretString,
     /// Connections in the pool.
     pub max_connections: u32,
+    /// The channel (`LISTEN`/`NOTIFY`) on which every commit that changes
+    /// models names them: the consumer and `PUT /models` notify, the model
+    /// service's live feed listens.
+    pub notify_channel: String,
     /// How long to wait for a connection (humantime: `5s`, `500ms`).
     #[serde(with = "humantime_serde")]
     pub connect_timeout: Duration,
@@ -150,6 +154,7 @@ impl Default for DatabaseSettings {
         Self {
             url: SecretString::from("postgres://postgres@127.0.0.1:5432/postgres"),
             max_connections: 10,
+            notify_channel: "model_updates".into(),
             connect_timeout: Duration::from_secs(5),
         }
     }
@@ -204,8 +209,6 @@ pub struct ConsumerSettings {
     /// Upper bound of the back-off while Postgres is unavailable.
     #[serde(with = "humantime_serde")]
     pub retry_backoff_max: Duration,
-    /// Postgres channel notified with the models each commit changed.
-    pub notify_channel: String,
     /// Admin HTTP server (`/healthz`, `/readyz`, `/metrics`).
     pub admin_host: String,
     pub admin_port: u16,
@@ -221,7 +224,6 @@ impl Default for ConsumerSettings {
             batch_size: 5_000,
             batch_wait: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(5),
-            notify_channel: "model_updates".into(),
             admin_host: "127.0.0.1".into(),
             admin_port: 8002,
             lag_refresh: Duration::from_secs(5),

@@ -383,6 +383,7 @@ async fn a_database_on_a_closed_port_is_unavailable() {
         url: format!("postgres://postgres@127.0.0.1:{port}/postgres").into(),
         max_connections: 1,
         connect_timeout: Duration::from_millis(500),
+        ..DatabaseSettings::default()
     };
     let err = connect(&settings).await.unwrap_err();
     assert!(matches!(err, StoreError::Unavailable(_)), "{err:?}");

@@ -169,7 +169,7 @@ impl TestEnv {
         s.consumer.batch_size = 5;
         s.consumer.batch_wait = Duration::from_millis(20);
         s.consumer.retry_backoff_max = Duration::from_millis(200);
-        s.consumer.notify_channel = self.channel.clone();
+        s.database.notify_channel = self.channel.clone();
         s.consumer.admin_port = 0;
         s.consumer.lag_refresh = Duration::from_millis(100);
         s

@@ -139,7 +139,7 @@ impl TestApp {
             &self.db,
             &batch,
             &self.settings.models,
-            &self.settings.consumer.notify_channel,
+            &self.settings.database.notify_channel,
         )
         .await
         .expect("apply_batch");
@@ -156,7 +156,7 @@ impl TestApp {
                 grid_size: grid_size.map(|g| domain::bayes::GridSize::parse(g).expect("grid")),
             },
             &self.settings.models,
-            &self.settings.consumer.notify_channel,
+            &self.settings.database.notify_channel,
         )
         .await
         .expect("configure_model");
