@@ -32,7 +32,7 @@ for arg in "$@"; do
     --release) PROFILE=release ;;
     --keep) KEEP=1 ;;
     --embedded) EMBEDDED=1 ;;
-    -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) die "unknown option $arg (try --help)" ;;
   esac
 done
@@ -69,7 +69,7 @@ SLEEPER=""
 # service (SIGKILL after 10 s) and exits.
 supervise() {
   local name="$1"; shift
-  local child="" sleeper="" stop="" rc since ran restarts=0 delay=1 how killer
+  local child="" sleeper="" stop="" rc since ran restarts=0 delay=1 how i
   set +e
   trap - EXIT
   trap '' INT HUP PIPE
@@ -79,12 +79,13 @@ supervise() {
     setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null &
     child=$!
     printf '%s\n' "$child" >"$RUN/$name.pid"
-    wait "$child"; rc=$?
+    # (stderr: no "Killed" notice from bash; the line below says it)
+    wait "$child" 2>/dev/null; rc=$?
     if [ -n "$stop" ]; then
-      (sleep 10; kill -KILL "$child" 2>/dev/null) &
-      killer=$!
-      while kill -0 "$child" 2>/dev/null; do wait "$child"; done
-      kill "$killer" 2>/dev/null
+      # SIGTERM was passed on by the trap; SIGKILL after 10 s.
+      for ((i = 0; i < 100; i++)); do kill -0 "$child" 2>/dev/null || break; sleep 0.1; done
+      kill -KILL "$child" 2>/dev/null
+      wait "$child" 2>/dev/null
       rm -f "$RUN/$name.pid"
       exit 0
     fi
@@ -193,7 +194,7 @@ if [ -z "$MODE" ]; then
       hash -r
     fi
     if ! java_ok; then
-      FALLBACK_WHY="no Java 17 or later here (\`java\` missing or too old, and installing openjdk-17-jre-headless failed)"
+      FALLBACK_WHY="no Java 17 or later (\`java\` is missing or older, and installing openjdk-17-jre-headless did not help)"
     elif ! (ensure_kafka_jars); then
       FALLBACK_WHY="Apache Kafka's jars could not be resolved from Maven Central (see .dev/kafka/mvn.log)"
     fi
@@ -203,7 +204,8 @@ if [ -z "$MODE" ]; then
 Apache Kafka cannot run here: $FALLBACK_WHY.
 FALLING BACK to the EMBEDDED in-memory broker (librdkafka's mock cluster):
 nothing survives a restart, its log is bounded (a consumer far behind loses
-records), and the console producer needs Java. Not for real workloads.
+records), and Apache Kafka's console producer does not work with it.
+Not for real workloads.
 Install Java 17 (apt-get install openjdk-17-jre-headless) and rerun.
 EOF
     fi
@@ -241,6 +243,9 @@ case "$MODE" in
     else
       kafka_start dev "$KAFKA_DIR" "$KAFKA_PORT" "$KAFKA_CPORT"
       STARTED_KAFKA=1
+      # Not a job of this shell (its pid file is what counts): no "Killed"
+      # notice from bash when it crashes, the line of the watch loop says it.
+      disown -a
     fi
     BROKERS="127.0.0.1:$KAFKA_PORT"
     APP_DB=bayes_dev
@@ -332,7 +337,8 @@ fi
 P="scripts/kafka-console-producer.sh --bootstrap-server $BROKERS --topic observations"
 if [ "$MODE" = embedded ]; then
   MODE_LINE="EMBEDDED in-memory broker: everything is lost at exit${FALLBACK_WHY:+ (fallback: $FALLBACK_WHY)}"
-  CONSOLE="  (the console producer needs Java; with the embedded broker use kcat)"
+  CONSOLE="  (Apache Kafka's console producer does not work with the embedded broker:
+   its Java client cannot talk to librdkafka's mock; use kcat as above)"
 else
   case "$MODE" in
     dev) MODE_LINE="Apache Kafka $(kafka_version), data kept in .dev/kafka-data"
@@ -365,7 +371,10 @@ Try:
   open http://127.0.0.1:$MODEL_PORT/ in a browser
 
 $CONSOLE
-
+${FALLBACK_WHY:+
+!!! EMBEDDED FALLBACK: Apache Kafka cannot run here ($FALLBACK_WHY).
+!!! Data is lost at exit; install Java 17 (openjdk-17-jre-headless) for the real broker.
+}
 Ctrl-C stops everything.
 EOF
 
