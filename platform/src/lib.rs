@@ -1,6 +1,6 @@
 //! What the three services share beyond the pure domain: typed settings,
 //! telemetry, the Kafka client basics, the Postgres store, the HTTP
-//! conventions and the shutdown signal.
+//! conventions, retrying with back-off, and the shutdown signal.
 //!
 //! Everything here touches the outside world; the math and the wire format
 //! live in the `domain` crate, which this one builds on.
