@@ -7,7 +7,8 @@
 #
 # Kafka: the suites run against the broker named by KAFKA_BROKERS; unless that
 # is set, this script starts a real Apache Kafka on 127.0.0.1:$TEST_KAFKA_PORT
-# (default 19092) in a throwaway directory and stops it at the end. The tests
+# (default 19092, or the next free port) in a throwaway directory and stops it
+# at the end. The tests
 # that need librdkafka's mock cluster (to take the broker down on cue) start
 # one in-process whatever KAFKA_BROKERS says.
 set -euo pipefail
@@ -33,7 +34,12 @@ trap cleanup EXIT
 drop_stale_test_databases "$DATABASE_URL"
 
 if [ -z "${KAFKA_BROKERS:-}" ]; then
+  # The first free pair of ports from TEST_KAFKA_PORT (default 19092) on, so
+  # a broker left by another run does not stop this one.
   port="${TEST_KAFKA_PORT:-19092}"
+  while _kafka_port_open "$port" || _kafka_port_open "$((port + 1))"; do
+    port=$((port + 2))
+  done
   KAFKA_THROWAWAY=$(mktemp -d "${TMPDIR:-/tmp}/bayes-test-kafka.XXXXXX")
   kafka_start test "$KAFKA_THROWAWAY" "$port" "$((port + 1))"
   export KAFKA_BROKERS="127.0.0.1:$port"
