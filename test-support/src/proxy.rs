@@ -243,29 +243,54 @@ async fn proxy_connection(client: TcpStream, shared: Arc<Shared>) {
     );
 }
 
+/// One direction's reads, ended by the other direction closing or by a
+/// sever of every connection.
+struct Reader {
+    from: OwnedReadHalf,
+    closed: watch::Receiver<bool>,
+    severed: watch::Receiver<u64>,
+    buf: Vec<u8>,
+}
+
+impl Reader {
+    fn new(from: OwnedReadHalf, shared: &Shared, close: &watch::Sender<bool>) -> Self {
+        Self {
+            from,
+            closed: close.subscribe(),
+            severed: shared.sever.subscribe(),
+            buf: vec![0u8; 64 * 1024],
+        }
+    }
+
+    /// The next bytes read, or `None` once this direction is over.
+    async fn next(&mut self) -> Option<&[u8]> {
+        let n = tokio::select! {
+            read = self.from.read(&mut self.buf) => match read {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => n,
+            },
+            _ = self.closed.changed() => return None,
+            _ = self.severed.changed() => return None,
+        };
+        Some(&self.buf[..n])
+    }
+}
+
 /// Client to server: counts messages, fires the trigger.
 async fn upstream(
-    mut from: OwnedReadHalf,
+    from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     shared: &Shared,
     close: &watch::Sender<bool>,
     swallow: &AtomicBool,
 ) {
-    let mut closed = close.subscribe();
-    let mut severed = shared.sever.subscribe();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut reader = Reader::new(from, shared, close);
     let mut tail: Vec<u8> = Vec::new();
     let mut frames = Frames::default();
     loop {
-        let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = closed.changed() => break,
-            _ = severed.changed() => break,
+        let Some(chunk) = reader.next().await else {
+            break;
         };
-        let chunk = &buf[..n];
         frames.feed(chunk, &shared.counters);
         match shared.fires(&tail, chunk) {
             None => {}
@@ -288,26 +313,18 @@ async fn upstream(
 
 /// Server to client: forwards, or swallows a reply through its `ReadyForQuery`.
 async fn downstream(
-    mut from: OwnedReadHalf,
+    from: OwnedReadHalf,
     mut to: OwnedWriteHalf,
     shared: &Shared,
     close: &watch::Sender<bool>,
     swallow: &AtomicBool,
 ) {
-    let mut closed = close.subscribe();
-    let mut severed = shared.sever.subscribe();
-    let mut buf = vec![0u8; 64 * 1024];
+    let mut reader = Reader::new(from, shared, close);
     let mut last: Vec<u8> = Vec::new();
     loop {
-        let n = tokio::select! {
-            read = from.read(&mut buf) => match read {
-                Ok(0) | Err(_) => break,
-                Ok(n) => n,
-            },
-            _ = closed.changed() => break,
-            _ = severed.changed() => break,
+        let Some(chunk) = reader.next().await else {
+            break;
         };
-        let chunk = &buf[..n];
         if swallow.load(Ordering::Acquire) {
             last.extend_from_slice(chunk);
             let keep = 6.min(last.len());
