@@ -1,7 +1,7 @@
 //! The bridge between the polling thread and the tokio runtime.
 //!
 //! rust-rdkafka runs rebalance callbacks inside `poll`, and ours read offsets
-//! from Postgres: a tokio worker must not block there (DESIGN.md 10). So the
+//! from Postgres: a tokio worker must not block there. So the
 //! Kafka consumer is polled on a dedicated thread, which blocks on the async
 //! store and producer calls through the runtime's handle. Every blocking call
 //! gives way to an abrupt stop, so a hung broker or database cannot hold one.

@@ -1,6 +1,6 @@
 //! The consumer group: reads the `observations` topic and keeps every model's
 //! posterior state in Postgres so that each acknowledged observation counts
-//! exactly once, whatever crashes, restarts or rebalances happen (DESIGN.md 6).
+//! exactly once, whatever crashes, restarts or rebalances happen.
 //!
 //! How one batch travels:
 //! 1. `poll_loop` polls up to `batch_size` records or `batch_wait`;
@@ -53,7 +53,6 @@ pub use app::Consumer;
 pub use assignment::Assignment;
 pub use error::ConsumerError;
 pub use faults::{Action, Checkpoint, FaultInjector, Stage};
-pub use platform::shutdown::shutdown_signal;
 
 /// Builds the consumer and runs it until `shutdown` completes; the thin
 /// `main` calls this. When Postgres is unreachable at start-up it keeps

@@ -7,7 +7,7 @@ use platform::settings::Settings;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
     platform::telemetry::init_tracing(&settings.telemetry);
-    consumer::run(settings, consumer::shutdown_signal())
+    consumer::run(settings, platform::shutdown::shutdown_signal())
         .await
         .context("the consumer stopped with an error")
 }

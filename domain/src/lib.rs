@@ -14,5 +14,4 @@ pub mod observation;
 pub mod prior;
 
 pub use model_id::ModelId;
-pub use observation::Observation;
 pub use prior::Prior;

@@ -2,7 +2,7 @@
 //! bodies) and the consumer (Kafka records), so both accept exactly the same
 //! inputs and reject the rest with the same words.
 //!
-//! Accepted record values (DESIGN.md 4):
+//! Accepted record values (the README's "Wire format" lists them too):
 //! - plain text: one outcome `w`/`l`, `1`/`0`, `success`/`failure` in any case,
 //!   or a run of w/l letters such as `WLWWWLWLW`; tokens may be separated by
 //!   white space or commas (`W L W W`);

@@ -16,7 +16,6 @@ pub mod state;
 pub mod views;
 
 pub use error::ApiError;
-pub use platform::shutdown::shutdown_signal;
 pub use routes::{openapi, router};
 pub use startup::Application;
 pub use state::AppState;

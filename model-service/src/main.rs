@@ -2,8 +2,9 @@
 //! ctrl-c or SIGTERM.
 
 use anyhow::Context;
-use model_service::{shutdown_signal, Application};
+use model_service::Application;
 use platform::settings::Settings;
+use platform::shutdown::shutdown_signal;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -1,10 +1,10 @@
 //! The producer service: observations arrive over HTTP, are validated with the
 //! shared wire parser, are written to Kafka (key = model id, value = canonical
 //! JSON, a `trace-id` header), and are answered `202 Accepted` only once the
-//! broker acknowledged every record (DESIGN.md sections 4 and 7).
+//! broker acknowledged every record.
 //!
 //! `main.rs` is a thin wrapper: settings, telemetry, [`Application::build`],
-//! [`Application::run_until_stopped`] with [`shutdown_signal`].
+//! [`Application::run_until_stopped`] with `platform::shutdown::shutdown_signal`.
 
 pub mod error;
 pub mod extract;
@@ -17,7 +17,6 @@ mod state;
 
 pub use error::ApiError;
 pub use openapi::openapi;
-pub use platform::shutdown::shutdown_signal;
 pub use routes::Accepted;
 pub use startup::{router, Application};
 pub use state::AppState;

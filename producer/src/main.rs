@@ -3,7 +3,8 @@
 
 use anyhow::Context;
 use platform::settings::Settings;
-use producer::{shutdown_signal, Application};
+use platform::shutdown::shutdown_signal;
+use producer::Application;
 
 // Each record allocates on a tokio worker and is freed on librdkafka's
 // delivery thread; glibc's malloc spends much of a batch's time on exactly

@@ -3,7 +3,7 @@
 //! request-metrics layer.
 //!
 //! The status of a request that fails before its handler runs is decided
-//! here, once, by what is wrong with it (DESIGN.md section 7):
+//! here, once, by what is wrong with it:
 //!
 //! | what is wrong                                             | status | `error.code`             |
 //! |-----------------------------------------------------------|--------|--------------------------|
