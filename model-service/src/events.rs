@@ -10,49 +10,16 @@
 use std::future::Future;
 use std::time::Duration;
 
-use domain::ModelId;
 use platform::retry::{retry, Backoff, Verdict};
 use sea_orm::sqlx::postgres::{PgListener, PgPool};
-use serde::{Deserialize, Serialize};
 
 use crate::state::AppState;
+use crate::views::ModelEvent;
 
 /// The first pause before listening again; it doubles up to [`MAX_BACKOFF`].
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest pause between two attempts to listen again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-
-/// What an `update` event says: these models changed, or all may have.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct ModelEvent {
-    #[schema(value_type = Vec<String>)]
-    pub models: Vec<ModelId>,
-    /// True when any model may have changed (reload everything).
-    pub all: bool,
-}
-
-impl ModelEvent {
-    pub fn everything() -> Self {
-        ModelEvent {
-            models: Vec::new(),
-            all: true,
-        }
-    }
-
-    /// Reads a NOTIFY payload; ids that do not parse are ignored.
-    pub fn from_payload(payload: &str) -> Self {
-        if payload.trim() == "*" {
-            return Self::everything();
-        }
-        ModelEvent {
-            models: payload
-                .split(',')
-                .filter_map(|id| ModelId::parse(id.trim()).ok())
-                .collect(),
-            all: false,
-        }
-    }
-}
 
 /// Starts listening on `channel`. Returns once the first `LISTEN` succeeded,
 /// so a notification sent after this returns reaches the subscribers.
@@ -116,21 +83,5 @@ async fn pump(
                 Err(err) => return Some(err),
             },
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn payloads_name_models_or_everything() {
-        assert_eq!(ModelEvent::from_payload("*"), ModelEvent::everything());
-        let event = ModelEvent::from_payload("globe,coin,Not Valid");
-        assert_eq!(
-            event.models.iter().map(ModelId::as_str).collect::<Vec<_>>(),
-            ["globe", "coin"]
-        );
-        assert!(!event.all);
     }
 }

@@ -13,8 +13,8 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::cache::Cache;
-use crate::events::ModelEvent;
 use crate::plot::Format;
+use crate::views::ModelEvent;
 
 /// How many events a slow dashboard may fall behind before it is told to
 /// reload everything.

@@ -346,3 +346,51 @@ impl ComparisonView {
 pub fn trials(counts: Counts) -> u64 {
     counts.trials().unwrap_or(u64::MAX)
 }
+
+/// What an `update` event says: these models changed, or all may have.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ModelEvent {
+    #[schema(value_type = Vec<String>)]
+    pub models: Vec<ModelId>,
+    /// True when any model may have changed (reload everything).
+    pub all: bool,
+}
+
+impl ModelEvent {
+    pub fn everything() -> Self {
+        ModelEvent {
+            models: Vec::new(),
+            all: true,
+        }
+    }
+
+    /// Reads a NOTIFY payload; ids that do not parse are ignored.
+    pub fn from_payload(payload: &str) -> Self {
+        if payload.trim() == "*" {
+            return Self::everything();
+        }
+        ModelEvent {
+            models: payload
+                .split(',')
+                .filter_map(|id| ModelId::parse(id.trim()).ok())
+                .collect(),
+            all: false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_name_models_or_everything() {
+        assert_eq!(ModelEvent::from_payload("*"), ModelEvent::everything());
+        let event = ModelEvent::from_payload("globe,coin,Not Valid");
+        assert_eq!(
+            event.models.iter().map(ModelId::as_str).collect::<Vec<_>>(),
+            ["globe", "coin"]
+        );
+        assert!(!event.all);
+    }
+}

@@ -9,8 +9,8 @@ use axum::response::Html;
 use futures::stream::{self, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
-use crate::events::ModelEvent;
 use crate::state::AppState;
+use crate::views::ModelEvent;
 
 static PAGE: &str = include_str!("../../assets/dashboard.html");
 

@@ -93,7 +93,7 @@ pub fn router(state: AppState) -> Router {
         ops::metrics,
         ops::openapi_json,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::events::ModelEvent)),
+    components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::views::ModelEvent)),
     modifiers(&BearerScheme),
     tags((name = "models", description = "Posterior queries"), (name = "plots"), (name = "operations"))
 )]
