@@ -372,7 +372,7 @@ impl Verdict {
 pub fn print_verdicts(verdicts: &[Verdict]) {
     println!();
     println!(
-        "{:<44} {:>12} {:>12} {:>7} {:>10} {:>5}",
+        "{:<52} {:>12} {:>12} {:>7} {:>10} {:>5}",
         "figure", "ours", "ceiling", "ratio", "target", "met"
     );
     for v in verdicts {
@@ -385,7 +385,7 @@ pub fn print_verdicts(verdicts: &[Verdict]) {
             None => ("-".into(), "-".into(), format!(">= {:.0}", v.target)),
         };
         println!(
-            "{:<44} {:>12.0} {:>12} {:>7} {:>10} {:>5}",
+            "{:<52} {:>12.0} {:>12} {:>7} {:>10} {:>5}",
             v.what,
             v.ours,
             ceiling,
