@@ -5,4 +5,4 @@ set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
 ensure_build_tools
-cargo run --quiet --release -p shared --example bench-engine
+cargo run --quiet --release -p domain --example bench-engine

@@ -1,44 +1,59 @@
 //! Benchmark of the producer service (run by `scripts/bench-producer.sh`; a
 //! program that prints figures, not a test).
 //!
-//! In one process: librdkafka's mock cluster; the raw rdkafka producer rate
-//! against it (the ceiling: a bare `BaseProducer` with the service's Kafka
-//! settings, `acks=all`, idempotence, the same linger); and the producer
-//! application on a loopback port against the same cluster, driven by an HTTP
-//! load loop (reqwest, N keep-alive connections, bounded by count and time).
+//! Against a real Apache Kafka (`--brokers host:port`) or, without it,
+//! librdkafka's mock cluster in-process. Topics of one partition (the
+//! service's default) with names of their own are created first. The producer
+//! application runs on a loopback port, driven by an HTTP load loop (reqwest,
+//! N keep-alive connections, bounded by count and time).
 //!
 //! Phases: single-observation requests as fast as they go; the same paced at a
 //! fixed rate (latency counted from the scheduled send, so queueing shows);
-//! then rounds that alternate the raw producer and batch requests, so that
-//! both see the same machine (other work on it moves both alike), and the
-//! batch/raw ratio is taken per round and reported as the median. The raw
-//! producer runs twice a round: with the service's exact records (key,
-//! canonical value, `trace-id` header) and with bare ones (no header).
+//! then rounds that alternate the ceilings and batch requests, so that all
+//! see the same machine (other work on it moves them alike), and each
+//! batch/ceiling ratio is taken per round and reported as the median. The
+//! ceilings: a bare rdkafka `BaseProducer` with the service's Kafka settings
+//! (`acks=all`, idempotence, the same linger), once with the service's exact
+//! records (key, canonical value, `trace-id` header) and once with bare ones
+//! (no header); and, on a real broker with `--perf-test`, Apache Kafka's own
+//! `kafka-producer-perf-test` with records of the same size (value: the
+//! canonical JSON the service writes; key: as many bytes as the model id),
+//! `acks=all` and idempotence, its other settings as shipped.
 //!
-//! Options (all optional): `--connections N` (64), `--seconds S` per phase (5),
-//! `--rate R` requests/s of the paced phase (5000), `--batch B` observations
-//! per batch request (1000), `--batch-connections N` (4), `--rounds R` (3),
-//! `--linger-ms L` (the settings' default, 1).
+//! Options (all optional): `--brokers HOST:PORT` (a real broker; default the
+//! mock cluster), `--perf-test PATH` (the `kafka-producer-perf-test` wrapper
+//! to run each round; real broker only), `--connections N` (64), `--seconds S`
+//! per phase (5), `--rate R` requests/s of the paced phase (5000), `--batch B`
+//! observations per batch request (1000), `--batch-connections N` (4),
+//! `--rounds R` (3), `--linger-ms L` (the settings' default, 1).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use domain::observation::parse_json;
+use domain::ModelId;
 use platform::settings::Settings;
 use producer::Application;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::mocking::MockCluster;
-use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::producer::{BaseProducer, BaseRecord, DefaultProducerContext, Producer};
 use rdkafka::ClientConfig;
-use test_support::bench::{self, Outcome};
+use test_support::bench::{self, Outcome, Verdict};
 
 // The same allocator as the service's binary (see producer/src/main.rs).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// The model every benchmark observation is for.
+const MODEL: &str = "globe";
+
 #[derive(Debug, Clone)]
 struct Options {
+    brokers: Option<String>,
+    perf_test: Option<PathBuf>,
     connections: usize,
     seconds: u64,
     rate: u64,
@@ -51,6 +66,8 @@ struct Options {
 impl Options {
     fn parse() -> anyhow::Result<Self> {
         let mut options = Self {
+            brokers: None,
+            perf_test: None,
             connections: 64,
             seconds: 5,
             rate: 5_000,
@@ -64,6 +81,17 @@ impl Options {
             let value = args
                 .next()
                 .with_context(|| format!("{flag} needs a value"))?;
+            match flag.as_str() {
+                "--brokers" => {
+                    options.brokers = Some(value);
+                    continue;
+                }
+                "--perf-test" => {
+                    options.perf_test = Some(PathBuf::from(value));
+                    continue;
+                }
+                _ => {}
+            }
             let number: u64 = value
                 .parse()
                 .with_context(|| format!("{flag}: {value:?} is not a number"))?;
@@ -79,6 +107,9 @@ impl Options {
                 other => bail!("unknown option {other}"),
             }
         }
+        if options.perf_test.is_some() && options.brokers.is_none() {
+            bail!("--perf-test needs a real broker (--brokers): Kafka's tools do not run on the mock cluster");
+        }
         Ok(options)
     }
 }
@@ -89,32 +120,91 @@ fn report(phase: &Outcome, observations_per_request: u64, name: &str) {
     phase.report(name, &format!("  {observations:.0} obs/s"));
 }
 
+/// The topics of one run: new names, so no run reads another's records.
+struct Topics {
+    service: String,
+    raw: String,
+    perf: String,
+}
+
 fn main() -> anyhow::Result<()> {
     let options = Options::parse()?;
-    let cluster = MockCluster::new(1).context("starting the mock cluster")?;
-    let brokers = cluster.bootstrap_servers();
-    for topic in ["bench-raw", "bench"] {
-        cluster
-            .create_topic(topic, 1, 1)
-            .with_context(|| format!("creating {topic}"))?;
-    }
-    println!(
-        "mock cluster at {brokers} (in-process); {} CPUs; acks=all, enable.idempotence=true, linger.ms={}",
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
-        options.linger_ms
-    );
+    let topics = Topics {
+        service: test_support::unique("bench"),
+        raw: test_support::unique("bench-raw"),
+        perf: test_support::unique("bench-perf"),
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting tokio")?;
-    runtime.block_on(run(brokers, options))
+    // Kept alive for the whole run when there is no real broker.
+    let mut _cluster: Option<MockCluster<'static, DefaultProducerContext>> = None;
+    let (brokers, where_) = match &options.brokers {
+        Some(brokers) => {
+            runtime
+                .block_on(bench::create_topics(
+                    brokers,
+                    &[&topics.service, &topics.raw, &topics.perf],
+                    1,
+                ))
+                .context("creating the topics")?;
+            (brokers.clone(), format!("Apache Kafka at {brokers}"))
+        }
+        None => {
+            let cluster = MockCluster::new(1).context("starting the mock cluster")?;
+            for topic in [&topics.raw, &topics.service] {
+                cluster
+                    .create_topic(topic, 1, 1)
+                    .with_context(|| format!("creating {topic}"))?;
+            }
+            let brokers = cluster.bootstrap_servers();
+            _cluster = Some(cluster);
+            (
+                brokers.clone(),
+                format!("mock cluster at {brokers} (in-process)"),
+            )
+        }
+    };
+    println!(
+        "{where_}; topics of 1 partition; {} CPUs; acks=all, enable.idempotence=true, linger.ms={}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        options.linger_ms
+    );
+    runtime.block_on(run(brokers, topics, options))
 }
 
-async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
-    let raw = Arc::new(RawProducer::new(&brokers, options.linger_ms)?);
+/// The record value the service writes for one `w` of [`MODEL`], found the
+/// way the service finds it (parse the request item, write it canonically).
+fn canonical_value() -> anyhow::Result<String> {
+    let item = serde_json::json!({ "model": MODEL, "outcome": "w" });
+    let default_model = ModelId::parse(MODEL.to_owned())?;
+    Ok(parse_json(item, None, &default_model)?.to_canonical_json())
+}
+
+async fn run(brokers: String, topics: Topics, options: Options) -> anyhow::Result<()> {
+    let value = canonical_value()?;
+    println!(
+        "record: key {MODEL:?} ({} bytes), value {value} ({} bytes), trace-id header (36 bytes)",
+        MODEL.len(),
+        value.len()
+    );
+    let raw = Arc::new(RawProducer::new(
+        &brokers,
+        &topics.raw,
+        value.clone(),
+        options.linger_ms,
+    )?);
+    let perf = options.perf_test.clone().map(|script| PerfTest {
+        script,
+        brokers: brokers.clone(),
+        topic: topics.perf.clone(),
+        value_bytes: value.len(),
+        key_bytes: MODEL.len(),
+    });
     let mut settings = Settings::default();
     settings.kafka.brokers = brokers;
-    settings.kafka.topic = "bench".into();
+    settings.kafka.topic = topics.service.clone();
     settings.kafka.create_topics = false;
     settings.producer.port = 0;
     settings.producer.linger = Duration::from_millis(options.linger_ms);
@@ -132,7 +222,7 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
     let single = Load {
         client: client.clone(),
         url: url.clone(),
-        body: r#"{"model":"globe","outcome":"w"}"#.into(),
+        body: format!(r#"{{"model":"{MODEL}","outcome":"w"}}"#),
         observations_per_request: 1,
     };
     let batch = Load {
@@ -160,6 +250,8 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
         single.observations_per_request,
         &format!("single, {} connections", options.connections),
     );
+    let single_rate = phase.per_second(phase.requests());
+    let single_errors = phase.errors;
     let phase = single
         .run(options.connections, seconds, Some(options.rate))
         .await;
@@ -169,8 +261,24 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
         &format!("single, paced at {} req/s", options.rate),
     );
 
-    let (mut same_shape, mut bare) = (Vec::new(), Vec::new());
+    let (mut same_shape, mut bare, mut perf_ratio) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut batch_rates, mut perf_rates, mut raw_rates) = (Vec::new(), Vec::new(), Vec::new());
+    // The perf test's first run sends this many; later ones as many as its
+    // last rate sends in one phase, so each lasts about as long as ours.
+    let mut perf_records = 500_000u64;
     for round in 1..=options.rounds {
+        if let Some(perf) = &perf {
+            let perf = perf.clone();
+            let figures = tokio::task::spawn_blocking(move || perf.run(perf_records))
+                .await
+                .context("perf test round")??;
+            println!(
+                "round {round}: kafka-producer-perf-test {:>22.0} rec/s   ({} steady-state records, {:.1} ms avg latency)",
+                figures.records_per_sec, figures.records, figures.avg_latency_ms
+            );
+            perf_rates.push(figures.records_per_sec);
+            perf_records = ((figures.records_per_sec * seconds.as_secs_f64()) as u64).max(100_000);
+        }
         for shape in [Shape::Bare, Shape::Service] {
             let raw_round = raw.clone();
             let (raw_rate, sent) =
@@ -185,7 +293,10 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
             );
             match shape {
                 Shape::Bare => bare.push(raw_rate),
-                Shape::Service => same_shape.push(raw_rate),
+                Shape::Service => {
+                    same_shape.push(raw_rate);
+                    raw_rates.push(raw_rate);
+                }
             }
         }
         let phase = batch.run(options.batch_connections, seconds, None).await;
@@ -198,9 +309,13 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
             ),
         );
         let observations = phase.per_second(phase.requests() * batch.observations_per_request);
+        batch_rates.push(observations);
         if let (Some(b), Some(s)) = (bare.last_mut(), same_shape.last_mut()) {
             *b = observations / *b;
             *s = observations / *s;
+        }
+        if let Some(p) = perf_rates.last() {
+            perf_ratio.push(observations / p);
         }
     }
     println!(
@@ -210,6 +325,58 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
         median(&mut bare) * 100.0,
     );
 
+    let (_, batch_median, _) = bench::spread(&batch_rates);
+    let mut verdicts = Vec::new();
+    if perf.is_some() {
+        let (_, perf_median, _) = bench::spread(&perf_rates);
+        let (ratio_min, ratio_median, ratio_max) = bench::spread(&perf_ratio);
+        println!(
+            "batched observations/s vs kafka-producer-perf-test, per round: median {:.0}% (min {:.0}%, max {:.0}%)",
+            ratio_median * 100.0,
+            ratio_min * 100.0,
+            ratio_max * 100.0
+        );
+        // The table shows the medians; its ratio is theirs, close to the
+        // median of the per-round ratios printed above.
+        verdicts.push(Verdict {
+            what: "batch path obs/s vs kafka-producer-perf-test".into(),
+            ours: batch_median,
+            ceiling: Some(perf_median),
+            target: 0.5,
+        });
+        println!(
+            "summary: single_posts_per_s={single_rate:.0} batch_obs_per_s={batch_median:.0} perf_test_rec_per_s={perf_median:.0} batch_vs_perf_median_ratio={ratio_median:.3}"
+        );
+    } else {
+        println!("summary: single_posts_per_s={single_rate:.0} batch_obs_per_s={batch_median:.0}");
+    }
+    // On the mock cluster, where Kafka's tools do not run, the ceiling is
+    // the raw rdkafka producer with the service's exact records.
+    if perf.is_none() {
+        let (_, raw_median, _) = bench::spread(&raw_rates);
+        verdicts.push(Verdict {
+            what: "batch path obs/s vs raw rdkafka, same records".into(),
+            ours: batch_median,
+            ceiling: Some(raw_median),
+            target: 0.5,
+        });
+    }
+    verdicts.push(Verdict {
+        what: format!(
+            "single acked POSTs/s ({} connections{})",
+            options.connections,
+            if single_errors > 0 {
+                ", with errors"
+            } else {
+                ""
+            }
+        ),
+        ours: single_rate,
+        ceiling: None,
+        target: 10_000.0,
+    });
+    bench::print_verdicts(&verdicts);
+
     let _ = stop.send(());
     server.await.context("joining the server")??;
     Ok(())
@@ -218,6 +385,53 @@ async fn run(brokers: String, options: Options) -> anyhow::Result<()> {
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(f64::total_cmp);
     values.get(values.len() / 2).copied().unwrap_or_default()
+}
+
+/// Apache Kafka's `kafka-producer-perf-test`, run with records of the size the
+/// service writes, as fast as it goes (`--throughput -1`).
+#[derive(Debug, Clone)]
+struct PerfTest {
+    script: PathBuf,
+    brokers: String,
+    topic: String,
+    value_bytes: usize,
+    key_bytes: usize,
+}
+
+impl PerfTest {
+    /// Sends `records`, the first fifth as a warm-up left out of its figures
+    /// (the JVM compiles its hot paths then; our side had its warm-up too).
+    fn run(&self, records: u64) -> anyhow::Result<bench::ProducerPerf> {
+        // Keys cycle through 0..10^k written in decimal: mostly k bytes, as
+        // many as the model id has (the tool has no fixed key).
+        let key_range = 10u64.saturating_pow(u32::try_from(self.key_bytes).unwrap_or(9).min(9));
+        let args: Vec<String> = [
+            "--topic",
+            &self.topic,
+            "--num-records",
+            &records.to_string(),
+            "--warmup-records",
+            &(records / 5).to_string(),
+            "--record-size",
+            &self.value_bytes.to_string(),
+            "--key-distribution",
+            "range",
+            "--record-key-range",
+            &key_range.to_string(),
+            "--throughput",
+            "-1",
+            "--producer-props",
+            &format!("bootstrap.servers={}", self.brokers),
+            "acks=all",
+            "enable.idempotence=true",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let output = bench::run_perf_tool(&self.script, &args)?;
+        bench::parse_producer_perf(&output)
+            .with_context(|| format!("no summary in kafka-producer-perf-test's output:\n{output}"))
+    }
 }
 
 /// What the raw producer sends.
@@ -242,10 +456,13 @@ impl Shape {
 /// enqueueing: the ceiling the service is compared with.
 struct RawProducer {
     producer: BaseProducer,
+    topic: String,
+    /// The canonical value the service writes.
+    payload: String,
 }
 
 impl RawProducer {
-    fn new(brokers: &str, linger_ms: u64) -> anyhow::Result<Self> {
+    fn new(brokers: &str, topic: &str, payload: String, linger_ms: u64) -> anyhow::Result<Self> {
         let producer = ClientConfig::new()
             .set("bootstrap.servers", brokers)
             .set("acks", "all")
@@ -253,19 +470,24 @@ impl RawProducer {
             .set("linger.ms", linger_ms.to_string())
             .create()
             .context("creating the raw producer")?;
-        Ok(Self { producer })
+        Ok(Self {
+            producer,
+            topic: topic.to_owned(),
+            payload,
+        })
     }
 
     /// Enqueues canonical records as fast as librdkafka takes them for
     /// `duration`, then waits for every ack: records/s over the whole time.
     fn rate(&self, duration: Duration, shape: Shape) -> anyhow::Result<(f64, u64)> {
-        let payload = r#"{"model":"globe","successes":1,"trials":1}"#;
         let trace_id = "8a1c3c1e-2f5e-4d7b-9a59-5e0f6b7d2c11";
         let started = Instant::now();
         let until = started + duration;
         let mut sent = 0u64;
         while sent % 1024 != 0 || Instant::now() < until {
-            let mut record = BaseRecord::to("bench-raw").key("globe").payload(payload);
+            let mut record = BaseRecord::to(&self.topic)
+                .key(MODEL)
+                .payload(&self.payload);
             if let Shape::Service = shape {
                 record = record.headers(OwnedHeaders::new_with_capacity(1).insert(Header {
                     key: "trace-id",

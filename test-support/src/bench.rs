@@ -1,12 +1,19 @@
 //! What the benchmark programs share: latency histograms (hdrhistogram) with
-//! their one summary line, and the HTTP load loop (reqwest) that fills them.
+//! their one summary line, the HTTP load loop (reqwest) that fills them,
+//! topic creation on a real broker, and running Apache Kafka's own perf tools
+//! (the ceiling a benchmark is compared with) and reading their figures.
 
 use std::future::Future;
+use std::path::Path;
+use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::ClientConfig;
 
 /// Latencies recorded in microseconds, three significant digits.
 #[derive(Debug, Clone)]
@@ -198,4 +205,247 @@ where
     }
     total.elapsed = started.elapsed();
     total
+}
+
+/// Why a benchmark's set-up step failed (a benchmark stops on the first one).
+#[derive(Debug)]
+pub struct BenchError(String);
+
+impl std::fmt::Display for BenchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BenchError {}
+
+fn fail(message: impl Into<String>) -> BenchError {
+    BenchError(message.into())
+}
+
+/// Creates `topics` on the real broker at `brokers` with `partitions` each
+/// (replication 1) through the admin API, and returns once the controller
+/// created them all. Names must be new: an existing topic is an error, so a
+/// benchmark never reads records an earlier run left.
+pub async fn create_topics(
+    brokers: &str,
+    topics: &[&str],
+    partitions: i32,
+) -> Result<(), BenchError> {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .create()
+        .map_err(|e| fail(format!("admin client for {brokers}: {e}")))?;
+    let new: Vec<NewTopic<'_>> = topics
+        .iter()
+        .map(|t| NewTopic::new(t, partitions, TopicReplication::Fixed(1)))
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin
+        .create_topics(&new, &options)
+        .await
+        .map_err(|e| fail(format!("creating {topics:?} on {brokers}: {e}")))?;
+    for result in results {
+        result.map_err(|(topic, code)| fail(format!("creating {topic}: {code}")))?;
+    }
+    Ok(())
+}
+
+/// What `kafka-producer-perf-test` reports on its last line.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ProducerPerf {
+    pub records: u64,
+    pub records_per_sec: f64,
+    pub mb_per_sec: f64,
+    pub avg_latency_ms: f64,
+}
+
+/// Reads the summary of `kafka-producer-perf-test`'s output: the last line of
+/// the form `N records sent, R records/sec (M MB/sec), L ms avg latency, ...`
+/// (the progress lines before it have the same form, over 5 s windows). With
+/// `--warmup-records` that last line is the steady state's, `N steady state
+/// records sent, ...`, which leaves the warm-up out.
+pub fn parse_producer_perf(output: &str) -> Option<ProducerPerf> {
+    let line = output
+        .lines()
+        .rev()
+        .find(|l| l.contains(" records sent, "))?;
+    let number_before = |marker: &str| -> Option<f64> {
+        let head = &line[..line.find(marker)?];
+        head.rsplit([' ', '(', ','])
+            .find(|w| !w.is_empty())?
+            .parse()
+            .ok()
+    };
+    Some(ProducerPerf {
+        records: line.split_whitespace().next()?.parse().ok()?,
+        records_per_sec: number_before(" records/sec")?,
+        mb_per_sec: number_before(" MB/sec")?,
+        avg_latency_ms: number_before(" ms avg latency")?,
+    })
+}
+
+/// What `kafka-consumer-perf-test` reports (its CSV line under the header).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ConsumerPerf {
+    pub records: u64,
+    /// Over the whole run, the group join (rebalance) included.
+    pub records_per_sec: f64,
+    pub rebalance_ms: f64,
+    /// From the end of the group join to the last record: the steady rate.
+    pub fetch_records_per_sec: f64,
+}
+
+/// Reads `kafka-consumer-perf-test`'s output: a header line naming the
+/// columns (`start.time, end.time, ..., nMsg.sec, rebalance.time.ms, ...,
+/// fetch.nMsg.sec`) and the line of values under it. Columns are found by
+/// name, so a release that adds some still parses.
+pub fn parse_consumer_perf(output: &str) -> Option<ConsumerPerf> {
+    let mut lines = output.lines().map(str::trim);
+    let header = lines.find(|l| l.starts_with("start.time"))?;
+    let values = lines.find(|l| !l.is_empty())?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let cells: Vec<&str> = values.split(',').map(str::trim).collect();
+    let column = |name: &str| -> Option<f64> {
+        let i = names.iter().position(|n| *n == name)?;
+        cells.get(i)?.parse().ok()
+    };
+    Some(ConsumerPerf {
+        records: column("data.consumed.in.nMsg")? as u64,
+        records_per_sec: column("nMsg.sec")?,
+        rebalance_ms: column("rebalance.time.ms")?,
+        fetch_records_per_sec: column("fetch.nMsg.sec")?,
+    })
+}
+
+/// Runs one of the `scripts/kafka-*-perf-test.sh` wrappers with `args` and
+/// returns its standard output (its warnings go to our standard error).
+pub fn run_perf_tool(script: &Path, args: &[String]) -> Result<String, BenchError> {
+    let output = Command::new(script)
+        .args(args)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| fail(format!("running {}: {e}", script.display())))?;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    if !output.status.success() {
+        return Err(fail(format!(
+            "{} {} failed ({}):\n{stdout}",
+            script.display(),
+            args.join(" "),
+            output.status
+        )));
+    }
+    Ok(stdout)
+}
+
+/// The lowest, median and highest of `values` (zeros when empty).
+pub fn spread(values: &[f64]) -> (f64, f64, f64) {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    match (sorted.first(), sorted.last()) {
+        (Some(&min), Some(&max)) => (min, sorted[sorted.len() / 2], max),
+        _ => (0.0, 0.0, 0.0),
+    }
+}
+
+/// One line of a benchmark's closing table: our figure next to the ceiling.
+#[derive(Debug, Clone)]
+pub struct Verdict {
+    pub what: String,
+    pub ours: f64,
+    /// The ceiling's figure, when the target is a share of it.
+    pub ceiling: Option<f64>,
+    /// A share of the ceiling (0.5 = 50 %) or, without a ceiling, a rate.
+    pub target: f64,
+}
+
+impl Verdict {
+    pub fn met(&self) -> bool {
+        match self.ceiling {
+            Some(ceiling) => self.ours >= self.target * ceiling,
+            None => self.ours >= self.target,
+        }
+    }
+}
+
+/// Prints the closing table: figure, ours, ceiling, ratio, target, met.
+pub fn print_verdicts(verdicts: &[Verdict]) {
+    println!();
+    println!(
+        "{:<52} {:>12} {:>12} {:>7} {:>10} {:>5}",
+        "figure", "ours", "ceiling", "ratio", "target", "met"
+    );
+    for v in verdicts {
+        let (ceiling, ratio, target) = match v.ceiling {
+            Some(c) => (
+                format!("{c:.0}"),
+                format!("{:.0}%", 100.0 * v.ours / c),
+                format!(">= {:.0}%", 100.0 * v.target),
+            ),
+            None => ("-".into(), "-".into(), format!(">= {:.0}", v.target)),
+        };
+        println!(
+            "{:<52} {:>12.0} {:>12} {:>7} {:>10} {:>5}",
+            v.what,
+            v.ours,
+            ceiling,
+            ratio,
+            target,
+            if v.met() { "yes" } else { "NO" }
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_the_last_line_of_the_producer_perf_test() {
+        let output = "\
+1203409 records sent, 240585.6 records/sec (11.01 MB/sec), 95.2 ms avg latency, 410.0 ms max latency.
+2000000 records sent, 241572.327044 records/sec (11.02 MB/sec), 91.13 ms avg latency, 410.00 ms max latency, 80 ms 50th, 190 ms 95th, 300 ms 99th, 400 ms 99.9th.
+1600000 steady state records sent, 251572.327044 records/sec (11.52 MB/sec), 90.13 ms avg latency, 410.00 ms max latency, 80 ms 50th, 190 ms 95th, 300 ms 99th, 400 ms 99.9th.
+";
+        let perf = parse_producer_perf(output).unwrap();
+        assert_eq!(perf.records, 1_600_000);
+        assert!((perf.records_per_sec - 251_572.327_044).abs() < 1e-6);
+        assert!((perf.mb_per_sec - 11.52).abs() < 1e-9);
+        assert!((perf.avg_latency_ms - 90.13).abs() < 1e-9);
+        assert_eq!(parse_producer_perf("no summary here\n"), None);
+    }
+
+    #[test]
+    fn reads_the_consumer_perf_test_columns_by_name() {
+        let output = "\
+start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg, nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+2026-12-01 11:50:01:123, 2026-12-01 11:50:04:456, 22.8882, 6.8671, 500000, 150015.0015, 3012, 321, 71.3028, 1557632.3988
+";
+        let perf = parse_consumer_perf(output).unwrap();
+        assert_eq!(perf.records, 500_000);
+        assert!((perf.records_per_sec - 150_015.001_5).abs() < 1e-6);
+        assert!((perf.rebalance_ms - 3012.0).abs() < 1e-9);
+        assert!((perf.fetch_records_per_sec - 1_557_632.398_8).abs() < 1e-6);
+        assert_eq!(parse_consumer_perf("start.time, end.time\n"), None);
+    }
+
+    #[test]
+    fn a_verdict_compares_with_a_share_of_the_ceiling_or_a_rate() {
+        let share = |ours| Verdict {
+            what: "batch".into(),
+            ours,
+            ceiling: Some(1000.0),
+            target: 0.5,
+        };
+        assert!(share(500.0).met());
+        assert!(!share(499.0).met());
+        let rate = Verdict {
+            what: "single".into(),
+            ours: 9_999.0,
+            ceiling: None,
+            target: 10_000.0,
+        };
+        assert!(!rate.met());
+        assert_eq!(spread(&[3.0, 1.0, 2.0]), (1.0, 2.0, 3.0));
+    }
 }
