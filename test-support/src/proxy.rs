@@ -287,10 +287,7 @@ async fn upstream(
     let mut reader = Reader::new(from, shared, close);
     let mut tail: Vec<u8> = Vec::new();
     let mut frames = Frames::default();
-    loop {
-        let Some(chunk) = reader.next().await else {
-            break;
-        };
+    while let Some(chunk) = reader.next().await {
         frames.feed(chunk, &shared.counters);
         match shared.fires(&tail, chunk) {
             None => {}
@@ -304,11 +301,17 @@ async fn upstream(
         if to.write_all(chunk).await.is_err() {
             break;
         }
-        tail.extend_from_slice(chunk);
-        let keep = 256.min(tail.len());
-        tail.drain(..tail.len() - keep);
+        keep_last(&mut tail, chunk, 256);
     }
     close.send_replace(true);
+}
+
+/// Appends `chunk` to `window`, keeping only its last `n` bytes: enough to
+/// see a pattern that straddles two reads.
+fn keep_last(window: &mut Vec<u8>, chunk: &[u8], n: usize) {
+    window.extend_from_slice(chunk);
+    let excess = window.len().saturating_sub(n);
+    window.drain(..excess);
 }
 
 /// Server to client: forwards, or swallows a reply through its `ReadyForQuery`.
@@ -321,14 +324,9 @@ async fn downstream(
 ) {
     let mut reader = Reader::new(from, shared, close);
     let mut last: Vec<u8> = Vec::new();
-    loop {
-        let Some(chunk) = reader.next().await else {
-            break;
-        };
+    while let Some(chunk) = reader.next().await {
         if swallow.load(Ordering::Acquire) {
-            last.extend_from_slice(chunk);
-            let keep = 6.min(last.len());
-            last.drain(..last.len() - keep);
+            keep_last(&mut last, chunk, 6);
             // ReadyForQuery: 'Z', length 5, status. The statement is over
             // (committed, in autocommit): close without telling the client.
             if last.len() == 6 && last[0] == b'Z' && last[1..5] == [0, 0, 0, 5] {
