@@ -39,6 +39,7 @@ mod error;
 pub mod faults;
 mod halt;
 mod kafka;
+mod membership;
 pub mod metrics;
 mod pipeline;
 mod poll_loop;
