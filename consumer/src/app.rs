@@ -55,6 +55,7 @@ impl std::fmt::Debug for Consumer {
 struct SideTasks {
     admin: JoinHandle<()>,
     lag: JoinHandle<()>,
+    dedup: JoinHandle<()>,
 }
 
 impl Consumer {
@@ -166,7 +167,8 @@ impl Consumer {
 }
 
 impl SideTasks {
-    /// The admin server and the lag reporter; both end on a stop request.
+    /// The admin server, the lag reporter and the purge of old observation
+    /// ids; all end on a stop request.
     fn start(
         listener: TcpListener,
         settings: &Settings,
@@ -191,7 +193,13 @@ impl SideTasks {
             settings.kafka.topic.clone(),
             settings.consumer.lag_refresh,
         ));
-        Self { admin, lag }
+        let dedup_control = control.clone();
+        let dedup = tokio::spawn(crate::dedup::forget_old_ids(
+            db.clone(),
+            dedup_control,
+            settings.consumer.dedup_retention,
+        ));
+        Self { admin, lag, dedup }
     }
 
     /// The admin server ends on the stop request (no-op if already made);
@@ -200,6 +208,7 @@ impl SideTasks {
     async fn stop(self, control: &Control) {
         control.request_stop();
         self.lag.abort();
+        self.dedup.abort();
         if tokio::time::timeout(ADMIN_DRAIN, self.admin).await.is_err() {
             tracing::warn!("the admin server did not drain in time");
         }

@@ -34,6 +34,7 @@ mod batch;
 mod batch_writer;
 mod bridge;
 mod control;
+mod dedup;
 mod dlq;
 mod error;
 pub mod faults;

@@ -230,6 +230,10 @@ pub struct ConsumerSettings {
     /// `"range"`, `"roundrobin"` (eager: every rebalance stops every member)
     /// or `"cooperative-sticky"` (only the partitions that move stop).
     pub assignment_strategy: String,
+    /// How long the ids of applied observations are remembered: a record
+    /// whose `id` was applied within this time is a retry and is skipped.
+    #[serde(with = "humantime_serde")]
+    pub dedup_retention: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -245,6 +249,7 @@ impl Default for ConsumerSettings {
             instance_id: "auto".into(),
             session_timeout: Duration::from_secs(45),
             assignment_strategy: "range,roundrobin".into(),
+            dedup_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
