@@ -21,6 +21,7 @@ use crate::control::Control;
 use crate::error::ConsumerError;
 use crate::faults::FaultInjector;
 use crate::kafka::{producer_config, DlqProducer, QuietContext, TOPIC_CREATION_TIMEOUT};
+use crate::membership::{self, InstanceId};
 use crate::pipeline::{Pipeline, PipelineError};
 
 /// How long the admin server may take to close its connections at shutdown.
@@ -32,6 +33,7 @@ pub struct Consumer {
     db: DatabaseConnection,
     producer: Arc<DlqProducer>,
     listener: TcpListener,
+    instance: Option<InstanceId>,
     assignment: Assignment,
     faults: Option<Arc<dyn FaultInjector>>,
 }
@@ -42,6 +44,7 @@ impl std::fmt::Debug for Consumer {
             .field("group_id", &self.settings.consumer.group_id)
             .field("topic", &self.settings.kafka.topic)
             .field("admin", &self.listener.local_addr().ok())
+            .field("instance", &self.instance)
             .field("assignment", &self.assignment)
             .field("faults", &self.faults)
             .finish_non_exhaustive()
@@ -52,6 +55,7 @@ impl std::fmt::Debug for Consumer {
 struct SideTasks {
     admin: JoinHandle<()>,
     lag: JoinHandle<()>,
+    dedup: JoinHandle<()>,
 }
 
 impl Consumer {
@@ -60,6 +64,15 @@ impl Consumer {
     /// after a few seconds: a broker may lack that API), and binds the admin
     /// port (`admin_port = 0` picks a free one; see [`Consumer::admin_addr`]).
     pub async fn build(settings: Settings) -> Result<Self, ConsumerError> {
+        let instance = membership::resolve(
+            &settings.consumer.instance_id,
+            settings.consumer.admin_port,
+            membership::hostname,
+        )?;
+        match &instance {
+            Some(id) => tracing::info!(instance_id = id.as_str(), "static group membership"),
+            None => tracing::info!("dynamic group membership (no group.instance.id)"),
+        }
         let db = store::connect(&settings.database).await?;
         store::migrate(&db).await?;
         let producer: DlqProducer = producer_config(&settings)
@@ -81,6 +94,7 @@ impl Consumer {
             db,
             producer: Arc::new(producer),
             listener,
+            instance,
             assignment: Assignment::Subscribe,
             faults: None,
         })
@@ -122,12 +136,14 @@ impl Consumer {
             db,
             producer,
             listener,
+            instance,
             assignment,
             faults,
         } = self;
         let side_tasks = SideTasks::start(listener, &settings, &db, &producer, &control);
         let pipeline = Pipeline {
             settings,
+            instance,
             assignment,
             faults,
             db,
@@ -151,7 +167,8 @@ impl Consumer {
 }
 
 impl SideTasks {
-    /// The admin server and the lag reporter; both end on a stop request.
+    /// The admin server, the lag reporter and the purge of old observation
+    /// ids; all end on a stop request.
     fn start(
         listener: TcpListener,
         settings: &Settings,
@@ -176,7 +193,13 @@ impl SideTasks {
             settings.kafka.topic.clone(),
             settings.consumer.lag_refresh,
         ));
-        Self { admin, lag }
+        let dedup_control = control.clone();
+        let dedup = tokio::spawn(crate::dedup::forget_old_ids(
+            db.clone(),
+            dedup_control,
+            settings.consumer.dedup_retention,
+        ));
+        Self { admin, lag, dedup }
     }
 
     /// The admin server ends on the stop request (no-op if already made);
@@ -185,6 +208,7 @@ impl SideTasks {
     async fn stop(self, control: &Control) {
         control.request_stop();
         self.lag.abort();
+        self.dedup.abort();
         if tokio::time::timeout(ADMIN_DRAIN, self.admin).await.is_err() {
             tracing::warn!("the admin server did not drain in time");
         }

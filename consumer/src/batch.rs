@@ -2,12 +2,12 @@
 //! they are polled and folded into per-model deltas, poison records copied
 //! aside for the dead-letter topic. Pure bookkeeping: no I/O.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use domain::bayes::Counts;
-use domain::observation::parse_record;
+use domain::observation::{parse_record, Observation};
 use domain::ModelId;
-use platform::store::ModelDelta;
+use platform::store::{IdentifiedDelta, ModelDelta};
 use rdkafka::message::OwnedHeaders;
 
 /// A record that is not an observation, kept as it arrived.
@@ -31,7 +31,13 @@ pub(crate) struct PartitionBatch {
     pub records: usize,
     /// Observations (trials) in the valid records.
     pub observations: u64,
+    /// Observations without an id, summed per model, with the last offset.
     deltas: HashMap<ModelId, (Counts, i64)>,
+    /// Observations with an id, one by one: the store applies each once.
+    pub identified: Vec<IdentifiedDelta>,
+    ids: HashSet<String>,
+    /// Observations whose id came earlier in this same batch: skipped.
+    pub duplicates: u64,
     pub poison: Vec<Poison>,
 }
 
@@ -51,6 +57,29 @@ impl PartitionBatch {
         self.records += 1;
         // A record without a value (a tombstone) is empty, hence poison.
         let error = match parse_record(key, value.unwrap_or_default(), default_model) {
+            Ok(Observation {
+                id: Some(id),
+                model,
+                successes,
+                failures,
+                ..
+            }) => {
+                // A client's retry that landed in the same batch counts once.
+                if self.ids.insert(id.clone()) {
+                    self.observations += successes + failures;
+                    self.identified.push(IdentifiedDelta {
+                        id,
+                        delta: ModelDelta {
+                            model,
+                            counts: Counts::new(successes, failures),
+                            last_offset: offset,
+                        },
+                    });
+                } else {
+                    self.duplicates += 1;
+                }
+                return;
+            }
             Ok(obs) => {
                 let delta = Counts::new(obs.successes, obs.failures);
                 let entry = self
@@ -96,5 +125,47 @@ impl PartitionBatch {
             .collect();
         deltas.sort_by(|a, b| a.model.as_str().cmp(b.model.as_str()));
         deltas
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn batch_of(values: &[&str]) -> PartitionBatch {
+        let default = ModelId::parse("globe").unwrap();
+        let mut batch = PartitionBatch::default();
+        for (offset, value) in values.iter().enumerate() {
+            batch.push(
+                offset as i64,
+                None,
+                Some(value.as_bytes()),
+                &default,
+                || None,
+            );
+        }
+        batch
+    }
+
+    #[test]
+    fn an_id_repeated_within_a_batch_counts_once_and_ids_stay_apart_from_the_sums() {
+        let batch = batch_of(&[
+            r#"{"outcome":"w","id":"a"}"#,
+            "w",
+            r#"{"outcome":"w","id":"a"}"#,
+            r#"{"outcome":"l","id":"b"}"#,
+            "l",
+        ]);
+        assert_eq!(batch.duplicates, 1);
+        assert_eq!(batch.observations, 4);
+        let ids: Vec<_> = batch.identified.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["a", "b"]);
+        assert_eq!(batch.identified[1].delta.last_offset, 3);
+        let deltas = batch.deltas();
+        assert_eq!(deltas.len(), 1);
+        assert_eq!(deltas[0].counts, Counts::new(1, 1));
+        assert_eq!(deltas[0].last_offset, 4);
     }
 }

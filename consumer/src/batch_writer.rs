@@ -30,8 +30,8 @@ use crate::faults::{Checkpoint, Stage};
 use crate::halt::{Checkpoints, Halt};
 use crate::kafka::DlqProducer;
 use crate::metrics::{
-    BATCHES, BATCH_SIZE, DB_APPLY_LATENCY, OBSERVATIONS_APPLIED, OFFSET_CONFLICTS, RECORDS_APPLIED,
-    RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RETRIES,
+    BATCHES, BATCH_SIZE, DB_APPLY_LATENCY, DUPLICATES_SKIPPED, OBSERVATIONS_APPLIED,
+    OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RETRIES,
 };
 use crate::rebalance::RebalanceContext;
 
@@ -43,7 +43,12 @@ pub(crate) type PollingConsumer = BaseConsumer<RebalanceContext>;
 
 /// How a batch's transaction ended.
 enum Written {
-    Committed,
+    /// With the identified observations skipped as already applied, and
+    /// their trials.
+    Committed {
+        duplicates: u64,
+        duplicate_trials: u64,
+    },
     /// The stored offset was not the expected one: why, as Postgres said.
     Conflict(String),
 }
@@ -82,11 +87,17 @@ impl BatchWriter<'_> {
         metrics::counter!(RECORDS_CONSUMED).increment(batch.records as u64);
         self.dead_letter(partition, batch)?;
         self.pass(Stage::DeadLettered, partition, batch)?;
-        if let Written::Conflict(reason) = self.apply(partition, offsets.stored, batch)? {
-            return self.resolve_conflict(consumer, partition, offsets, batch, &reason);
-        }
+        let (duplicates, duplicate_trials) = match self.apply(partition, offsets.stored, batch)? {
+            Written::Committed {
+                duplicates,
+                duplicate_trials,
+            } => (duplicates, duplicate_trials),
+            Written::Conflict(reason) => {
+                return self.resolve_conflict(consumer, partition, offsets, batch, &reason);
+            }
+        };
         offsets.stored = Some(batch.next_offset);
-        self.applied(partition, batch);
+        self.applied(partition, batch, duplicates, duplicate_trials);
         self.pass(Stage::Applied, partition, batch)?;
         self.commit_to_kafka(consumer, partition, batch.next_offset);
         self.pass(Stage::KafkaCommitted, partition, batch)
@@ -148,6 +159,7 @@ impl BatchWriter<'_> {
             expected_next_offset: expected,
             next_offset: batch.next_offset,
             deltas: &deltas,
+            identified: &batch.identified,
         };
         let (db, settings) = (self.db, self.settings);
         let attempt = move || async move {
@@ -160,9 +172,12 @@ impl BatchWriter<'_> {
             )
             .await;
             match result {
-                Ok(_applied) => {
+                Ok(applied) => {
                     metrics::histogram!(DB_APPLY_LATENCY).record(started.elapsed().as_secs_f64());
-                    Ok(Written::Committed)
+                    Ok(Written::Committed {
+                        duplicates: applied.duplicates,
+                        duplicate_trials: applied.duplicate_trials,
+                    })
                 }
                 // Not a failure to retry: the answer is to reload the offset.
                 Err(StoreError::Conflict(reason)) => Ok(Written::Conflict(reason)),
@@ -182,13 +197,31 @@ impl BatchWriter<'_> {
     }
 
     /// Records a committed batch: the shared position and the metrics.
-    fn applied(&self, partition: i32, batch: &PartitionBatch) {
+    /// `duplicates` were skipped by the store (their ids had been applied),
+    /// on top of the batch's own repeats.
+    fn applied(
+        &self,
+        partition: i32,
+        batch: &PartitionBatch,
+        duplicates: u64,
+        duplicate_trials: u64,
+    ) {
         self.bridge
             .control()
             .set_positions(&[(partition, Some(batch.next_offset))]);
         metrics::counter!(BATCHES).increment(1);
         metrics::counter!(RECORDS_APPLIED).increment(batch.records as u64);
-        metrics::counter!(OBSERVATIONS_APPLIED).increment(batch.observations);
+        metrics::counter!(OBSERVATIONS_APPLIED)
+            .increment(batch.observations.saturating_sub(duplicate_trials));
+        let skipped = batch.duplicates + duplicates;
+        if skipped > 0 {
+            metrics::counter!(DUPLICATES_SKIPPED).increment(skipped);
+            tracing::debug!(
+                partition,
+                skipped,
+                "skipped observations whose id was applied before"
+            );
+        }
         metrics::histogram!(BATCH_SIZE).record(batch.records as f64);
     }
 
@@ -229,7 +262,8 @@ impl BatchWriter<'_> {
                 next_offset = batch.next_offset,
                 "the batch had already been committed"
             );
-            self.applied(partition, batch);
+            // How many of its ids were repeats went with the lost reply.
+            self.applied(partition, batch, 0, 0);
             self.commit_to_kafka(consumer, partition, batch.next_offset);
         } else {
             tracing::warn!(

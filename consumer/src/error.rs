@@ -4,6 +4,7 @@ use platform::store::StoreError;
 use rdkafka::error::KafkaError;
 
 use crate::faults::Checkpoint;
+use crate::membership::InvalidInstanceId;
 use crate::pipeline::PipelineError;
 
 /// Why the consumer could not start or stopped abnormally.
@@ -19,6 +20,8 @@ pub enum ConsumerError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    InstanceId(#[from] InvalidInstanceId),
     #[error("cannot start the polling thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("the polling thread panicked")]

@@ -11,6 +11,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
+use crate::membership::InstanceId;
+
 /// The same librdkafka error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -68,9 +70,31 @@ pub(crate) fn log_client_error(errors: &ErrorLog, error: &KafkaError, reason: &s
 pub(crate) const TOPIC_CREATION_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The consumer: offsets are never auto-committed nor auto-stored, because
-/// Postgres, not Kafka, says where to resume.
-pub(crate) fn consumer_config(settings: &Settings) -> ClientConfig {
+/// Postgres, not Kafka, says where to resume. With an `instance` id the
+/// consumer is a static member of the group.
+pub(crate) fn consumer_config(settings: &Settings, instance: Option<&InstanceId>) -> ClientConfig {
     let mut config = client_config(&settings.kafka);
+    // The pass-through options win over these two: they are trade-offs,
+    // not matters of correctness.
+    if !settings.kafka.librdkafka.contains_key("session.timeout.ms") {
+        config.set(
+            "session.timeout.ms",
+            settings.consumer.session_timeout.as_millis().to_string(),
+        );
+    }
+    if !settings
+        .kafka
+        .librdkafka
+        .contains_key("partition.assignment.strategy")
+    {
+        config.set(
+            "partition.assignment.strategy",
+            &settings.consumer.assignment_strategy,
+        );
+    }
+    if let Some(instance) = instance {
+        config.set("group.instance.id", instance.as_str());
+    }
     config
         .set("group.id", &settings.consumer.group_id)
         .set("client.id", "bayes-consumer")

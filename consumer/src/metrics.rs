@@ -15,6 +15,9 @@ pub const RECORDS_CONSUMED: &str = "consumer_records_consumed_total";
 pub const RECORDS_APPLIED: &str = "consumer_records_applied_total";
 /// Observations (trials) added to model states.
 pub const OBSERVATIONS_APPLIED: &str = "consumer_observations_applied_total";
+/// Observations skipped because an observation with the same `id` had been
+/// applied (a client's retry).
+pub const DUPLICATES_SKIPPED: &str = "consumer_duplicates_skipped_total";
 /// Records sent to the dead-letter topic and acknowledged.
 pub const RECORDS_DEAD_LETTERED: &str = "consumer_records_dead_lettered_total";
 /// Batches committed in Postgres (one transaction each).
@@ -47,6 +50,10 @@ pub(crate) fn describe() {
     describe_counter!(
         OBSERVATIONS_APPLIED,
         "Observations (trials) added to model states."
+    );
+    describe_counter!(
+        DUPLICATES_SKIPPED,
+        "Observations skipped because their id had been applied (a client's retry)."
     );
     describe_counter!(
         RECORDS_DEAD_LETTERED,

@@ -18,6 +18,7 @@ use crate::bridge::Bridge;
 use crate::faults::{Checkpoint, FaultInjector};
 use crate::halt::{Checkpoints, Halt};
 use crate::kafka::{consumer_config, DlqProducer, ErrorLog};
+use crate::membership::InstanceId;
 use crate::poll_loop::PollLoop;
 use crate::rebalance::RebalanceContext;
 
@@ -52,6 +53,8 @@ impl PipelineError {
 /// Everything the polling thread needs, moved onto it.
 pub(crate) struct Pipeline {
     pub settings: Settings,
+    /// `group.instance.id`, for static membership.
+    pub instance: Option<InstanceId>,
     pub assignment: Assignment,
     pub faults: Option<Arc<dyn FaultInjector>>,
     pub db: DatabaseConnection,
@@ -70,8 +73,9 @@ impl Pipeline {
         control.set_running(true);
         let result = self.poll_loop().run(&consumer);
         control.set_running(false);
-        // Dropping the consumer closes it: it leaves the group, so the
-        // partitions move to another member at once. Offsets are never
+        // Dropping the consumer closes it: a dynamic member leaves the
+        // group, so the partitions move to another member at once; a static
+        // member keeps them until it comes back or its session times out. Offsets are never
         // auto-committed, so closing commits nothing.
         drop(consumer);
         tracing::info!("Kafka consumer closed");
@@ -88,7 +92,7 @@ impl Pipeline {
             owned: Owned::default(),
             errors: ErrorLog::default(),
         };
-        consumer_config(&self.settings)
+        consumer_config(&self.settings, self.instance.as_ref())
             .create_with_context(context)
             .map_err(PipelineError::Create)
     }

@@ -19,8 +19,14 @@ use crate::model_id::{ModelId, ModelIdError};
 
 /// The most trials one record may carry (a run's length or `trials`).
 pub const MAX_TRIALS_PER_RECORD: u64 = 1_000_000;
-/// The longest idempotency key accepted.
-pub const MAX_ID_LEN: usize = 128;
+/// The longest `id` an observation may carry, in characters.
+pub const MAX_ID_LEN: usize = 200;
+/// The longest client idempotency key (the producer's `Idempotency-Key`
+/// header), in characters. Shorter than [`MAX_ID_LEN`] so that the id derived
+/// for item `i` of a batch, `{key}:{i}`, always fits, whatever the index.
+pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
+const _: () =
+    assert!(MAX_IDEMPOTENCY_KEY_LEN + ":".len() + "18446744073709551615".len() <= MAX_ID_LEN);
 
 /// A validated batch of Bernoulli outcomes for one model.
 #[derive(Debug, Clone, PartialEq, Eq)]

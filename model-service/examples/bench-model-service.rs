@@ -92,6 +92,7 @@ async fn run(options: Options) -> anyhow::Result<()> {
                 expected_next_offset: expected,
                 next_offset: batch + 1,
                 deltas: &deltas,
+                identified: &[],
             },
             &defaults,
             "model_updates",

@@ -215,6 +215,25 @@ pub struct ConsumerSettings {
     /// How often the consumer-lag gauges are refreshed from the broker's watermarks.
     #[serde(with = "humantime_serde")]
     pub lag_refresh: Duration,
+    /// Static group membership (`group.instance.id`): a consumer restarted
+    /// with the same id takes its partitions back at once, without a
+    /// rebalance. `"auto"` derives it from the host name and the admin port
+    /// (unique per process on a host, stable across its restarts; dynamic
+    /// membership when the admin port is 0), `"none"` turns it off, anything
+    /// else is the id itself.
+    pub instance_id: String,
+    /// How long the group coordinator waits for a silent member before it
+    /// hands the member's partitions to the others (`session.timeout.ms`).
+    #[serde(with = "humantime_serde")]
+    pub session_timeout: Duration,
+    /// How the group shares partitions (`partition.assignment.strategy`):
+    /// `"range"`, `"roundrobin"` (eager: every rebalance stops every member)
+    /// or `"cooperative-sticky"` (only the partitions that move stop).
+    pub assignment_strategy: String,
+    /// How long the ids of applied observations are remembered: a record
+    /// whose `id` was applied within this time is a retry and is skipped.
+    #[serde(with = "humantime_serde")]
+    pub dedup_retention: Duration,
 }
 
 impl Default for ConsumerSettings {
@@ -227,6 +246,10 @@ impl Default for ConsumerSettings {
             admin_host: "127.0.0.1".into(),
             admin_port: 8002,
             lag_refresh: Duration::from_secs(5),
+            instance_id: "auto".into(),
+            session_timeout: Duration::from_secs(45),
+            assignment_strategy: "range,roundrobin".into(),
+            dedup_retention: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }

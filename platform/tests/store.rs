@@ -9,7 +9,9 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, Transac
 use domain::bayes::Counts;
 use domain::ModelId;
 use platform::settings::{DatabaseSettings, ModelDefaults};
-use platform::store::{apply_batch, load_offset, BatchWrite, ModelDelta};
+use platform::store::{
+    apply_batch, load_offset, purge_applied_ids, BatchWrite, IdentifiedDelta, ModelDelta,
+};
 use platform::store::{connect, migrate, StoreError};
 use test_support::database::TestDatabase;
 
@@ -29,6 +31,7 @@ fn batch<'a>(expected: Option<i64>, next: i64, deltas: &'a [ModelDelta]) -> Batc
         expected_next_offset: expected,
         next_offset: next,
         deltas,
+        identified: &[],
     }
 }
 
@@ -53,13 +56,13 @@ async fn batches_add_up_and_write_consecutive_history() {
     let applied = apply_batch(&db, &batch(None, 9, &first), &defaults, "chan")
         .await
         .unwrap();
-    assert_eq!(applied.len(), 2);
+    assert_eq!(applied.states.len(), 2);
     let second = [delta("globe", 1, 1, 12)];
     let applied = apply_batch(&db, &batch(Some(9), 13, &second), &defaults, "chan")
         .await
         .unwrap();
-    assert_eq!(applied[0].state.counts, Counts::new(7, 4));
-    assert_eq!(applied[0].state.version, 2);
+    assert_eq!(applied.states[0].state.counts, Counts::new(7, 4));
+    assert_eq!(applied.states[0].state.version, 2);
     assert_eq!(
         load_offset(&db, "g", "observations", 0).await.unwrap(),
         Some(13)
@@ -125,7 +128,10 @@ async fn a_stale_offset_is_rejected_and_changes_nothing() {
         .await
         .unwrap();
     assert_eq!(
-        (applied[0].state.counts, applied[0].state.version),
+        (
+            applied.states[0].state.counts,
+            applied.states[0].state.version
+        ),
         (Counts::new(2, 0), 2)
     );
 }
@@ -160,9 +166,12 @@ async fn a_model_listed_twice_in_one_batch_is_summed_into_one_version() {
     )
     .await
     .unwrap();
-    assert_eq!(applied.len(), 1);
+    assert_eq!(applied.states.len(), 1);
     assert_eq!(
-        (applied[0].state.counts, applied[0].state.version),
+        (
+            applied.states[0].state.counts,
+            applied.states[0].state.version
+        ),
         (Counts::new(3, 2), 1)
     );
     assert_eq!(
@@ -190,6 +199,7 @@ async fn a_model_configured_before_its_data_keeps_its_prior_and_grid() {
     .await
     .unwrap();
     let versions: Vec<_> = applied
+        .states
         .iter()
         .map(|a| (a.model.as_str(), a.state.version))
         .collect();
@@ -451,4 +461,164 @@ async fn history_is_read_by_version_by_time_by_page_and_by_sample() {
         versions(history_sample(&db, &globe, 7, 3).await.unwrap()),
         [3, 6, 7]
     );
+}
+
+fn identified(id: &str, model: &str, s: u64, f: u64, offset: i64) -> IdentifiedDelta {
+    IdentifiedDelta {
+        id: id.to_owned(),
+        delta: delta(model, s, f, offset),
+    }
+}
+
+fn batch_with<'a>(
+    partition: i32,
+    expected: Option<i64>,
+    next: i64,
+    deltas: &'a [ModelDelta],
+    identified: &'a [IdentifiedDelta],
+) -> BatchWrite<'a> {
+    BatchWrite {
+        partition,
+        identified,
+        ..batch(expected, next, deltas)
+    }
+}
+
+async fn state_of(db: &DatabaseConnection, model: &str) -> (i64, i64, i64) {
+    let row = db
+        .query_one(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT successes, failures, version FROM model_states WHERE model_id = $1",
+            [model.into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get("", "successes").unwrap(),
+        row.try_get("", "failures").unwrap(),
+        row.try_get("", "version").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn an_observation_whose_id_was_applied_is_skipped_and_counted_as_a_duplicate() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let first = [
+        identified("order-1:0", "globe", 1, 0, 0),
+        identified("order-1:1", "globe", 0, 1, 1),
+    ];
+    let plain = [delta("globe", 2, 0, 2)];
+    let applied = apply_batch(&db, &batch_with(0, None, 3, &plain, &first), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!((applied.duplicates, applied.duplicate_trials), (0, 0));
+    assert_eq!(state_of(&db, "globe").await, (3, 1, 1));
+
+    // The client retried the whole batch: both ids again, plus a new one.
+    let retry = [
+        identified("order-1:0", "globe", 1, 0, 3),
+        identified("order-1:1", "globe", 0, 1, 4),
+        identified("order-1:2", "globe", 5, 0, 5),
+    ];
+    let applied = apply_batch(&db, &batch_with(0, Some(3), 6, &[], &retry), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!((applied.duplicates, applied.duplicate_trials), (2, 2));
+    assert_eq!(state_of(&db, "globe").await, (8, 1, 2));
+
+    // A batch of nothing but repeats moves the offset and touches no model.
+    let applied = apply_batch(
+        &db,
+        &batch_with(0, Some(6), 7, &[], &retry[..1]),
+        &defaults,
+        "c",
+    )
+    .await
+    .unwrap();
+    assert_eq!(applied.duplicates, 1);
+    assert!(applied.states.is_empty(), "{applied:?}");
+    assert_eq!(state_of(&db, "globe").await, (8, 1, 2));
+    assert_eq!(
+        load_offset(&db, "g", "observations", 0).await.unwrap(),
+        Some(7)
+    );
+}
+
+#[tokio::test]
+async fn a_rejected_batch_remembers_none_of_its_ids() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let ids = [identified("k", "globe", 1, 0, 0)];
+    apply_batch(&db, &batch(None, 1, &[]), &defaults, "c")
+        .await
+        .unwrap();
+    // A zombie's batch: the compare-and-set fails, so "k" must stay unknown.
+    let err = apply_batch(&db, &batch_with(0, Some(0), 1, &[], &ids), &defaults, "c")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Conflict(_)), "{err:?}");
+    let applied = apply_batch(&db, &batch_with(0, Some(1), 2, &[], &ids), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!(applied.duplicates, 0);
+    assert_eq!(state_of(&db, "globe").await, (1, 0, 1));
+}
+
+#[tokio::test]
+async fn two_partitions_applying_the_same_id_at_once_count_it_once() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    for round in 0..20i64 {
+        // The same ids on both partitions, in opposite orders.
+        let ids: Vec<_> = (0..50)
+            .map(|i| identified(&format!("r{round}-{i}"), "globe", 1, 0, round))
+            .collect();
+        let reversed: Vec<_> = ids.iter().rev().cloned().collect();
+        let expected = (round > 0).then_some(round);
+        let on_0 = batch_with(0, expected, round + 1, &[], &ids);
+        let on_1 = batch_with(1, expected, round + 1, &[], &reversed);
+        let (a, b) = tokio::join!(
+            apply_batch(&db, &on_0, &defaults, "c"),
+            apply_batch(&db, &on_1, &defaults, "c"),
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.duplicates + b.duplicates, 50, "round {round}");
+    }
+    assert_eq!(state_of(&db, "globe").await.0, 20 * 50);
+}
+
+#[tokio::test]
+async fn ids_older_than_the_retention_are_forgotten() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let ids = [identified("old", "globe", 1, 0, 0)];
+    apply_batch(&db, &batch_with(0, None, 1, &[], &ids), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!(
+        purge_applied_ids(&db, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        0,
+        "a fresh id is kept"
+    );
+    db.execute_unprepared("UPDATE applied_ids SET applied_at = now() - interval '2 hours'")
+        .await
+        .unwrap();
+    assert_eq!(
+        purge_applied_ids(&db, Duration::from_secs(3600))
+            .await
+            .unwrap(),
+        1
+    );
+    // Past the retention the same id counts again, as documented.
+    let applied = apply_batch(&db, &batch_with(0, Some(1), 2, &[], &ids), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!(applied.duplicates, 0);
+    assert_eq!(state_of(&db, "globe").await, (2, 0, 2));
+    // A retention beyond the calendar keeps everything.
+    assert_eq!(purge_applied_ids(&db, Duration::MAX).await.unwrap(), 0);
 }

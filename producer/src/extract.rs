@@ -8,7 +8,7 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use domain::observation::MAX_ID_LEN;
+use domain::observation::MAX_IDEMPOTENCY_KEY_LEN;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -31,10 +31,10 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
             .to_str()
             .ok()
             .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_ID_LEN)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
             .ok_or_else(|| {
                 ApiError::BadRequest(format!(
-                    "the Idempotency-Key header must be 1 to {MAX_ID_LEN} visible ASCII characters"
+                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
                 ))
             })?;
         Ok(Self(Some(key.to_owned())))

@@ -12,4 +12,5 @@ mod crashes;
 mod exactly_once;
 mod helpers;
 mod poison;
+mod processes;
 mod zombie;

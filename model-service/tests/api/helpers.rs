@@ -134,6 +134,7 @@ impl TestApp {
             expected_next_offset: *offset,
             next_offset: next,
             deltas: &deltas,
+            identified: &[],
         };
         apply_batch(
             &self.db,

@@ -33,6 +33,16 @@ pub struct ModelDelta {
     pub last_offset: i64,
 }
 
+/// One observation that carries an `id`: applied only if no observation
+/// with that id was applied before (within the retention), so a client's
+/// retry is counted once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifiedDelta {
+    pub id: String,
+    /// The observation's model and counts; `last_offset` is its own offset.
+    pub delta: ModelDelta,
+}
+
 /// One batch of one partition, folded per model.
 #[derive(Debug, Clone)]
 pub struct BatchWrite<'a> {
@@ -44,9 +54,22 @@ pub struct BatchWrite<'a> {
     pub expected_next_offset: Option<i64>,
     /// The offset after the batch's last record.
     pub next_offset: i64,
-    /// Per-model deltas; empty when every record was dead-lettered. A model
-    /// listed twice is summed.
+    /// Per-model deltas of the observations without an `id`; empty when
+    /// every record was dead-lettered. A model listed twice is summed.
     pub deltas: &'a [ModelDelta],
+    /// The observations with an `id`, one by one, ids distinct.
+    pub identified: &'a [IdentifiedDelta],
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchApplied {
+    /// Every touched model's new state, sorted by model.
+    pub states: Vec<Applied>,
+    /// Identified observations skipped because their id had been applied.
+    pub duplicates: u64,
+    /// The trials those duplicates carried.
+    pub duplicate_trials: u64,
 }
 
 /// A model's state after the batch.
@@ -61,6 +84,8 @@ pub struct Applied {
 #[derive(Debug, FromQueryResult)]
 struct BatchRow {
     moved: i64,
+    duplicates: i64,
+    duplicate_trials: i64,
     model_id: Option<String>,
     successes: Option<i64>,
     failures: Option<i64>,
@@ -74,14 +99,20 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// The batch statement. Parameters: $1 group, $2 topic, $3 partition,
 /// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
 /// deltas as a JSON array, $7 the default prior, $8 the default grid size,
-/// $9 the notify channel, $10 the longest notify payload.
+/// $9 the notify channel, $10 the longest notify payload, $11 the
+/// identified observations as a JSON array.
 ///
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
 ///   when a row appeared meanwhile (it waits for that row's transaction).
-/// - `d`: the deltas, empty unless the offset moved, so a rejected batch
-///   writes nothing. Sorted by model so concurrent batches of different
-///   partitions lock model rows in the same order and cannot deadlock.
+/// - `identified`/`fresh`: the observations with an id, empty unless the
+///   offset moved; `fresh` are those whose id was not applied before (the
+///   primary key of `applied_ids` decides, waiting for a concurrent batch
+///   that holds the same id, so only one of them counts it). Inserted in id
+///   order, so two batches cannot wait for each other's ids.
+/// - `d`: the deltas without id plus the fresh identified ones, per model.
+///   Sorted by model so concurrent batches of different partitions lock
+///   model rows in the same order and cannot deadlock.
 /// - `created`: models that get data before anyone configured them get the
 ///   defaults. The foreign key from `model_states` is checked at the end of
 ///   the statement, when these rows exist.
@@ -100,11 +131,26 @@ WITH moved AS (
     RETURNING 1
 ), cas AS MATERIALIZED (
     SELECT count(*) AS n FROM (SELECT 1 FROM moved UNION ALL SELECT 1 FROM inserted) x
-), d AS MATERIALIZED (
-    SELECT d.model_id, d.ds, d.df, d.last_offset
-    FROM jsonb_to_recordset($6::jsonb) AS d(model_id text, ds bigint, df bigint, last_offset bigint), cas
+), identified AS MATERIALIZED (
+    SELECT i.id, i.model_id, i.ds, i.df, i.last_offset
+    FROM jsonb_to_recordset($11::jsonb) AS i(id text, model_id text, ds bigint, df bigint, last_offset bigint), cas
     WHERE cas.n = 1
-    ORDER BY d.model_id
+), fresh AS (
+    INSERT INTO applied_ids (id, model_id, source_partition, source_offset)
+    SELECT id, model_id, $3, last_offset FROM identified ORDER BY id
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+), d AS MATERIALIZED (
+    SELECT model_id, sum(ds)::bigint AS ds, sum(df)::bigint AS df, max(last_offset) AS last_offset
+    FROM (
+        SELECT d.model_id, d.ds, d.df, d.last_offset
+        FROM jsonb_to_recordset($6::jsonb) AS d(model_id text, ds bigint, df bigint, last_offset bigint), cas
+        WHERE cas.n = 1
+        UNION ALL
+        SELECT i.model_id, i.ds, i.df, i.last_offset FROM identified i JOIN fresh USING (id)
+    ) u
+    GROUP BY model_id
+    ORDER BY model_id
 ), created AS (
     INSERT INTO models (id, prior, grid_size)
     SELECT model_id, $7::jsonb, $8::integer FROM d ORDER BY model_id
@@ -130,6 +176,9 @@ WITH moved AS (
     WHERE p IS NOT NULL
 )
 SELECT cas.n AS moved, (SELECT count(*) FROM created) AS created,
+       (SELECT count(*) FROM identified) - (SELECT count(*) FROM fresh) AS duplicates,
+       (SELECT coalesce(sum(ds + df), 0) FROM identified WHERE id NOT IN (SELECT id FROM fresh))::bigint
+           AS duplicate_trials,
        (SELECT count(*) FROM notified) AS notified,
        s.model_id, s.successes, s.failures, s.version
 FROM cas LEFT JOIN states s ON true
@@ -137,7 +186,7 @@ ORDER BY s.model_id";
 
 /// Applies a batch exactly once, or not at all, in one statement (one
 /// implicit transaction). Returns every touched model's new state, sorted by
-/// model. `StoreError::Conflict` means the offset moved under us (another
+/// model, and how many identified observations were duplicates. `StoreError::Conflict` means the offset moved under us (another
 /// consumer owns the partition now): nothing was written and the caller must
 /// reload its position. `notify_channel` receives the changed model ids,
 /// comma-separated (`*` when too many for one payload), after the commit.
@@ -146,7 +195,7 @@ pub async fn apply_batch(
     batch: &BatchWrite<'_>,
     defaults: &ModelDefaults,
     notify_channel: &str,
-) -> Result<Vec<Applied>, StoreError> {
+) -> Result<BatchApplied, StoreError> {
     // Sum the deltas per model: the statement updates each model's row once.
     let mut per_model: BTreeMap<&str, (Counts, i64)> = BTreeMap::new();
     for d in batch.deltas {
@@ -167,6 +216,16 @@ pub async fn apply_batch(
             "last_offset": last_offset,
         }));
     }
+    let mut identified = Vec::with_capacity(batch.identified.len());
+    for i in batch.identified {
+        identified.push(serde_json::json!({
+            "id": i.id,
+            "model_id": i.delta.model.as_str(),
+            "ds": to_i64(i.delta.counts.successes)?,
+            "df": to_i64(i.delta.counts.failures)?,
+            "last_offset": i.delta.last_offset,
+        }));
+    }
     let prior = convert::prior_json(&Prior::default())?;
     let grid_size = convert::grid_size_i32(defaults.default_grid_size)?;
 
@@ -184,12 +243,16 @@ pub async fn apply_batch(
             grid_size.into(),
             notify_channel.into(),
             MAX_NOTIFY_PAYLOAD.into(),
+            serde_json::Value::Array(identified).into(),
         ],
     ))
     .all(db)
     .await?;
 
     let moved = rows.first().map_or(0, |row| row.moved);
+    let (duplicates, duplicate_trials) = rows
+        .first()
+        .map_or((0, 0), |row| (row.duplicates, row.duplicate_trials));
     if moved != 1 {
         return Err(StoreError::Conflict(format!(
             "offset of {}/{}/{} is no longer {:?}",
@@ -197,7 +260,7 @@ pub async fn apply_batch(
         )));
     }
 
-    let mut states = Vec::with_capacity(per_model.len());
+    let mut states = Vec::with_capacity(per_model.len() + batch.identified.len());
     for row in rows {
         let Some(model) = row.model_id else {
             continue;
@@ -216,14 +279,23 @@ pub async fn apply_batch(
         };
         states.push(Applied { model, state });
     }
-    if states.len() != per_model.len() {
-        // Cannot happen while the statement upserts every model; checked so a
-        // future edit that breaks it fails loudly instead of losing data.
+    // Every model with a delta without id is touched (those with only
+    // identified observations may all be duplicates). Cannot fail while the
+    // statement upserts every model; checked so a future edit that breaks it
+    // fails loudly instead of losing data.
+    let missing = per_model
+        .keys()
+        .filter(|model| !states.iter().any(|a| a.model.as_str() == **model))
+        .count();
+    if missing > 0 {
         return Err(StoreError::Corrupt(format!(
-            "{} of {} models were not updated",
-            per_model.len() - states.len(),
+            "{missing} of {} models were not updated",
             per_model.len()
         )));
     }
-    Ok(states)
+    Ok(BatchApplied {
+        states,
+        duplicates: to_u64(duplicates)?,
+        duplicate_trials: to_u64(duplicate_trials)?,
+    })
 }

@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(AppliedIds)]
     }
 }
 
@@ -74,6 +74,50 @@ CREATE TABLE consumer_offsets (
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE consumer_offsets, model_history, model_states, models")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The ids of applied observations, for the consumer's deduplication.
+#[derive(Debug)]
+struct AppliedIds;
+
+// Named by hand: every migration in this file would otherwise take the
+// file's name, and a second one with the same name would never run.
+impl MigrationName for AppliedIds {
+    fn name(&self) -> &str {
+        "m0002_applied_ids"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for AppliedIds {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+-- The ids of the observations applied (within the retention): a record whose
+-- id is here is a client's retry, skipped by the batch statement.
+CREATE TABLE applied_ids (
+    id                VARCHAR(255) PRIMARY KEY,
+    model_id          VARCHAR(64)  NOT NULL,
+    source_partition  INTEGER      NOT NULL,
+    source_offset     BIGINT       NOT NULL,
+    applied_at        TIMESTAMPTZ  NOT NULL DEFAULT now()
+);
+CREATE INDEX applied_ids_applied_at ON applied_ids (applied_at);
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE applied_ids")
             .await?;
         Ok(())
     }

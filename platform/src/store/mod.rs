@@ -8,6 +8,7 @@
 
 mod batch;
 mod convert;
+mod dedup;
 pub mod entities;
 mod error;
 mod history;
@@ -15,7 +16,8 @@ pub mod migration;
 mod models;
 mod offsets;
 
-pub use batch::{apply_batch, Applied, BatchWrite, ModelDelta};
+pub use batch::{apply_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta};
+pub use dedup::purge_applied_ids;
 pub use error::StoreError;
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use models::{configure_model, get_model, list_models, Configured, ModelConfig, ModelRecord};

@@ -1,5 +1,6 @@
 //! sea-orm entities, one module a table.
 
+pub mod applied_ids;
 pub mod consumer_offsets;
 pub mod model_history;
 pub mod model_states;

@@ -1,0 +1,20 @@
+//! `applied_ids`: the ids of the observations applied, kept for the
+//! deduplication retention, so a client's retry is counted once.
+
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "applied_ids")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: String,
+    pub model_id: String,
+    pub source_partition: i32,
+    pub source_offset: i64,
+    pub applied_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
