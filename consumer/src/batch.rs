@@ -29,6 +29,9 @@ pub(crate) struct PartitionBatch {
     /// The offset after the last record seen.
     pub next_offset: i64,
     pub records: usize,
+    /// Bytes of the records' keys and values, which bound a batch as
+    /// `consumer.batch_max_bytes` says.
+    pub bytes: usize,
     /// Observations (trials) in the valid records.
     pub observations: u64,
     /// Observations without an id, summed per model, with the last offset.
@@ -55,6 +58,7 @@ impl PartitionBatch {
         self.first_offset.get_or_insert(offset);
         self.next_offset = offset + 1;
         self.records += 1;
+        self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
         // A record without a value (a tombstone) is empty, hence poison.
         let error = match parse_record(key, value.unwrap_or_default(), default_model) {
             Ok(Observation {

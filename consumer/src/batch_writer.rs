@@ -25,7 +25,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::batch::PartitionBatch;
 use crate::bridge::{Bridge, INITIAL_BACKOFF};
-use crate::dlq::DeadLetters;
+use crate::dlq::{refused, DeadLetters};
 use crate::faults::{Checkpoint, Stage};
 use crate::halt::{Checkpoints, Halt};
 use crate::kafka::DlqProducer;
@@ -119,7 +119,8 @@ impl BatchWriter<'_> {
     }
 
     /// Produces the poison records and waits for the broker's acks, retrying
-    /// until they all are acknowledged.
+    /// until they all are acknowledged. A refusal no retry cures (a record
+    /// too large for the topic) is logged as an error and counted.
     fn dead_letter(&self, partition: i32, batch: &PartitionBatch) -> Result<(), Halt> {
         if batch.poison.is_empty() {
             return Ok(());
@@ -135,7 +136,7 @@ impl BatchWriter<'_> {
                 &mut self.backoff(),
                 "dead-lettering failed; the batch waits",
                 move || dead_letters.send(partition, &batch.poison),
-                |_| None,
+                refused,
                 count_retry,
             )
         });

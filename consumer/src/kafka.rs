@@ -109,6 +109,12 @@ pub(crate) fn consumer_config(settings: &Settings, instance: Option<&InstanceId>
         // fetching for this long (default 1 s, which stalled the pipeline
         // once a second in the benchmark) before it looks again.
         .set("fetch.queue.backoff.ms", "10");
+    // Records up to the broker's limit (`message.max.bytes`, 1048588 by
+    // default) need nothing more: `fetch.message.max.bytes` (1 MiB) is only
+    // the first request's size per partition, since the broker returns a
+    // larger first record batch whole, within `fetch.max.bytes` (50 MB) and
+    // `receive.message.max.bytes` (100 MB). The poison tests fetch one just
+    // under the limit from a real broker.
     config
 }
 
@@ -121,6 +127,11 @@ pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
         .set("enable.idempotence", "true")
         .set("acks", "all")
         .set("linger.ms", "5")
+        // Explicit, because `dlq` cuts records to fit under it.
+        .set(
+            "message.max.bytes",
+            crate::dlq::MESSAGE_MAX_BYTES.to_string(),
+        )
         // A delivery that fails (broker down) comes back within this time,
         // so the loop can retry the batch, or give it up on a stop request.
         .set("message.timeout.ms", "30000");

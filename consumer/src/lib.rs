@@ -3,7 +3,8 @@
 //! exactly once, whatever crashes, restarts or rebalances happen.
 //!
 //! How one batch travels:
-//! 1. `poll_loop` polls up to `batch_size` records or `batch_wait`;
+//! 1. `poll_loop` polls up to `batch_size` records, `batch_max_bytes`
+//!    bytes or `batch_wait`;
 //!    `batch` parses each with the domain's parser and folds the valid
 //!    ones into per-model deltas;
 //! 2. `batch_writer` produces the poison records to the dead-letter topic

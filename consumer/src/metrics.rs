@@ -20,6 +20,9 @@ pub const OBSERVATIONS_APPLIED: &str = "consumer_observations_applied_total";
 pub const DUPLICATES_SKIPPED: &str = "consumer_duplicates_skipped_total";
 /// Records sent to the dead-letter topic and acknowledged.
 pub const RECORDS_DEAD_LETTERED: &str = "consumer_records_dead_lettered_total";
+/// Dead-letter sends refused for good (a record too large for the topic, a
+/// missing permission): each failed attempt, logged as an error and retried.
+pub const DEAD_LETTERS_REFUSED: &str = "consumer_dead_letters_refused_total";
 /// Batches committed in Postgres (one transaction each).
 pub const BATCHES: &str = "consumer_batches_total";
 /// Records per committed batch (histogram).
@@ -58,6 +61,10 @@ pub(crate) fn describe() {
     describe_counter!(
         RECORDS_DEAD_LETTERED,
         "Poison records acknowledged by the dead-letter topic."
+    );
+    describe_counter!(
+        DEAD_LETTERS_REFUSED,
+        "Dead-letter sends the broker refused for good (record too large, no permission); the partition waits."
     );
     describe_counter!(
         BATCHES,

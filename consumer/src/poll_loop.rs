@@ -1,8 +1,10 @@
 //! The polling loop: poll records into per-partition batches and hand each
 //! full or due batch to the [`BatchWriter`], partition by partition.
 //!
-//! Batches hold up to `batch_size` records or wait at most `batch_wait`
-//! after their first record. The loop waits for each write, so batches of a
+//! Batches hold up to `batch_size` records or `batch_max_bytes` bytes of
+//! keys and values (records may be a megabyte each, and poison ones are
+//! copied for the dead-letter topic), or wait at most `batch_wait` after
+//! their first record. The loop waits for each write, so batches of a
 //! partition commit strictly in order, and nothing after an unwritten batch
 //! is written. Partitions revoked while a batch fills lose their unwritten
 //! records; the next owner reads them again from the stored offset.
@@ -38,12 +40,15 @@ pub(crate) struct PollLoop<'a> {
     writer: BatchWriter<'a>,
     default_model: domain::ModelId,
     batch_size: usize,
+    batch_max_bytes: usize,
     batch_wait: Duration,
     partitions: BTreeMap<i32, OwnedPartition>,
     /// The [`Owned`] generation the partitions mirror.
     seen_generation: u64,
     /// Records in all partitions' batches.
     buffered: usize,
+    /// Bytes of their keys and values.
+    buffered_bytes: usize,
     /// When the filling batch got its first record.
     batch_started: Option<Instant>,
     errors: ErrorLog,
@@ -55,11 +60,13 @@ impl<'a> PollLoop<'a> {
         Self {
             default_model: writer.settings.models.default_model.clone(),
             batch_size: consumer_settings.batch_size.max(1),
+            batch_max_bytes: consumer_settings.batch_max_bytes.max(1),
             batch_wait: consumer_settings.batch_wait,
             writer,
             partitions: BTreeMap::new(),
             seen_generation: 0,
             buffered: 0,
+            buffered_bytes: 0,
             batch_started: None,
             errors: ErrorLog::default(),
         }
@@ -102,6 +109,7 @@ impl<'a> PollLoop<'a> {
 
     fn batch_is_due(&self) -> bool {
         self.buffered >= self.batch_size
+            || self.buffered_bytes >= self.batch_max_bytes
             || self
                 .batch_started
                 .is_some_and(|started| started.elapsed() >= self.batch_wait)
@@ -115,7 +123,7 @@ impl<'a> PollLoop<'a> {
             return;
         }
         let owned = owned.snapshot();
-        let mut dropped = 0;
+        let (mut dropped, mut dropped_bytes) = (0, 0);
         self.partitions.retain(|partition, state| {
             let keep = owned
                 .get(partition)
@@ -127,6 +135,7 @@ impl<'a> PollLoop<'a> {
                     "partition revoked: dropping its unwritten records; its next owner reads them again"
                 );
                 dropped += state.batch.records;
+                dropped_bytes += state.batch.bytes;
             }
             keep
         });
@@ -143,6 +152,7 @@ impl<'a> PollLoop<'a> {
                 });
         }
         self.buffered -= dropped;
+        self.buffered_bytes -= dropped_bytes;
         if self.buffered == 0 {
             self.batch_started = None;
         }
@@ -172,6 +182,8 @@ impl<'a> PollLoop<'a> {
             || message.headers().map(BorrowedHeaders::detach),
         );
         self.buffered += 1;
+        self.buffered_bytes +=
+            message.key().map_or(0, <[u8]>::len) + message.payload().map_or(0, <[u8]>::len);
         self.batch_started.get_or_insert_with(Instant::now);
         self.writer.checkpoints.inject(Checkpoint {
             stage: Stage::Polled,
@@ -199,6 +211,7 @@ impl<'a> PollLoop<'a> {
     fn flush(&mut self, consumer: &PollingConsumer) -> Result<(), Halt> {
         let started = self.batch_started.take();
         self.buffered = 0;
+        self.buffered_bytes = 0;
         for (&partition, state) in &mut self.partitions {
             if state.batch.is_empty() {
                 continue;

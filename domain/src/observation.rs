@@ -27,6 +27,14 @@ pub const MAX_ID_LEN: usize = 200;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 const _: () =
     assert!(MAX_IDEMPOTENCY_KEY_LEN + ":".len() + "18446744073709551615".len() <= MAX_ID_LEN);
+/// The most characters of the offending input an error message quotes. A
+/// record may be a megabyte long, and its error message travels in a
+/// dead-letter header and in HTTP answers: it must say what is wrong, not
+/// repeat the input.
+pub const MAX_QUOTED_CHARS: usize = 40;
+/// The longest error message, in characters: a second guard after
+/// [`MAX_QUOTED_CHARS`], for messages that quote many parts of the input.
+pub const MAX_ERROR_CHARS: usize = 200;
 
 /// A validated batch of Bernoulli outcomes for one model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,7 +49,8 @@ pub struct Observation {
 
 /// Why a record or request item is not an observation. The message goes to
 /// HTTP clients and into the `error` header of dead-letter records, so it says
-/// exactly what is wrong.
+/// exactly what is wrong, quoting at most [`MAX_QUOTED_CHARS`] characters of
+/// any part of the input and at most [`MAX_ERROR_CHARS`] in all.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum WireError {
     #[error("empty record: expected an outcome such as `w` or `l`, a run such as `WLWWL`, or a JSON object")]
@@ -50,6 +59,7 @@ pub enum WireError {
     NotUtf8,
     #[error("unknown outcome {token:?}: expected w/l, 1/0, success/failure, or a run of w and l")]
     UnknownToken { token: String },
+    /// serde's message, whose quotes of the input are cut (see [`WireError::json`]).
     #[error("invalid JSON: {0}")]
     Json(String),
     #[error("JSON must be an object such as {{\"model\":\"globe\",\"outcome\":\"w\"}}")]
@@ -66,6 +76,15 @@ pub enum WireError {
     ModelId(#[from] ModelIdError),
     #[error("`id` must be 1 to {MAX_ID_LEN} characters")]
     BadId,
+}
+
+impl WireError {
+    /// serde's message quotes the offending input whole (`invalid type:
+    /// string "AAAA…", expected u64`, `unknown field `…``): keep each quote
+    /// to its first [`MAX_QUOTED_CHARS`] characters.
+    pub fn json(err: &serde_json::Error) -> Self {
+        Self::Json(shorten_quotes(&err.to_string()))
+    }
 }
 
 /// The JSON object form, as a client writes it. Unknown fields are refused so
@@ -145,7 +164,7 @@ pub fn parse_record(
         .trim();
     if text.starts_with('{') || text.starts_with('[') || text.starts_with('"') {
         let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| WireError::Json(e.to_string()))?;
+            serde_json::from_str(text).map_err(|e| WireError::json(&e))?;
         parse_json(value, key.as_ref(), default_model)
     } else {
         let model = key.unwrap_or_else(|| default_model.clone());
@@ -175,8 +194,7 @@ pub fn parse_json(
     if !value.is_object() {
         return Err(WireError::NotAnObject);
     }
-    let body: ObservationBody =
-        serde_json::from_value(value).map_err(|e| WireError::Json(e.to_string()))?;
+    let body: ObservationBody = serde_json::from_value(value).map_err(|e| WireError::json(&e))?;
     body.into_observation(key_model, default_model)
 }
 
@@ -242,7 +260,7 @@ fn outcome_counts(outcome: &Outcome) -> Result<(u64, u64), WireError> {
         Outcome::Token(token) => match single_outcome(token.trim()) {
             Some(success) => Ok(if success { (1, 0) } else { (0, 1) }),
             None => Err(WireError::UnknownToken {
-                token: token.clone(),
+                token: truncate(token),
             }),
         },
     }
@@ -305,12 +323,58 @@ fn count_outcomes(text: &str) -> Result<(u64, u64), WireError> {
 
 /// Keeps error messages short when a client sends a huge bad token.
 fn truncate(token: &str) -> String {
-    const MAX: usize = 40;
-    if token.chars().count() <= MAX {
+    if token.chars().nth(MAX_QUOTED_CHARS).is_none() {
         token.to_owned()
     } else {
-        format!("{}…", token.chars().take(MAX).collect::<String>())
+        format!(
+            "{}…",
+            token.chars().take(MAX_QUOTED_CHARS).collect::<String>()
+        )
     }
+}
+
+/// `message` with every quoted part (`"…"`, with backslash escapes, or
+/// `` `…` ``) cut to [`MAX_QUOTED_CHARS`] characters and an ellipsis, and
+/// the whole cut to [`MAX_ERROR_CHARS`].
+fn shorten_quotes(message: &str) -> String {
+    let mut out = String::new();
+    let mut chars = message.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        if c != '"' && c != '`' {
+            continue;
+        }
+        let close = c;
+        let (mut kept, mut cut, mut escaped) = (0, false, false);
+        loop {
+            let Some(inner) = chars.next() else {
+                // An unterminated quote runs to the end of the message.
+                if cut {
+                    out.push('…');
+                }
+                break;
+            };
+            if inner == close && !escaped {
+                if cut {
+                    out.push('…');
+                }
+                out.push(close);
+                break;
+            }
+            escaped = close == '"' && inner == '\\' && !escaped;
+            if kept < MAX_QUOTED_CHARS {
+                out.push(inner);
+                kept += 1;
+            } else {
+                cut = true;
+            }
+        }
+    }
+    if out.chars().nth(MAX_ERROR_CHARS).is_some() {
+        out = out.chars().take(MAX_ERROR_CHARS - 1).collect();
+        out.push('…');
+    }
+    out
 }
 
 #[cfg(test)]
@@ -476,6 +540,86 @@ mod tests {
         check(None, &"w".repeat(1_000_000), Ok(("globe", 1_000_000, 0)));
         let err = parse_record(None, &[0xff, 0xfe], &globe()).unwrap_err();
         assert_eq!(err, WireError::NotUtf8);
+    }
+
+    #[test]
+    fn error_messages_quote_at_most_a_few_characters_of_a_huge_input() {
+        let huge = "A".repeat(600_000);
+        let too_much = "A".repeat(MAX_QUOTED_CHARS + 1);
+        for (key, value, fragment) in [
+            (
+                None,
+                format!(r#"{{"model":"x","successes":"{huge}","trials":1}}"#),
+                "invalid JSON: invalid type: string \"AAAA",
+            ),
+            (
+                None,
+                format!(r#"{{"successes":"\"{huge}","trials":1}}"#),
+                "…\", expected u64",
+            ),
+            (None, format!(r#"{{"{huge}":"w"}}"#), "unknown field `AAAA"),
+            (
+                None,
+                format!(r#"{{"outcome":"{huge}"}}"#),
+                "unknown outcome",
+            ),
+            (
+                None,
+                format!(r#"{{"outcomes":"{huge}"}}"#),
+                "unknown outcome",
+            ),
+            (
+                None,
+                format!(r#"{{"model":"{huge}","outcome":"w"}}"#),
+                "600000 characters long",
+            ),
+            (None, format!(r#"{{"id":"{huge}","outcome":"w"}}"#), "`id`"),
+            (None, huge.clone(), "unknown outcome \"AAAA"),
+            (
+                Some(huge.as_str()),
+                "w".to_owned(),
+                "600000 characters long",
+            ),
+        ] {
+            let err = parse_record(key.map(str::as_bytes), value.as_bytes(), &globe())
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.chars().count() <= MAX_ERROR_CHARS,
+                "{} characters: {err}",
+                err.chars().count()
+            );
+            assert!(!err.contains(&too_much), "quotes too much: {err}");
+            assert!(err.contains(fragment), "{err} lacks {fragment:?}");
+        }
+    }
+
+    #[test]
+    fn quotes_are_cut_with_an_ellipsis_and_the_rest_of_the_message_is_kept() {
+        let quoted = "b".repeat(MAX_QUOTED_CHARS);
+        assert_eq!(
+            shorten_quotes(&format!(
+                r#"invalid type: string "{quoted}bbb", expected u64"#
+            )),
+            format!(r#"invalid type: string "{quoted}…", expected u64"#)
+        );
+        assert_eq!(
+            shorten_quotes(&format!("unknown field `{quoted}x`, expected `id`")),
+            format!("unknown field `{quoted}…`, expected `id`")
+        );
+        // An escaped quote does not end the quote; a short quote is left alone.
+        assert_eq!(
+            shorten_quotes(r#"string "a\"b", expected "c""#),
+            r#"string "a\"b", expected "c""#
+        );
+        assert_eq!(
+            shorten_quotes(&format!(r#"unterminated "{quoted}bbb"#)),
+            format!(r#"unterminated "{quoted}…"#)
+        );
+        // Multi-byte characters are cut whole.
+        let long = shorten_quotes(&"é".repeat(1_000));
+        assert_eq!(long.chars().count(), MAX_ERROR_CHARS);
+        assert!(long.ends_with('…'));
     }
 
     #[test]

@@ -203,6 +203,11 @@ pub struct ConsumerSettings {
     pub group_id: String,
     /// The most records folded into one database transaction.
     pub batch_size: usize,
+    /// The most bytes of record keys and values one batch holds: a batch is
+    /// written as soon as it reaches this or `batch_size`, whichever comes
+    /// first, so that large records (up to the broker's `message.max.bytes`
+    /// each) cannot fill the memory. 16 MiB by default.
+    pub batch_max_bytes: usize,
     /// The longest wait to fill a batch.
     #[serde(with = "humantime_serde")]
     pub batch_wait: Duration,
@@ -241,6 +246,7 @@ impl Default for ConsumerSettings {
         Self {
             group_id: "bayes-consumer".into(),
             batch_size: 5_000,
+            batch_max_bytes: 16 * 1024 * 1024,
             batch_wait: Duration::from_millis(50),
             retry_backoff_max: Duration::from_secs(5),
             admin_host: "127.0.0.1".into(),

@@ -11,6 +11,10 @@ use domain::observation::parse_record;
 use domain::ModelId;
 use platform::settings::Settings;
 use platform::store::load_offset;
+use rdkafka::admin::{
+    AdminClient, AdminOptions, AlterConfig, NewTopic, ResourceSpecifier, TopicReplication,
+};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -185,12 +189,32 @@ impl TestEnv {
 
     /// Publishes to partition `partition` (or by key when `None`) and waits for the acks.
     pub async fn publish_to(&self, partition: Option<i32>, records: &[Rec]) {
-        let producer: FutureProducer = ClientConfig::new()
+        self.publish_with(partition, None, records).await;
+    }
+
+    /// Publishes to partition 0 with the producer's `message.max.bytes`
+    /// raised to `max_message_bytes` (librdkafka's default, 1000000, refuses
+    /// records near the broker's limit before they leave).
+    pub async fn publish_large(&self, max_message_bytes: usize, records: &[Rec]) {
+        self.publish_with(Some(0), Some(max_message_bytes), records)
+            .await;
+    }
+
+    async fn publish_with(
+        &self,
+        partition: Option<i32>,
+        max_message_bytes: Option<usize>,
+        records: &[Rec],
+    ) {
+        let mut config = ClientConfig::new();
+        config
             .set("bootstrap.servers", &self.kafka.brokers)
             .set("linger.ms", "5")
-            .set("enable.idempotence", "true")
-            .create()
-            .expect("producer");
+            .set("enable.idempotence", "true");
+        if let Some(max) = max_message_bytes {
+            config.set("message.max.bytes", max.to_string());
+        }
+        let producer: FutureProducer = config.create().expect("producer");
         let sends = records.iter().map(|r| {
             let mut headers = OwnedHeaders::new();
             for (k, v) in &r.headers {
@@ -219,6 +243,71 @@ impl TestEnv {
 
     pub async fn publish(&self, records: &[Rec]) {
         self.publish_to(Some(0), records).await;
+    }
+
+    /// The largest record batch the broker accepts on `topic`: the topic's
+    /// `max.message.bytes`, which defaults to the broker's `message.max.bytes`.
+    pub async fn max_message_bytes(&self, topic: &str) -> usize {
+        let admin: AdminClient<DefaultClientContext> =
+            self.kafka.client_config().create().expect("admin client");
+        let described = admin
+            .describe_configs(
+                &[ResourceSpecifier::Topic(topic)],
+                &AdminOptions::new().request_timeout(Some(DEADLINE)),
+            )
+            .await
+            .expect("describing the topic's configuration");
+        let resource = described
+            .into_iter()
+            .next()
+            .expect("one resource")
+            .expect("the topic's configuration");
+        resource
+            .get("max.message.bytes")
+            .and_then(|entry| entry.value.as_deref())
+            .expect("max.message.bytes")
+            .parse()
+            .expect("a number")
+    }
+
+    /// Creates a topic of one partition with `config` (name, value pairs).
+    pub async fn create_topic_with(&self, topic: &str, config: &[(&str, &str)]) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.kafka.client_config().create().expect("admin client");
+        let new_topic = config.iter().fold(
+            NewTopic::new(topic, 1, TopicReplication::Fixed(1)),
+            |t, (k, v)| t.set(k, v),
+        );
+        for result in admin
+            .create_topics(
+                &[new_topic],
+                &AdminOptions::new().operation_timeout(Some(DEADLINE)),
+            )
+            .await
+            .expect("creating the topic")
+        {
+            result.expect("creating the topic");
+        }
+        eventually(&format!("topic {topic} exists"), async || {
+            (self.kafka.partitions_of(topic) == Some(1)).then_some(())
+        })
+        .await;
+    }
+
+    /// Sets a topic's configuration `name` to `value`.
+    pub async fn alter_topic(&self, topic: &str, name: &str, value: &str) {
+        let admin: AdminClient<DefaultClientContext> =
+            self.kafka.client_config().create().expect("admin client");
+        for result in admin
+            .alter_configs(
+                &[AlterConfig::new(ResourceSpecifier::Topic(topic)).set(name, value)],
+                &AdminOptions::new().operation_timeout(Some(DEADLINE)),
+            )
+            .await
+            .expect("altering the topic")
+        {
+            result.expect("altering the topic");
+        }
     }
 
     /// Builds and starts a consumer.

@@ -1,11 +1,18 @@
 //! Records that are not observations go to the dead-letter topic, never into
-//! the counts, and never stall the partition.
+//! the counts, and never stall the partition, whatever their size up to the
+//! broker's limit.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use consumer::Assignment;
+use consumer::{Action, Assignment, Stage};
+use test_support::TestEnvironment;
 
-use crate::helpers::{Rec, TestEnv};
+use crate::helpers::{eventually, get, Hook, Rec, TestEnv};
+
+/// The longest `error` header a dead-letter record may carry, in bytes.
+const MAX_ERROR_HEADER_BYTES: usize = 256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn poison_records_go_to_the_dlq_with_their_reason_and_are_never_counted() {
@@ -101,5 +108,249 @@ async fn poison_records_go_to_the_dlq_with_their_reason_and_are_never_counted() 
             );
         }
     }
+    running.stop().await.expect("graceful stop");
+}
+
+/// A JSON record of exactly `len` bytes that is not an observation:
+/// `successes` is a string, which serde's message quotes.
+fn not_an_observation(len: usize) -> Rec {
+    const HEAD: &str = r#"{"model":"x","successes":""#;
+    const TAIL: &str = r#"","trials":1}"#;
+    let value = format!("{HEAD}{}{TAIL}", "A".repeat(len - HEAD.len() - TAIL.len()));
+    assert_eq!(value.len(), len);
+    Rec::new(None, &value)
+}
+
+/// Fails at once, with the reason, without a real broker: the mock cluster
+/// knows nothing of topic configurations.
+fn require_real_broker() {
+    assert!(
+        TestEnvironment::from_env().kafka_brokers.is_some(),
+        "this test needs a real Apache Kafka named by KAFKA_BROKERS; scripts/test.sh starts one"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn poison_records_of_any_size_up_to_the_brokers_limit_are_dead_lettered_and_never_stop_the_consumer(
+) {
+    require_real_broker();
+    let env = TestEnv::new(1).await;
+    let max = env.max_message_bytes(&env.topic).await;
+    // Just under the limit, which counts the record batch around the value:
+    // a 61-byte batch header and about a dozen bytes of record framing.
+    let near_max = max - 200;
+    let million_key = "k".repeat(1_000_000);
+    // (poison record, a fragment of its reason, whether it is too large to
+    // be dead-lettered whole)
+    let poison: Vec<(Rec, &str, bool)> = vec![
+        (Rec::new(None, "x"), "unknown outcome \"x\"", false),
+        (
+            not_an_observation(100_000),
+            "invalid type: string \"AAAA",
+            false,
+        ),
+        (
+            not_an_observation(900_000),
+            "invalid type: string \"AAAA",
+            false,
+        ),
+        (
+            not_an_observation(near_max),
+            "invalid type: string \"AAAA",
+            true,
+        ),
+        (
+            Rec::bytes(Some(b"globe"), Some(&[b'w', 0xff, 0xfe, b'l'])),
+            "not valid UTF-8",
+            false,
+        ),
+        (
+            Rec::new(Some(&million_key), "w"),
+            "model id is 1000000 characters long",
+            true,
+        ),
+    ];
+    // A valid record first, and one after each poison record, each for its
+    // own model so that every one is seen to count exactly once.
+    let mut records = vec![Rec::new(None, "w")];
+    for (i, (rec, _, _)) in poison.iter().enumerate() {
+        records.push(rec.clone());
+        records.push(Rec::new(Some(&format!("after-{i}")), "WLW"));
+    }
+    env.publish_large(max, &records).await;
+    let mut settings = env.settings();
+    settings.consumer.batch_size = 3;
+    let running = env.spawn(settings, Assignment::Subscribe, None).await;
+
+    env.wait_for_offset(0, records.len() as i64).await;
+    let mut expected: BTreeMap<String, (u64, u64)> = (0..poison.len())
+        .map(|i| (format!("after-{i}"), (2, 1)))
+        .collect();
+    expected.insert("globe".to_owned(), (1, 0));
+    assert_eq!(env.counts().await, expected);
+    env.assert_history_consistent().await;
+
+    let dlq = env.read_dlq(poison.len()).await;
+    assert_eq!(dlq.len(), poison.len(), "exactly the poison records");
+    for (i, (got, (sent, why, too_large))) in dlq.iter().zip(&poison).enumerate() {
+        let offset = 1 + 2 * i;
+        let header = |k: &str| got.headers.get(k).map(String::as_str);
+        let error = header("error").unwrap_or_default();
+        assert!(
+            error.contains(why),
+            "offset {offset}: {error:?} lacks {why:?}"
+        );
+        assert!(
+            error.len() <= MAX_ERROR_HEADER_BYTES,
+            "offset {offset}: an error header of {} bytes",
+            error.len()
+        );
+        assert_eq!(header("source-topic"), Some(env.topic.as_str()));
+        assert_eq!(header("source-partition"), Some("0"));
+        assert_eq!(header("source-offset"), Some(offset.to_string().as_str()));
+        let sent_key = sent.key.as_deref().unwrap_or_default();
+        let sent_value = sent.value.as_deref().unwrap_or_default();
+        if !too_large {
+            assert_eq!(
+                (&got.key, &got.value),
+                (&sent.key, &sent.value),
+                "offset {offset}: dead-lettered whole"
+            );
+            assert_eq!(header("truncated"), None, "offset {offset}");
+            continue;
+        }
+        assert_eq!(header("truncated"), Some("true"), "offset {offset}");
+        assert_eq!(
+            header("original-key-bytes"),
+            Some(sent_key.len().to_string().as_str()),
+            "offset {offset}"
+        );
+        assert_eq!(
+            header("original-value-bytes"),
+            Some(sent_value.len().to_string().as_str()),
+            "offset {offset}"
+        );
+        let key = got.key.as_deref().unwrap_or_default();
+        let value = got.value.as_deref().unwrap_or_default();
+        assert!(
+            sent_key.starts_with(key) && sent_value.starts_with(value),
+            "offset {offset}: the copy holds the beginnings of key and value"
+        );
+        assert!(
+            key.len() + value.len() > 990_000,
+            "offset {offset}: the copy keeps as much as fits, not {} bytes",
+            key.len() + value.len()
+        );
+        assert!(
+            key.len() < sent_key.len() || value.len() < sent_value.len(),
+            "offset {offset}: something was cut"
+        );
+    }
+    running.stop().await.expect("graceful stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_is_written_as_soon_as_its_records_reach_batch_max_bytes() {
+    let env = TestEnv::new(1).await;
+    // Twelve records of 300 KB and small valid ones between them.
+    let mut records = Vec::new();
+    for i in 0..12 {
+        records.push(not_an_observation(300_000));
+        records.push(Rec::new(Some(&format!("m{i}")), "w"));
+    }
+    env.publish(&records).await;
+    let sizes: Vec<usize> = records
+        .iter()
+        .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len))
+        .collect();
+
+    let bound = 1_000_000;
+    let mut settings = env.settings();
+    // Neither the record count nor the wait ends a batch here: only the bytes.
+    settings.consumer.batch_size = 10_000;
+    settings.consumer.batch_wait = Duration::from_secs(2);
+    settings.consumer.batch_max_bytes = bound;
+    let batches = Arc::new(Mutex::new(Vec::new()));
+    let seen = batches.clone();
+    let hook = Hook(move |checkpoint: &consumer::Checkpoint| {
+        if checkpoint.stage == Stage::Consumed {
+            let range = checkpoint.first_offset as usize..checkpoint.next_offset as usize;
+            seen.lock().expect("lock").push(range);
+        }
+        Action::Continue
+    });
+    let running = env
+        .spawn(settings, Assignment::Subscribe, Some(Arc::new(hook)))
+        .await;
+
+    env.wait_for_offset(0, records.len() as i64).await;
+    assert_eq!(env.counts().await.len(), 12, "every valid record counted");
+    let batches = batches.lock().expect("lock").clone();
+    assert!(
+        batches.len() >= 4,
+        "at least 3.6 MB in 1 MB batches: {batches:?}"
+    );
+    for batch in &batches {
+        // Every record but the last was added below the bound.
+        let before_last: usize = sizes[batch.start..batch.end - 1].iter().sum();
+        assert!(
+            before_last < bound,
+            "batch {batch:?} held {before_last} bytes before its last record"
+        );
+    }
+    running.stop().await.expect("graceful stop");
+}
+
+/// The value of a counter in a Prometheus text body, if it is there.
+fn counter(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_the_topic_refuses_is_counted_holds_the_partition_and_goes_once_the_topic_is_fixed(
+) {
+    require_real_broker();
+    let env = TestEnv::new(1).await;
+    // A dead-letter topic whose limit is far below the source topic's.
+    let small_dlq = format!("{}.small", env.dlq_topic);
+    env.create_topic_with(&small_dlq, &[("max.message.bytes", "2000")])
+        .await;
+    let records = vec![
+        Rec::new(None, "w"),
+        not_an_observation(10_000),
+        Rec::new(None, "l"),
+    ];
+    env.publish(&records).await;
+    let mut settings = env.settings();
+    settings.kafka.dlq_topic = small_dlq.clone();
+    settings.consumer.batch_size = 1;
+    let running = env.spawn(settings, Assignment::Subscribe, None).await;
+
+    env.wait_for_offset(0, 1).await;
+    eventually("the refusal is counted", async || {
+        let (_, body) = get(&running.url("/metrics")).await;
+        counter(&body, "consumer_dead_letters_refused_total")
+            .filter(|n| *n >= 1.0)
+            .map(|_| ())
+    })
+    .await;
+    assert_eq!(
+        env.stored_offset(0).await,
+        Some(1),
+        "the poison record is neither skipped nor written"
+    );
+
+    // A person raises the topic's limit: the record goes, the partition moves.
+    env.alter_topic(&small_dlq, "max.message.bytes", "100000")
+        .await;
+    env.wait_for_offset(0, records.len() as i64).await;
+    assert_eq!(
+        env.counts().await,
+        BTreeMap::from([("globe".to_owned(), (1, 1))])
+    );
+    let dlq = env.kafka.records_at_least(&small_dlq, 1).await;
+    assert_eq!(dlq.len(), 1);
+    assert_eq!(dlq[0].header("source-offset"), Some("1"));
     running.stop().await.expect("graceful stop");
 }
