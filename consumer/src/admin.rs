@@ -1,6 +1,6 @@
 //! The admin HTTP server: `/healthz` (the process answers), `/readyz` (the
-//! database, the broker and the polling thread are all up) and `/metrics`
-//! (Prometheus). [`openapi`] describes it.
+//! database, the broker and the polling thread are all up, and no partition
+//! is stalled) and `/metrics` (Prometheus). [`openapi`] describes it.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -83,13 +83,16 @@ async fn healthz() -> Health {
 }
 
 /// Ready when Postgres answers, the broker answers a metadata request for the
-/// topic, and the polling thread runs.
+/// topic, the polling thread runs, and no owned partition is stalled (an
+/// offset outside the log, a batch the database refuses for good, records
+/// waiting while the stored offset does not move for `consumer.stall_timeout`):
+/// the `partitions` check then names each one with its reason.
 #[utoipa::path(
     get,
     path = "/readyz",
     responses(
         (status = 200, description = "ready", body = Readiness),
-        (status = 503, description = "a dependency is down", body = Readiness,
+        (status = 503, description = "a dependency is down or a partition is stalled", body = Readiness,
             headers(("Retry-After" = u64, description = "Seconds to wait before asking again.")))
     )
 )]
@@ -125,7 +128,22 @@ async fn readyz(State(state): State<AdminState>) -> Readiness {
         Check::new("database", db),
         Check::new("broker", broker),
         Check::new("consumer", consumer),
+        Check::new("partitions", stalled(&state.control)),
     ])
+}
+
+/// `Err` naming every stalled partition with its reason.
+fn stalled(control: &Control) -> Result<(), String> {
+    let stalls = control.stalls.snapshot();
+    if stalls.is_empty() {
+        return Ok(());
+    }
+    let topic = control.stalls.topic();
+    let each: Vec<String> = stalls
+        .iter()
+        .map(|(partition, stall)| format!("partition {topic}/{partition} stalled: {stall}"))
+        .collect();
+    Err(each.join("; "))
 }
 
 /// Prometheus text format.

@@ -59,7 +59,9 @@ struct SideTasks {
 }
 
 impl Consumer {
-    /// Connects to Postgres and runs the migrations, creates the dead-letter
+    /// Connects to Postgres and runs the migrations, refuses a database whose
+    /// state another group or topic built ([`ConsumerError::ForeignState`]),
+    /// creates the dead-letter
     /// producer, creates the topics when `kafka.create_topics` (giving up
     /// after a few seconds: a broker may lack that API), and binds the admin
     /// port (`admin_port = 0` picks a free one; see [`Consumer::admin_addr`]).
@@ -75,6 +77,15 @@ impl Consumer {
         }
         let db = store::connect(&settings.database).await?;
         store::migrate(&db).await?;
+        let (group, topic) = (&settings.consumer.group_id, &settings.kafka.topic);
+        if let Err(stored) = store::claim_source(&db, group, topic).await? {
+            return Err(ConsumerError::ForeignState {
+                stored_group: stored.group_id,
+                stored_topic: stored.topic,
+                group: group.clone(),
+                topic: topic.clone(),
+            });
+        }
         let producer: DlqProducer = producer_config(&settings)
             .create_with_context(QuietContext::default())
             .map_err(ConsumerError::Kafka)?;
@@ -128,7 +139,7 @@ impl Consumer {
     /// Needs a multi-threaded tokio runtime: the polling thread blocks on
     /// store calls through the runtime's handle.
     pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> Result<(), ConsumerError> {
-        let control = Arc::new(Control::new());
+        let control = Arc::new(Control::new(self.settings.kafka.topic.clone()));
         // Abort the polling thread if this future is dropped half-way.
         let abort_guard = AbortOnDrop(Some(control.clone()));
         let Consumer {
@@ -192,6 +203,7 @@ impl SideTasks {
             control.clone(),
             settings.kafka.topic.clone(),
             settings.consumer.lag_refresh,
+            settings.consumer.stall_timeout,
         ));
         let dedup_control = control.clone();
         let dedup = tokio::spawn(crate::dedup::forget_old_ids(

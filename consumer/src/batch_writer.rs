@@ -6,8 +6,10 @@
 //! skipped:
 //!
 //! - Postgres unavailable: back off (capped) and retry the same batch;
-//! - stored data corrupt: retried too, logged as an error, since only a
-//!   person can repair it and skipping would lose data;
+//! - stored data corrupt or a statement Postgres refuses: retried too, and
+//!   the partition is registered as stalled (one error-level line, the
+//!   gauge, `/readyz`), since only a person can repair it and skipping
+//!   would lose data; the stall clears when the batch finally commits;
 //! - offset conflict: another consumer moved the stored offset (or an earlier
 //!   attempt whose reply was lost had committed): reload it, seek there, drop
 //!   the batch.
@@ -25,7 +27,7 @@ use sea_orm::DatabaseConnection;
 
 use crate::batch::PartitionBatch;
 use crate::bridge::{Bridge, INITIAL_BACKOFF};
-use crate::dlq::{refused, DeadLetters};
+use crate::dlq::{refused, DeadLetters, DlqError};
 use crate::faults::{Checkpoint, Stage};
 use crate::halt::{Checkpoints, Halt};
 use crate::kafka::DlqProducer;
@@ -34,6 +36,7 @@ use crate::metrics::{
     OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RETRIES,
 };
 use crate::rebalance::RebalanceContext;
+use crate::stalls::{Stall, StallKind};
 
 /// How long a seek after an offset conflict may take.
 const SEEK_TIMEOUT: Duration = Duration::from_secs(10);
@@ -114,13 +117,14 @@ impl BatchWriter<'_> {
     }
 
     /// A fresh back-off for one call's retries.
-    fn backoff(&self) -> Backoff {
+    pub fn backoff(&self) -> Backoff {
         Backoff::new(INITIAL_BACKOFF, self.settings.consumer.retry_backoff_max)
     }
 
     /// Produces the poison records and waits for the broker's acks, retrying
     /// until they all are acknowledged. A refusal no retry cures (a record
-    /// too large for the topic) is logged as an error and counted.
+    /// too large for the topic) is counted and stalls the partition (one
+    /// error-level line, the gauge, `/readyz`) until the batch goes through.
     fn dead_letter(&self, partition: i32, batch: &PartitionBatch) -> Result<(), Halt> {
         if batch.poison.is_empty() {
             return Ok(());
@@ -131,12 +135,26 @@ impl BatchWriter<'_> {
             source_topic: &self.settings.kafka.topic,
         };
         let dead_letters = &dead_letters;
+        let stalls = &self.bridge.control().stalls;
+        let stuck = |err: &DlqError| {
+            let reason = refused(err)?;
+            stalls.stall(
+                partition,
+                Stall {
+                    kind: StallKind::DeadLetterRefused,
+                    detail: format!("{err}; {reason}"),
+                    first_offset: batch.first_offset,
+                    next_offset: Some(batch.next_offset),
+                },
+            );
+            Some(reason)
+        };
         let sent = tracing::warn_span!("dead_letter", partition).in_scope(|| {
             self.bridge.retry(
                 &mut self.backoff(),
                 "dead-lettering failed; the batch waits",
                 move || dead_letters.send(partition, &batch.poison),
-                refused,
+                stuck,
                 count_retry,
             )
         });
@@ -185,12 +203,26 @@ impl BatchWriter<'_> {
                 Err(err) => Err(err),
             }
         };
+        let stalls = &self.bridge.control().stalls;
+        let stuck = |err: &StoreError| {
+            let reason = stuck_write(err)?;
+            stalls.stall(
+                partition,
+                Stall {
+                    kind: StallKind::StoreError,
+                    detail: format!("{err}; {reason}"),
+                    first_offset: batch.first_offset,
+                    next_offset: Some(batch.next_offset),
+                },
+            );
+            Some(reason)
+        };
         let written = tracing::warn_span!("write", partition).in_scope(|| {
             self.bridge.retry(
                 &mut self.backoff(),
                 "cannot write the batch",
                 attempt,
-                stuck_write,
+                stuck,
                 count_retry,
             )
         });
@@ -207,9 +239,9 @@ impl BatchWriter<'_> {
         duplicates: u64,
         duplicate_trials: u64,
     ) {
-        self.bridge
-            .control()
-            .set_positions(&[(partition, Some(batch.next_offset))]);
+        let control = self.bridge.control();
+        control.set_positions(&[(partition, Some(batch.next_offset))]);
+        control.stalls.progressed(partition);
         metrics::counter!(BATCHES).increment(1);
         metrics::counter!(RECORDS_APPLIED).increment(batch.records as u64);
         metrics::counter!(OBSERVATIONS_APPLIED)
@@ -281,7 +313,7 @@ impl BatchWriter<'_> {
     }
 
     /// The partition's `next_offset` in Postgres, retried until it answers.
-    fn reload_offset(&self, partition: i32) -> Result<Option<i64>, Halt> {
+    pub fn reload_offset(&self, partition: i32) -> Result<Option<i64>, Halt> {
         let settings = self.settings;
         let db = self.db;
         let loaded = tracing::warn_span!("reload_offset", partition).in_scope(|| {
@@ -350,6 +382,6 @@ fn stuck_write(err: &StoreError) -> Option<&'static str> {
     }
 }
 
-fn count_retry() {
+pub(crate) fn count_retry() {
     metrics::counter!(RETRIES).increment(1);
 }

@@ -1,15 +1,19 @@
 //! What the polling thread and the async side share: stop requests (graceful
-//! or abrupt), whether the polling thread runs (for readiness), and each
-//! owned partition's stored offset (for the lag gauges).
+//! or abrupt), whether the polling thread runs (for readiness), each owned
+//! partition's stored offset (for the lag gauges), and the partitions that
+//! cannot make progress ([`Stalls`]).
 //!
-//! This module depends on no other module of the crate: everything above it
-//! (the bridge, the pipeline, the admin server, the metrics) reads it.
+//! This module depends on no other module of the crate but the leaf
+//! `stalls`: everything above it (the bridge, the pipeline, the admin
+//! server, the metrics) reads it.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
+
+use crate::stalls::Stalls;
 
 const RUNNING: u8 = 0;
 const STOPPING: u8 = 1;
@@ -23,15 +27,18 @@ pub(crate) struct Control {
     changed: watch::Sender<u8>,
     running: AtomicBool,
     positions: Mutex<BTreeMap<i32, Option<i64>>>,
+    /// The partitions held back, and why (readiness, the gauge).
+    pub stalls: Stalls,
 }
 
 impl Control {
-    pub fn new() -> Self {
+    pub fn new(topic: String) -> Self {
         Self {
             level: AtomicU8::new(RUNNING),
             changed: watch::Sender::new(RUNNING),
             running: AtomicBool::new(false),
             positions: Mutex::new(BTreeMap::new()),
+            stalls: Stalls::new(topic),
         }
     }
 
@@ -95,15 +102,18 @@ impl Control {
         self.lock_positions().extend(stored.iter().copied());
     }
 
+    /// The partitions left this consumer: their positions and stalls go.
     pub fn forget_positions(&self, partitions: &[i32]) {
         let mut positions = self.lock_positions();
         for partition in partitions {
             positions.remove(partition);
         }
+        self.stalls.forget(partitions);
     }
 
     pub fn forget_all_positions(&self) {
         self.lock_positions().clear();
+        self.stalls.forget_all();
     }
 
     fn lock_positions(&self) -> MutexGuard<'_, BTreeMap<i32, Option<i64>>> {

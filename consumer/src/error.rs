@@ -12,6 +12,22 @@ use crate::pipeline::PipelineError;
 pub enum ConsumerError {
     #[error("database: {0}")]
     Store(#[from] StoreError),
+    /// The database's state was built by another group or from another topic.
+    #[error(
+        "the database holds the state built by consumer group '{stored_group}' from topic \
+         '{stored_topic}', but this consumer is group '{group}' on topic '{topic}'; reading \
+         another log into those counts would mix or double them. To go on with that state, set \
+         consumer.group_id = '{stored_group}' and kafka.topic = '{stored_topic}'. To rename the \
+         group and keep the state, run in the database: UPDATE consumer_offsets SET group_id = \
+         '{group}' WHERE group_id = '{stored_group}'; UPDATE consumer_source SET group_id = \
+         '{group}'; To start over from the topic, point database.url at an empty database"
+    )]
+    ForeignState {
+        stored_group: String,
+        stored_topic: String,
+        group: String,
+        topic: String,
+    },
     #[error("cannot create the Kafka client: {0}")]
     Kafka(#[source] KafkaError),
     #[error("cannot bind the admin server to {addr}: {source}")]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use platform::kafka::client_config;
 use platform::settings::Settings;
 use rdkafka::client::ClientContext;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
@@ -59,6 +59,12 @@ impl ClientContext for QuietContext {
 /// retries them itself, so they are warnings, each repeated at most every
 /// ten seconds.
 pub(crate) fn log_client_error(errors: &ErrorLog, error: &KafkaError, reason: &str) {
+    if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
+        // An offset outside the log: the polling loop handles it (see
+        // `offset_gap`) and says what it found; librdkafka does not retry it.
+        tracing::debug!(%error, %reason, "offset outside the log");
+        return;
+    }
     if errors.should_log(reason) {
         tracing::warn!(%error, %reason, "Kafka client error; librdkafka keeps retrying");
     }
@@ -100,9 +106,12 @@ pub(crate) fn consumer_config(settings: &Settings, instance: Option<&InstanceId>
         .set("client.id", "bayes-consumer")
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        // Used only when an assigned offset is out of range; on assignment
-        // the offset always comes from Postgres (or is the beginning).
-        .set("auto.offset.reset", "earliest")
+        // Never reset a position on our own: an offset outside the log (the
+        // topic recreated, retention past the stored offset) comes back as
+        // an error, which `offset_gap` reports or resolves as the operator
+        // chose. On assignment the offset always comes from Postgres (or is
+        // the beginning).
+        .set("auto.offset.reset", "error")
         .set("enable.partition.eof", "false")
         // The loop stops polling while it writes a batch, so the prefetch
         // queue can pass `queued.min.messages`; librdkafka then pauses

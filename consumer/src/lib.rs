@@ -22,11 +22,11 @@
 //!
 //! Modules depend on each other one way, from the top down:
 //! `app` (start-up, tasks) over `pipeline` (the polling thread's work)
-//! over `poll_loop` over `batch_writer` over `rebalance` over
-//! `bridge` over `control` (stop switches, positions) and
-//! `assignment` (the partitions asked for and owned); `admin` and
-//! `metrics` read `control`; `batch`, `dlq`, `kafka`, `halt` and
-//! `faults` are leaves or near them.
+//! over `poll_loop` over `offset_gap` over `batch_writer` over `rebalance` over
+//! `bridge` over `control` (stop switches, positions, and `stalls`: the
+//! partitions that cannot progress) and `assignment` (the partitions asked
+//! for and owned); `admin` and `metrics` read `control`; `batch`, `dlq`,
+//! `kafka`, `halt` and `faults` are leaves or near them.
 
 pub mod admin;
 mod app;
@@ -43,9 +43,11 @@ mod halt;
 mod kafka;
 mod membership;
 pub mod metrics;
+mod offset_gap;
 mod pipeline;
 mod poll_loop;
 mod rebalance;
+mod stalls;
 
 use std::future::Future;
 

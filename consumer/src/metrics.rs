@@ -1,13 +1,18 @@
 //! The consumer's Prometheus metrics (served on the admin port's `/metrics`)
-//! and the task that keeps the consumer-lag gauges fresh.
+//! and the task that keeps the consumer-lag gauges fresh and notices
+//! partitions whose records wait while their stored offset does not move.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::producer::Producer;
 
 use crate::control::Control;
 use crate::kafka::DlqProducer;
+use crate::stalls::{Stall, StallKind};
+
+pub use crate::stalls::STALLED_PARTITIONS;
 
 /// Records polled from the topic (valid and poison).
 pub const RECORDS_CONSUMED: &str = "consumer_records_consumed_total";
@@ -38,6 +43,13 @@ pub const OFFSET_CONFLICTS: &str = "consumer_offset_conflicts_total";
 /// Records between the partition's high watermark and the offset stored in
 /// Postgres (gauge, labels `topic` and `partition`).
 pub const LAG: &str = "consumer_lag_records";
+/// Stored offsets found outside the log (counter, labels `topic`,
+/// `partition` and `side`: `below_start` or `beyond_end`).
+pub const OFFSET_GAPS: &str = "consumer_offset_gaps_total";
+/// Records skipped by moving a stored offset past them after an offset gap
+/// (`consumer.on_offset_gap = "earliest"` or `"latest"`; counter, labels
+/// `topic` and `partition`).
+pub const OFFSET_GAP_RECORDS_SKIPPED: &str = "consumer_offset_gap_records_skipped_total";
 
 /// Registers the help texts.
 pub(crate) fn describe() {
@@ -94,6 +106,70 @@ pub(crate) fn describe() {
         Unit::Count,
         "High watermark minus the next offset stored in Postgres."
     );
+    describe_counter!(
+        OFFSET_GAPS,
+        "Stored offsets found outside the log (topic recreated, retention passed)."
+    );
+    describe_counter!(
+        OFFSET_GAP_RECORDS_SKIPPED,
+        "Records skipped by moving a stored offset after an offset gap."
+    );
+    describe_gauge!(
+        STALLED_PARTITIONS,
+        Unit::Count,
+        "Partitions that cannot make progress; /readyz names them."
+    );
+}
+
+/// When each partition's stored offset last moved, to tell a partition
+/// whose records wait in vain from one that is busy.
+#[derive(Debug, Default)]
+struct Progress {
+    last: BTreeMap<i32, (Option<i64>, Instant)>,
+}
+
+impl Progress {
+    /// Registers or clears the partition's no-progress stall.
+    fn observe(
+        &mut self,
+        control: &Control,
+        partition: i32,
+        stored: Option<i64>,
+        lag: i64,
+        stall_timeout: Duration,
+    ) {
+        let now = Instant::now();
+        let since = match self.last.get(&partition) {
+            Some(&(seen, since)) if seen == stored && lag > 0 => since,
+            _ => {
+                self.last.insert(partition, (stored, now));
+                now
+            }
+        };
+        let stalls = &control.stalls;
+        if lag > 0 && !stall_timeout.is_zero() && now.duration_since(since) >= stall_timeout {
+            stalls.stall(
+                partition,
+                Stall {
+                    kind: StallKind::NoProgress,
+                    detail: format!(
+                        "{lag} records wait but the stored offset has not moved for {}s",
+                        now.duration_since(since).as_secs()
+                    ),
+                    first_offset: stored,
+                    next_offset: stored.map(|stored| stored + lag),
+                },
+            );
+        } else if stalls.is_stalled(partition, StallKind::NoProgress) && since == now {
+            stalls.clear(partition, StallKind::NoProgress);
+        }
+    }
+
+    /// Drops the partitions no longer owned.
+    fn retain(&mut self, owned: &[(i32, Option<i64>)]) {
+        self.last
+            .retain(|partition, _| owned.iter().any(|(p, _)| p == partition));
+    }
 }
 
 /// Refreshes the lag gauges every `every` until the consumer stops. The
@@ -104,7 +180,9 @@ pub(crate) async fn report_lag(
     control: Arc<Control>,
     topic: String,
     every: Duration,
+    stall_timeout: Duration,
 ) {
+    let mut progress = Progress::default();
     let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -114,6 +192,7 @@ pub(crate) async fn report_lag(
             _ = ticks.tick() => {}
         }
         let positions = control.positions();
+        progress.retain(&positions);
         if positions.is_empty() {
             continue;
         }
@@ -130,13 +209,14 @@ pub(crate) async fn report_lag(
                         .fetch_watermarks(&topic, partition, Duration::from_secs(2))
                         .ok()?;
                     // No stored offset yet: we start from the beginning.
-                    Some((partition, high - stored.unwrap_or(low).max(low)))
+                    Some((partition, stored, high - stored.unwrap_or(low).max(low)))
                 })
                 .collect::<Vec<_>>()
         })
         .await
         .unwrap_or_default();
-        for (partition, lag) in lags {
+        for (partition, stored, lag) in lags {
+            progress.observe(&control, partition, stored, lag, stall_timeout);
             metrics::gauge!(LAG, "topic" => topic.clone(), "partition" => partition.to_string())
                 .set(lag.max(0) as f64);
         }

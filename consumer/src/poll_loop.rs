@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::Consumer;
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedHeaders, BorrowedMessage, Message};
 
 use crate::assignment::Owned;
@@ -23,6 +23,7 @@ use crate::faults::{Checkpoint, Stage};
 use crate::halt::Halt;
 use crate::kafka::ErrorLog;
 use crate::metrics::BATCH_LATENCY;
+use crate::offset_gap::handle_gaps;
 
 /// The longest `poll` while no batch is filling, so a stop request is seen quickly.
 const IDLE_POLL: Duration = Duration::from_millis(100);
@@ -88,7 +89,7 @@ impl<'a> PollLoop<'a> {
             self.sync_assignment(&consumer.context().owned);
             match consumer.poll(self.poll_timeout()) {
                 Some(Ok(message)) => self.accept(&consumer.context().owned, &message)?,
-                Some(Err(err)) => self.kafka_error(err)?,
+                Some(Err(err)) => self.kafka_error(consumer, err)?,
                 None => {}
             }
             if self.batch_is_due() {
@@ -194,9 +195,20 @@ impl<'a> PollLoop<'a> {
         })
     }
 
-    fn kafka_error(&mut self, err: KafkaError) -> Result<(), Halt> {
+    fn kafka_error(&mut self, consumer: &PollingConsumer, err: KafkaError) -> Result<(), Halt> {
         if let KafkaError::MessageConsumptionFatal(_) = err {
             return Err(Halt::Fatal(err));
+        }
+        if let KafkaError::MessageConsumption(RDKafkaErrorCode::AutoOffsetReset) = err {
+            tracing::debug!(error = %err, "a position is outside the log");
+            // Written first, so each partition's position is its stored offset.
+            self.flush(consumer)?;
+            let partitions = self
+                .partitions
+                .iter_mut()
+                .map(|(partition, state)| (*partition, &mut state.offsets))
+                .collect();
+            return handle_gaps(&self.writer, consumer, partitions);
         }
         // Broker outages surface here again and again while librdkafka
         // reconnects on its own; say each once in a while.

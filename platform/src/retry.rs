@@ -64,7 +64,11 @@ pub enum Verdict {
     /// Worth trying again: logged as a warning, retried after the back-off.
     Transient,
     /// Retrying will not help until a person acts (the reason says what),
-    /// but giving up would lose data: logged as an error, retried all the same.
+    /// but giving up would lose data: retried all the same, each retry
+    /// logged as a warning with the reason. The caller reports the condition
+    /// itself, once, where a person sees it (the consumer's stalled
+    /// partitions: an error-level line, a gauge, `/readyz`), so a condition
+    /// that lasts an hour is not an error line every few seconds.
     Stuck(&'static str),
     /// Not worth retrying: the error goes back to the caller.
     Permanent,
@@ -110,7 +114,7 @@ where
                 tracing::warn!(error = %err, ?retry_in, "{what}; retrying");
             }
             Verdict::Stuck(reason) => {
-                tracing::error!(error = %err, ?retry_in, "{what}: {reason}; retrying");
+                tracing::warn!(error = %err, ?retry_in, "{what}: {reason}; retrying");
             }
             Verdict::Permanent => return Err(RetryError::GaveUp(err)),
         }

@@ -239,6 +239,29 @@ pub struct ConsumerSettings {
     /// whose `id` was applied within this time is a retry and is skipped.
     #[serde(with = "humantime_serde")]
     pub dedup_retention: Duration,
+    /// What to do when a partition's stored offset lies outside the log (the
+    /// topic was deleted and recreated, or retention deleted records never
+    /// applied): `halt` holds the partition until a person decides;
+    /// `earliest` or `latest` moves the stored offset to the log's start or
+    /// end, says how many records that skips, and goes on.
+    pub on_offset_gap: OnOffsetGap,
+    /// How long records may wait while a partition's stored offset does not
+    /// move before `/readyz` reports the partition stalled (`0s`: never).
+    #[serde(with = "humantime_serde")]
+    pub stall_timeout: Duration,
+}
+
+/// What the consumer does with an offset gap (see [`ConsumerSettings::on_offset_gap`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnOffsetGap {
+    /// Hold the partition, skip nothing, report it (error log, metric, `/readyz`).
+    #[default]
+    Halt,
+    /// Move the stored offset to the log's first record.
+    Earliest,
+    /// Move the stored offset to the log's end: only new records are read.
+    Latest,
 }
 
 impl Default for ConsumerSettings {
@@ -256,6 +279,8 @@ impl Default for ConsumerSettings {
             session_timeout: Duration::from_secs(45),
             assignment_strategy: "range,roundrobin".into(),
             dedup_retention: Duration::from_secs(7 * 24 * 3600),
+            on_offset_gap: OnOffsetGap::Halt,
+            stall_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -318,8 +343,25 @@ fn expose_optional_secret<S: Serializer>(
 
 /// Why settings could not be read.
 #[derive(Debug, thiserror::Error)]
-#[error("invalid settings: {0}")]
-pub struct SettingsError(#[from] config::ConfigError);
+pub enum SettingsError {
+    /// A layer could not be read, or a value does not have its setting's type.
+    #[error("invalid settings: {0}")]
+    Read(#[from] config::ConfigError),
+    /// A value has the right type but is out of its setting's range.
+    #[error("invalid setting `{setting}`: {reason}")]
+    Invalid {
+        /// The setting's name as in `config/default.toml` (`section.key`).
+        setting: &'static str,
+        reason: String,
+    },
+}
+
+/// Postgres truncates identifiers (a `LISTEN` channel) past this many bytes.
+const MAX_PG_IDENTIFIER_BYTES: usize = 63;
+/// `consumer_offsets.group_id` and `.topic` are `VARCHAR(255)`.
+const MAX_GROUP_ID_CHARS: usize = 255;
+/// Kafka refuses longer topic names.
+const MAX_TOPIC_CHARS: usize = 249;
 
 impl Settings {
     /// Reads the layers described in the module documentation from the process environment.
@@ -348,9 +390,112 @@ impl Settings {
                     .source(Some(env)),
             )
             .build()?
-            .try_deserialize()?;
+            .try_deserialize::<Settings>()?;
+        settings.validate()?;
         Ok(settings)
     }
+
+    /// Refuses values that have the right type but that no service can run
+    /// with, naming the setting, so they stop the start-up instead of
+    /// failing later inside a batch or a request.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let grid = self.models.default_grid_size;
+        check(
+            "models.default_grid_size",
+            (domain::bayes::MIN_GRID_SIZE..=domain::bayes::MAX_GRID_SIZE).contains(&grid),
+            || {
+                format!(
+                    "{grid} is not in {}..={}",
+                    domain::bayes::MIN_GRID_SIZE,
+                    domain::bayes::MAX_GRID_SIZE
+                )
+            },
+        )?;
+        check_text("kafka.brokers", &self.kafka.brokers, usize::MAX)?;
+        check_topic("kafka.topic", &self.kafka.topic)?;
+        check_topic("kafka.dlq_topic", &self.kafka.dlq_topic)?;
+        check(
+            "kafka.dlq_topic",
+            self.kafka.dlq_topic != self.kafka.topic,
+            || "must differ from kafka.topic: dead letters would be read again".to_owned(),
+        )?;
+        check("kafka.partitions", self.kafka.partitions >= 1, || {
+            format!("{} is below 1", self.kafka.partitions)
+        })?;
+        check(
+            "kafka.replication_factor",
+            self.kafka.replication_factor >= 1,
+            || format!("{} is below 1", self.kafka.replication_factor),
+        )?;
+        check(
+            "database.max_connections",
+            self.database.max_connections >= 1,
+            || "0 connections can run no query".to_owned(),
+        )?;
+        let channel = &self.database.notify_channel;
+        check_text("database.notify_channel", channel, MAX_PG_IDENTIFIER_BYTES)?;
+        check("database.notify_channel", !channel.contains('\0'), || {
+            "contains a NUL byte".to_owned()
+        })?;
+        check("producer.max_batch", self.producer.max_batch >= 1, || {
+            "0 would refuse every request".to_owned()
+        })?;
+        check_text(
+            "consumer.group_id",
+            &self.consumer.group_id,
+            MAX_GROUP_ID_CHARS,
+        )?;
+        check("consumer.batch_size", self.consumer.batch_size >= 1, || {
+            "0 would never write a batch".to_owned()
+        })?;
+        check(
+            "consumer.lag_refresh",
+            !self.consumer.lag_refresh.is_zero(),
+            || "0s would ask the broker in a busy loop".to_owned(),
+        )?;
+        Ok(())
+    }
+}
+
+fn check(
+    setting: &'static str,
+    ok: bool,
+    reason: impl FnOnce() -> String,
+) -> Result<(), SettingsError> {
+    if ok {
+        Ok(())
+    } else {
+        Err(SettingsError::Invalid {
+            setting,
+            reason: reason(),
+        })
+    }
+}
+
+/// Not empty, at most `max` bytes (identifiers) or characters (the rest:
+/// only ASCII is allowed where the two differ).
+fn check_text(setting: &'static str, value: &str, max: usize) -> Result<(), SettingsError> {
+    check(setting, !value.trim().is_empty(), || "is empty".to_owned())?;
+    check(setting, value.len() <= max, || {
+        format!("is {} bytes long; the most is {max}", value.len())
+    })
+}
+
+/// Kafka's rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`.
+fn check_topic(setting: &'static str, topic: &str) -> Result<(), SettingsError> {
+    check_text(setting, topic, MAX_TOPIC_CHARS)?;
+    check(
+        setting,
+        topic
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')),
+        || {
+            format!("{topic:?} has characters Kafka does not allow in a topic name (only a-z, A-Z, 0-9, `.`, `_`, `-`)")
+        },
+    )?;
+    check(setting, topic != "." && topic != "..", || {
+        format!("{topic:?} is not a topic name Kafka allows")
+    })
 }
 
 #[cfg(test)]
@@ -407,5 +552,130 @@ mod tests {
         ])
         .unwrap_err();
         assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    /// The setting a refused value names, or `None` when it is accepted.
+    fn refused(change: impl FnOnce(&mut Settings)) -> Option<&'static str> {
+        let mut settings = Settings::default();
+        change(&mut settings);
+        match settings.validate() {
+            Ok(()) => None,
+            Err(SettingsError::Invalid { setting, .. }) => Some(setting),
+            Err(other) => panic!("not a validation error: {other}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_are_valid() {
+        assert_eq!(refused(|_| {}), None);
+    }
+
+    #[test]
+    fn values_no_service_can_run_with_are_refused_with_the_settings_name() {
+        let long = |n: usize| "a".repeat(n);
+        type Change = Box<dyn FnOnce(&mut Settings)>;
+        let cases: Vec<(&str, Change)> = vec![
+            (
+                "models.default_grid_size",
+                Box::new(|s| s.models.default_grid_size = 1),
+            ),
+            (
+                "models.default_grid_size",
+                Box::new(|s| s.models.default_grid_size = 100_001),
+            ),
+            ("kafka.brokers", Box::new(|s| s.kafka.brokers = " ".into())),
+            ("kafka.topic", Box::new(|s| s.kafka.topic = String::new())),
+            (
+                "kafka.topic",
+                Box::new(|s| s.kafka.topic = "obs ervations".into()),
+            ),
+            ("kafka.topic", Box::new(move |s| s.kafka.topic = long(250))),
+            (
+                "kafka.dlq_topic",
+                Box::new(|s| s.kafka.dlq_topic = "observations".into()),
+            ),
+            ("kafka.partitions", Box::new(|s| s.kafka.partitions = 0)),
+            (
+                "kafka.replication_factor",
+                Box::new(|s| s.kafka.replication_factor = 0),
+            ),
+            (
+                "database.max_connections",
+                Box::new(|s| s.database.max_connections = 0),
+            ),
+            (
+                "database.notify_channel",
+                Box::new(|s| s.database.notify_channel = String::new()),
+            ),
+            (
+                "database.notify_channel",
+                Box::new(move |s| s.database.notify_channel = long(64)),
+            ),
+            // 63 bytes, but more characters would not fit: bytes count.
+            (
+                "database.notify_channel",
+                Box::new(|s| s.database.notify_channel = "é".repeat(32)),
+            ),
+            ("producer.max_batch", Box::new(|s| s.producer.max_batch = 0)),
+            (
+                "consumer.group_id",
+                Box::new(|s| s.consumer.group_id = String::new()),
+            ),
+            (
+                "consumer.group_id",
+                Box::new(move |s| s.consumer.group_id = long(256)),
+            ),
+            (
+                "consumer.batch_size",
+                Box::new(|s| s.consumer.batch_size = 0),
+            ),
+            (
+                "consumer.lag_refresh",
+                Box::new(|s| s.consumer.lag_refresh = Duration::ZERO),
+            ),
+        ];
+        for (setting, change) in cases {
+            assert_eq!(refused(change), Some(setting));
+        }
+    }
+
+    #[test]
+    fn values_at_the_limits_are_accepted() {
+        assert_eq!(refused(|s| s.models.default_grid_size = 2), None);
+        assert_eq!(
+            refused(|s| s.database.notify_channel = "a".repeat(63)),
+            None
+        );
+        assert_eq!(refused(|s| s.consumer.group_id = "g".repeat(255)), None);
+        assert_eq!(refused(|s| s.kafka.topic = "t.-_9".repeat(49)), None);
+    }
+
+    #[test]
+    fn loading_refuses_an_invalid_value_and_names_the_setting() {
+        let err = Settings::load_from([
+            ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
+            (
+                "BAYES__MODELS__DEFAULT_GRID_SIZE".to_owned(),
+                "1".to_owned(),
+            ),
+        ])
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("models.default_grid_size"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_offset_gap_policy_reads_from_its_name() {
+        let settings = Settings::load_from([
+            ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
+            (
+                "BAYES__CONSUMER__ON_OFFSET_GAP".to_owned(),
+                "earliest".to_owned(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(settings.consumer.on_offset_gap, OnOffsetGap::Earliest);
     }
 }

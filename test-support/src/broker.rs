@@ -106,6 +106,63 @@ impl TestBroker {
         }
     }
 
+    /// Deletes `topic` and waits until the broker no longer reports it.
+    /// Needs a real broker: the mock cluster has no DeleteTopics API.
+    pub async fn delete_topic(&self, topic: &str) {
+        assert!(
+            self.mock.is_none(),
+            "deleting a topic needs a real broker (set KAFKA_BROKERS)"
+        );
+        let results = self
+            .admin()
+            .delete_topics(
+                &[topic],
+                &AdminOptions::new().operation_timeout(Some(DEADLINE)),
+            )
+            .await
+            .expect("deleting the topic");
+        for result in results {
+            result.expect("deleting the topic");
+        }
+        let deadline = Instant::now() + DEADLINE;
+        let reader = self.reader();
+        while partitions_of(&reader, topic).is_some() {
+            assert!(Instant::now() < deadline, "topic {topic} did not go away");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Deletes the records of `topic`/`partition` below `before`, as
+    /// retention would: the log then starts at `before`. Needs a real broker.
+    pub async fn delete_records(&self, topic: &str, partition: i32, before: i64) {
+        assert!(
+            self.mock.is_none(),
+            "deleting records needs a real broker (set KAFKA_BROKERS)"
+        );
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(topic, partition, Offset::Offset(before))
+            .expect("a partition offset");
+        let result = self
+            .admin()
+            .delete_records(&tpl, &AdminOptions::new().operation_timeout(Some(DEADLINE)))
+            .await
+            .expect("deleting records");
+        for element in result.elements() {
+            element.error().expect("deleting records");
+        }
+    }
+
+    /// `topic`/`partition`'s low and high watermarks.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> (i64, i64) {
+        self.reader()
+            .fetch_watermarks(topic, partition, DEADLINE)
+            .expect("watermarks")
+    }
+
+    fn admin(&self) -> AdminClient<DefaultClientContext> {
+        self.client_config().create().expect("an admin client")
+    }
+
     /// The partition count of `topic`, or `None` when the broker does not know it.
     pub fn partitions_of(&self, topic: &str) -> Option<usize> {
         partitions_of(&self.reader(), topic)

@@ -5,7 +5,7 @@ use consumer::Assignment;
 use crate::helpers::{eventually, get, workload, TestEnv};
 
 /// The value of the first sample of `name` (with `labels`, if any) in a Prometheus text body.
-fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
+pub fn sample(body: &str, name: &str, labels: &str) -> Option<f64> {
     body.lines()
         .filter(|l| !l.starts_with('#'))
         .find(|l| {

@@ -13,4 +13,5 @@ mod exactly_once;
 mod helpers;
 mod poison;
 mod processes;
+mod stalls;
 mod zombie;

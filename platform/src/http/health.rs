@@ -73,7 +73,7 @@ impl IntoResponse for Readiness {
 /// One dependency's state.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct Check {
-    /// `broker`, `database` or `consumer`.
+    /// `broker`, `database`, `consumer` or `partitions`.
     #[schema(example = "broker")]
     pub name: &'static str,
     pub ok: bool,

@@ -8,7 +8,11 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables), Box::new(AppliedIds)]
+        vec![
+            Box::new(CreateTables),
+            Box::new(AppliedIds),
+            Box::new(RecordConsumerSource),
+        ]
     }
 }
 
@@ -118,6 +122,53 @@ CREATE INDEX applied_ids_applied_at ON applied_ids (applied_at);
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE applied_ids")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The group and topic the state was built from, so a consumer started with
+/// another one is refused instead of mixing two logs into the counts.
+#[derive(Debug)]
+struct RecordConsumerSource;
+
+// Named by hand, like `AppliedIds`.
+impl MigrationName for RecordConsumerSource {
+    fn name(&self) -> &str {
+        "m0003_consumer_source"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for RecordConsumerSource {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+CREATE TABLE consumer_source (
+    id          BOOLEAN      PRIMARY KEY DEFAULT TRUE CHECK (id),
+    group_id    VARCHAR(255) NOT NULL,
+    topic       VARCHAR(255) NOT NULL,
+    claimed_at  TIMESTAMPTZ  NOT NULL DEFAULT now()
+);
+
+-- A database that already holds the offsets of exactly one group and topic
+-- was built from them; with several, none is presumed and the consumer's
+-- start-up check refuses any of them until a person decides.
+INSERT INTO consumer_source (group_id, topic)
+SELECT min(group_id), min(topic) FROM consumer_offsets
+HAVING count(DISTINCT (group_id, topic)) = 1;
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE consumer_source")
             .await?;
         Ok(())
     }

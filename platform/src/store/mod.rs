@@ -21,7 +21,7 @@ pub use dedup::purge_applied_ids;
 pub use error::StoreError;
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use models::{configure_model, get_model, list_models, Configured, ModelConfig, ModelRecord};
-pub use offsets::load_offset;
+pub use offsets::{claim_source, load_offset, move_offset, Source};
 
 use sea_orm::sea_query::{Alias, Func, Query};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};
