@@ -31,7 +31,8 @@ impl KafkaProcess {
     /// Starts a broker with the scripts' configuration on two free ports and
     /// returns once it answers clients.
     pub fn start() -> Self {
-        let [port, controller_port] = free_ports();
+        let ports = free_ports(2);
+        let (port, controller_port) = (ports[0], ports[1]);
         let process = Self::new(port, controller_port, None);
         process.run_script("kafka_start");
         process
@@ -146,15 +147,18 @@ impl Drop for KafkaProcess {
     }
 }
 
-/// `N` ports nobody listens on now, chosen by the kernel. The broker binds
-/// them a few seconds later; another process taking one in between is
-/// unlikely, and the script refuses a port in use with a clear message.
-pub fn free_ports<const N: usize>() -> [u16; N] {
+/// `count` local ports nobody listens on now, chosen by the kernel. The
+/// broker binds them a few seconds later; another process taking one in
+/// between is unlikely, and the script refuses a port in use with a clear message.
+pub fn free_ports(count: usize) -> Vec<u16> {
     // All held until all are chosen, so that no two are the same.
-    let listeners: Vec<TcpListener> = (0..N)
+    let listeners: Vec<TcpListener> = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").expect("binding a free port"))
         .collect();
-    std::array::from_fn(|i| listeners[i].local_addr().expect("a bound port").port())
+    listeners
+        .iter()
+        .map(|l| l.local_addr().expect("a bound port").port())
+        .collect()
 }
 
 fn repo() -> PathBuf {
