@@ -83,7 +83,8 @@ async fn healthz() -> Health {
 }
 
 /// Ready when Postgres answers, the broker answers a metadata request for the
-/// topic, and the polling thread runs.
+/// topic (through a dead-letter client without a fatal error), and the
+/// polling thread runs.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -103,10 +104,20 @@ async fn readyz(State(state): State<AdminState>) -> Readiness {
     };
     let producer = state.producer.clone();
     let topic = state.topic.clone();
-    // A metadata request blocks on the network: keep it off the workers.
+    // A metadata request blocks on the network: keep it off the workers. A
+    // dead-letter client with a fatal error is not ready whatever the broker
+    // says: the check names the error and replaces the client, so that the
+    // next probe asks with the new one.
     let broker = async move {
         tokio::task::spawn_blocking(move || {
+            if let Some(fatal) = producer.fatal_error() {
+                producer.get();
+                return Err(format!(
+                    "dead-letter producer: {fatal}; replaced by a new client"
+                ));
+            }
             producer
+                .get()
                 .client()
                 .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
                 .map(|_| ())

@@ -62,9 +62,9 @@ impl Consumer {
     pub async fn build(settings: Settings) -> Result<Self, ConsumerError> {
         let db = store::connect(&settings.database).await?;
         store::migrate(&db).await?;
-        let producer: DlqProducer = producer_config(&settings)
-            .create_with_context(QuietContext::default())
-            .map_err(ConsumerError::Kafka)?;
+        let producer: DlqProducer =
+            DlqProducer::new("dlq", producer_config(&settings), QuietContext::default)
+                .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }

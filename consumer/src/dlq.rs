@@ -43,6 +43,8 @@ impl DeadLetters<'_> {
     /// Sends all of them and waits until the broker acknowledged every one.
     pub async fn send(&self, partition: i32, poison: &[Poison]) -> Result<(), DlqError> {
         let partition_text = partition.to_string();
+        // A new client if the last one had a fatal error.
+        let producer = self.producer.get();
         let sends = poison.iter().map(|p| {
             let offset_text = p.offset.to_string();
             let headers = p
@@ -73,7 +75,7 @@ impl DeadLetters<'_> {
             if let Some(value) = &p.value {
                 record = record.payload(value.as_slice());
             }
-            self.producer.send(record, QUEUE_TIMEOUT)
+            producer.send(record, QUEUE_TIMEOUT)
         });
         let results = join_all(sends).await;
         let total = results.len();
