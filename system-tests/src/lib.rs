@@ -1,9 +1,11 @@
 //! What the system tests in `tests/` share: [`Stack`], the three services
 //! in-process on port 0 against a fresh database and fresh topics on the test
-//! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster). The tests
-//! themselves: the pipeline end to end (`e2e`), Apache Kafka's own console
-//! producer (`console`), the OpenAPI document of both HTTP services
-//! (`openapi`), and compose.yaml against the settings (`deploy`).
+//! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster, or a broker the
+//! test started: [`Stack::start_with`]). The tests themselves: the pipeline
+//! end to end (`e2e`), the broker SIGKILLed mid-stream (`broker_crash`),
+//! Apache Kafka's own console producer (`console`), the OpenAPI document of
+//! both HTTP services (`openapi`), and compose.yaml against the settings and
+//! a real broker (`deploy`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
