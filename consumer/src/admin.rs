@@ -83,10 +83,11 @@ async fn healthz() -> Health {
 }
 
 /// Ready when Postgres answers, the broker answers a metadata request for the
-/// topic, the polling thread runs, and no owned partition is stalled (an
-/// offset outside the log, a batch the database refuses for good, records
-/// waiting while the stored offset does not move for `consumer.stall_timeout`):
-/// the `partitions` check then names each one with its reason.
+/// topic (through a dead-letter client without a fatal error), the polling
+/// thread runs, and no owned partition is stalled (an offset outside the log,
+/// a batch the database refuses for good, records waiting while the stored
+/// offset does not move for `consumer.stall_timeout`): the `partitions` check
+/// then names each one with its reason.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -106,10 +107,20 @@ async fn readyz(State(state): State<AdminState>) -> Readiness {
     };
     let producer = state.producer.clone();
     let topic = state.topic.clone();
-    // A metadata request blocks on the network: keep it off the workers.
+    // A metadata request blocks on the network: keep it off the workers. A
+    // dead-letter client with a fatal error is not ready whatever the broker
+    // says: the check names the error and replaces the client, so that the
+    // next probe asks with the new one.
     let broker = async move {
         tokio::task::spawn_blocking(move || {
+            if let Some(fatal) = producer.fatal_error() {
+                producer.get();
+                return Err(format!(
+                    "dead-letter producer: {fatal}; replaced by a new client"
+                ));
+            }
             producer
+                .get()
                 .client()
                 .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
                 .map(|_| ())

@@ -86,9 +86,9 @@ impl Consumer {
                 topic: topic.clone(),
             });
         }
-        let producer: DlqProducer = producer_config(&settings)
-            .create_with_context(QuietContext::default())
-            .map_err(ConsumerError::Kafka)?;
+        let producer: DlqProducer =
+            DlqProducer::new("dlq", producer_config(&settings), QuietContext::default)
+                .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }

@@ -113,6 +113,8 @@ pub(crate) struct DeadLetters<'a> {
 impl DeadLetters<'_> {
     /// Sends all of them and waits until the broker acknowledged every one.
     pub async fn send(&self, partition: i32, poison: &[Poison]) -> Result<(), DlqError> {
+        // A new client if the last one had a fatal error.
+        let producer = self.producer.get();
         let sends = poison.iter().map(|p| {
             let letter = DeadLetter::of(p, self.source_topic, partition, MAX_RECORD_BYTES);
             let mut record: FutureRecord<'_, [u8], [u8]> =
@@ -123,7 +125,7 @@ impl DeadLetters<'_> {
             if let Some(value) = letter.value {
                 record = record.payload(value);
             }
-            self.producer.send(record, QUEUE_TIMEOUT)
+            producer.send(record, QUEUE_TIMEOUT)
         });
         let results = join_all(sends).await;
         let total = results.len();

@@ -5,10 +5,10 @@ use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use platform::kafka::client_config;
+use platform::kafka_producer::RebuildingProducer;
 use platform::settings::Settings;
 use rdkafka::client::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::FutureProducer;
 use rdkafka::ClientConfig;
 
 use crate::membership::InstanceId;
@@ -16,8 +16,9 @@ use crate::membership::InstanceId;
 /// The same librdkafka error is logged at most this often.
 const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// The dead-letter producer (also the admin side's window on the broker).
-pub(crate) type DlqProducer = FutureProducer<QuietContext>;
+/// The dead-letter producer (also the admin side's window on the broker),
+/// replaced by a new client after a fatal librdkafka error.
+pub(crate) type DlqProducer = RebuildingProducer<QuietContext>;
 
 /// Says whether an error message is worth logging now: while a broker is
 /// down librdkafka reports the same few errors many times a second.

@@ -40,6 +40,10 @@ pub const DB_APPLY_LATENCY: &str = "consumer_db_apply_seconds";
 pub const RETRIES: &str = "consumer_retries_total";
 /// Batches rejected because the stored offset had moved.
 pub const OFFSET_CONFLICTS: &str = "consumer_offset_conflicts_total";
+/// Fatal librdkafka errors of the dead-letter producer, after which it was
+/// replaced by a new client (label `client="dlq"`; the name is shared with
+/// the producer service).
+pub const FATAL_ERRORS: &str = platform::kafka_producer::FATAL_ERRORS;
 /// Records between the partition's high watermark and the offset stored in
 /// Postgres (gauge, labels `topic` and `partition`).
 pub const LAG: &str = "consumer_lag_records";
@@ -81,6 +85,10 @@ pub(crate) fn describe() {
     describe_counter!(
         BATCHES,
         "Batches committed in Postgres, one transaction each."
+    );
+    describe_counter!(
+        FATAL_ERRORS,
+        "Fatal Kafka client errors after which the client was replaced by a new one."
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Records per committed batch.");
     describe_histogram!(
@@ -205,6 +213,7 @@ pub(crate) async fn report_lag(
                 .into_iter()
                 .filter_map(|(partition, stored)| {
                     let (low, high) = producer
+                        .get()
                         .client()
                         .fetch_watermarks(&topic, partition, Duration::from_secs(2))
                         .ok()?;

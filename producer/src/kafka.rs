@@ -1,12 +1,16 @@
 //! The Kafka side of the producer: the idempotent `FutureProducer` that writes
-//! observations and waits for their acknowledgements, the readiness probe, and
-//! the best-effort topic creation at start-up.
+//! observations and waits for their acknowledgements (replaced by a new one
+//! after a fatal librdkafka error, see `platform::kafka_producer`), the
+//! readiness probe, and the best-effort topic creation at start-up.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::observation::Observation;
 pub use platform::kafka::{client_config, ensure_topics};
+use platform::kafka_producer::RebuildingProducer;
 use platform::settings::{KafkaSettings, ProducerSettings};
+use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
@@ -48,6 +52,9 @@ pub enum NotReady {
     Topic { topic: String, reason: String },
     #[error("broker metadata did not arrive within {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// The client had a fatal error; the probe replaced it with a new one.
+    #[error("{0}; replaced by a new client")]
+    Fatal(String),
 }
 
 /// What a successful readiness check saw.
@@ -60,7 +67,7 @@ pub struct TopicStatus {
 /// Writes observations to the topic and waits for the broker's acknowledgements.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: FutureProducer,
+    producer: Arc<RebuildingProducer<DefaultClientContext>>,
     topic: String,
     ack_timeout: Duration,
 }
@@ -95,7 +102,9 @@ impl Publisher {
         // promises that every replica has the record, exactly once.
         config.set("acks", "all").set("enable.idempotence", "true");
         Ok(Self {
-            producer: config.create()?,
+            producer: Arc::new(RebuildingProducer::new("producer", config, || {
+                DefaultClientContext
+            })?),
             topic: kafka.topic.clone(),
             ack_timeout: settings.ack_timeout,
         })
@@ -127,6 +136,8 @@ impl Publisher {
     ) -> Result<Vec<Acked>, PublishError> {
         // Everything is enqueued before anything is awaited, so a batch travels
         // in a few broker requests rather than one round trip per record.
+        // The client of this request: a new one if the last had a fatal error.
+        let producer = self.producer.get();
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(observations.len());
         for observation in observations {
             let payload = observation.to_canonical_json();
@@ -139,7 +150,7 @@ impl Publisher {
                 .payload(&payload)
                 .headers(headers);
             loop {
-                match self.producer.send_result(record) {
+                match producer.send_result(record) {
                     Ok(delivery) => {
                         pending.push(delivery);
                         break;
@@ -171,7 +182,7 @@ impl Publisher {
 
     /// Waits until every queued record is delivered or `timeout` passes.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer = self.producer.clone();
+        let producer: Arc<FutureProducer> = self.producer.get();
         // `flush` blocks its thread while librdkafka drains the queue.
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
@@ -179,9 +190,15 @@ impl Publisher {
     }
 
     /// Asks the brokers for the topic's metadata, on a blocking thread because
-    /// librdkafka's call blocks until the answer or the timeout.
+    /// librdkafka's call blocks until the answer or the timeout. A client with
+    /// a fatal error is not ready whatever the broker says: the probe says so
+    /// and replaces it, so that the next probe asks with the new client.
     pub async fn check_ready(&self, timeout: Duration) -> Result<TopicStatus, NotReady> {
-        let producer = self.producer.clone();
+        if let Some(fatal) = self.producer.fatal_error() {
+            self.producer.get();
+            return Err(NotReady::Fatal(fatal));
+        }
+        let producer = self.producer.get();
         let topic = self.topic.clone();
         let lookup = tokio::task::spawn_blocking(move || {
             let metadata = producer.client().fetch_metadata(Some(&topic), timeout)?;

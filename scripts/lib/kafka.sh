@@ -19,7 +19,10 @@
 # and logging configs, default $ROOT/.dev/kafka); KAFKA_START_TIMEOUT (60 s),
 # KAFKA_STOP_TIMEOUT (30 s); KAFKA_CDS=off (no class-data sharing
 # archives); KAFKA_SERVER_PROPERTIES (lines appended to the
-# broker's server.properties, later ones win, e.g. "log.retention.hours=1").
+# broker's server.properties, later ones win, e.g. "log.retention.hours=1");
+# KAFKA_SERVER_CONFIG (a file of the caller's used instead of the generated
+# configuration: it names the listeners, log.dirs and the quorum itself, as
+# the compose test does with compose.yaml's settings).
 
 declare -F apt_install >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
@@ -288,6 +291,8 @@ _kafka_fail() {
 # reach it), pid in DIR/kafka.pid. Returns once the broker answers clients;
 # dies, with the end of its logs, when it exits or does not answer within
 # $KAFKA_START_TIMEOUT seconds (60). A broker already running in DIR is left as is.
+# With KAFKA_SERVER_CONFIG the listeners and the data are that file's: PORT
+# is where the broker is asked whether it is ready, and both ports must be free.
 kafka_start() {
   [ $# -eq 4 ] || die "usage: kafka_start NAME DIR PORT CONTROLLER_PORT"
   local name="$1" dir="$2" port="$3" cport="$4" pid
@@ -306,7 +311,14 @@ kafka_start() {
 
   local data="$dir/kraft-combined-logs"
   local props
-  props=$(cat <<EOF
+  if [ -n "${KAFKA_SERVER_CONFIG:-}" ]; then
+    props="$(cat "$KAFKA_SERVER_CONFIG")"$'\n'"${KAFKA_SERVER_PROPERTIES:-}" ||
+      die "Kafka $name: cannot read KAFKA_SERVER_CONFIG ($KAFKA_SERVER_CONFIG)"
+    # The data is where the caller's configuration says (its first log dir).
+    data=$(sed -n 's/^log\.dirs=//p' <<<"$props" | tail -n 1 | cut -d, -f1)
+    [ -n "$data" ] || die "Kafka $name: $KAFKA_SERVER_CONFIG sets no log.dirs"
+  else
+    props=$(cat <<EOF
 # Written by scripts/lib/kafka.sh on every start: one KRaft node, broker and
 # controller in one process.
 process.roles=broker,controller
@@ -333,7 +345,8 @@ broker.heartbeat.interval.ms=1000
 broker.session.timeout.ms=5000
 ${KAFKA_SERVER_PROPERTIES:-}
 EOF
-)
+    )
+  fi
   if [ -f "$data/meta.properties" ]; then
     # The controller's endpoint is written into the metadata log at format time.
     local was
@@ -351,8 +364,12 @@ EOF
     while [ "${cluster_id#-}" != "$cluster_id" ]; do
       cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
     done
+    # A quorum of fixed voters (controller.quorum.voters, as compose.yaml
+    # has) is formatted as it is; a dynamic one starts with this node alone.
+    local quorum=(--standalone)
+    ! grep -q '^controller\.quorum\.voters=' <<<"$props" || quorum=()
     log "Kafka $name: formatting $data (cluster $cluster_id)"
-    _kafka_quick 60 kafka.tools.StorageTool format --standalone --ignore-formatted \
+    _kafka_quick 60 kafka.tools.StorageTool format "${quorum[@]}" --ignore-formatted \
       -t "$cluster_id" -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
       { cat "$dir/format.log" >&2; die "Kafka $name: formatting $data failed"; }
   fi

@@ -1,9 +1,11 @@
 //! What the system tests in `tests/` share: [`Stack`], the three services
 //! in-process on port 0 against a fresh database and fresh topics on the test
-//! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster). The tests
-//! themselves: the pipeline end to end (`e2e`), Apache Kafka's own console
-//! producer (`console`), the OpenAPI document of both HTTP services
-//! (`openapi`), and compose.yaml against the settings (`deploy`).
+//! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster, or a broker the
+//! test started: [`Stack::start_with`]). The tests themselves: the pipeline
+//! end to end (`e2e`), the broker SIGKILLed mid-stream (`broker_crash`),
+//! Apache Kafka's own console producer (`console`), the OpenAPI document of
+//! both HTTP services (`openapi`), and compose.yaml against the settings and
+//! a real broker (`deploy`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -39,9 +41,14 @@ async fn stopped(mut rx: watch::Receiver<bool>) {
 impl Stack {
     /// Starts the three services on a fresh database and fresh topics.
     pub async fn start() -> Self {
+        Self::start_with(TestBroker::start(), |_| {}).await
+    }
+
+    /// Starts the three services on `broker` (fresh topics on it) and a fresh
+    /// database, with the test's changes to the settings applied last.
+    pub async fn start_with(broker: TestBroker, configure: impl FnOnce(&mut Settings)) -> Self {
         test_support::init_tracing();
         let (test_db, _db) = TestDatabase::create().await.unwrap();
-        let broker = TestBroker::start();
         let mut settings = Settings::default();
         settings.database = test_db.settings.clone();
         settings.kafka.brokers = broker.brokers.clone();
@@ -57,6 +64,7 @@ impl Stack {
         broker.create_topic(&settings.kafka.topic, 1).await;
         broker.create_topic(&settings.kafka.dlq_topic, 1).await;
         settings.kafka.create_topics = false;
+        configure(&mut settings);
 
         let (stop, rx) = watch::channel(false);
         let producer = producer::Application::build(settings.clone())

@@ -1,14 +1,20 @@
 //! Guards compose.yaml, which cannot run here (no Docker engine): it must
 //! parse, name every service of the stack, build each application from a
 //! binary the workspace has, and set only environment variables that the
-//! settings code reads, so the two cannot drift apart.
+//! settings code reads, so the two cannot drift apart. The kafka service's
+//! settings are run through a local Apache Kafka of the same version (a
+//! broker of the test's own, on free ports): it must start with them, answer,
+//! and know every one of them.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use platform::settings::{Settings, ENV_PREFIX, ENV_SEPARATOR};
+use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_yaml_ng::Value;
+use test_support::broker::TestBroker;
+use test_support::kafka_process::KafkaProcess;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
@@ -25,11 +31,23 @@ fn services(compose: &Value) -> BTreeMap<String, Value> {
     serde_yaml_ng::from_value(compose["services"].clone()).unwrap()
 }
 
+/// A service's environment (the mapping form), numbers as the container sees
+/// them: as their text.
 fn environment(service: &Value) -> BTreeMap<String, String> {
-    match &service["environment"] {
+    let env: BTreeMap<String, Value> = match &service["environment"] {
         Value::Null => BTreeMap::new(),
         env => serde_yaml_ng::from_value(env.clone()).unwrap(),
-    }
+    };
+    env.into_iter()
+        .map(|(key, value)| {
+            let text = match value {
+                Value::String(s) => s,
+                Value::Number(n) => n.to_string(),
+                other => panic!("{key}: {other:?} is no string or number"),
+            };
+            (key, text)
+        })
+        .collect()
 }
 
 const APPLICATIONS: [&str; 3] = ["producer", "consumer", "model-service"];
@@ -181,4 +199,294 @@ fn default_of(path: &[String]) -> Option<String> {
     let file = config::File::from(repo().join("config/default.toml"));
     let defaults = config::Config::builder().add_source(file).build().ok()?;
     defaults.get_string(&path.join(".")).ok()
+}
+
+// compose.yaml's Kafka settings, run through a local Apache Kafka of the same
+// version. The apache/kafka image turns its `KAFKA_*` environment into
+// server.properties (Apache Kafka's docker/resources: `configureDefaults`
+// fills in what is unset, `configure` derives the listeners from the
+// advertised ones when unset, and the `utility render-properties` step names
+// each property), and the broker accepts any key without a word (4.4 logs no
+// "supplied but are not used" warning for a broker). So a misspelled
+// variable would be ignored silently: the test starts a broker with exactly
+// those properties and looks each key up in the configuration it logs.
+
+/// What the image sets when the environment leaves it unset
+/// (`configureDefaults`). `CLUSTER_ID` is no property: the storage is
+/// formatted with a cluster id of the script's.
+const IMAGE_DEFAULTS: [(&str, &str); 14] = [
+    ("KAFKA_NODE_ID", "1"),
+    (
+        "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+        "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PLAINTEXT_HOST:PLAINTEXT",
+    ),
+    (
+        "KAFKA_LISTENERS",
+        "PLAINTEXT://localhost:29092,CONTROLLER://localhost:29093,PLAINTEXT_HOST://0.0.0.0:9092",
+    ),
+    (
+        "KAFKA_ADVERTISED_LISTENERS",
+        "PLAINTEXT://localhost:29092,PLAINTEXT_HOST://localhost:9092",
+    ),
+    ("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR", "1"),
+    ("KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS", "0"),
+    ("KAFKA_TRANSACTION_STATE_LOG_MIN_ISR", "1"),
+    ("KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR", "1"),
+    ("KAFKA_PROCESS_ROLES", "broker,controller"),
+    ("KAFKA_CONTROLLER_QUORUM_VOTERS", "1@localhost:29093"),
+    ("KAFKA_INTER_BROKER_LISTENER_NAME", "PLAINTEXT"),
+    ("KAFKA_CONTROLLER_LISTENER_NAMES", "CONTROLLER"),
+    ("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
+    ("CLUSTER_ID", "5L6g3nShT-eMCtK--X86sw"),
+];
+
+/// `KAFKA*` variables the image passes to the JVM or its scripts rather than
+/// to server.properties (`kafka-propertiesSpec.json`, spelled as there).
+const NOT_PROPERTIES: [&str; 10] = [
+    "KAFKA_VERSION",
+    "KAFKA_HEAP_OPT",
+    "KAFKA_LOG4J_OPTS",
+    "KAFKA_OPTS",
+    "KAFKA_JMX_OPTS",
+    "KAFKA_JVM_PERFORMANCE_OPTS",
+    "KAFKA_GC_LOG_OPTS",
+    "KAFKA_LOG4J_ROOT_LOGLEVEL",
+    "KAFKA_LOG4J_LOGGERS",
+    "KAFKA_TOOLS_LOG4J_LOGLEVEL",
+];
+
+/// The property the image makes of an environment variable, as its
+/// `render-properties` does: the `KAFKA` prefix and the character after it
+/// dropped, then each `_` between two other characters (left to right, not
+/// overlapping) becomes `.`, `___` becomes `-`, `__` becomes `_`, all in lower case.
+fn property_name(variable: &str) -> Option<String> {
+    if !variable.starts_with("KAFKA") || NOT_PROPERTIES.contains(&variable) {
+        return None;
+    }
+    let mut chars: Vec<char> = variable.chars().skip("KAFKA".len() + 1).collect();
+    let mut i = 0;
+    while i + 2 < chars.len() {
+        if chars[i] != '_' && chars[i + 1] == '_' && chars[i + 2] != '_' {
+            chars[i + 1] = '.';
+            i += 3;
+        } else {
+            i += 1;
+        }
+    }
+    let name: String = chars.into_iter().collect();
+    Some(name.replace("___", "-").replace("__", "_").to_lowercase())
+}
+
+#[test]
+fn kafka_variables_become_properties_as_the_image_names_them() {
+    for (variable, property) in [
+        ("KAFKA_NODE_ID", Some("node.id")),
+        (
+            "KAFKA_LISTENER_SECURITY_PROTOCOL_MAP",
+            Some("listener.security.protocol.map"),
+        ),
+        (
+            "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
+            Some("auto.create.topics.enable"),
+        ),
+        ("KAFKA_LOG_CLEANER___THREADS", Some("log.cleaner-threads")),
+        ("KAFKA_SOME__NAME", Some("some_name")),
+        ("KAFKA_HEAP_OPT", None),
+        ("KAFKA_OPTS", None),
+        ("CLUSTER_ID", None),
+    ] {
+        assert_eq!(property_name(variable).as_deref(), property, "{variable}");
+    }
+}
+
+/// The server.properties the image writes for the kafka service: compose's
+/// variables over the image's defaults, listeners derived when unset.
+fn image_properties(compose_env: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut env: BTreeMap<String, String> = IMAGE_DEFAULTS
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let derive_listeners = !compose_env.contains_key("KAFKA_LISTENERS")
+        && compose_env.contains_key("KAFKA_ADVERTISED_LISTENERS");
+    env.extend(compose_env.clone());
+    if derive_listeners {
+        // As `configure`: the advertised listeners on every interface.
+        let listeners = env["KAFKA_ADVERTISED_LISTENERS"]
+            .split(',')
+            .map(|l| match (l.split_once("://"), l.rsplit_once(':')) {
+                (Some((name, _)), Some((_, port))) => format!("{name}://0.0.0.0:{port}"),
+                _ => l.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(",");
+        env.insert("KAFKA_LISTENERS".to_owned(), listeners);
+    }
+    env.into_iter()
+        .filter_map(|(k, v)| property_name(&k).map(|p| (p, v)))
+        .collect()
+}
+
+/// `value` with every `[prefix]host:port` element (a listener `NAME://host:port`,
+/// a voter `id@host:port`) moved to 127.0.0.1 and the local port `ports` maps it to.
+fn localize(value: &str, ports: &BTreeMap<u16, u16>) -> String {
+    value
+        .split(',')
+        .map(|element| {
+            let Some((address, port)) = element.rsplit_once(':') else {
+                return element.to_owned();
+            };
+            let Some(local) = port.parse::<u16>().ok().and_then(|p| ports.get(&p)) else {
+                return element.to_owned();
+            };
+            let prefix = match (address.rfind("://"), address.rfind('@')) {
+                (Some(i), _) => &address[..i + 3],
+                (None, Some(i)) => &address[..=i],
+                (None, None) => "",
+            };
+            format!("{prefix}127.0.0.1:{local}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The port of the listener called `name` in a `listeners`-style value.
+fn listener_port(listeners: &str, name: &str) -> Option<u16> {
+    listeners
+        .split(',')
+        .find(|l| l.split_once("://").is_some_and(|(n, _)| n == name))
+        .and_then(|l| l.rsplit_once(':'))
+        .and_then(|(_, port)| port.parse().ok())
+}
+
+/// Every key of the broker configuration the broker logged at start-up
+/// ("KafkaConfig values:" and the tab-indented `key = value` lines after it).
+fn logged_config_keys(server_log: &str) -> BTreeSet<String> {
+    let mut keys = BTreeSet::new();
+    let mut in_block = false;
+    for line in server_log.lines() {
+        if line.contains("KafkaConfig values:") {
+            in_block = true;
+        } else if in_block {
+            match line.strip_prefix('\t').and_then(|l| l.split_once(" = ")) {
+                Some((key, _)) => {
+                    keys.insert(key.to_owned());
+                }
+                None => in_block = false,
+            }
+        }
+    }
+    keys
+}
+
+/// A property no Kafka has, given to the broker alongside compose's: the
+/// check must report it, or it could not report a misspelled one either.
+const MADE_UP: &str = "auto.create.topic.enable";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_settings_of_compose_start_a_broker_that_knows_every_one_of_them() {
+    let kafka_env = environment(&services(&compose())["kafka"]);
+    assert!(
+        kafka_env.keys().any(|k| k.starts_with("KAFKA_")),
+        "compose.yaml's kafka service sets no KAFKA_ variable"
+    );
+    let properties = image_properties(&kafka_env);
+
+    // Every port compose's listeners and voters name gets a free local one.
+    let compose_ports: BTreeSet<u16> = [
+        "listeners",
+        "advertised.listeners",
+        "controller.quorum.voters",
+    ]
+    .iter()
+    .filter_map(|key| properties.get(*key))
+    .flat_map(|value| value.split(','))
+    .filter_map(|element| element.rsplit_once(':')?.1.parse().ok())
+    .collect();
+    let ports: BTreeMap<u16, u16> = compose_ports
+        .iter()
+        .copied()
+        .zip(test_support::kafka_process::free_ports(compose_ports.len()))
+        .collect();
+    let mut local: BTreeMap<String, String> = properties
+        .iter()
+        .map(|(k, v)| (k.clone(), localize(v, &ports)))
+        .collect();
+    // The host-facing listener (the one advertised as localhost) is where
+    // this test connects; the controller's is where its quorum votes.
+    let external = properties["advertised.listeners"]
+        .split(',')
+        .find(|l| l.contains("://localhost:"))
+        .and_then(|l| l.split_once("://"))
+        .map(|(name, _)| name.to_owned())
+        .expect("compose.yaml advertises a listener to the host (localhost)");
+    let client_port = listener_port(&local["listeners"], &external).expect("the host's listener");
+    let controller = local["controller.listener.names"]
+        .split(',')
+        .next()
+        .unwrap()
+        .to_owned();
+    let controller_port =
+        listener_port(&local["listeners"], &controller).expect("the controller's listener");
+
+    let kafka = tokio::task::spawn_blocking(move || {
+        KafkaProcess::start_with_config(client_port, controller_port, |dir| {
+            local.insert(
+                "log.dirs".to_owned(),
+                dir.join("kraft-combined-logs").display().to_string(),
+            );
+            let mut text: String = local.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            text.push_str(&format!("{MADE_UP}=false\n"));
+            text
+        })
+    })
+    .await
+    .unwrap();
+
+    // It answers: a topic is created (compose has automatic creation off, as
+    // kafka-init knows), a record written and read back on the host's listener.
+    let broker = TestBroker::external(kafka.bootstrap());
+    let topic = test_support::unique("compose-check");
+    broker.create_topic(&topic, 1).await;
+    let producer: FutureProducer = broker.client_config().create().unwrap();
+    producer
+        .send(
+            FutureRecord::to(&topic).key("globe").payload("w"),
+            test_support::DEADLINE,
+        )
+        .await
+        .map_err(|(e, _)| e)
+        .expect("the broker acknowledges a record");
+    let records = broker.records_at_least(&topic, 1).await;
+    assert_eq!(records[0].value_str(), "w");
+
+    // Every key compose sets is one the broker knows; the made-up one is not.
+    let server_log = kafka.server_log();
+    let known = logged_config_keys(&server_log);
+    assert!(
+        known.len() > 100,
+        "the broker logged no configuration ({} keys) in {}",
+        known.len(),
+        kafka.dir().display()
+    );
+    assert!(
+        !known.contains(MADE_UP),
+        "{MADE_UP} is a real setting now: pick another made-up one"
+    );
+    let unknown: Vec<String> = kafka_env
+        .keys()
+        .filter_map(|variable| {
+            let property = property_name(variable)?;
+            (!known.contains(&property)).then(|| format!("{variable} ({property})"))
+        })
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "compose.yaml's kafka service sets what Apache Kafka does not know: {unknown:?}"
+    );
+    for line in server_log.lines().filter(|l| l.contains("not used")) {
+        assert!(
+            !properties.keys().any(|p| line.contains(p.as_str())),
+            "the broker ignores a setting of compose.yaml: {line}"
+        );
+    }
 }

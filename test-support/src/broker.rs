@@ -45,6 +45,16 @@ impl TestBroker {
         }
     }
 
+    /// The broker at `brokers` whatever `KAFKA_BROKERS` says: one a test
+    /// started itself (`crate::kafka_process::KafkaProcess`).
+    pub fn external(brokers: String) -> Self {
+        crate::init_tracing();
+        Self {
+            brokers,
+            mock: None,
+        }
+    }
+
     /// A mock cluster whatever `KAFKA_BROKERS` says, for the tests that need
     /// its fault injection.
     pub fn mock_cluster() -> Self {

@@ -4,6 +4,8 @@
 //! - [`TestEnvironment`]: where the services are (`DATABASE_URL`, `KAFKA_BROKERS`);
 //! - [`broker::TestBroker`]: the broker named by `KAFKA_BROKERS`, or
 //!   librdkafka's mock cluster in-process, with topic creation and a reader;
+//! - [`kafka_process::KafkaProcess`]: an Apache Kafka of a test's own, to
+//!   kill and restart or to start with settings of the test's;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
 //! - [`eventually`] and [`unique`]: waiting by polling with a deadline, and
@@ -15,8 +17,10 @@
 pub mod bench;
 pub mod broker;
 pub mod database;
+pub mod kafka_process;
 pub mod proxy;
 
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use tracing_subscriber::{fmt, EnvFilter};
@@ -32,6 +36,9 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 pub struct TestEnvironment {
     pub database_url: String,
     pub kafka_brokers: Option<String>,
+    /// Where the Apache Kafka jars are (`BAYES_KAFKA_HOME`, as
+    /// scripts/lib/kafka.sh reads it; default `.dev/kafka` in the repository).
+    pub kafka_home: PathBuf,
     /// `UPDATE_OPENAPI` is set: the OpenAPI test rewrites `openapi.json`
     /// instead of comparing with it.
     pub update_openapi: bool,
@@ -45,6 +52,12 @@ impl TestEnvironment {
             kafka_brokers: std::env::var("KAFKA_BROKERS")
                 .ok()
                 .filter(|b| !b.is_empty()),
+            kafka_home: std::env::var_os("BAYES_KAFKA_HOME")
+                .filter(|h| !h.is_empty())
+                .map_or_else(
+                    || Path::new(env!("CARGO_MANIFEST_DIR")).join("../.dev/kafka"),
+                    PathBuf::from,
+                ),
             update_openapi: std::env::var_os("UPDATE_OPENAPI").is_some(),
         }
     }

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use consumer::{Action, Assignment, Stage};
+use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use test_support::TestEnvironment;
 
 use crate::helpers::{eventually, get, Hook, Rec, TestEnv};
@@ -353,4 +354,48 @@ async fn a_dead_letter_the_topic_refuses_is_counted_holds_the_partition_and_goes
     assert_eq!(dlq.len(), 1);
     assert_eq!(dlq[0].header("source-offset"), Some("1"));
     running.stop().await.expect("graceful stop");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fatal_error_of_the_dead_letter_producer_replaces_it_and_the_batch_still_commits() {
+    // Only the mock cluster can answer a produce request with an error.
+    let env = TestEnv::on_mock_cluster(1).await;
+    let records = [
+        Rec::new(None, "w"),
+        Rec::new(None, "x"),
+        Rec::new(None, "l"),
+    ];
+    env.publish(&records).await;
+    // The dead-letter producer's first batch is answered "out of sequence",
+    // which librdkafka makes a fatal error of an idempotent client.
+    env.kafka.mock().expect("a mock cluster").request_errors(
+        RDKafkaApiKey::Produce,
+        &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER],
+    );
+    let running = env.spawn(env.settings(), Assignment::Subscribe, None).await;
+
+    // The batch is retried with a new client: the poison record is
+    // dead-lettered, the others counted, the offset stored.
+    env.wait_for_offset(0, records.len() as i64).await;
+    assert_eq!(
+        env.counts().await,
+        BTreeMap::from([("globe".to_owned(), (1, 1))])
+    );
+    let dlq = env.read_dlq(1).await;
+    assert!(
+        dlq.iter().all(|r| r.value_str() == "x"),
+        "{:?}",
+        dlq.iter().map(|r| r.value_str()).collect::<Vec<_>>()
+    );
+    let (status, metrics) = get(&running.url("/metrics")).await;
+    assert_eq!(status, 200);
+    let fatal = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"kafka_producer_fatal_errors_total{client="dlq"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok());
+    assert!(fatal.is_some_and(|n| n >= 1.0), "{metrics}");
+    let (status, ready) = get(&running.url("/readyz")).await;
+    assert_eq!(status, 200, "{ready}");
+    running.stop().await.expect("a clean stop");
 }

@@ -21,7 +21,9 @@ pub async fn healthz() -> Health {
 
 /// Readiness: the broker returned the topic's metadata within
 /// `admin_timeout`. The `broker` check names the topic and, when it
-/// answered, the topic's partitions and the brokers in the metadata.
+/// answered, the topic's partitions and the brokers in the metadata. A Kafka
+/// client with a fatal error is not ready: the check names the error, and the
+/// client is replaced by a new one, which the next probe asks with.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -29,7 +31,7 @@ pub async fn healthz() -> Health {
     responses(
         (status = 200, description = "The broker is reachable and the topic has partitions.", body = Readiness,
             example = json!({"status": "ready", "checks": [{"name": "broker", "ok": true, "topic": "observations", "partitions": 1, "brokers": 1}]})),
-        (status = 503, description = "The broker did not answer in time, or the topic is unavailable.", body = Readiness,
+        (status = 503, description = "The broker did not answer in time, the topic is unavailable, or the Kafka client had a fatal error (it is replaced at once).", body = Readiness,
             headers(("Retry-After" = u64, description = "Seconds to wait before asking again.")),
             example = json!({"status": "not_ready", "checks": [{"name": "broker", "ok": false, "error": "broker metadata unavailable: Meta data fetch error: BrokerTransportFailure (Local: Broker transport failure)", "topic": "observations"}]})),
     ),
@@ -53,7 +55,8 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
 /// `http_request_duration_seconds{service,method,route}`,
 /// `http_errors_total{service,code}`, `producer_records_produced_total{topic}`,
 /// `producer_produce_duration_seconds`, `producer_request_size_records`,
-/// `producer_produce_failures_total{reason}`.
+/// `producer_produce_failures_total{reason}`,
+/// `kafka_producer_fatal_errors_total{client}`.
 #[utoipa::path(
     get,
     path = "/metrics",
