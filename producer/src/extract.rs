@@ -16,7 +16,16 @@ use crate::state::AppState;
 /// The name of the request header whose value becomes the records' `id`.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+/// The longest `Idempotency-Key` accepted: shorter than a record's `id`, so
+/// that `{key}:{index}` fits for every item of a batch.
+pub const MAX_KEY_LEN: usize = 128;
+const _: () = assert!(MAX_KEY_LEN + ":".len() + "18446744073709551615".len() <= MAX_ID_LEN);
+
+/// The `Idempotency-Key` header as the OpenAPI document states it.
+pub const KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+
+/// The optional `Idempotency-Key` header: 1 to 128 printable ASCII
+/// characters (spaces only inside), as [`KEY_PATTERN`] says.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyKey(pub Option<String>);
 
@@ -27,17 +36,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
             return Ok(Self(None));
         };
-        let key = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_ID_LEN)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "the Idempotency-Key header must be 1 to {MAX_ID_LEN} visible ASCII characters"
-                ))
-            })?;
-        Ok(Self(Some(key.to_owned())))
+        let bytes = value.as_bytes();
+        let printable = |b: &u8| (b' '..=b'~').contains(b);
+        let valid = (1..=MAX_KEY_LEN).contains(&bytes.len())
+            && bytes.iter().all(printable)
+            && bytes.first() != Some(&b' ')
+            && bytes.last() != Some(&b' ');
+        match value.to_str() {
+            Ok(key) if valid => Ok(Self(Some(key.to_owned()))),
+            _ => Err(ApiError::BadRequest(format!(
+                "the Idempotency-Key header must be 1 to {MAX_KEY_LEN} printable ASCII characters, with no space at either end"
+            ))),
+        }
     }
 }
 
