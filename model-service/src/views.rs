@@ -66,8 +66,23 @@ pub struct ModelList {
 pub struct ModelConfigBody {
     pub prior: Option<Prior>,
     /// 2..=100000.
-    #[schema(value_type = Option<u32>, example = 1000)]
+    #[schema(value_type = Option<u32>, minimum = 2, maximum = 100000, example = 1000)]
+    #[serde(default, deserialize_with = "grid_size")]
     pub grid_size: Option<GridSize>,
+}
+
+/// A grid size written as `1000` or `1000.0` (JSON does not tell them apart).
+fn grid_size<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<GridSize>, D::Error> {
+    use serde::de::Error;
+    domain::whole::option_u64(deserializer)?
+        .map(|n| {
+            u32::try_from(n)
+                .map_err(|_| D::Error::custom(format!("grid size {n} is out of range")))
+                .and_then(|n| GridSize::parse(n).map_err(D::Error::custom))
+        })
+        .transpose()
 }
 
 /// What a model's counts were at one version: the current one or, when time

@@ -159,11 +159,18 @@ async fn version_answers_as_of_that_version() {
     let message = app
         .get_error(
             "/models/globe/posterior?version=4",
-            422,
-            "invalid_parameter",
+            404,
+            "version_not_found",
         )
         .await;
     assert!(message.contains("unknown version 4"), "{message}");
+    // Past i64 (what Postgres stores) is out of range, not a missing version.
+    app.get_error(
+        "/models/globe/posterior?version=9223372036854775808",
+        422,
+        "invalid_parameter",
+    )
+    .await;
     app.get_error(
         "/models/globe/posterior?version=-1",
         422,
@@ -225,14 +232,25 @@ async fn at_answers_as_of_the_last_version_applied_by_then() {
         "invalid_parameter",
     )
     .await;
-    let message = app
-        .get_error(
-            &format!("/models/globe/posterior?version=1&at={}", at(first)),
-            422,
-            "invalid_parameter",
-        )
-        .await;
-    assert!(message.contains("not both"), "{message}");
+    // With both, the earlier of the two points answers.
+    let both = |version: u64, time: String| {
+        let app = &app;
+        async move {
+            app.get_json(
+                &format!("/models/globe/posterior?version={version}&at={time}"),
+                200,
+            )
+            .await["version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(both(2, at(first)).await, 1);
+    assert_eq!(both(1, at(second)).await, 1);
+    assert_eq!(
+        both(2, at(first - chrono::Duration::microseconds(1))).await,
+        0
+    );
 }
 
 #[tokio::test]
