@@ -74,7 +74,8 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// The batch statement. Parameters: $1 group, $2 topic, $3 partition,
 /// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
 /// deltas as a JSON array, $7 the default prior, $8 the default grid size,
-/// $9 the notify channel, $10 the longest notify payload.
+/// $9 the notify channel, $10 the longest notify payload, $11 the model
+/// locks' class.
 ///
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
@@ -82,6 +83,12 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// - `d`: the deltas, empty unless the offset moved, so a rejected batch
 ///   writes nothing. Sorted by model so concurrent batches of different
 ///   partitions lock model rows in the same order and cannot deadlock.
+/// - `locked`: the model locks (see [`super::models::MODEL_LOCK_CLASS`]),
+///   taken in one global order before any model row is touched, so this
+///   statement, a batch of another partition and `PUT /models/{id}` creating
+///   or changing the same model wait for each other instead of deadlocking
+///   on the rows of `models` and `model_states`, which one statement's CTEs
+///   write in no fixed order.
 /// - `created`: models that get data before anyone configured them get the
 ///   defaults. The foreign key from `model_states` is checked at the end of
 ///   the statement, when these rows exist.
@@ -105,14 +112,17 @@ WITH moved AS (
     FROM jsonb_to_recordset($6::jsonb) AS d(model_id text, ds bigint, df bigint, last_offset bigint), cas
     WHERE cas.n = 1
     ORDER BY d.model_id
+), locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock($11, hashtext(o.model_id))) AS n
+    FROM (SELECT model_id FROM d ORDER BY hashtext(model_id), model_id) o
 ), created AS (
     INSERT INTO models (id, prior, grid_size)
-    SELECT model_id, $7::jsonb, $8::integer FROM d ORDER BY model_id
+    SELECT model_id, $7::jsonb, $8::integer FROM d, locked ORDER BY model_id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), states AS (
     INSERT INTO model_states AS s (model_id, successes, failures, version)
-    SELECT model_id, ds, df, 1 FROM d ORDER BY model_id
+    SELECT model_id, ds, df, 1 FROM d, locked ORDER BY model_id
     ON CONFLICT (model_id) DO UPDATE SET
         successes = s.successes + EXCLUDED.successes,
         failures = s.failures + EXCLUDED.failures,
@@ -184,6 +194,7 @@ pub async fn apply_batch(
             grid_size.into(),
             notify_channel.into(),
             MAX_NOTIFY_PAYLOAD.into(),
+            super::models::MODEL_LOCK_CLASS.into(),
         ],
     ))
     .all(db)

@@ -21,6 +21,15 @@ use domain::bayes::{Counts, GridSize, ModelState};
 use domain::model_id::ModelId;
 use domain::prior::Prior;
 
+/// The class (first key) of the model locks: transaction-scoped advisory
+/// locks on `(MODEL_LOCK_CLASS, hashtext(model id))`. Every transaction that
+/// creates a model or writes its `models` or `model_states` row takes its
+/// models' locks first, in the order of that hash (then id), so concurrent
+/// writers of one model queue instead of deadlocking. Two ids that share a
+/// hash only share a queue. The two-key form lives apart from the
+/// migrations' one-key lock.
+pub(super) const MODEL_LOCK_CLASS: i32 = 0x6d6f_646c; // "modl"
+
 /// A model as it stands now: its configuration and its current state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRecord {
@@ -99,6 +108,16 @@ pub async fn configure_model(
     notify_channel: &str,
 ) -> Result<Configured, StoreError> {
     let txn = db.begin().await?;
+    // The model's lock before its rows: a batch creating the same model
+    // takes it too (see `MODEL_LOCK_CLASS`).
+    let lock = Query::select()
+        .expr(
+            Func::cust(Alias::new("pg_advisory_xact_lock"))
+                .arg(MODEL_LOCK_CLASS)
+                .arg(Func::cust(Alias::new("hashtext")).arg(id.as_str())),
+        )
+        .to_owned();
+    txn.execute(txn.get_database_backend().build(&lock)).await?;
 
     let prior = config.prior.clone().unwrap_or_default();
     let grid_size = match config.grid_size {
