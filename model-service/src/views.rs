@@ -8,7 +8,7 @@ use domain::bayes::{
     Posterior, Summary,
 };
 use domain::{ModelId, Prior};
-use platform::store::{HistoryRecord, ModelRecord};
+use platform::store::{ConfigRecord, HistoryRecord, ModelRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -85,8 +85,8 @@ fn grid_size<'de, D: serde::Deserializer<'de>>(
         .transpose()
 }
 
-/// What a model's counts were at one version: the current one or, when time
-/// travelling, a past one. The prior and grid size are always the current ones.
+/// What a model was at one version: the current one or, when time
+/// travelling, a past one, with the prior and grid size in force then.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub model: ModelId,
@@ -129,6 +129,16 @@ impl Snapshot {
             version: h.version,
             updated_at: h.applied_at,
             ..Self::current(r)
+        }
+    }
+
+    /// The same counts under the configuration of another point in time.
+    pub fn configured(self, config: ConfigRecord) -> Self {
+        Snapshot {
+            prior: config.prior,
+            grid_size: config.grid_size,
+            configured_at: config.configured_at,
+            ..self
         }
     }
 

@@ -157,9 +157,16 @@ async fn load_model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiEr
         .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
 }
 
-/// The model's counts now, or at `?version=` / `?at=`. With both, the
-/// earlier of the two points: the version asked for, unless it had not been
+/// The model now, or at `?version=` / `?at=`: the counts and the
+/// configuration (prior, grid size) in force then. With both, the earlier
+/// of the two points: the version asked for, unless it had not been
 /// applied yet at `at`.
+///
+/// What "as of `at`" means: the writes of the model stamped at or before
+/// `at`. Writers of one model queue on its lock and stamp under it, so the
+/// stamps follow commit order, and an answer is always a state the model
+/// really passed through (never version 6 without version 5, never a prior
+/// set after a version it is paired with).
 async fn snapshot(
     state: &AppState,
     record: &ModelRecord,
@@ -189,28 +196,49 @@ async fn snapshot(
         ),
         None => None,
     };
-    let version = match (travel.version, by_time) {
-        (None, None) => return Ok(Snapshot::current(record)),
-        (Some(v), None) | (None, Some(v)) => v,
-        (Some(v), Some(t)) => v.min(t),
+    let (version, config) = match (travel.version, by_time, at) {
+        (None, None, _) => return Ok(Snapshot::current(record)),
+        // The version is the earlier point.
+        (Some(v), by_time, _) if by_time.is_none_or(|t| v < t) => (
+            v,
+            timed(
+                "config_at_version",
+                store::config_at_version(state.db(), &record.id, v),
+            )
+            .await?,
+        ),
+        (_, Some(t), Some(at)) => (
+            t,
+            timed(
+                "config_at_time",
+                store::config_at_time(state.db(), &record.id, at),
+            )
+            .await?,
+        ),
+        // `by_time` is set exactly when `at` is.
+        _ => return Ok(Snapshot::current(record)),
     };
-    if version == 0 {
-        return Ok(Snapshot::prior_only(record));
-    }
-    if version == record.state.version {
-        return Ok(Snapshot::current(record));
-    }
-    let row = timed(
-        "history_version",
-        store::history_version(state.db(), &record.id, version),
-    )
-    .await?
-    .ok_or_else(|| ApiError::VersionNotFound {
-        model: record.id.to_string(),
-        version,
-        current: record.state.version,
-    })?;
-    Ok(Snapshot::at(record, &row))
+    let counts = if version == 0 {
+        Snapshot::prior_only(record)
+    } else if version == record.state.version {
+        Snapshot::current(record)
+    } else {
+        let row = timed(
+            "history_version",
+            store::history_version(state.db(), &record.id, version),
+        )
+        .await?
+        .ok_or_else(|| ApiError::VersionNotFound {
+            model: record.id.to_string(),
+            version,
+            current: record.state.version,
+        })?;
+        Snapshot::at(record, &row)
+    };
+    Ok(match config {
+        Some(config) => counts.configured(config),
+        None => counts,
+    })
 }
 
 /// RFC 3339. A `+` of an offset arrives as a space when the client did not

@@ -93,7 +93,11 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 ///   defaults. The foreign key from `model_states` is checked at the end of
 ///   the statement, when these rows exist.
 /// - `states`: adds the deltas (a new state row starts at version 1), then
-///   `history` writes one row a model with the cumulative counts.
+///   `history` writes one row a model with the cumulative counts. Both are
+///   stamped with `clock_timestamp()` read after `locked`, not `now()` (the
+///   transaction's start): a batch that waited for another writer of the
+///   model is stamped after that writer committed, so per model the stamps
+///   follow commit order, as time travel's `?at=` needs.
 /// - `notified`: `pg_notify` is delivered only when the statement commits.
 const APPLY_BATCH_SQL: &str = "\
 WITH moved AS (
@@ -121,18 +125,18 @@ WITH moved AS (
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), states AS (
-    INSERT INTO model_states AS s (model_id, successes, failures, version)
-    SELECT model_id, ds, df, 1 FROM d, locked ORDER BY model_id
+    INSERT INTO model_states AS s (model_id, successes, failures, version, updated_at)
+    SELECT model_id, ds, df, 1, clock_timestamp() FROM d, locked ORDER BY model_id
     ON CONFLICT (model_id) DO UPDATE SET
         successes = s.successes + EXCLUDED.successes,
         failures = s.failures + EXCLUDED.failures,
         version = s.version + 1,
-        updated_at = now()
-    RETURNING s.model_id, s.successes, s.failures, s.version
+        updated_at = EXCLUDED.updated_at
+    RETURNING s.model_id, s.successes, s.failures, s.version, s.updated_at
 ), history AS (
     INSERT INTO model_history
-        (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset)
-    SELECT s.model_id, s.version, s.successes, s.failures, d.ds, d.df, $3, d.last_offset
+        (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset, applied_at)
+    SELECT s.model_id, s.version, s.successes, s.failures, d.ds, d.df, $3, d.last_offset, s.updated_at
     FROM states s JOIN d USING (model_id)
 ), notified AS MATERIALIZED (
     SELECT pg_notify($9, CASE WHEN length(p) > $10 THEN '*' ELSE p END) AS sent

@@ -8,7 +8,7 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(CreateTables)]
+        vec![Box::new(CreateTables), Box::new(PriorHistory)]
     }
 }
 
@@ -74,6 +74,56 @@ CREATE TABLE consumer_offsets (
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE consumer_offsets, model_history, model_states, models")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The prior history: each configuration a model has had and the version
+/// from which it holds, so time travel answers with the prior in force
+/// then. Models configured before this table existed keep their current
+/// configuration for all of their past (nothing older is known), which is
+/// what reading a model with no rows here means.
+#[derive(Debug)]
+struct PriorHistory;
+
+/// Named by hand: the derive names a migration after its module, which
+/// `CreateTables` already took ("migration").
+impl MigrationName for PriorHistory {
+    fn name(&self) -> &str {
+        "m0002_prior_history"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PriorHistory {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+-- Written by PUT /models/{id} under the model's lock, so `seq` and
+-- `configured_at` (clock_timestamp() under that lock) follow commit order
+-- within a model, as model_history's `version` and `applied_at` do.
+CREATE TABLE model_configs (
+    model_id       VARCHAR(64) NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+    seq            BIGSERIAL   NOT NULL,
+    from_version   BIGINT      NOT NULL CHECK (from_version >= 0),
+    prior          JSONB       NOT NULL,
+    grid_size      INTEGER     NOT NULL CHECK (grid_size BETWEEN 2 AND 100000),
+    configured_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (model_id, seq)
+);
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE model_configs")
             .await?;
         Ok(())
     }

@@ -18,7 +18,10 @@ mod offsets;
 pub use batch::{apply_batch, Applied, BatchWrite, ModelDelta};
 pub use error::StoreError;
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
-pub use models::{configure_model, get_model, list_models, Configured, ModelConfig, ModelRecord};
+pub use models::{
+    config_at_time, config_at_version, configure_model, get_model, list_models, ConfigRecord,
+    Configured, ModelConfig, ModelRecord,
+};
 pub use offsets::load_offset;
 
 use sea_orm::sea_query::{Alias, Func, Query};

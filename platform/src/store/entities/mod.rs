@@ -1,6 +1,7 @@
 //! sea-orm entities, one module a table.
 
 pub mod consumer_offsets;
+pub mod model_configs;
 pub mod model_history;
 pub mod model_states;
 pub mod models;
