@@ -3,7 +3,8 @@
 # build and the tests need, finds or starts Postgres, starts a throwaway
 # Apache Kafka broker (from the jars scripts/kafka/pom.xml names), checks
 # formatting and clippy (warnings are errors), then runs the suites with
-# cargo-nextest (cargo test when nextest is absent).
+# cargo-nextest (cargo test when nextest is absent), and last fuzzes both
+# HTTP services from openapi.json with schemathesis (scripts/fuzz.sh).
 #
 # Kafka: the suites run against the broker named by KAFKA_BROKERS; unless that
 # is set, this script starts a real Apache Kafka on 127.0.0.1:$TEST_KAFKA_PORT
@@ -55,3 +56,7 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --no-fail-fast "$@"
 fi
+
+# Schemathesis from PyPI, into .dev/schemathesis; the services run against
+# the same Postgres and broker as the suites.
+scripts/fuzz.sh

@@ -12,6 +12,8 @@ pub mod bayes;
 pub mod model_id;
 pub mod observation;
 pub mod prior;
+pub mod schema;
+pub mod whole;
 
 pub use model_id::ModelId;
 pub use prior::Prior;

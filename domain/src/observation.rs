@@ -20,7 +20,7 @@ use crate::model_id::{ModelId, ModelIdError};
 /// The most trials one record may carry (a run's length or `trials`).
 pub const MAX_TRIALS_PER_RECORD: u64 = 1_000_000;
 /// The longest `id` an observation may carry, in characters.
-pub const MAX_ID_LEN: usize = 200;
+pub const MAX_ID_LEN: usize = 160;
 /// The longest client idempotency key (the producer's `Idempotency-Key`
 /// header), in characters. Shorter than [`MAX_ID_LEN`] so that the id derived
 /// for item `i` of a batch, `{key}:{i}`, always fits, whatever the index.
@@ -89,24 +89,32 @@ impl WireError {
 
 /// The JSON object form, as a client writes it. Unknown fields are refused so
 /// that a typo (`"outcom"`) is an error rather than a silently different record.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
+/// Its OpenAPI schema is written out in [`schema`], with every rule of the
+/// parser below that a JSON Schema can state.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ObservationBody {
     /// Model id; the default model when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "globe")]
     pub model: Option<String>,
     /// One outcome: `w`/`l`, `1`/`0`, `success`/`failure` (any case), a boolean, or 1/0.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<String>, example = "w")]
     pub outcome: Option<Outcome>,
     /// A run of outcomes such as `WLWWWLWLW`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcomes: Option<String>,
     /// Number of successes among `trials` (binomial counts).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u64"
+    )]
     pub successes: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option_u64"
+    )]
     pub trials: Option<u64>,
     /// The client's idempotency key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,12 +125,14 @@ pub struct ObservationBody {
 }
 
 /// A single outcome as JSON allows it: a token, a boolean or 0/1.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Outcome {
     Token(String),
     Bool(bool),
     Number(u64),
+    /// `1.0` or `0.0`: JSON does not tell them from `1` and `0`.
+    Fraction(f64),
 }
 
 impl Observation {
@@ -254,6 +264,11 @@ fn outcome_counts(outcome: &Outcome) -> Result<(u64, u64), WireError> {
     match outcome {
         Outcome::Bool(true) | Outcome::Number(1) => Ok((1, 0)),
         Outcome::Bool(false) | Outcome::Number(0) => Ok((0, 1)),
+        Outcome::Fraction(x) if *x == 1.0 => Ok((1, 0)),
+        Outcome::Fraction(x) if *x == 0.0 => Ok((0, 1)),
+        Outcome::Fraction(x) => Err(WireError::UnknownToken {
+            token: x.to_string(),
+        }),
         Outcome::Number(n) => Err(WireError::UnknownToken {
             token: n.to_string(),
         }),
@@ -266,8 +281,10 @@ fn outcome_counts(outcome: &Outcome) -> Result<(u64, u64), WireError> {
     }
 }
 
-/// `Some(true)` for a success word, `Some(false)` for a failure word.
-fn single_outcome(token: &str) -> Option<bool> {
+/// `Some(true)` for a success word (`w`, `1`, `success`, in any case),
+/// `Some(false)` for a failure word (`l`, `0`, `failure`), `None` for
+/// anything else, white space included.
+pub fn single_outcome(token: &str) -> Option<bool> {
     const SUCCESS: [&str; 3] = ["w", "1", "success"];
     const FAILURE: [&str; 3] = ["l", "0", "failure"];
     if SUCCESS.iter().any(|s| token.eq_ignore_ascii_case(s)) {

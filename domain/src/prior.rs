@@ -18,14 +18,19 @@ use serde::{Deserialize, Serialize};
 /// The most weights a `grid` prior may have.
 pub const MAX_GRID_WEIGHTS: usize = 100_000;
 
+/// The smallest and largest `a` and `b` of a beta prior: the engine answers
+/// for every prior between them (outside, the prior's mass sits closer to 0
+/// or 1 than a double can resolve).
+pub const BETA_RANGE: std::ops::RangeInclusive<f64> = 1e-6..=1e6;
+
 /// A prior density over `p` in [0, 1], known up to a constant.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", try_from = "PriorRepr")]
 pub enum Prior {
     /// Flat on [0, 1]: Beta(1, 1).
     #[default]
     Uniform,
-    /// Beta(a, b), a > 0 and b > 0.
+    /// Beta(a, b), 1e-6 <= a, b <= 1e6.
     Beta { a: f64, b: f64 },
     /// Flat on [lower, upper], zero elsewhere (Statistical Rethinking's step prior).
     Step { lower: f64, upper: f64 },
@@ -34,20 +39,98 @@ pub enum Prior {
     Grid { weights: Vec<f64> },
 }
 
-/// The unchecked serde mirror of [`Prior`].
-#[derive(Deserialize)]
+/// The unchecked serde mirror of [`Prior`], and its OpenAPI schema: every
+/// range a JSON Schema can state. Two rules it cannot: a step's `lower <
+/// upper`, and a grid's weights not all zero.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum PriorRepr {
-    Uniform,
-    Beta { a: f64, b: f64 },
-    Step { lower: f64, upper: f64 },
-    Grid { weights: Vec<f64> },
+    /// Flat on [0, 1]: Beta(1, 1). A struct variant, so that serde refuses
+    /// other fields here too.
+    Uniform {},
+    /// Beta(a, b).
+    Beta {
+        #[schema(minimum = 0.000001, maximum = 1000000)]
+        a: f64,
+        #[schema(minimum = 0.000001, maximum = 1000000)]
+        b: f64,
+    },
+    /// Flat on [lower, upper], zero elsewhere (Statistical Rethinking's step
+    /// prior); `lower < upper`.
+    Step {
+        #[schema(minimum = 0, maximum = 1)]
+        lower: f64,
+        #[schema(minimum = 0, maximum = 1)]
+        upper: f64,
+    },
+    /// Non-negative weights at evenly spaced points 0, 1/(K-1), ..., 1,
+    /// linearly interpolated in between; not all zero.
+    Grid {
+        #[schema(value_type = Vec<GridWeight>, min_items = 2, max_items = 100000)]
+        weights: Vec<f64>,
+    },
 }
+
+impl utoipa::PartialSchema for Prior {
+    /// [`PriorRepr`]'s schema, each variant closed to other fields as the
+    /// parser is (the derive does not say so for enum variants).
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{AdditionalProperties, Schema};
+        use utoipa::openapi::RefOr;
+        let mut schema = <PriorRepr as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::OneOf(one_of)) = &mut schema {
+            for item in &mut one_of.items {
+                if let RefOr::T(Schema::Object(object)) = item {
+                    object.additional_properties =
+                        Some(Box::new(AdditionalProperties::FreeForm(false)));
+                }
+            }
+        }
+        schema
+    }
+}
+
+impl utoipa::ToSchema for Prior {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Prior".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <GridWeight as utoipa::ToSchema>::name().into(),
+            <GridWeight as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
+/// One weight of a `grid` prior: finite and non-negative. Only a schema: the
+/// weights are plain numbers, checked by [`Prior::validate`].
+#[derive(Debug)]
+pub struct GridWeight;
+
+impl utoipa::PartialSchema for GridWeight {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Number)
+            .format(Some(utoipa::openapi::schema::SchemaFormat::KnownFormat(
+                utoipa::openapi::schema::KnownFormat::Double,
+            )))
+            .minimum(Some(0))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for GridWeight {}
 
 /// Why a prior is invalid; the message is shown to clients as is.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PriorError {
-    #[error("beta prior needs finite a > 0 and b > 0, got a = {a}, b = {b}")]
+    #[error("beta prior needs 1e-6 <= a <= 1e6 and 1e-6 <= b <= 1e6, got a = {a}, b = {b}")]
     BetaParameters { a: f64, b: f64 },
     #[error("step prior needs 0 <= lower < upper <= 1, got lower = {lower}, upper = {upper}")]
     StepBounds { lower: f64, upper: f64 },
@@ -64,7 +147,7 @@ impl TryFrom<PriorRepr> for Prior {
 
     fn try_from(repr: PriorRepr) -> Result<Self, Self::Error> {
         let prior = match repr {
-            PriorRepr::Uniform => Prior::Uniform,
+            PriorRepr::Uniform {} => Prior::Uniform,
             PriorRepr::Beta { a, b } => Prior::Beta { a, b },
             PriorRepr::Step { lower, upper } => Prior::Step { lower, upper },
             PriorRepr::Grid { weights } => Prior::Grid { weights },
@@ -79,7 +162,7 @@ impl Prior {
         match &self {
             Prior::Uniform => {}
             Prior::Beta { a, b } => {
-                let ok = |x: f64| x.is_finite() && x > 0.0;
+                let ok = |x: f64| BETA_RANGE.contains(&x);
                 if !(ok(*a) && ok(*b)) {
                     return Err(PriorError::BetaParameters { a: *a, b: *b });
                 }
@@ -180,14 +263,8 @@ mod tests {
 
     #[test]
     fn invalid_priors_are_rejected_with_a_reason() {
-        check(
-            r#"{"type":"beta","a":0,"b":1}"#,
-            Err("finite a > 0 and b > 0"),
-        );
-        check(
-            r#"{"type":"beta","a":1,"b":-2}"#,
-            Err("finite a > 0 and b > 0"),
-        );
+        check(r#"{"type":"beta","a":0,"b":1}"#, Err("1e-6 <= a <= 1e6"));
+        check(r#"{"type":"beta","a":1,"b":-2}"#, Err("1e-6 <= a <= 1e6"));
         check(
             r#"{"type":"step","lower":0.5,"upper":0.5}"#,
             Err("0 <= lower < upper <= 1"),
@@ -205,6 +282,7 @@ mod tests {
         check(r#"{"type":"grid","weights":[0,0,0]}"#, Err("all zero"));
         check(r#"{"type":"cauchy"}"#, Err("unknown variant"));
         check(r#"{"type":"beta","a":1,"b":1,"c":1}"#, Err("unknown field"));
+        check(r#"{"type":"uniform","c":1}"#, Err("unknown field"));
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use domain::bayes::BayesError;
-use platform::http::ErrorResponse;
+use platform::http::{ErrorResponse, Rejection};
 use platform::store::StoreError;
 
 /// Everything a handler can answer other than success.
@@ -13,6 +13,13 @@ pub enum ApiError {
     /// 404: the model does not exist (or its id could not name one).
     #[error("no model named {0:?}")]
     ModelNotFound(String),
+    /// 404: the model exists but never had this version.
+    #[error("unknown version {version} of model {model}: it is at version {current}")]
+    VersionNotFound {
+        model: String,
+        version: u64,
+        current: u64,
+    },
     /// 404: no such route.
     #[error("no such resource")]
     RouteNotFound,
@@ -25,6 +32,10 @@ pub enum ApiError {
     /// 422: the engine cannot answer for this prior and data.
     #[error("{0}")]
     Unanswerable(BayesError),
+    /// A request refused the way `platform::http` refuses it before a
+    /// handler runs (a body that is JSON but not the expected value: 422).
+    #[error("{0}")]
+    Rejected(Rejection),
     /// 401: a bearer token is required and was missing or wrong.
     #[error("a valid bearer token is required")]
     Unauthorized,
@@ -41,11 +52,14 @@ pub use platform::http::{ErrorBody, ErrorDetail};
 impl ApiError {
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::ModelNotFound(_) | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            ApiError::ModelNotFound(_)
+            | ApiError::VersionNotFound { .. }
+            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InvalidParameter(_) | ApiError::Unanswerable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
+            ApiError::Rejected(rejection) => rejection.status(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -55,10 +69,12 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::ModelNotFound(_) => "model_not_found",
+            ApiError::VersionNotFound { .. } => "version_not_found",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::InvalidParameter(_) => "invalid_parameter",
             ApiError::Unanswerable(_) => "unanswerable",
+            ApiError::Rejected(rejection) => rejection.code(),
             ApiError::Unauthorized => "unauthorized",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal",

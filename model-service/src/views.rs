@@ -8,7 +8,7 @@ use domain::bayes::{
     Posterior, Summary,
 };
 use domain::{ModelId, Prior};
-use platform::store::{HistoryRecord, ModelRecord};
+use platform::store::{ConfigRecord, HistoryRecord, ModelRecord};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -66,12 +66,27 @@ pub struct ModelList {
 pub struct ModelConfigBody {
     pub prior: Option<Prior>,
     /// 2..=100000.
-    #[schema(value_type = Option<u32>, example = 1000)]
+    #[schema(value_type = Option<u32>, minimum = 2, maximum = 100000, example = 1000)]
+    #[serde(default, deserialize_with = "grid_size")]
     pub grid_size: Option<GridSize>,
 }
 
-/// What a model's counts were at one version: the current one or, when time
-/// travelling, a past one. The prior and grid size are always the current ones.
+/// A grid size written as `1000` or `1000.0` (JSON does not tell them apart).
+fn grid_size<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<GridSize>, D::Error> {
+    use serde::de::Error;
+    domain::whole::option_u64(deserializer)?
+        .map(|n| {
+            u32::try_from(n)
+                .map_err(|_| D::Error::custom(format!("grid size {n} is out of range")))
+                .and_then(|n| GridSize::parse(n).map_err(D::Error::custom))
+        })
+        .transpose()
+}
+
+/// What a model was at one version: the current one or, when time
+/// travelling, a past one, with the prior and grid size in force then.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub model: ModelId,
@@ -114,6 +129,16 @@ impl Snapshot {
             version: h.version,
             updated_at: h.applied_at,
             ..Self::current(r)
+        }
+    }
+
+    /// The same counts under the configuration of another point in time.
+    pub fn configured(self, config: ConfigRecord) -> Self {
+        Snapshot {
+            prior: config.prior,
+            grid_size: config.grid_size,
+            configured_at: config.configured_at,
+            ..self
         }
     }
 

@@ -622,3 +622,49 @@ async fn ids_older_than_the_retention_are_forgotten() {
     // A retention beyond the calendar keeps everything.
     assert_eq!(purge_applied_ids(&db, Duration::MAX).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn configuring_a_model_while_two_partitions_create_it_never_deadlocks_or_fails() {
+    use platform::store::{configure_model, get_model, ModelConfig};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let prior = domain::Prior::Beta { a: 2.0, b: 2.0 };
+    for round in 0..100i64 {
+        let model = format!("race-{round}");
+        let id = ModelId::parse(model.clone()).unwrap();
+        // Each partition's batch also creates a model of its own, so each
+        // statement locks rows of more than one model.
+        let on_0 = [
+            delta(&format!("{model}-a"), 1, 0, round),
+            delta(&model, 1, 0, round),
+        ];
+        let on_1 = [
+            delta(&model, 0, 1, round),
+            delta(&format!("{model}-z"), 0, 1, round),
+        ];
+        let expected = (round > 0).then_some(round);
+        let batch_0 = batch(expected, round + 1, &on_0);
+        let batch_1 = BatchWrite {
+            partition: 1,
+            ..batch(expected, round + 1, &on_1)
+        };
+        let config = ModelConfig {
+            prior: Some(prior.clone()),
+            grid_size: None,
+        };
+        let (a, b, put) = tokio::join!(
+            apply_batch(&db, &batch_0, &defaults, "chan"),
+            apply_batch(&db, &batch_1, &defaults, "chan"),
+            configure_model(&db, &id, &config, &defaults, "chan"),
+        );
+        a.unwrap_or_else(|e| panic!("round {round}: partition 0: {e}"));
+        b.unwrap_or_else(|e| panic!("round {round}: partition 1: {e}"));
+        put.unwrap_or_else(|e| panic!("round {round}: PUT: {e}"));
+        let record = get_model(&db, &id).await.unwrap().unwrap();
+        assert_eq!(
+            (record.state.counts, record.state.version, &record.prior),
+            (Counts::new(1, 1), 2, &prior),
+            "round {round}"
+        );
+    }
+}

@@ -8,7 +8,6 @@ use axum::extract::rejection::BytesRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
-use domain::observation::MAX_IDEMPOTENCY_KEY_LEN;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -16,7 +15,15 @@ use crate::state::AppState;
 /// The name of the request header whose value becomes the records' `id`.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// The optional `Idempotency-Key` header: 1 to 128 visible ASCII characters.
+/// The longest `Idempotency-Key` accepted: shorter than a record's `id`, so
+/// that `{key}:{index}` fits for every item of a batch (the domain asserts it).
+pub use domain::observation::MAX_IDEMPOTENCY_KEY_LEN as MAX_KEY_LEN;
+
+/// The `Idempotency-Key` header as the OpenAPI document states it.
+pub const KEY_PATTERN: &str = "^[!-~]([ -~]*[!-~])?$";
+
+/// The optional `Idempotency-Key` header: 1 to 128 printable ASCII
+/// characters (spaces only inside), as [`KEY_PATTERN`] says.
 #[derive(Debug, Clone, Default)]
 pub struct IdempotencyKey(pub Option<String>);
 
@@ -27,17 +34,18 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
         let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
             return Ok(Self(None));
         };
-        let key = value
-            .to_str()
-            .ok()
-            .map(str::trim)
-            .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY_LEN)
-            .ok_or_else(|| {
-                ApiError::BadRequest(format!(
-                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_LEN} visible ASCII characters"
-                ))
-            })?;
-        Ok(Self(Some(key.to_owned())))
+        let bytes = value.as_bytes();
+        let printable = |b: &u8| (b' '..=b'~').contains(b);
+        let valid = (1..=MAX_KEY_LEN).contains(&bytes.len())
+            && bytes.iter().all(printable)
+            && bytes.first() != Some(&b' ')
+            && bytes.last() != Some(&b' ');
+        match value.to_str() {
+            Ok(key) if valid => Ok(Self(Some(key.to_owned()))),
+            _ => Err(ApiError::BadRequest(format!(
+                "the Idempotency-Key header must be 1 to {MAX_KEY_LEN} printable ASCII characters, with no space at either end"
+            ))),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use platform::http::{Check, Health, Readiness};
 use utoipa::OpenApi;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::observations::ObservationsPayload;
+use crate::routes::observations::{ObservationsPayload, OutcomesText};
 use crate::routes::{health, observations, update_model, Accepted, PartitionRange};
 
 #[derive(Debug, OpenApi)]
@@ -25,6 +25,7 @@ use crate::routes::{health, observations, update_model, Accepted, PartitionRange
     components(schemas(
         domain::observation::ObservationBody,
         ObservationsPayload,
+        OutcomesText,
         Accepted,
         PartitionRange,
         ErrorBody,

@@ -28,7 +28,10 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().max_body_bytes;
     let routes = Router::new()
         .route("/observations", post(observations::post_observations))
-        .route("/update_model/{outcome}", post(update_model::update_model))
+        .route(
+            "/update_model/{outcome}",
+            get(update_model::update_model).post(update_model::update_model),
+        )
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))

@@ -114,6 +114,12 @@ fn every_route_of_both_services_is_described() {
             "{path} is missing from the OpenAPI document"
         );
     }
+    // The seed's clients GET the update route; both methods are described.
+    let update = &doc.paths.paths["/update_model/{outcome}"];
+    assert!(
+        update.get.is_some() && update.post.is_some(),
+        "GET and POST /update_model/{{outcome}}"
+    );
     // Both services serve the operational routes; both are named.
     let healthz = &doc.paths.paths["/healthz"];
     assert_eq!(healthz.servers.as_ref().map(Vec::len), Some(2));

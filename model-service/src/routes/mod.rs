@@ -157,42 +157,88 @@ async fn load_model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiEr
         .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
 }
 
-/// The model's counts now, or at `?version=` / `?at=`.
+/// The model now, or at `?version=` / `?at=`: the counts and the
+/// configuration (prior, grid size) in force then. With both, the earlier
+/// of the two points: the version asked for, unless it had not been
+/// applied yet at `at`.
+///
+/// What "as of `at`" means: the writes of the model stamped at or before
+/// `at`. Writers of one model queue on its lock and stamp under it, so the
+/// stamps follow commit order, and an answer is always a state the model
+/// really passed through (never version 6 without version 5, never a prior
+/// set after a version it is paired with).
 async fn snapshot(
     state: &AppState,
     record: &ModelRecord,
     travel: &TimeTravel,
 ) -> Result<Snapshot, ApiError> {
-    match (travel.version, travel.at.as_deref()) {
-        (Some(_), Some(_)) => Err(ApiError::invalid("give `version` or `at`, not both")),
-        (None, None) => Ok(Snapshot::current(record)),
-        (Some(0), None) => Ok(Snapshot::prior_only(record)),
-        (Some(v), None) if v == record.state.version => Ok(Snapshot::current(record)),
-        (Some(v), None) if v > record.state.version => Err(ApiError::invalid(format!(
-            "unknown version {v}: model {} is at version {}",
-            record.id, record.state.version
-        ))),
-        (Some(v), None) => {
-            let row = timed(
-                "history_version",
-                store::history_version(state.db(), &record.id, v),
-            )
-            .await?
-            .ok_or_else(|| {
-                ApiError::invalid(format!("unknown version {v} of model {}", record.id))
-            })?;
-            Ok(Snapshot::at(record, &row))
+    if let Some(v) = travel.version {
+        if i64::try_from(v).is_err() {
+            return Err(ApiError::invalid(format!(
+                "version must be at most {}, got {v}",
+                i64::MAX
+            )));
         }
-        (None, Some(at)) => {
-            let at = parse_time(at)?;
-            Ok(
-                match timed("history_at", store::history_at(state.db(), &record.id, at)).await? {
-                    Some(row) => Snapshot::at(record, &row),
-                    None => Snapshot::prior_only(record),
-                },
-            )
+        if v > record.state.version {
+            return Err(ApiError::VersionNotFound {
+                model: record.id.to_string(),
+                version: v,
+                current: record.state.version,
+            });
         }
     }
+    let at = travel.at.as_deref().map(parse_time).transpose()?;
+    let by_time = match at {
+        Some(at) => Some(
+            timed("history_at", store::history_at(state.db(), &record.id, at))
+                .await?
+                .map_or(0, |row| row.version),
+        ),
+        None => None,
+    };
+    let (version, config) = match (travel.version, by_time, at) {
+        (None, None, _) => return Ok(Snapshot::current(record)),
+        // The version is the earlier point.
+        (Some(v), by_time, _) if by_time.is_none_or(|t| v < t) => (
+            v,
+            timed(
+                "config_at_version",
+                store::config_at_version(state.db(), &record.id, v),
+            )
+            .await?,
+        ),
+        (_, Some(t), Some(at)) => (
+            t,
+            timed(
+                "config_at_time",
+                store::config_at_time(state.db(), &record.id, at),
+            )
+            .await?,
+        ),
+        // `by_time` is set exactly when `at` is.
+        _ => return Ok(Snapshot::current(record)),
+    };
+    let counts = if version == 0 {
+        Snapshot::prior_only(record)
+    } else if version == record.state.version {
+        Snapshot::current(record)
+    } else {
+        let row = timed(
+            "history_version",
+            store::history_version(state.db(), &record.id, version),
+        )
+        .await?
+        .ok_or_else(|| ApiError::VersionNotFound {
+            model: record.id.to_string(),
+            version,
+            current: record.state.version,
+        })?;
+        Snapshot::at(record, &row)
+    };
+    Ok(match config {
+        Some(config) => counts.configured(config),
+        None => counts,
+    })
 }
 
 /// RFC 3339. A `+` of an offset arrives as a space when the client did not

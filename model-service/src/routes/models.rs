@@ -8,7 +8,7 @@ use axum_extra::headers::authorization::Bearer;
 use axum_extra::headers::Authorization;
 use axum_extra::TypedHeader;
 use domain::ModelId;
-use platform::http::{ApiJson, ApiPath, ApiQuery};
+use platform::http::{ApiJson, ApiPath, ApiQuery, Rejection};
 use platform::store::{self, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -26,8 +26,10 @@ const MAX_PAGE: u32 = 1_000;
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Start after this model id (from `next_after` of the previous page).
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     after: Option<String>,
     /// Models per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -81,7 +83,7 @@ pub async fn list(
     get,
     path = "/models/{id}",
     operation_id = "getModel", tag = "models",
-    params(("id" = String, Path, description = "Model id")),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
     responses(
         (status = 200, description = "The model", body = ModelInfo),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -104,7 +106,7 @@ pub async fn get(
     put,
     path = "/models/{id}",
     operation_id = "configureModel", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit")),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
     request_body = ModelConfigBody,
     security((), ("bearer" = [])),
     responses(
@@ -122,9 +124,13 @@ pub async fn put(
     _auth: BearerAuth,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiJson(body): ApiJson<ModelConfigBody>,
+    ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    // Read as a JSON object first: serde would also fill a struct from an
+    // array of its fields (`[null, null]`), which no client means.
+    let body: ModelConfigBody = serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiError::Rejected(Rejection::InvalidBody(e.to_string())))?;
     let config = ModelConfig {
         prior: body.prior,
         grid_size: body.grid_size,

@@ -25,15 +25,20 @@ const HISTORY_PLOT_POINTS: u64 = 400;
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PlotParams {
-    /// Width in pixels, 200..=`max_plot_width` (default 800).
+    /// Width in pixels, 200..=`max_plot_width` (4000 unless configured; default 800).
+    #[param(minimum = 200, maximum = 4000)]
     width: Option<u32>,
-    /// Height in pixels, 150..=`max_plot_height` (default 600).
+    /// Height in pixels, 150..=`max_plot_height` (4000 unless configured; default 600).
+    #[param(minimum = 150, maximum = 4000)]
     height: Option<u32>,
-    /// Mass of the shaded HPDI (default 0.89).
+    /// Mass of the shaded HPDI, strictly between 0 and 1 (default 0.89).
+    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
     mass: Option<f64>,
     /// Draw as of this version (0: the prior alone).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     version: Option<u64>,
     /// Draw as of this time (RFC 3339).
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -42,7 +47,7 @@ pub struct PlotParams {
     get,
     path = "/models/{id}/posterior.png",
     operation_id = "getPosteriorPng", tag = "plots",
-    params(("id" = String, Path, description = "Model id"), PlotParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PlotParams),
     responses(
         (status = 200, description = "PNG image", content_type = "image/png"),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -62,7 +67,7 @@ pub async fn posterior_png(
     get,
     path = "/models/{id}/posterior.svg",
     operation_id = "getPosteriorSvg", tag = "plots",
-    params(("id" = String, Path, description = "Model id"), PlotParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PlotParams),
     responses(
         (status = 200, description = "SVG image", content_type = "image/svg+xml"),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -82,7 +87,7 @@ pub async fn posterior_svg(
     get,
     path = "/models/{id}/history.png",
     operation_id = "getHistoryPng", tag = "plots",
-    params(("id" = String, Path, description = "Model id"), PlotParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PlotParams),
     responses(
         (status = 200, description = "PNG image", content_type = "image/png"),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -102,7 +107,7 @@ pub async fn history_png(
     get,
     path = "/models/{id}/history.svg",
     operation_id = "getHistorySvg", tag = "plots",
-    params(("id" = String, Path, description = "Model id"), PlotParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PlotParams),
     responses(
         (status = 200, description = "SVG image", content_type = "image/svg+xml"),
         (status = 404, description = "Unknown model", body = ErrorBody),

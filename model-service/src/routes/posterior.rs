@@ -25,12 +25,15 @@ const MAX_PAGE: u32 = 1_000;
 #[into_params(parameter_in = Query)]
 pub struct PosteriorParams {
     /// Mass of the PI and HPDI, strictly between 0 and 1 (default 0.89).
+    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
     mass: Option<f64>,
     /// `false` leaves out the display grid (summaries only).
     grid: Option<bool>,
     /// Answer as of this version (0: the prior alone, before any data).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     version: Option<u64>,
     /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -60,7 +63,7 @@ pub async fn default_posterior(
     get,
     path = "/models/{id}/posterior",
     operation_id = "getPosterior", tag = "models",
-    params(("id" = String, Path, description = "Model id"), PosteriorParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PosteriorParams),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -119,12 +122,15 @@ async fn posterior_response(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct HistoryParams {
-    /// Mass of each HPDI (default 0.89).
+    /// Mass of each HPDI, strictly between 0 and 1 (default 0.89).
+    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
     mass: Option<f64>,
     /// Start after this version (from `next_after` of the previous page);
     /// without it the first page starts at version 0, the prior.
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     after: Option<u64>,
     /// Versions per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -134,7 +140,7 @@ pub struct HistoryParams {
     get,
     path = "/models/{id}/history",
     operation_id = "getHistory", tag = "models",
-    params(("id" = String, Path, description = "Model id"), HistoryParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), HistoryParams),
     responses(
         (status = 200, description = "A page of history", body = HistoryView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -153,6 +159,12 @@ pub async fn history(
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::invalid(format!(
             "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )));
+    }
+    if let Some(after) = params.after.filter(|a| i64::try_from(*a).is_err()) {
+        return Err(ApiError::invalid(format!(
+            "after must be at most {}, got {after}",
+            i64::MAX
         )));
     }
     let record = load_model(&state, &id).await?;
@@ -192,11 +204,14 @@ pub async fn history(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PredictiveParams {
-    /// Number of future trials, 0..=`max_trials` (required).
-    trials: Option<u32>,
+    /// Number of future trials, 0..=`max_trials` (1000 unless configured).
+    #[param(minimum = 0, maximum = 1000)]
+    trials: u32,
     /// Answer as of this version (0: the prior alone, before any data).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     version: Option<u64>,
     /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -205,7 +220,7 @@ pub struct PredictiveParams {
     get,
     path = "/models/{id}/predictive",
     operation_id = "getPredictive", tag = "models",
-    params(("id" = String, Path, description = "Model id"), PredictiveParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PredictiveParams),
     responses(
         (status = 200, description = "P(k successes) for k = 0..=trials", body = PredictiveView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -220,9 +235,7 @@ pub async fn predictive(
 ) -> Result<ApiJson<PredictiveView>, ApiError> {
     let id = model_id(&id)?;
     let max = state.settings().max_trials;
-    let trials = params
-        .trials
-        .ok_or_else(|| ApiError::invalid("`trials` is required"))?;
+    let trials = params.trials;
     if trials > max {
         return Err(ApiError::invalid(format!(
             "trials must be at most {max}, got {trials}"
@@ -241,13 +254,17 @@ pub async fn predictive(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct SamplesParams {
-    /// Number of draws, 1..=`max_samples` (default 1000).
+    /// Number of draws, 1..=`max_samples` (100000 unless configured; default 1000).
+    #[param(minimum = 1, maximum = 100000)]
     n: Option<usize>,
     /// Seed of the draws; the same seed gives the same draws. Random when absent (and returned).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     seed: Option<u64>,
     /// Answer as of this version (0: the prior alone, before any data).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     version: Option<u64>,
     /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    #[param(format = DateTime)]
     at: Option<String>,
 }
 
@@ -256,7 +273,7 @@ pub struct SamplesParams {
     get,
     path = "/models/{id}/samples",
     operation_id = "getSamples", tag = "models",
-    params(("id" = String, Path, description = "Model id"), SamplesParams),
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), SamplesParams),
     responses(
         (status = 200, description = "The draws and their seed", body = SamplesView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -277,7 +294,18 @@ pub async fn samples(
             "n must be between 1 and {max}, got {n}"
         )));
     }
-    let seed = params.seed.unwrap_or_else(rand::random);
+    // Seeds are kept within the i64 range, which every JSON client can
+    // read back exactly.
+    let seed = match params.seed {
+        Some(seed) if i64::try_from(seed).is_err() => {
+            return Err(ApiError::invalid(format!(
+                "seed must be at most {}, got {seed}",
+                i64::MAX
+            )))
+        }
+        Some(seed) => seed,
+        None => rand::random::<u64>() >> 1,
+    };
     let snapshot = resolve(
         &state,
         &id,
@@ -291,11 +319,14 @@ pub async fn samples(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CompareParams {
-    /// The first model (required).
-    a: Option<String>,
-    /// The second model (required).
-    b: Option<String>,
-    /// Mass of the intervals (default 0.89).
+    /// The first model.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    a: String,
+    /// The second model.
+    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    b: String,
+    /// Mass of the intervals, strictly between 0 and 1 (default 0.89).
+    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
     mass: Option<f64>,
 }
 
@@ -317,15 +348,7 @@ pub async fn compare(
     ApiQuery(params): ApiQuery<CompareParams>,
 ) -> Result<ApiJson<ComparisonView>, ApiError> {
     let mass = mass(params.mass)?;
-    let a = params
-        .a
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("`a` is required"))?;
-    let b = params
-        .b
-        .as_deref()
-        .ok_or_else(|| ApiError::invalid("`b` is required"))?;
-    let (a, b) = (model_id(a)?, model_id(b)?);
+    let (a, b) = (model_id(&params.a)?, model_id(&params.b)?);
     let travel = TimeTravel::default();
     let (a, b) = tokio::try_join!(resolve(&state, &a, &travel), resolve(&state, &b, &travel))?;
     let view = blocking(move || Ok(ComparisonView::compute(&a, &b, mass)?)).await?;

@@ -89,3 +89,95 @@ async fn a_database_that_is_gone_answers_503() {
     // Liveness does not depend on the database.
     app.get_json("/healthz", 200).await;
 }
+
+#[tokio::test]
+async fn every_parameter_outside_its_declared_range_is_a_422_invalid_parameter() {
+    let app = spawn_app().await;
+    app.publish("globe", 6, 3).await;
+    let past_i64 = "9223372036854775808";
+    let paths = [
+        format!("/models/globe/history?after={past_i64}"),
+        "/models/globe/history?after=18446744073709551615".to_owned(),
+        "/models/globe/history?limit=0".to_owned(),
+        "/models/globe/history?limit=1001".to_owned(),
+        "/models/globe/history?limit=4294967296".to_owned(),
+        "/models/globe/history?mass=1".to_owned(),
+        "/models?limit=0".to_owned(),
+        "/models?limit=1001".to_owned(),
+        "/models?after=Not%20An%20Id".to_owned(),
+        "/models/globe/posterior?mass=0".to_owned(),
+        "/models/globe/posterior?mass=1".to_owned(),
+        "/models/globe/posterior?mass=-0.5".to_owned(),
+        "/models/globe/posterior?mass=NaN".to_owned(),
+        "/models/globe/posterior?mass=inf".to_owned(),
+        "/posterior?mass=1.5".to_owned(),
+        format!("/models/globe/posterior?version={past_i64}"),
+        "/models/globe/posterior?at=".to_owned(),
+        "/models/globe/samples?n=0".to_owned(),
+        "/models/globe/samples?n=100001".to_owned(),
+        format!("/models/globe/samples?seed={past_i64}"),
+        "/models/globe/predictive?trials=1001".to_owned(),
+        "/models/globe/predictive".to_owned(),
+        "/models/globe/posterior.png?width=199".to_owned(),
+        "/models/globe/posterior.png?width=4001".to_owned(),
+        "/models/globe/posterior.svg?height=149".to_owned(),
+        "/models/globe/history.svg?height=4001".to_owned(),
+        "/models/globe/history.png?mass=0".to_owned(),
+        "/compare?a=globe&b=globe&mass=1".to_owned(),
+        "/compare?a=globe".to_owned(),
+    ];
+    for path in &paths {
+        app.get_error(path, 422, "invalid_parameter").await;
+    }
+}
+
+#[tokio::test]
+async fn a_model_configuration_must_be_a_json_object_with_priors_the_engine_can_answer() {
+    let app = spawn_app().await;
+    for (body, code) in [
+        ("[null, null]", "invalid_body"),
+        ("[]", "invalid_body"),
+        (
+            r#"{"prior": {"type": "uniform", "extra": 1}}"#,
+            "invalid_body",
+        ),
+        (
+            r#"{"prior": {"type": "beta", "a": 1e-300, "b": 1}}"#,
+            "invalid_body",
+        ),
+        (
+            r#"{"prior": {"type": "beta", "a": 1, "b": 1e300}}"#,
+            "invalid_body",
+        ),
+    ] {
+        let response = app
+            .client
+            .put(app.url("/models/coin"))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status().as_u16();
+        let answer: serde_json::Value = response.json().await.unwrap_or_default();
+        assert_eq!(
+            (status, &answer["error"]["code"]),
+            (422, &serde_json::json!(code)),
+            "{body}: {answer}"
+        );
+    }
+    app.get_error("/models/coin", 404, "model_not_found").await;
+    // A whole number written with a fraction is still that number.
+    let response = app
+        .client
+        .put(app.url("/models/coin"))
+        .header("content-type", "application/json")
+        .body(r#"{"grid_size": 500.0, "prior": {"type": "beta", "a": 1e-6, "b": 1e6}}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+    let created: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(created["grid_size"], 500, "{created}");
+    app.get_json("/models/coin/posterior", 200).await;
+}

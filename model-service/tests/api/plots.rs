@@ -157,8 +157,8 @@ async fn bad_plot_sizes_are_rejected() {
         .await;
     app.get_error(
         "/models/globe/posterior.svg?version=9",
-        422,
-        "invalid_parameter",
+        404,
+        "version_not_found",
     )
     .await;
 }

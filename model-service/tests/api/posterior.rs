@@ -159,11 +159,18 @@ async fn version_answers_as_of_that_version() {
     let message = app
         .get_error(
             "/models/globe/posterior?version=4",
-            422,
-            "invalid_parameter",
+            404,
+            "version_not_found",
         )
         .await;
     assert!(message.contains("unknown version 4"), "{message}");
+    // Past i64 (what Postgres stores) is out of range, not a missing version.
+    app.get_error(
+        "/models/globe/posterior?version=9223372036854775808",
+        422,
+        "invalid_parameter",
+    )
+    .await;
     app.get_error(
         "/models/globe/posterior?version=-1",
         422,
@@ -225,14 +232,25 @@ async fn at_answers_as_of_the_last_version_applied_by_then() {
         "invalid_parameter",
     )
     .await;
-    let message = app
-        .get_error(
-            &format!("/models/globe/posterior?version=1&at={}", at(first)),
-            422,
-            "invalid_parameter",
-        )
-        .await;
-    assert!(message.contains("not both"), "{message}");
+    // With both, the earlier of the two points answers.
+    let both = |version: u64, time: String| {
+        let app = &app;
+        async move {
+            app.get_json(
+                &format!("/models/globe/posterior?version={version}&at={time}"),
+                200,
+            )
+            .await["version"]
+                .as_u64()
+                .unwrap()
+        }
+    };
+    assert_eq!(both(2, at(first)).await, 1);
+    assert_eq!(both(1, at(second)).await, 1);
+    assert_eq!(
+        both(2, at(first - chrono::Duration::microseconds(1))).await,
+        0
+    );
 }
 
 #[tokio::test]
@@ -406,4 +424,88 @@ async fn compare_is_the_engines_comparison_of_two_models() {
         .await;
     app.get_error("/compare?b=b", 422, "invalid_parameter")
         .await;
+}
+
+#[tokio::test]
+async fn time_travel_answers_with_the_prior_in_force_then() {
+    use platform::store::entities::model_configs;
+    let app = spawn_app().await;
+    let beta = Prior::Beta { a: 2.0, b: 2.0 };
+    let step = Prior::Step {
+        lower: 0.5,
+        upper: 1.0,
+    };
+    // Created by its data with the default (uniform) prior, then
+    // reconfigured after version 1 and again after version 2.
+    app.publish("globe", 6, 3).await;
+    let put = |prior: &Prior| {
+        let body = json!({ "prior": prior });
+        let app = &app;
+        async move { assert_eq!(app.put_json("/models/globe", &body).await.status(), 200) }
+    };
+    put(&beta).await;
+    app.publish("globe", 1, 1).await;
+    put(&step).await;
+
+    let served = |query: String| {
+        let app = &app;
+        async move {
+            let body = app
+                .get_json(&format!("/models/globe/posterior?grid=false&{query}"), 200)
+                .await;
+            let prior: Prior = serde_json::from_value(body["prior"].clone()).unwrap();
+            let counts = (
+                body["successes"].as_u64().unwrap(),
+                body["failures"].as_u64().unwrap(),
+            );
+            assert_eq!(
+                body["summary"],
+                engine_summary(&prior, counts.0, counts.1, 0.89),
+                "{query}"
+            );
+            (body["version"].as_u64().unwrap(), prior)
+        }
+    };
+    // By version: the last configuration set while the model was at it.
+    assert_eq!(served("version=0".into()).await, (0, Prior::Uniform));
+    assert_eq!(served("version=1".into()).await, (1, beta.clone()));
+    assert_eq!(served("version=2".into()).await, (2, step.clone()));
+
+    // By time: what was served then, around each write.
+    let history = model_history::Entity::find()
+        .order_by_asc(model_history::Column::Version)
+        .all(&app.db)
+        .await
+        .unwrap();
+    let configs = model_configs::Entity::find()
+        .order_by_asc(model_configs::Column::Seq)
+        .all(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(configs.len(), 3, "{configs:?}");
+    let (v1, v2) = (history[0].applied_at, history[1].applied_at);
+    let (set_beta, set_step) = (configs[1].configured_at, configs[2].configured_at);
+    // The stamps follow commit order.
+    assert!(v1 < set_beta && set_beta < v2 && v2 < set_step);
+    let at = |t: chrono::DateTime<chrono::Utc>| {
+        format!(
+            "at={}",
+            t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        )
+    };
+    let before = |t: chrono::DateTime<chrono::Utc>| at(t - chrono::Duration::microseconds(1));
+    assert_eq!(served(at(v1)).await, (1, Prior::Uniform));
+    assert_eq!(served(before(set_beta)).await, (1, Prior::Uniform));
+    assert_eq!(served(at(set_beta)).await, (1, beta.clone()));
+    assert_eq!(served(at(v2)).await, (2, beta.clone()));
+    assert_eq!(served(at(set_step)).await, (2, step.clone()));
+    // Both: the earlier point, with its prior.
+    assert_eq!(
+        served(format!("version=2&{}", at(set_beta))).await,
+        (1, beta.clone())
+    );
+    assert_eq!(
+        served(format!("version=1&{}", at(set_step))).await,
+        (1, beta)
+    );
 }

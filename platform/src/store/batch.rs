@@ -100,7 +100,7 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
 /// deltas as a JSON array, $7 the default prior, $8 the default grid size,
 /// $9 the notify channel, $10 the longest notify payload, $11 the
-/// identified observations as a JSON array.
+/// identified observations as a JSON array, $12 the model locks' class.
 ///
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
@@ -113,11 +113,22 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// - `d`: the deltas without id plus the fresh identified ones, per model.
 ///   Sorted by model so concurrent batches of different partitions lock
 ///   model rows in the same order and cannot deadlock.
+/// - `locked`: the model locks (see [`super::models::MODEL_LOCK_CLASS`]),
+///   taken in one global order before any model row is touched, so this
+///   statement, a batch of another partition and `PUT /models/{id}` creating
+///   or changing the same model wait for each other instead of deadlocking
+///   on the rows of `models` and `model_states`, which one statement's CTEs
+///   write in no fixed order. Ids come first: a batch that holds a model
+///   lock waits for no id, so ids and locks cannot wait in a circle.
 /// - `created`: models that get data before anyone configured them get the
 ///   defaults. The foreign key from `model_states` is checked at the end of
 ///   the statement, when these rows exist.
 /// - `states`: adds the deltas (a new state row starts at version 1), then
-///   `history` writes one row a model with the cumulative counts.
+///   `history` writes one row a model with the cumulative counts. Both are
+///   stamped with `clock_timestamp()` read after `locked`, not `now()` (the
+///   transaction's start): a batch that waited for another writer of the
+///   model is stamped after that writer committed, so per model the stamps
+///   follow commit order, as time travel's `?at=` needs.
 /// - `notified`: `pg_notify` is delivered only when the statement commits.
 const APPLY_BATCH_SQL: &str = "\
 WITH moved AS (
@@ -151,24 +162,27 @@ WITH moved AS (
     ) u
     GROUP BY model_id
     ORDER BY model_id
+), locked AS MATERIALIZED (
+    SELECT count(pg_advisory_xact_lock($12, hashtext(o.model_id))) AS n
+    FROM (SELECT model_id FROM d ORDER BY hashtext(model_id), model_id) o
 ), created AS (
     INSERT INTO models (id, prior, grid_size)
-    SELECT model_id, $7::jsonb, $8::integer FROM d ORDER BY model_id
+    SELECT model_id, $7::jsonb, $8::integer FROM d, locked ORDER BY model_id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), states AS (
-    INSERT INTO model_states AS s (model_id, successes, failures, version)
-    SELECT model_id, ds, df, 1 FROM d ORDER BY model_id
+    INSERT INTO model_states AS s (model_id, successes, failures, version, updated_at)
+    SELECT model_id, ds, df, 1, clock_timestamp() FROM d, locked ORDER BY model_id
     ON CONFLICT (model_id) DO UPDATE SET
         successes = s.successes + EXCLUDED.successes,
         failures = s.failures + EXCLUDED.failures,
         version = s.version + 1,
-        updated_at = now()
-    RETURNING s.model_id, s.successes, s.failures, s.version
+        updated_at = EXCLUDED.updated_at
+    RETURNING s.model_id, s.successes, s.failures, s.version, s.updated_at
 ), history AS (
     INSERT INTO model_history
-        (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset)
-    SELECT s.model_id, s.version, s.successes, s.failures, d.ds, d.df, $3, d.last_offset
+        (model_id, version, successes, failures, delta_successes, delta_failures, source_partition, source_offset, applied_at)
+    SELECT s.model_id, s.version, s.successes, s.failures, d.ds, d.df, $3, d.last_offset, s.updated_at
     FROM states s JOIN d USING (model_id)
 ), notified AS MATERIALIZED (
     SELECT pg_notify($9, CASE WHEN length(p) > $10 THEN '*' ELSE p END) AS sent
@@ -244,6 +258,7 @@ pub async fn apply_batch(
             notify_channel.into(),
             MAX_NOTIFY_PAYLOAD.into(),
             serde_json::Value::Array(identified).into(),
+            super::models::MODEL_LOCK_CLASS.into(),
         ],
     ))
     .all(db)

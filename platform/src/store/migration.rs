@@ -12,6 +12,7 @@ impl MigratorTrait for Migrator {
             Box::new(CreateTables),
             Box::new(AppliedIds),
             Box::new(RecordConsumerSource),
+            Box::new(PriorHistory),
         ]
     }
 }
@@ -169,6 +170,55 @@ HAVING count(DISTINCT (group_id, topic)) = 1;
         manager
             .get_connection()
             .execute_unprepared("DROP TABLE consumer_source")
+            .await?;
+        Ok(())
+    }
+}
+
+/// The prior history: each configuration a model has had and the version
+/// from which it holds, so time travel answers with the prior in force
+/// then. Models configured before this table existed keep their current
+/// configuration for all of their past (nothing older is known), which is
+/// what reading a model with no rows here means.
+#[derive(Debug)]
+struct PriorHistory;
+
+// Named by hand, like `AppliedIds`.
+impl MigrationName for PriorHistory {
+    fn name(&self) -> &str {
+        "m0004_prior_history"
+    }
+}
+
+#[async_trait::async_trait]
+impl MigrationTrait for PriorHistory {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared(
+                r#"
+-- Written by PUT /models/{id} under the model's lock, so `seq` and
+-- `configured_at` (clock_timestamp() under that lock) follow commit order
+-- within a model, as model_history's `version` and `applied_at` do.
+CREATE TABLE model_configs (
+    model_id       VARCHAR(64) NOT NULL REFERENCES models (id) ON DELETE CASCADE,
+    seq            BIGSERIAL   NOT NULL,
+    from_version   BIGINT      NOT NULL CHECK (from_version >= 0),
+    prior          JSONB       NOT NULL,
+    grid_size      INTEGER     NOT NULL CHECK (grid_size BETWEEN 2 AND 100000),
+    configured_at  TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+    PRIMARY KEY (model_id, seq)
+);
+"#,
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        manager
+            .get_connection()
+            .execute_unprepared("DROP TABLE model_configs")
             .await?;
         Ok(())
     }

@@ -20,7 +20,10 @@ pub use batch::{apply_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta,
 pub use dedup::purge_applied_ids;
 pub use error::StoreError;
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
-pub use models::{configure_model, get_model, list_models, Configured, ModelConfig, ModelRecord};
+pub use models::{
+    config_at_time, config_at_version, configure_model, get_model, list_models, ConfigRecord,
+    Configured, ModelConfig, ModelRecord,
+};
 pub use offsets::{claim_source, load_offset, move_offset, Source};
 
 use sea_orm::sea_query::{Alias, Func, Query};

@@ -6,8 +6,10 @@
 //! single observation (JSON or text), and as `{key}:{index}` for item `index`
 //! (0-based) of a batch, so that every record of a retried batch carries the
 //! same id as before and no two records of one batch share one. An `id` in
-//! the body wins over a derived one for batch items; for a single observation
-//! the two must agree.
+//! the body wins over the header's.
+//!
+//! `?model=` names the model of a text body, and of the JSON observations
+//! that name none; a `model` in the body wins.
 
 use axum::extract::State;
 use domain::observation::{parse_json, parse_text, Observation, ObservationBody};
@@ -22,23 +24,50 @@ use crate::extract::{IdempotencyKey, ObservationsBody};
 use crate::routes::{publish, Accepted};
 use crate::state::AppState;
 
-/// `?model=`: the model of a text/plain body.
+/// `?model=`: the model of a text/plain body, and of JSON observations
+/// that name none.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ObservationsQuery {
-    /// Model of a `text/plain` body (default model when absent). JSON bodies
-    /// name their model in the body, so it is refused with them.
-    #[param(example = "globe")]
+    /// Model of a `text/plain` body, and of the JSON observations without a
+    /// `model` (the default model when absent).
+    #[param(example = "globe", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub model: Option<String>,
 }
 
-/// A JSON request body: one observation, or an array of them (a batch).
-#[derive(Debug, Clone, Deserialize, ToSchema)]
-#[serde(untagged)]
-pub enum ObservationsPayload {
-    One(ObservationBody),
-    Batch(Vec<ObservationBody>),
+/// A JSON request body: one observation, or an array of 1 to `max_batch`
+/// (10 000 unless configured) of them (a batch). Only a schema: bodies are
+/// read by [`decode`].
+#[derive(Debug)]
+pub struct ObservationsPayload;
+
+impl utoipa::PartialSchema for ObservationsPayload {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let default_max_batch = platform::settings::ProducerSettings::default().max_batch;
+        utoipa::openapi::schema::OneOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(
+                <ObservationBody as ToSchema>::name(),
+            ))
+            .item(domain::schema::observation_batch(default_max_batch))
+            .into()
+    }
 }
+
+impl ToSchema for ObservationsPayload {}
+
+/// A `text/plain` body: outcomes `w`/`l` (also `1`/`0`, `success`/`failure`)
+/// or runs such as `WLWWWLWLW`, separated by white space or commas. Only a
+/// schema.
+#[derive(Debug)]
+pub struct OutcomesText;
+
+impl utoipa::PartialSchema for OutcomesText {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        domain::schema::outcomes_text().into()
+    }
+}
+
+impl ToSchema for OutcomesText {}
 
 /// Send observations. Answers only after the broker acknowledged every record.
 #[utoipa::path(
@@ -48,8 +77,8 @@ pub enum ObservationsPayload {
     params(
         ObservationsQuery,
         ("Idempotency-Key" = Option<String>, Header,
-            description = "Client's idempotency key (1 to 128 characters), written as the record's `id`; item `i` of a batch gets `{key}:{i}` unless it has its own `id`.",
-            example = "order-4711"),
+            description = "Client's idempotency key (1 to 128 printable ASCII characters, no space at either end), written as the record's `id` unless the body has its own; item `i` of a batch gets `{key}:{i}`.",
+            example = "order-4711", min_length = 1, max_length = 128, pattern = "^[!-~]([ -~]*[!-~])?$"),
     ),
     request_body(
         description = "JSON: one observation or an array of up to `max_batch` (10 000) of them. Text: outcomes `w`/`l` (also `1`/`0`, `success`/`failure`) or runs such as `WLWWWLWLW`, for `?model=`.",
@@ -60,7 +89,7 @@ pub enum ObservationsPayload {
                 ("binomial counts" = (value = json!({"model": "globe", "successes": 6, "trials": 9, "id": "survey-12", "observed_at": "2024-05-01T10:00:00Z"}))),
                 ("a batch" = (value = json!([{"model": "globe", "outcome": "w"}, {"model": "coin", "successes": 3, "trials": 5}]))),
             )),
-            (String = "text/plain", example = "WLWWWLWLW"),
+            (OutcomesText = "text/plain", example = "WLWWWLWLW"),
         ),
     ),
     responses(
@@ -119,11 +148,11 @@ fn decode(
             Ok(vec![observation])
         }
         ObservationsBody::Json(bytes) => {
-            if model.is_some() {
-                return Err(ApiError::Invalid(
-                    "`?model=` applies to text/plain bodies; name the model in the JSON (`\"model\": \"...\"`)".into(),
-                ));
-            }
+            let default_model = &match model {
+                Some(model) => ModelId::parse(model)
+                    .map_err(|e| ApiError::Invalid(format!("invalid `model` parameter: {e}")))?,
+                None => default_model.clone(),
+            };
             if let Some(observations) =
                 decode_fast(&bytes, key.as_deref(), default_model, max_batch)
             {
@@ -134,17 +163,10 @@ fn decode(
             match value {
                 Value::Object(mut object) => {
                     if let Some(key) = key {
-                        match object.get("id") {
-                            None => {
-                                object.insert("id".into(), Value::String(key));
-                            }
-                            Some(Value::String(id)) if *id == key => {}
-                            Some(_) => {
-                                return Err(ApiError::Invalid(
-                                    "the Idempotency-Key header and the body's `id` disagree"
-                                        .into(),
-                                ))
-                            }
+                        // `null` is no id: the header's applies.
+                        let id = object.entry("id").or_insert(Value::Null);
+                        if id.is_null() {
+                            *id = Value::String(key);
                         }
                     }
                     let observation = parse_json(Value::Object(object), None, default_model)
@@ -173,14 +195,14 @@ fn decode_fast(
 ) -> Option<Vec<Observation>> {
     match bytes.iter().find(|b| !b.is_ascii_whitespace())? {
         b'[' => {
-            let bodies: Vec<ObservationBody> = serde_json::from_slice(bytes).ok()?;
+            let bodies: Vec<ObjectBody> = serde_json::from_slice(bytes).ok()?;
             if bodies.is_empty() || bodies.len() > max_batch {
                 return None;
             }
             bodies
                 .into_iter()
                 .enumerate()
-                .map(|(index, mut body)| {
+                .map(|(index, ObjectBody(mut body))| {
                     if let Some(key) = key {
                         body.id.get_or_insert_with(|| format!("{key}:{index}"));
                     }
@@ -191,17 +213,40 @@ fn decode_fast(
         b'{' => {
             let mut body: ObservationBody = serde_json::from_slice(bytes).ok()?;
             if let Some(key) = key {
-                match &body.id {
-                    None => body.id = Some(key.to_owned()),
-                    Some(id) if id == key => {}
-                    Some(_) => return None,
-                }
+                body.id.get_or_insert_with(|| key.to_owned());
             }
             body.into_observation(None, default_model)
                 .ok()
                 .map(|observation| vec![observation])
         }
         _ => None,
+    }
+}
+
+/// An [`ObservationBody`] read from a JSON object only: serde would also
+/// fill the struct from an array of its fields (`["globe", "w"]`), which the
+/// general path refuses, as every item must be an object.
+struct ObjectBody(ObservationBody);
+
+impl<'de> Deserialize<'de> for ObjectBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = ObjectBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ObjectBody, A::Error> {
+                ObservationBody::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ObjectBody)
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
     }
 }
 
@@ -227,9 +272,10 @@ fn decode_batch(
         .enumerate()
         .map(|(index, mut item)| {
             if let (Some(key), Value::Object(object)) = (&key, &mut item) {
-                object
-                    .entry("id")
-                    .or_insert_with(|| Value::String(format!("{key}:{index}")));
+                let id = object.entry("id").or_insert(Value::Null);
+                if id.is_null() {
+                    *id = Value::String(format!("{key}:{index}"));
+                }
             }
             parse_json(item, None, default_model).map_err(|e| ApiError::InvalidItem {
                 index,

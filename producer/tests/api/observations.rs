@@ -234,6 +234,29 @@ async fn the_idempotency_key_travels_as_the_record_id() {
         )
         .await;
     assert_eq!(seed.status, 202, "{}", seed.text);
+    // The body's own id wins over the header's, as it does for batch items.
+    let own = app
+        .send(
+            reqwest::Method::POST,
+            "/observations",
+            Some("application/json"),
+            &[("Idempotency-Key", "order-6")],
+            r#"{"outcome":"w","id":"own-6"}"#,
+        )
+        .await;
+    assert_eq!(own.status, 202, "{}", own.text);
+    // The longest key still leaves room for the `:{index}` of a batch item.
+    let long_key = "k".repeat(128);
+    let long = app
+        .send(
+            reqwest::Method::POST,
+            "/observations",
+            Some("application/json"),
+            &[("Idempotency-Key", long_key.as_str())],
+            r#"[{"outcome":"w"}]"#,
+        )
+        .await;
+    assert_eq!(long.status, 202, "{}", long.text);
 
     let ids: Vec<Value> = app
         .records()
@@ -250,25 +273,36 @@ async fn the_idempotency_key_travels_as_the_record_id() {
             json!("order-4:0"),
             json!("own-id"),
             json!("order-4:2"),
-            json!("order-5")
+            json!("order-5"),
+            json!("own-6"),
+            json!(format!("{long_key}:0")),
         ]
     );
 }
 
 #[tokio::test]
-async fn the_seed_route_writes_one_outcome_for_the_default_model() {
+async fn the_seed_route_writes_one_outcome_for_the_default_model_on_get_and_post() {
     let app = spawn_app_with_default_model("earth").await;
-    for outcome in ["w", "l", "W", "L"] {
+    // The seed's clients follow plain links: GET does what POST does.
+    let sent = [
+        (reqwest::Method::POST, "w"),
+        (reqwest::Method::POST, "l"),
+        (reqwest::Method::GET, "W"),
+        (reqwest::Method::GET, "L"),
+        (reqwest::Method::GET, "success"),
+        (reqwest::Method::POST, "0"),
+    ];
+    for (method, outcome) in sent {
         let answer = app
             .send(
-                reqwest::Method::POST,
+                method.clone(),
                 &format!("/update_model/{outcome}"),
                 None,
                 &[],
                 "",
             )
             .await;
-        assert_eq!(answer.status, 202, "{outcome}: {}", answer.text);
+        assert_eq!(answer.status, 202, "{method} {outcome}: {}", answer.text);
         assert_eq!(answer.json()["accepted"], 1);
     }
     let values: Vec<String> = app.records().await.into_iter().map(|r| r.value).collect();
@@ -278,7 +312,52 @@ async fn the_seed_route_writes_one_outcome_for_the_default_model() {
             canonical("earth", 1, 1),
             canonical("earth", 0, 1),
             canonical("earth", 1, 1),
+            canonical("earth", 0, 1),
+            canonical("earth", 1, 1),
             canonical("earth", 0, 1)
+        ]
+    );
+}
+
+#[tokio::test]
+async fn the_seed_route_takes_one_outcome_word_only_whatever_the_method() {
+    let app = spawn_app().await;
+    for method in [reqwest::Method::GET, reqwest::Method::POST] {
+        for outcome in ["wlw", "x", "w,", "%20w"] {
+            app.send(
+                method.clone(),
+                &format!("/update_model/{outcome}"),
+                None,
+                &[],
+                "",
+            )
+            .await
+            .assert_error(422, "invalid_observation", "expected one outcome");
+        }
+    }
+    app.assert_nothing_was_produced().await;
+}
+
+#[tokio::test]
+async fn the_model_parameter_names_the_model_of_json_observations_that_name_none() {
+    let app = spawn_app().await;
+    let answer = app
+        .send(
+            reqwest::Method::POST,
+            "/observations?model=coin",
+            Some("application/json"),
+            &[],
+            r#"[{"outcome":"w"},{"model":"dice","outcome":"l"},{"successes":2.0,"trials":3}]"#,
+        )
+        .await;
+    assert_eq!(answer.status, 202, "{}", answer.text);
+    let values: Vec<String> = app.records().await.into_iter().map(|r| r.value).collect();
+    assert_eq!(
+        values,
+        [
+            canonical("coin", 1, 1),
+            canonical("dice", 0, 1),
+            canonical("coin", 2, 3)
         ]
     );
 }

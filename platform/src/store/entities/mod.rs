@@ -3,6 +3,7 @@
 pub mod applied_ids;
 pub mod consumer_offsets;
 pub mod consumer_source;
+pub mod model_configs;
 pub mod model_history;
 pub mod model_states;
 pub mod models;

@@ -1,0 +1,69 @@
+"""Schemathesis hooks for scripts/fuzz.sh: the API's cross-field rules.
+
+openapi.json states every range, length, pattern and enum of the API, but
+JSON Schema cannot compare two values of one request. Three rules are of
+that kind, and the schema states them in words only:
+
+- a `step` prior needs `lower < upper`;
+- a `grid` prior needs at least one weight above zero;
+- an observation's `successes` may not exceed its `trials`.
+
+Left alone, the fuzzer would count the server's 422 for such a body as a
+valid request rejected. The hook repairs exactly these cases, and only
+where each value is valid by itself, so a body made invalid on purpose
+elsewhere stays invalid.
+"""
+
+import schemathesis
+
+
+def _number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _repair_prior(prior):
+    if not isinstance(prior, dict):
+        return
+    kind = prior.get("type")
+    if kind == "step":
+        lower, upper = prior.get("lower"), prior.get("upper")
+        if _number(lower) and _number(upper) and 0 <= lower <= 1 and 0 <= upper <= 1:
+            if lower > upper:
+                prior["lower"], prior["upper"] = upper, lower
+            elif lower == upper:
+                prior["lower"], prior["upper"] = (0, upper) if upper > 0 else (0, 1)
+    elif kind == "grid":
+        weights = prior.get("weights")
+        if (
+            isinstance(weights, list)
+            and len(weights) >= 2
+            and all(_number(w) and w >= 0 for w in weights)
+            and all(w == 0 for w in weights)
+        ):
+            weights[0] = 1
+
+
+def _whole(value):
+    return _number(value) and float(value).is_integer()
+
+
+def _repair_observation(item):
+    if not isinstance(item, dict):
+        return
+    successes, trials = item.get("successes"), item.get("trials")
+    if _whole(successes) and _whole(trials) and 0 <= trials < successes <= 1_000_000:
+        item["successes"], item["trials"] = trials, successes
+
+
+@schemathesis.hook
+def before_call(context, case, kwargs):
+    # Runs before every request of every phase (explicit examples, coverage,
+    # fuzzing, stateful); schemathesis re-checks the edited case against the
+    # schema, so a repaired body counts as what it now is.
+    body = case.body
+    if isinstance(body, dict):
+        _repair_prior(body.get("prior"))
+        _repair_observation(body)
+    elif isinstance(body, list):
+        for item in body:
+            _repair_observation(item)
