@@ -108,14 +108,6 @@ supervise() {
   done
 }
 
-# stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS.
-stop_pid() {
-  local pid="$1" i
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$pid" 2>/dev/null || true
-}
-
 cleanup() {
   trap - EXIT
   # A second Ctrl-C must not cut the stopping short (it would leave processes
@@ -146,8 +138,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 trap 'exit 129' HUP
-
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 ensure_build_tools
 command -v curl >/dev/null || apt_install curl

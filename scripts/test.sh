@@ -12,6 +12,12 @@
 # at the end. The tests
 # that need librdkafka's mock cluster (to take the broker down on cue) start
 # one in-process whatever KAFKA_BROKERS says.
+#
+# Then a bounded chaos run (scripts/chaos.sh): the built services on a broker
+# and a Postgres of their own, under load while their parts are killed, every
+# acknowledged observation counted exactly once. TEST_CHAOS_SECONDS sets its
+# length (default 60; 0 skips it). It runs even when a suite failed, so one
+# run reports both.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 source "$(dirname "$0")/lib/kafka.sh"
@@ -51,12 +57,29 @@ log "checking formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --quiet --workspace --all-targets -- -D warnings
 
+suites=0
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --no-fail-fast "$@"
+  cargo nextest run --workspace --no-fail-fast "$@" || suites=$?
 else
-  cargo test --workspace --no-fail-fast "$@"
+  cargo test --workspace --no-fail-fast "$@" || suites=$?
 fi
 
 # Schemathesis from PyPI, into .dev/schemathesis; the services run against
 # the same Postgres and broker as the suites.
-scripts/fuzz.sh
+fuzz=0
+scripts/fuzz.sh || fuzz=$?
+
+chaos=0
+if [ "${TEST_CHAOS_SECONDS:-60}" != 0 ]; then
+  # The suites' broker is done: its JVM would only compete for the CPU.
+  if [ -n "$KAFKA_THROWAWAY" ]; then
+    kafka_stop "$KAFKA_THROWAWAY" || true
+    rm -rf "$KAFKA_THROWAWAY"
+    KAFKA_THROWAWAY=""
+  fi
+  log "chaos: ${TEST_CHAOS_SECONDS:-60} s of SIGKILLs and restarts under load (scripts/chaos.sh)"
+  "$ROOT/scripts/chaos.sh" --duration "${TEST_CHAOS_SECONDS:-60}" || chaos=$?
+fi
+[ "$suites" -eq 0 ] || die "the test suites failed (exit status $suites)"
+[ "$fuzz" -eq 0 ] || die "the fuzz run failed (exit status $fuzz): see its output above"
+[ "$chaos" -eq 0 ] || die "the chaos run failed (exit status $chaos): see its output above"

@@ -58,11 +58,44 @@ pg_bin() {
   printf '%s/%s' "$found" "$1"
 }
 
+# pg_run CMD...: a PostgreSQL server command, as the postgres user when we
+# are root (the server refuses to run as root).
+pg_run() {
+  if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# pg_cluster_start DIR PORT: starts the Postgres cluster of DIR on
+# 127.0.0.1:PORT (trust authentication, user postgres), creating it first
+# when DIR holds none; returns once it accepts connections. DIR must be
+# reachable by the postgres user, hence the callers keep it under /tmp rather
+# than inside the checkout. fsync is off: the data survives the server's
+# crash (the kernel has it), not the machine's.
+pg_cluster_start() {
+  local dir="$1" port="$2" initdb pg_ctl user="postgres"
+  initdb=$(pg_bin initdb)
+  pg_ctl=$(pg_bin pg_ctl)
+  id "$user" >/dev/null 2>&1 || as_root useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
+  mkdir -p "$dir"
+  if [ ! -f "$dir/PG_VERSION" ]; then
+    [ "$(id -u)" = 0 ] && chown "$user" "$dir"
+    pg_run "$initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
+  fi
+  pg_run "$pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+}
+
+# pg_cluster_stop DIR [MODE]: stops the cluster of DIR with `pg_ctl stop -m
+# MODE`: fast (the default: disconnects clients, then a clean shutdown) or
+# immediate (no shutdown at all, as a crash: the next start recovers from
+# the write-ahead log).
+pg_cluster_stop() {
+  local dir="$1" mode="${2:-fast}" pg_ctl
+  pg_ctl=$(pg_bin pg_ctl)
+  pg_run "$pg_ctl" -D "$dir" -m "$mode" stop >/dev/null
+}
+
 # ensure_postgres DIR PORT: exports DATABASE_URL. Uses $DATABASE_URL when it
 # answers, else the local server on 127.0.0.1:5432, else starts a throwaway
-# cluster in DIR on PORT (stopped by stop_throwaway_postgres). DIR must be
-# reachable by the postgres user (the server refuses to run as root), hence
-# the callers keep it under /tmp rather than inside the checkout.
+# cluster in DIR on PORT (pg_cluster_start; stopped by stop_throwaway_postgres).
 PG_THROWAWAY=""
 ensure_postgres() {
   local dir="$1" port="$2"
@@ -77,30 +110,25 @@ ensure_postgres() {
     return 0
   fi
   log "Postgres: starting a throwaway cluster in $dir on port $port"
-  local initdb pg_ctl user="postgres"
-  initdb=$(pg_bin initdb)
-  pg_ctl=$(pg_bin pg_ctl)
-  id "$user" >/dev/null 2>&1 || as_root useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
-  mkdir -p "$dir"
-  # The server refuses to run as root, so it runs as the postgres user.
-  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u "$user" -- "$@"; else "$@"; fi; }
-  if [ ! -f "$dir/PG_VERSION" ]; then
-    [ "$(id -u)" = 0 ] && chown "$user" "$dir"
-    run_pg "$initdb" -D "$dir" -U postgres --auth=trust -E UTF8 >/dev/null
-  fi
-  run_pg "$pg_ctl" -D "$dir" -l "$dir/server.log" -w -o "-p $port -k /tmp -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  pg_cluster_start "$dir" "$port"
   PG_THROWAWAY="$dir"
   export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres"
 }
 
 stop_throwaway_postgres() {
   [ -n "$PG_THROWAWAY" ] || return 0
-  local pg_ctl; pg_ctl=$(pg_bin pg_ctl)
-  if [ "$(id -u)" = 0 ]; then
-    runuser -u postgres -- "$pg_ctl" -D "$PG_THROWAWAY" -m fast stop >/dev/null 2>&1 || true
-  else
-    "$pg_ctl" -D "$PG_THROWAWAY" -m fast stop >/dev/null 2>&1 || true
-  fi
+  pg_cluster_stop "$PG_THROWAWAY" fast 2>/dev/null || true
+}
+
+# port_busy PORT: true when something listens on 127.0.0.1:PORT.
+port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# stop_pid PID SECONDS: SIGTERM, then SIGKILL after SECONDS.
+stop_pid() {
+  local pid="$1" i
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for ((i = 0; i < $2 * 10; i++)); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
 }
 
 # drop_stale_test_databases URL: every test makes its own database and leaves
