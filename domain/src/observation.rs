@@ -572,7 +572,7 @@ mod tests {
             (
                 None,
                 format!(r#"{{"successes":"\"{huge}","trials":1}}"#),
-                "…\", expected u64",
+                "…\", expected a non-negative whole number",
             ),
             (None, format!(r#"{{"{huge}":"w"}}"#), "unknown field `AAAA"),
             (

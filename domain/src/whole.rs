@@ -3,32 +3,61 @@
 //! no fraction, so a client (or a schema-driven generator) may send `6.0`
 //! where a count is expected; it means 6.
 
-use serde::de::Error;
-use serde::{Deserialize, Deserializer};
+use std::fmt;
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum Raw {
-    Integer(u64),
-    Number(f64),
-}
+use serde::de::{Error, Visitor};
+use serde::{Deserialize, Deserializer};
 
 /// `2^64`, the first `f64` above every `u64`.
 const U64_END: f64 = 18_446_744_073_709_551_616.0;
 
+/// A whole number however JSON writes it. A visitor rather than an untagged
+/// enum, so a wrong type gets serde's own message ("invalid type: string
+/// \"abc\", expected a non-negative whole number"), not "did not match any
+/// variant".
+struct Whole(u64);
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(WholeVisitor)
+    }
+}
+
+struct WholeVisitor;
+
+impl Visitor<'_> for WholeVisitor {
+    type Value = Whole;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a non-negative whole number")
+    }
+
+    fn visit_u64<E: Error>(self, n: u64) -> Result<Whole, E> {
+        Ok(Whole(n))
+    }
+
+    fn visit_i64<E: Error>(self, n: i64) -> Result<Whole, E> {
+        u64::try_from(n)
+            .map(Whole)
+            .map_err(|_| E::custom(format!("expected a non-negative whole number, got {n}")))
+    }
+
+    fn visit_f64<E: Error>(self, x: f64) -> Result<Whole, E> {
+        if x.fract() == 0.0 && (0.0..U64_END).contains(&x) {
+            // The cast is exact: the value is whole and within range.
+            Ok(Whole(x as u64))
+        } else {
+            Err(E::custom(format!(
+                "expected a non-negative whole number, got {x}"
+            )))
+        }
+    }
+}
+
 /// A non-negative whole number as a `u64`, or `None` for `null`/absent
 /// (with `#[serde(default)]`).
 pub fn option_u64<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<u64>, D::Error> {
-    Option::<Raw>::deserialize(deserializer)?
-        .map(|raw| match raw {
-            Raw::Integer(n) => Ok(n),
-            // The cast is exact: the value is whole and within range.
-            Raw::Number(x) if x.fract() == 0.0 && (0.0..U64_END).contains(&x) => Ok(x as u64),
-            Raw::Number(x) => Err(D::Error::custom(format!(
-                "expected a non-negative whole number, got {x}"
-            ))),
-        })
-        .transpose()
+    Ok(Option::<Whole>::deserialize(deserializer)?.map(|w| w.0))
 }
 
 #[cfg(test)]
