@@ -9,25 +9,51 @@ pub struct Migrator;
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
         vec![
-            Box::new(CreateTables),
-            Box::new(AppliedIds),
-            Box::new(RecordConsumerSource),
-            Box::new(PriorHistory),
+            Box::new(CREATE_TABLES),
+            Box::new(APPLIED_IDS),
+            Box::new(CONSUMER_SOURCE),
+            Box::new(PRIOR_HISTORY),
         ]
     }
 }
 
-#[derive(Debug, DeriveMigrationName)]
-struct CreateTables;
+/// A migration written as the SQL it runs: the schema is Postgres-only and
+/// reads best as the DDL it is. Each has its own name, recorded in
+/// `seaql_migrations` when it has run.
+#[derive(Debug)]
+struct Sql {
+    name: &'static str,
+    up: &'static str,
+    down: &'static str,
+}
+
+impl MigrationName for Sql {
+    fn name(&self) -> &str {
+        self.name
+    }
+}
 
 #[async_trait::async_trait]
-impl MigrationTrait for CreateTables {
+impl MigrationTrait for Sql {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        // Plain SQL: the schema is Postgres-only and reads best as the DDL it is.
+        manager.get_connection().execute_unprepared(self.up).await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         manager
             .get_connection()
-            .execute_unprepared(
-                r#"
+            .execute_unprepared(self.down)
+            .await?;
+        Ok(())
+    }
+}
+
+/// The first schema. Its name is the one the derive gave it (the file's),
+/// as databases created then recorded it.
+const CREATE_TABLES: Sql = Sql {
+    name: "migration",
+    up: r#"
 CREATE TABLE models (
     id          VARCHAR(64) PRIMARY KEY,
     prior       JSONB       NOT NULL,
@@ -70,39 +96,13 @@ CREATE TABLE consumer_offsets (
     PRIMARY KEY (group_id, topic, partition)
 );
 "#,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE consumer_offsets, model_history, model_states, models")
-            .await?;
-        Ok(())
-    }
-}
+    down: "DROP TABLE consumer_offsets, model_history, model_states, models",
+};
 
 /// The ids of applied observations, for the consumer's deduplication.
-#[derive(Debug)]
-struct AppliedIds;
-
-// Named by hand: every migration in this file would otherwise take the
-// file's name, and a second one with the same name would never run.
-impl MigrationName for AppliedIds {
-    fn name(&self) -> &str {
-        "m0002_applied_ids"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for AppliedIds {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
+const APPLIED_IDS: Sql = Sql {
+    name: "m0002_applied_ids",
+    up: r#"
 -- The ids of the observations applied (within the retention): a record whose
 -- id is here is a client's retry, skipped by the batch statement.
 CREATE TABLE applied_ids (
@@ -114,39 +114,14 @@ CREATE TABLE applied_ids (
 );
 CREATE INDEX applied_ids_applied_at ON applied_ids (applied_at);
 "#,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE applied_ids")
-            .await?;
-        Ok(())
-    }
-}
+    down: "DROP TABLE applied_ids",
+};
 
 /// The group and topic the state was built from, so a consumer started with
 /// another one is refused instead of mixing two logs into the counts.
-#[derive(Debug)]
-struct RecordConsumerSource;
-
-// Named by hand, like `AppliedIds`.
-impl MigrationName for RecordConsumerSource {
-    fn name(&self) -> &str {
-        "m0003_consumer_source"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for RecordConsumerSource {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
+const CONSUMER_SOURCE: Sql = Sql {
+    name: "m0003_consumer_source",
+    up: r#"
 CREATE TABLE consumer_source (
     id          BOOLEAN      PRIMARY KEY DEFAULT TRUE CHECK (id),
     group_id    VARCHAR(255) NOT NULL,
@@ -161,42 +136,17 @@ INSERT INTO consumer_source (group_id, topic)
 SELECT min(group_id), min(topic) FROM consumer_offsets
 HAVING count(DISTINCT (group_id, topic)) = 1;
 "#,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE consumer_source")
-            .await?;
-        Ok(())
-    }
-}
+    down: "DROP TABLE consumer_source",
+};
 
 /// The prior history: each configuration a model has had and the version
 /// from which it holds, so time travel answers with the prior in force
 /// then. Models configured before this table existed keep their current
 /// configuration for all of their past (nothing older is known), which is
 /// what reading a model with no rows here means.
-#[derive(Debug)]
-struct PriorHistory;
-
-// Named by hand, like `AppliedIds`.
-impl MigrationName for PriorHistory {
-    fn name(&self) -> &str {
-        "m0004_prior_history"
-    }
-}
-
-#[async_trait::async_trait]
-impl MigrationTrait for PriorHistory {
-    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared(
-                r#"
+const PRIOR_HISTORY: Sql = Sql {
+    name: "m0004_prior_history",
+    up: r#"
 -- Written by PUT /models/{id} under the model's lock, so `seq` and
 -- `configured_at` (clock_timestamp() under that lock) follow commit order
 -- within a model, as model_history's `version` and `applied_at` do.
@@ -210,16 +160,5 @@ CREATE TABLE model_configs (
     PRIMARY KEY (model_id, seq)
 );
 "#,
-            )
-            .await?;
-        Ok(())
-    }
-
-    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        manager
-            .get_connection()
-            .execute_unprepared("DROP TABLE model_configs")
-            .await?;
-        Ok(())
-    }
-}
+    down: "DROP TABLE model_configs",
+};
