@@ -24,19 +24,11 @@ use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
 
 use crate::batch::Poison;
-use crate::kafka::DlqProducer;
+use crate::kafka::{DlqProducer, MESSAGE_MAX_BYTES};
 use crate::metrics::DEAD_LETTERS_REFUSED;
 
 /// How long one send may wait for room in librdkafka's queue.
 const QUEUE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The dead-letter producer's `message.max.bytes`, set explicitly so that
-/// [`MAX_RECORD_BYTES`] derives from what librdkafka enforces: it refuses a
-/// bigger record locally (`MsgSizeTooLarge`) and caps its batches at it. It
-/// is librdkafka's default, below Kafka's default broker and topic limit
-/// (`message.max.bytes` = 1048588 bytes per record batch), so the broker
-/// takes whatever the producer lets through.
-pub(crate) const MESSAGE_MAX_BYTES: usize = 1_000_000;
 
 /// What librdkafka and the broker count around a record's key, value and
 /// headers: at most 36 bytes of record framing, 61 of batch header.

@@ -128,6 +128,14 @@ pub(crate) fn consumer_config(settings: &Settings, instance: Option<&InstanceId>
     config
 }
 
+/// The dead-letter producer's `message.max.bytes`, set explicitly so that
+/// `dlq::MAX_RECORD_BYTES` derives from what librdkafka enforces: it refuses a
+/// bigger record locally (`MsgSizeTooLarge`) and caps its batches at it. It
+/// is librdkafka's default, below Kafka's default broker and topic limit
+/// (`message.max.bytes` = 1048588 bytes per record batch), so the broker
+/// takes whatever the producer lets through.
+pub(crate) const MESSAGE_MAX_BYTES: usize = 1_000_000;
+
 /// The dead-letter producer: idempotent and acknowledged by all replicas,
 /// since a poison record's offset is committed only after its ack.
 pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
@@ -138,10 +146,7 @@ pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
         .set("acks", "all")
         .set("linger.ms", "5")
         // Explicit, because `dlq` cuts records to fit under it.
-        .set(
-            "message.max.bytes",
-            crate::dlq::MESSAGE_MAX_BYTES.to_string(),
-        )
+        .set("message.max.bytes", MESSAGE_MAX_BYTES.to_string())
         // A delivery that fails (broker down) comes back within this time,
         // so the loop can retry the batch, or give it up on a stop request.
         .set("message.timeout.ms", "30000");
