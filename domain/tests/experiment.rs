@@ -364,3 +364,40 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn every_kind_of_prior_gives_figures_that_sum_to_one() {
+    let beta = Prior::Beta { a: 2.0, b: 3.0 };
+    let tiny = Prior::Beta { a: 1e-6, b: 1e-6 };
+    let step = Prior::Step {
+        lower: 0.2,
+        upper: 0.6,
+    };
+    let grid = Prior::Grid {
+        weights: vec![0.0, 1.0, 3.0, 1.0, 0.5],
+    };
+    let priors = [&UNIFORM, &beta, &tiny, &step, &grid];
+    for counts in [(0, 0), (4, 6), (300, 700), (400_000_000, 600_000_000)] {
+        let arms: Vec<Posterior<'_>> = priors
+            .iter()
+            .map(|prior| Posterior::new(prior, Counts::new(counts.0, counts.1)).unwrap())
+            .collect();
+        let got = experiment(&arms, 0).unwrap();
+        assert_sums_to_one(&got, 1e-12);
+        // The Beta(2, 3) prior arm against the uniform one, by the closed form.
+        let (s, f) = counts;
+        if s + f < 10_000 {
+            let want = evan_miller(1.0 + s as f64, 1.0 + f as f64, 2 + s, 3.0 + f as f64);
+            let beats = got.arms[1].prob_beats_control.unwrap();
+            assert!((beats - want).abs() < 1e-9, "{counts:?}: {beats} vs {want}");
+        }
+        // A step prior holds no mass outside its support, nor does its arm.
+        if counts == (0, 0) {
+            let below = Posterior::new(&UNIFORM, Counts::new(0, 0)).unwrap();
+            let pair = experiment(&[arms[3].clone(), below], 1).unwrap();
+            // P(U(0.2, 0.6) > U(0, 1)) = E[p] of the step = 0.4.
+            let beats = pair.arms[0].prob_beats_control.unwrap();
+            assert!((beats - 0.4).abs() < 1e-9, "{beats}");
+        }
+    }
+}
