@@ -18,12 +18,22 @@
 //!   between two display points. In logit space a Beta posterior is smooth and
 //!   log-concave with no endpoint singularity, so the trapezoid rule converges
 //!   geometrically; quantiles interpolate the density log-linearly inside a cell.
+//!
+//! Experiments over several posteriors ([`experiment`], [`compare`]) integrate
+//! the arms' exact densities with composite Gauss–Legendre on the union of
+//! their windows, so P(best), expected loss and P(a > b) are one-dimensional
+//! integrals accurate to ~1e-12, not samples.
 
 mod display;
+mod experiment;
 mod posterior;
 
 pub use display::DisplayGrid;
-pub use posterior::{compare, Comparison, DifferenceSummary, Interval, Posterior, Summary};
+pub use experiment::{
+    compare, experiment, prob_greater, ArmFigures, ExperimentError, ExperimentFigures, MAX_ARMS,
+    MIN_ARMS,
+};
+pub use posterior::{Comparison, DifferenceSummary, Interval, Posterior, Summary};
 
 use serde::{Deserialize, Serialize};
 

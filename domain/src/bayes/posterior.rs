@@ -365,8 +365,20 @@ impl<'a> Posterior<'a> {
         self.t0 + self.h * j as f64
     }
 
+    /// The logit-space window that holds all but ~e^-36 of the mass, and the
+    /// number of cells the quadrature needed to resolve it (more for a grid
+    /// prior, whose density has a kink at every knot).
+    pub(super) fn logit_window(&self) -> (f64, f64, usize) {
+        (self.t0, self.t_at(self.nodes() - 1), self.nodes() - 1)
+    }
+
+    /// The unnormalised log density of this posterior in logit space.
+    pub(super) fn kernel(&self) -> Kernel<'a> {
+        Kernel::new(self.prior, self.counts)
+    }
+
     /// Trapezoid weights of the nodes, normalised to sum to 1, with their logits.
-    fn weighted_nodes(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
+    pub(super) fn weighted_nodes(&self) -> impl Iterator<Item = (f64, f64)> + '_ {
         let n = self.nodes();
         let raw = move |j: usize| {
             let end = if j == 0 || j == n - 1 { 0.5 } else { 1.0 };
@@ -415,7 +427,7 @@ impl<'a> Posterior<'a> {
     }
 
     /// P(p <= x) for `x` given as a probability that may be outside [0, 1].
-    fn cdf_p(&self, x: f64) -> f64 {
+    pub(super) fn cdf_p(&self, x: f64) -> f64 {
         if x <= 0.0 {
             0.0
         } else if x >= 1.0 {
@@ -426,65 +438,12 @@ impl<'a> Posterior<'a> {
     }
 }
 
-/// Compares two independent posteriors: P(p_a > p_b) and the distribution of
-/// p_a - p_b. Integrals run over the narrower posterior's nodes, against the
-/// wider one's CDF, which is smooth on that scale.
-pub fn compare(a: &Posterior<'_>, b: &Posterior<'_>, mass: f64) -> Result<Comparison, BayesError> {
-    let mass = check_mass(mass)?;
-    let a_narrower = a.sd <= b.sd;
-    // F_D(d) = P(p_a - p_b <= d).
-    let cdf_diff = |d: f64| -> f64 {
-        if a_narrower {
-            a.weighted_nodes()
-                .map(|(w, t)| w * (1.0 - b.cdf_p(sigmoid(t) - d)))
-                .sum()
-        } else {
-            b.weighted_nodes()
-                .map(|(w, t)| w * a.cdf_p(sigmoid(t) + d))
-                .sum()
-        }
-    };
-    let prob_a_greater = if a_narrower {
-        a.weighted_nodes().map(|(w, t)| w * b.cdf_t(t)).sum::<f64>()
-    } else {
-        b.weighted_nodes()
-            .map(|(w, t)| w * (1.0 - a.cdf_t(t)))
-            .sum::<f64>()
-    };
-    let quantile = |q: f64| -> f64 {
-        let (mut lo, mut hi) = (-1.0f64, 1.0f64);
-        for _ in 0..80 {
-            let mid = 0.5 * (lo + hi);
-            if cdf_diff(mid) < q {
-                lo = mid;
-            } else {
-                hi = mid;
-            }
-        }
-        0.5 * (lo + hi)
-    };
-    let tail = (1.0 - mass) / 2.0;
-    Ok(Comparison {
-        prob_a_greater: prob_a_greater.clamp(0.0, 1.0),
-        difference: DifferenceSummary {
-            mean: a.mean - b.mean,
-            sd: (a.sd * a.sd + b.sd * b.sd).sqrt(),
-            median: quantile(0.5),
-            mass,
-            pi: Interval {
-                lower: quantile(tail),
-                upper: quantile(1.0 - tail),
-            },
-        },
-    })
-}
-
 /// The unnormalised posterior in logit space:
 /// `ℓ(t) = A ln σ(t) + B ln σ(-t) + ln g(σ(t))` on the prior's support, where
 /// A and B include the Jacobian dp/dt = p(1-p) and `g` is a grid prior's
 /// interpolated weight (1 for the other priors). The first two terms are
 /// concave, which is what places the window.
-struct Kernel<'a> {
+pub(super) struct Kernel<'a> {
     a: f64,
     b: f64,
     /// Support in logit space.
@@ -503,16 +462,16 @@ struct Kernel<'a> {
 }
 
 /// One evaluation of the kernel.
-struct Eval {
+pub(super) struct Eval {
     /// Log density in logit space, relative to the reference point.
-    log_t: f64,
+    pub(super) log_t: f64,
     /// Log density in p space, relative likewise.
     log_p: f64,
     p: f64,
 }
 
 impl<'a> Kernel<'a> {
-    fn new(prior: &'a Prior, counts: Counts) -> Self {
+    pub(super) fn new(prior: &'a Prior, counts: Counts) -> Self {
         let (s, f) = (counts.successes as f64, counts.failures as f64);
         let (a0, b0) = match prior {
             Prior::Beta { a, b } => (*a, *b),
@@ -581,7 +540,7 @@ impl<'a> Kernel<'a> {
         self.a * d_pos + self.b * d_neg
     }
 
-    fn eval(&self, t: f64) -> Eval {
+    pub(super) fn eval(&self, t: f64) -> Eval {
         let (d_pos, d_neg, p) = self.log_sigmoids(t);
         let g = match self.grid {
             Some(weights) => interpolate(weights, p).ln(),

@@ -1,0 +1,403 @@
+//! The experiment figures against exact references: Evan Miller's closed form
+//! for two Beta arms, brute-force integration for three to five, the normal
+//! approximation at a billion observations, and identities that must hold
+//! for any arms.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use domain::bayes::{
+    compare, experiment, prob_greater, Counts, ExperimentError, ExperimentFigures, Posterior,
+    MAX_ARMS,
+};
+use domain::Prior;
+use proptest::prelude::*;
+use statrs::distribution::{Beta, Continuous, ContinuousCDF, Normal};
+use statrs::function::gamma::ln_gamma;
+
+const UNIFORM: Prior = Prior::Uniform;
+
+fn ln_beta(a: f64, b: f64) -> f64 {
+    ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
+}
+
+/// P(p_b > p_a) for p_a ~ Beta(alpha_a, beta_a), p_b ~ Beta(alpha_b, beta_b)
+/// with an integer alpha_b (Evan Miller, "Formulas for Bayesian A/B Testing"):
+/// Σ_{i<α_b} B(α_a+i, β_a+β_b) / ((β_b+i) B(1+i, β_b) B(α_a, β_a)), each term in log space.
+fn evan_miller(alpha_a: f64, beta_a: f64, alpha_b: u64, beta_b: f64) -> f64 {
+    (0..alpha_b)
+        .map(|i| {
+            let i = i as f64;
+            (ln_beta(alpha_a + i, beta_a + beta_b)
+                - (beta_b + i).ln()
+                - ln_beta(1.0 + i, beta_b)
+                - ln_beta(alpha_a, beta_a))
+            .exp()
+        })
+        .sum()
+}
+
+fn arms(counts: &[(u64, u64)]) -> Vec<Posterior<'static>> {
+    counts
+        .iter()
+        .map(|(s, f)| Posterior::new(&UNIFORM, Counts::new(*s, *f)).unwrap())
+        .collect()
+}
+
+fn figures(counts: &[(u64, u64)], control: usize) -> ExperimentFigures {
+    experiment(&arms(counts), control).unwrap()
+}
+
+/// The largest |got - want| over the pairs, with the case that gave it.
+#[derive(Default)]
+struct Worst {
+    error: f64,
+    case: String,
+}
+
+impl Worst {
+    fn see(&mut self, got: f64, want: f64, case: impl FnOnce() -> String) {
+        let error = (got - want).abs();
+        if error.is_nan() || error > self.error {
+            self.error = error;
+            self.case = format!("{} (got {got}, want {want})", case());
+        }
+    }
+
+    fn at_most(&self, tolerance: f64) {
+        println!("largest error {:e}: {}", self.error, self.case);
+        assert!(
+            self.error <= tolerance,
+            "off by {:e} > {tolerance:e}: {}",
+            self.error,
+            self.case
+        );
+    }
+}
+
+const SMALL_COUNTS: [u64; 8] = [0, 1, 2, 5, 9, 17, 33, 50];
+
+#[test]
+fn two_beta_arms_match_evan_millers_closed_form_to_1e_9() {
+    let mut worst = Worst::default();
+    for sa in SMALL_COUNTS {
+        for fa in SMALL_COUNTS {
+            for sb in SMALL_COUNTS {
+                for fb in [0, 3, 20, 50] {
+                    let want =
+                        evan_miller(1.0 + sa as f64, 1.0 + fa as f64, 1 + sb, 1.0 + fb as f64);
+                    let got = figures(&[(sa, fa), (sb, fb)], 0).arms[1]
+                        .prob_beats_control
+                        .unwrap();
+                    worst.see(got, want, || format!("A=({sa},{fa}) B=({sb},{fb})"));
+                }
+            }
+        }
+    }
+    worst.at_most(1e-9);
+}
+
+#[test]
+fn compare_meets_the_closed_form_to_1e_9_and_keeps_its_other_outputs() {
+    let mut worst = Worst::default();
+    for sa in SMALL_COUNTS {
+        for fa in SMALL_COUNTS {
+            for (sb, fb) in [(0, 0), (4, 9), (50, 50), (50, 0), (0, 50), (12, 30)] {
+                let pa = Posterior::new(&UNIFORM, Counts::new(sa, fa)).unwrap();
+                let pb = Posterior::new(&UNIFORM, Counts::new(sb, fb)).unwrap();
+                let cmp = compare(&pa, &pb, 0.89).unwrap();
+                // P(p_a > p_b) is Evan Miller's P(p_B > p_A) with the roles swapped.
+                let want = evan_miller(1.0 + sb as f64, 1.0 + fb as f64, 1 + sa, 1.0 + fa as f64);
+                worst.see(cmp.prob_a_greater, want, || {
+                    format!("a=({sa},{fa}) b=({sb},{fb})")
+                });
+                assert_eq!(cmp.prob_a_greater, prob_greater(&pa, &pb));
+                assert!((cmp.difference.mean - (pa.mean() - pb.mean())).abs() < 1e-15);
+            }
+        }
+    }
+    worst.at_most(1e-9);
+}
+
+/// The figures by brute force: composite Simpson in p over [0, 1] with
+/// statrs's Beta density and CDF, E[max] as ∫ (1 − Π F_j) dp.
+fn brute_force(counts: &[(u64, u64)], control: usize) -> (Vec<f64>, f64, Vec<f64>) {
+    let betas: Vec<Beta> = counts
+        .iter()
+        .map(|(s, f)| Beta::new(1.0 + *s as f64, 1.0 + *f as f64).unwrap())
+        .collect();
+    let n = 40_000;
+    let h = 1.0 / n as f64;
+    let k = betas.len();
+    let (mut best, mut beats, mut max) = (vec![0.0; k], vec![0.0; k], 0.0);
+    for step in 0..=n {
+        let p = step as f64 * h;
+        let simpson = if step == 0 || step == n {
+            1.0
+        } else if step % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        } * h
+            / 3.0;
+        let cdfs: Vec<f64> = betas.iter().map(|b| b.cdf(p)).collect();
+        max += simpson * (1.0 - cdfs.iter().product::<f64>());
+        for i in 0..k {
+            let pdf = betas[i].pdf(p);
+            let others: f64 = (0..k).filter(|j| *j != i).map(|j| cdfs[j]).product();
+            best[i] += simpson * pdf * others;
+            beats[i] += simpson * pdf * cdfs[control];
+        }
+    }
+    (best, max, beats)
+}
+
+#[test]
+fn three_to_five_arms_match_brute_force_integration() {
+    let cases: [&[(u64, u64)]; 4] = [
+        &[(12, 40), (15, 38), (9, 44)],
+        &[(3, 5), (4, 4), (6, 3), (5, 5)],
+        &[(30, 70), (33, 67), (28, 72), (35, 65), (31, 69)],
+        &[(1, 1), (40, 60), (2, 3), (10, 12)],
+    ];
+    let mut worst = Worst::default();
+    for counts in cases {
+        let got = figures(counts, 0);
+        let (best, max, beats) = brute_force(counts, 0);
+        worst.see(got.expected_max, max, || format!("{counts:?} E[max]"));
+        for (i, arm) in got.arms.iter().enumerate() {
+            let (s, f) = counts[i];
+            let mean = (1.0 + s as f64) / (2.0 + (s + f) as f64);
+            worst.see(arm.prob_best, best[i], || format!("{counts:?} P(best) {i}"));
+            worst.see(arm.mean, mean, || format!("{counts:?} mean {i}"));
+            worst.see(arm.expected_loss, max - mean, || {
+                format!("{counts:?} loss {i}")
+            });
+            worst.see(arm.relative_loss, (max - mean) / mean, || {
+                format!("{counts:?} relative loss {i}")
+            });
+            if i != 0 {
+                worst.see(arm.prob_beats_control.unwrap(), beats[i], || {
+                    format!("{counts:?} P(> control) {i}")
+                });
+            }
+        }
+    }
+    worst.at_most(1e-9);
+}
+
+fn assert_sums_to_one(figures: &ExperimentFigures, tolerance: f64) {
+    let total: f64 = figures.arms.iter().map(|a| a.prob_best).sum();
+    assert!(
+        (total - 1.0).abs() <= tolerance,
+        "P(best) sums to {total}: {figures:?}"
+    );
+}
+
+#[test]
+fn prob_best_sums_to_one_from_two_to_twenty_arms() {
+    for k in 2..=MAX_ARMS {
+        let moderate: Vec<(u64, u64)> = (0..k as u64).map(|i| (20 + 3 * i, 80 - i)).collect();
+        assert_sums_to_one(&figures(&moderate, 0), 1e-12);
+        let mixed: Vec<(u64, u64)> = (0..k as u64)
+            .map(|i| match i % 4 {
+                0 => (0, 0),
+                1 => (500_000_000 + i * 1000, 500_000_000),
+                2 => (7 * i, 3),
+                _ => (1, 1_000_000_000),
+            })
+            .collect();
+        assert_sums_to_one(&figures(&mixed, k - 1), 1e-12);
+    }
+}
+
+#[test]
+fn identical_arms_are_each_best_with_probability_one_over_k() {
+    for counts in [(0, 0), (3, 7), (400, 600), (500_000_000, 500_000_000)] {
+        for k in [2, 3, 7, 20] {
+            let got = figures(&vec![counts; k], 0);
+            for arm in &got.arms {
+                assert!(
+                    (arm.prob_best - 1.0 / k as f64).abs() < 1e-12,
+                    "{counts:?} x{k}: {got:?}"
+                );
+            }
+            for arm in &got.arms[1..] {
+                assert!((arm.prob_beats_control.unwrap() - 0.5).abs() < 1e-12);
+            }
+        }
+    }
+}
+
+/// Arms at 10^9 observations against the normal approximation, whose error
+/// there is of the order of 1/n.
+#[test]
+fn arms_at_a_billion_observations_match_the_normal_approximation() {
+    let n: u64 = 1_000_000_000;
+    // Two arms, rates 0.5 and 0.5 + 1e-5: P(b > a) = Φ(Δ / sqrt(sd_a² + sd_b²)).
+    let counts = [(n / 2, n / 2), (n / 2 + 10_000, n / 2 - 10_000)];
+    let moments = |(s, f): (u64, u64)| {
+        let (a, b) = (1.0 + s as f64, 1.0 + f as f64);
+        let mean = a / (a + b);
+        (mean, (mean * (1.0 - mean) / (a + b + 1.0)).sqrt())
+    };
+    let (ma, sa) = moments(counts[0]);
+    let (mb, sb) = moments(counts[1]);
+    let want = Normal::standard().cdf((mb - ma) / (sa * sa + sb * sb).sqrt());
+    let got = figures(&counts, 0);
+    let beats = got.arms[1].prob_beats_control.unwrap();
+    assert!((beats - want).abs() < 1e-6, "{beats} vs {want}");
+    assert!((got.arms[1].prob_best - want).abs() < 1e-6);
+    assert_sums_to_one(&got, 1e-12);
+
+    // Twenty arms, each 10^9 observations, rates 1e-5 apart around 0.5,
+    // against ∫ φ_i Π_{j≠i} Φ_j by Simpson over the normal approximations.
+    let counts: Vec<(u64, u64)> = (0..20u64)
+        .map(|i| {
+            let s = n / 2 + 5_000 * i - 40_000;
+            (s, n - s)
+        })
+        .collect();
+    let normals: Vec<Normal> = counts
+        .iter()
+        .map(|c| {
+            let (m, s) = moments(*c);
+            Normal::new(m, s).unwrap()
+        })
+        .collect();
+    let (lo, hi) = (0.5 - 2e-4, 0.5 + 2e-4);
+    let steps = 20_000;
+    let h = (hi - lo) / steps as f64;
+    let mut want = [0.0; 20];
+    for step in 0..=steps {
+        let x = lo + h * step as f64;
+        let simpson = if step == 0 || step == steps {
+            1.0
+        } else if step % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        } * h
+            / 3.0;
+        let cdfs: Vec<f64> = normals.iter().map(|d| d.cdf(x)).collect();
+        for i in 0..20 {
+            let others: f64 = (0..20).filter(|j| *j != i).map(|j| cdfs[j]).product();
+            want[i] += simpson * normals[i].pdf(x) * others;
+        }
+    }
+    let got = figures(&counts, 0);
+    let mut worst = Worst::default();
+    for (i, arm) in got.arms.iter().enumerate() {
+        worst.see(arm.prob_best, want[i], || format!("arm {i}"));
+    }
+    worst.at_most(1e-6);
+    assert_sums_to_one(&got, 1e-12);
+}
+
+#[test]
+fn an_arm_with_no_data_beats_another_with_probability_one_minus_its_mean() {
+    // A uniform arm U beats X with P(U > X) = E[1 - X], exactly, whatever X.
+    for other in [
+        (0, 0),
+        (3, 17),
+        (300_000_000, 700_000_000),
+        (0, 1_000_000_000),
+    ] {
+        let got = figures(&[other, (0, 0)], 0);
+        let (s, f) = other;
+        let mean = (1.0 + s as f64) / (2.0 + (s + f) as f64);
+        let beats = got.arms[1].prob_beats_control.unwrap();
+        assert!((beats - (1.0 - mean)).abs() < 1e-9, "{other:?}: {beats}");
+        assert_sums_to_one(&got, 1e-12);
+    }
+}
+
+#[test]
+fn the_expected_loss_of_a_certain_winner_is_nothing() {
+    let got = figures(&[(700_000_000, 300_000_000), (500_000, 500_000)], 1);
+    assert!(got.arms[0].prob_best > 1.0 - 1e-12);
+    assert!(got.arms[0].expected_loss < 1e-12, "{got:?}");
+    assert!((got.arms[1].expected_loss - 0.2).abs() < 1e-6, "{got:?}");
+    assert!((got.expected_max - got.arms[0].mean).abs() < 1e-12);
+}
+
+#[test]
+fn too_few_or_too_many_arms_and_a_missing_control_are_errors() {
+    let one = arms(&[(1, 1)]);
+    assert_eq!(experiment(&one, 0).unwrap_err(), ExperimentError::Arms(1));
+    let many = arms(&[(1, 1); MAX_ARMS + 1]);
+    assert_eq!(
+        experiment(&many, 0).unwrap_err(),
+        ExperimentError::Arms(MAX_ARMS + 1)
+    );
+    let two = arms(&[(1, 1), (2, 2)]);
+    assert_eq!(
+        experiment(&two, 2).unwrap_err(),
+        ExperimentError::Control {
+            control: 2,
+            arms: 2
+        }
+    );
+}
+
+fn any_arm() -> impl Strategy<Value = (u64, u64)> {
+    let count = prop_oneof![0u64..20, 0u64..100_000, 0u64..1_000_000_000];
+    (count.clone(), count)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn prob_best_sums_to_one_and_follows_the_arms_when_they_are_reordered(
+        counts in prop::collection::vec(any_arm(), 2..=8),
+    ) {
+        let got = figures(&counts, 0);
+        let total: f64 = got.arms.iter().map(|a| a.prob_best).sum();
+        prop_assert!((total - 1.0).abs() <= 1e-12, "{total}");
+        let mut reversed = counts.clone();
+        reversed.reverse();
+        let back = figures(&reversed, counts.len() - 1);
+        for (i, arm) in got.arms.iter().enumerate() {
+            let twin = back.arms[counts.len() - 1 - i];
+            prop_assert!((arm.prob_best - twin.prob_best).abs() < 1e-12);
+            prop_assert!((arm.expected_loss - twin.expected_loss).abs() < 1e-12);
+            prop_assert!(arm.expected_loss >= 0.0);
+        }
+    }
+}
+
+#[test]
+fn every_kind_of_prior_gives_figures_that_sum_to_one() {
+    let beta = Prior::Beta { a: 2.0, b: 3.0 };
+    let tiny = Prior::Beta { a: 1e-6, b: 1e-6 };
+    let step = Prior::Step {
+        lower: 0.2,
+        upper: 0.6,
+    };
+    let grid = Prior::Grid {
+        weights: vec![0.0, 1.0, 3.0, 1.0, 0.5],
+    };
+    let priors = [&UNIFORM, &beta, &tiny, &step, &grid];
+    for counts in [(0, 0), (4, 6), (300, 700), (400_000_000, 600_000_000)] {
+        let arms: Vec<Posterior<'_>> = priors
+            .iter()
+            .map(|prior| Posterior::new(prior, Counts::new(counts.0, counts.1)).unwrap())
+            .collect();
+        let got = experiment(&arms, 0).unwrap();
+        assert_sums_to_one(&got, 1e-12);
+        // The Beta(2, 3) prior arm against the uniform one, by the closed form.
+        let (s, f) = counts;
+        if s + f < 10_000 {
+            let want = evan_miller(1.0 + s as f64, 1.0 + f as f64, 2 + s, 3.0 + f as f64);
+            let beats = got.arms[1].prob_beats_control.unwrap();
+            assert!((beats - want).abs() < 1e-9, "{counts:?}: {beats} vs {want}");
+        }
+        // A step prior holds no mass outside its support, nor does its arm.
+        if counts == (0, 0) {
+            let below = Posterior::new(&UNIFORM, Counts::new(0, 0)).unwrap();
+            let pair = experiment(&[arms[3].clone(), below], 1).unwrap();
+            // P(U(0.2, 0.6) > U(0, 1)) = E[p] of the step = 0.4.
+            let beats = pair.arms[0].prob_beats_control.unwrap();
+            assert!((beats - 0.4).abs() < 1e-9, "{beats}");
+        }
+    }
+}
