@@ -159,7 +159,7 @@ done
 
 ensure_build_tools
 log "building the services (debug)"
-cargo build --quiet -p producer -p consumer -p model-service --bins
+build_services
 BIN="$CARGO_TARGET_DIR/debug"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bayes-chaos.XXXXXX")

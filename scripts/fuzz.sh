@@ -46,7 +46,7 @@ ensure_schemathesis() {
 ensure_schemathesis
 
 log "building the services"
-cargo build --quiet -p producer -p model-service -p consumer --bins
+build_services
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bayes-fuzz.XXXXXX")
 # Copies: other builds in a shared target directory may replace the binaries
 # while they run.

@@ -147,3 +147,12 @@ drop_stale_test_databases() {
     PGOPTIONS="--client-min-messages=warning" psql "$url" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null || true
   done <<<"$names"
 }
+
+# build_services: the debug binaries of the three services, built by the same
+# command as the test suites (`cargo test --workspace`). The two feature sets
+# then match: `cargo build -p ... --bins` resolves dependency features
+# without the dev-dependencies' and rebuilt sea-orm and more for minutes after
+# the suites, when this costs nothing.
+build_services() {
+  cargo test --workspace --no-run --quiet 2>/dev/null || cargo test --workspace --no-run
+}
