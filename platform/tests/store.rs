@@ -668,3 +668,151 @@ async fn configuring_a_model_while_two_partitions_create_it_never_deadlocks_or_f
         );
     }
 }
+
+fn spec(arms: &[&str]) -> platform::store::ExperimentSpec {
+    let arms: Vec<ModelId> = arms.iter().map(|a| ModelId::parse(*a).unwrap()).collect();
+    platform::store::ExperimentSpec {
+        control: arms[0].clone(),
+        arms,
+        threshold_of_caring: 0.001,
+        rope: 0.01,
+        planned_weights: None,
+        bandit: platform::store::BanditConfig {
+            min_trials: 100,
+            floor: 0.01,
+            top_two: false,
+        },
+    }
+}
+
+#[tokio::test]
+async fn an_experiment_creates_its_arms_and_is_redefined_in_place() {
+    use platform::store::{get_experiment, get_models, list_experiments, put_experiment};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    let id = ModelId::parse("checkout").unwrap();
+    let (record, created) = put_experiment(&db, &id, &spec(&["a", "b"]), &defaults, "chan")
+        .await
+        .unwrap();
+    assert!(created);
+    assert_eq!(record.spec, spec(&["a", "b"]));
+    let arms = get_models(&db, &record.spec.arms).await.unwrap();
+    assert!(arms.iter().all(Option::is_some), "{arms:?}");
+
+    let mut wider = spec(&["a", "b", "c"]);
+    wider.planned_weights = Some(vec![0.5, 0.25, 0.25]);
+    let (record, created) = put_experiment(&db, &id, &wider, &defaults, "chan")
+        .await
+        .unwrap();
+    assert!(!created);
+    assert_eq!(get_experiment(&db, &id).await.unwrap(), Some(record));
+    let missing = ModelId::parse("nope").unwrap();
+    let found = get_models(&db, &[missing, ModelId::parse("c").unwrap()])
+        .await
+        .unwrap();
+    assert!(found[0].is_none() && found[1].is_some());
+    put_experiment(
+        &db,
+        &ModelId::parse("alpha").unwrap(),
+        &spec(&["a", "b"]),
+        &defaults,
+        "chan",
+    )
+    .await
+    .unwrap();
+    let page = list_experiments(&db, None, 1).await.unwrap();
+    assert_eq!(page[0].id.as_str(), "alpha");
+    let next = list_experiments(&db, Some(&page[0].id), 10).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].id.as_str(), "checkout");
+}
+
+#[tokio::test]
+async fn the_arms_histories_merge_into_one_sequence_of_every_arms_state() {
+    use platform::store::{merged_history, Points};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    // a: +1/+0, b: +0/+2, a: +3/+1, both (one batch): a +1/+1, b +2/+0.
+    let batches: [&[ModelDelta]; 4] = [
+        &[delta("a", 1, 0, 0)],
+        &[delta("b", 0, 2, 1)],
+        &[delta("a", 3, 1, 2)],
+        &[delta("a", 1, 1, 3), delta("b", 2, 0, 4)],
+    ];
+    let mut expected = None;
+    for (i, deltas) in batches.iter().enumerate() {
+        let next = i as i64 + 1;
+        apply_batch(&db, &batch(expected, next, deltas), &defaults, "chan")
+            .await
+            .unwrap();
+        expected = Some(next);
+    }
+    let arms = [ModelId::parse("a").unwrap(), ModelId::parse("b").unwrap()];
+    let all = merged_history(
+        &db,
+        &arms,
+        Points::Page {
+            after: 0,
+            limit: 100,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().all(|p| p.total == 5));
+    let positions: Vec<u64> = all.iter().map(|p| p.position).collect();
+    assert_eq!(positions, [1, 2, 3, 4, 5]);
+    let last = &all[4].states;
+    assert_eq!(last[0].counts, Counts::new(5, 2));
+    assert_eq!(last[0].version, 3);
+    assert_eq!(last[1].counts, Counts::new(2, 2));
+    assert_eq!(last[1].version, 2);
+    // After the second commit: a at 1/0 (version 1), b at 0/2 (version 1).
+    let second = &all[1].states;
+    assert_eq!(second[0].counts, Counts::new(1, 0));
+    assert_eq!(second[1].counts, Counts::new(0, 2));
+    assert_eq!(all[1].arm, 1);
+
+    let page = merged_history(&db, &arms, Points::Page { after: 3, limit: 1 })
+        .await
+        .unwrap();
+    assert_eq!(page.len(), 1);
+    assert_eq!(page[0], all[3]);
+    let at = merged_history(&db, &arms, Points::At(2)).await.unwrap();
+    assert_eq!(at, vec![all[1].clone()]);
+    let by_time = merged_history(&db, &arms, Points::AtOrBefore(all[2].applied_at))
+        .await
+        .unwrap();
+    assert_eq!(by_time[0].position, 3);
+    let sample = merged_history(&db, &arms, Points::Sample { max: 2 })
+        .await
+        .unwrap();
+    let sampled: Vec<u64> = sample.iter().map(|p| p.position).collect();
+    assert_eq!(sampled, [1, 4, 5]);
+}
+
+#[tokio::test]
+async fn a_unit_keeps_its_first_arm_even_under_concurrent_assignments() {
+    use platform::store::{assign_unit, assignment_counts, put_experiment};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let id = ModelId::parse("exp").unwrap();
+    let s = spec(&["a", "b"]);
+    put_experiment(&db, &id, &s, &ModelDefaults::default(), "chan")
+        .await
+        .unwrap();
+    for round in 0..20 {
+        let unit = format!("user-{round}");
+        let (x, y) = tokio::join!(
+            assign_unit(&db, &id, &unit, &s.arms[0]),
+            assign_unit(&db, &id, &unit, &s.arms[1]),
+        );
+        let (x, y) = (x.unwrap(), y.unwrap());
+        assert_eq!(x.arm, y.arm, "round {round}");
+        assert!(x.created != y.created, "round {round}: exactly one insert");
+        let again = assign_unit(&db, &id, &unit, &s.arms[1]).await.unwrap();
+        assert_eq!(again.arm, x.arm);
+        assert!(!again.created);
+    }
+    let counts = assignment_counts(&db, &id, &s.arms).await.unwrap();
+    assert_eq!(counts.iter().sum::<u64>(), 20);
+}

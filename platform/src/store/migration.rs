@@ -13,6 +13,7 @@ impl MigratorTrait for Migrator {
             Box::new(APPLIED_IDS),
             Box::new(CONSUMER_SOURCE),
             Box::new(PRIOR_HISTORY),
+            Box::new(EXPERIMENTS),
         ]
     }
 }
@@ -161,4 +162,36 @@ CREATE TABLE model_configs (
 );
 "#,
     down: "DROP TABLE model_configs",
+};
+
+/// Experiments over models (their arms), and the units a bandit assigned.
+const EXPERIMENTS: Sql = Sql {
+    name: "m0005_experiments",
+    up: r#"
+-- An experiment names its arms (ordinary models, in order) and its control;
+-- the figures are computed from the arms' states when asked.
+CREATE TABLE experiments (
+    id                   VARCHAR(64)      PRIMARY KEY,
+    arms                 JSONB            NOT NULL,
+    control              VARCHAR(64)      NOT NULL,
+    threshold_of_caring  DOUBLE PRECISION NOT NULL CHECK (threshold_of_caring > 0),
+    rope                 DOUBLE PRECISION NOT NULL CHECK (rope >= 0),
+    planned_weights      JSONB,
+    bandit               JSONB            NOT NULL,
+    created_at           TIMESTAMPTZ      NOT NULL DEFAULT now(),
+    updated_at           TIMESTAMPTZ      NOT NULL DEFAULT now()
+);
+
+-- One row a unit: the primary key makes an assignment sticky, and a second
+-- concurrent insert of the same unit a no-op.
+CREATE TABLE experiment_assignments (
+    experiment_id  VARCHAR(64)  NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    unit           VARCHAR(255) NOT NULL,
+    arm            VARCHAR(64)  NOT NULL,
+    assigned_at    TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    PRIMARY KEY (experiment_id, unit)
+);
+CREATE INDEX experiment_assignments_arm ON experiment_assignments (experiment_id, arm);
+"#,
+    down: "DROP TABLE experiment_assignments, experiments",
 };

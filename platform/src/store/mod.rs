@@ -11,6 +11,7 @@ mod convert;
 mod dedup;
 pub mod entities;
 mod error;
+mod experiments;
 mod history;
 pub mod migration;
 mod models;
@@ -19,6 +20,11 @@ mod offsets;
 pub use batch::{apply_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta};
 pub use dedup::purge_applied_ids;
 pub use error::StoreError;
+pub use experiments::{
+    assign_unit, assignment_counts, get_experiment, get_models, list_experiments, merged_history,
+    put_experiment, Assignment, BanditConfig, ExperimentRecord, ExperimentSpec, MergedPoint,
+    Points,
+};
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use models::{
     config_at_time, config_at_version, configure_model, get_model, list_models, ConfigRecord,

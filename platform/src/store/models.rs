@@ -297,7 +297,7 @@ fn config_record(row: model_configs::Model) -> Result<ConfigRecord, StoreError> 
 }
 
 /// A model's row and its state row (none: no data yet) as a [`ModelRecord`].
-fn record(
+pub(super) fn record(
     (model, state): (models::Model, Option<model_states::Model>),
 ) -> Result<ModelRecord, StoreError> {
     let id = ModelId::parse(model.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -3,6 +3,8 @@
 pub mod applied_ids;
 pub mod consumer_offsets;
 pub mod consumer_source;
+pub mod experiment_assignments;
+pub mod experiments;
 pub mod model_configs;
 pub mod model_history;
 pub mod model_states;

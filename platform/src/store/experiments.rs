@@ -1,0 +1,407 @@
+//! `experiments` and `experiment_assignments`: what an experiment compares
+//! and how a bandit split its units, plus [`merged_history`], the arms'
+//! histories read as one sequence (an experiment's versions).
+//!
+//! An experiment stores no counts: its arms are ordinary models, and its
+//! figures are computed from their states when asked. Its version is the
+//! number of history rows its arms have between them: each commit that
+//! touched an arm adds one.
+
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, TryInsertResult,
+};
+use serde::{Deserialize, Serialize};
+
+use super::convert::{to_i64, to_u64};
+use super::entities::{experiment_assignments, experiments, model_states, models};
+use super::models::{configure_model, record, ModelConfig, ModelRecord};
+use super::StoreError;
+use crate::settings::ModelDefaults;
+use domain::bayes::{Counts, ModelState};
+use domain::model_id::ModelId;
+
+/// How a bandit allocates (stored as JSON; the engine's options).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct BanditConfig {
+    /// Equal weights until every arm has at least this many trials.
+    pub min_trials: u64,
+    /// The least weight any arm gets.
+    pub floor: f64,
+    /// Top-two Thompson sampling instead of plain Thompson sampling.
+    pub top_two: bool,
+}
+
+/// What `PUT /experiments/{id}` stores, already validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentSpec {
+    pub arms: Vec<ModelId>,
+    pub control: ModelId,
+    pub threshold_of_caring: f64,
+    pub rope: f64,
+    pub planned_weights: Option<Vec<f64>>,
+    pub bandit: BanditConfig,
+}
+
+/// An experiment as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExperimentRecord {
+    pub id: ModelId,
+    pub spec: ExperimentSpec,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Creates or redefines an experiment; returns it and whether it was
+/// created. Arms that are not models yet become models with the default
+/// prior (as their first data would make them), so the experiment answers
+/// at once. The arms are notified on `notify_channel`, so live views redraw.
+pub async fn put_experiment(
+    db: &DatabaseConnection,
+    id: &ModelId,
+    spec: &ExperimentSpec,
+    defaults: &ModelDefaults,
+    notify_channel: &str,
+) -> Result<(ExperimentRecord, bool), StoreError> {
+    for arm in &spec.arms {
+        configure_model(db, arm, &ModelConfig::default(), defaults, notify_channel).await?;
+    }
+    let arms = serde_json::to_value(spec.arms.iter().map(ModelId::as_str).collect::<Vec<_>>())
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let planned = spec
+        .planned_weights
+        .as_ref()
+        .map(serde_json::to_value)
+        .transpose()
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let bandit =
+        serde_json::to_value(spec.bandit).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let txn = db.begin().await?;
+    let existed = experiments::Entity::find_by_id(id.as_str())
+        .one(&txn)
+        .await?
+        .is_some();
+    experiments::Entity::insert(experiments::ActiveModel {
+        id: Set(id.as_str().to_owned()),
+        arms: Set(arms),
+        control: Set(spec.control.as_str().to_owned()),
+        threshold_of_caring: Set(spec.threshold_of_caring),
+        rope: Set(spec.rope),
+        planned_weights: Set(planned),
+        bandit: Set(bandit),
+        ..Default::default()
+    })
+    .on_conflict(
+        OnConflict::column(experiments::Column::Id)
+            .update_columns([
+                experiments::Column::Arms,
+                experiments::Column::Control,
+                experiments::Column::ThresholdOfCaring,
+                experiments::Column::Rope,
+                experiments::Column::PlannedWeights,
+                experiments::Column::Bandit,
+            ])
+            .value(experiments::Column::UpdatedAt, Expr::cust("now()"))
+            .to_owned(),
+    )
+    .exec_without_returning(&txn)
+    .await?;
+    let names = spec
+        .arms
+        .iter()
+        .map(ModelId::as_str)
+        .collect::<Vec<_>>()
+        .join(",");
+    txn.execute(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [notify_channel.into(), names.into()],
+    ))
+    .await?;
+    let row = experiments::Entity::find_by_id(id.as_str())
+        .one(&txn)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("experiment {id} vanished while written")))?;
+    txn.commit().await?;
+    Ok((experiment(row)?, !existed))
+}
+
+/// One experiment, or `None`.
+pub async fn get_experiment(
+    db: &impl ConnectionTrait,
+    id: &ModelId,
+) -> Result<Option<ExperimentRecord>, StoreError> {
+    experiments::Entity::find_by_id(id.as_str())
+        .one(db)
+        .await?
+        .map(experiment)
+        .transpose()
+}
+
+/// Up to `limit` experiments in id order, after `after` (keyset pagination).
+pub async fn list_experiments(
+    db: &impl ConnectionTrait,
+    after: Option<&ModelId>,
+    limit: u64,
+) -> Result<Vec<ExperimentRecord>, StoreError> {
+    let mut query = experiments::Entity::find().order_by_asc(experiments::Column::Id);
+    if let Some(after) = after {
+        query = query.filter(experiments::Column::Id.gt(after.as_str()));
+    }
+    query
+        .limit(to_i64(limit)?.unsigned_abs())
+        .all(db)
+        .await?
+        .into_iter()
+        .map(experiment)
+        .collect()
+}
+
+/// The models named `ids`, in that order, in one query; `None` for an id
+/// that names no model.
+pub async fn get_models(
+    db: &impl ConnectionTrait,
+    ids: &[ModelId],
+) -> Result<Vec<Option<ModelRecord>>, StoreError> {
+    let rows = models::Entity::find()
+        .filter(models::Column::Id.is_in(ids.iter().map(ModelId::as_str)))
+        .find_also_related(model_states::Entity)
+        .all(db)
+        .await?;
+    let mut found = rows
+        .into_iter()
+        .map(record)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(ids
+        .iter()
+        .map(|id| {
+            found
+                .iter()
+                .position(|r| &r.id == id)
+                .map(|i| found.swap_remove(i))
+        })
+        .collect())
+}
+
+/// A unit's arm.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub arm: ModelId,
+    pub assigned_at: DateTime<Utc>,
+    /// False when the unit already had this arm (from an earlier call).
+    pub created: bool,
+}
+
+/// Gives `unit` the arm `arm`, unless it already has one: then the arm it
+/// has. Two concurrent calls for one unit both answer the arm the first
+/// insert stored (the primary key settles it).
+pub async fn assign_unit(
+    db: &impl ConnectionTrait,
+    experiment: &ModelId,
+    unit: &str,
+    arm: &ModelId,
+) -> Result<Assignment, StoreError> {
+    let inserted = experiment_assignments::Entity::insert(experiment_assignments::ActiveModel {
+        experiment_id: Set(experiment.as_str().to_owned()),
+        unit: Set(unit.to_owned()),
+        arm: Set(arm.as_str().to_owned()),
+        ..Default::default()
+    })
+    .on_conflict_do_nothing()
+    .exec_without_returning(db)
+    .await?;
+    let created = matches!(inserted, TryInsertResult::Inserted(1));
+    let row = experiment_assignments::Entity::find_by_id((
+        experiment.as_str().to_owned(),
+        unit.to_owned(),
+    ))
+    .one(db)
+    .await?
+    .ok_or_else(|| StoreError::Corrupt(format!("assignment of {unit:?} vanished")))?;
+    Ok(Assignment {
+        arm: ModelId::parse(row.arm).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        assigned_at: row.assigned_at,
+        created,
+    })
+}
+
+/// How many units each arm of `arms` was assigned, in that order.
+pub async fn assignment_counts(
+    db: &impl ConnectionTrait,
+    experiment: &ModelId,
+    arms: &[ModelId],
+) -> Result<Vec<u64>, StoreError> {
+    let rows: Vec<(String, i64)> = experiment_assignments::Entity::find()
+        .select_only()
+        .column(experiment_assignments::Column::Arm)
+        .column_as(experiment_assignments::Column::Unit.count(), "units")
+        .filter(experiment_assignments::Column::ExperimentId.eq(experiment.as_str()))
+        .group_by(experiment_assignments::Column::Arm)
+        .into_tuple()
+        .all(db)
+        .await?;
+    arms.iter()
+        .map(|arm| {
+            rows.iter()
+                .find(|(a, _)| a == arm.as_str())
+                .map_or(Ok(0), |(_, n)| to_u64(*n))
+        })
+        .collect()
+}
+
+/// A point of an experiment's history: after the `position`-th commit that
+/// touched one of its arms (commits in `applied_at` order), the state of
+/// every arm.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MergedPoint {
+    /// 1-based: the experiment's version.
+    pub position: u64,
+    /// Which arm this commit touched (an index into the arms).
+    pub arm: usize,
+    pub applied_at: DateTime<Utc>,
+    /// Every arm's counts and version then, in the arms' order.
+    pub states: Vec<ModelState>,
+    /// How many points the whole history has.
+    pub total: u64,
+}
+
+/// Which points of [`merged_history`] to read.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Points {
+    /// Up to `limit` points after position `after`.
+    Page { after: u64, limit: u64 },
+    /// The point at this position.
+    At(u64),
+    /// The last point applied at or before this time.
+    AtOrBefore(DateTime<Utc>),
+    /// About `max` points spread evenly over the whole history, the last
+    /// one always included: what a plot draws.
+    Sample { max: u64 },
+}
+
+/// The arms' histories merged into one sequence, read as the `points` asked
+/// for. One SQL statement: a window over the arms' `model_history` rows in
+/// commit order, carrying each arm's latest counts forward (counts only
+/// grow, so the running maximum is the latest). Kept as SQL because the
+/// per-arm columns depend on the number of arms.
+pub async fn merged_history(
+    db: &impl ConnectionTrait,
+    arms: &[ModelId],
+    points: Points,
+) -> Result<Vec<MergedPoint>, StoreError> {
+    if arms.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut values: Vec<sea_orm::Value> = arms.iter().map(|a| a.as_str().into()).collect();
+    let mut columns = String::new();
+    for i in 1..=arms.len() {
+        for (name, column) in [("v", "version"), ("s", "successes"), ("f", "failures")] {
+            columns.push_str(&format!(
+                ",\n coalesce(max({column}) FILTER (WHERE model_id = ${i}) OVER w, 0) AS {name}{i}"
+            ));
+        }
+    }
+    let list = (1..=arms.len())
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let next = arms.len() + 1;
+    let select = match points {
+        Points::Page { after, limit } => {
+            values.push(to_i64(after)?.into());
+            values.push(to_i64(limit)?.into());
+            format!("WHERE n > ${next} ORDER BY n LIMIT ${}", next + 1)
+        }
+        Points::At(position) => {
+            values.push(to_i64(position)?.into());
+            format!("WHERE n = ${next}")
+        }
+        Points::AtOrBefore(at) => {
+            values.push(at.into());
+            format!("WHERE applied_at <= ${next} ORDER BY n DESC LIMIT 1")
+        }
+        Points::Sample { max } => {
+            values.push(to_i64(max.max(1))?.into());
+            format!(
+                "WHERE (n - 1) % greatest(1, ceil(total::float8 / ${next})::bigint) = 0 \
+                 OR n = total ORDER BY n"
+            )
+        }
+    };
+    let sql = format!(
+        "WITH h AS (\n SELECT model_id, applied_at, row_number() OVER w AS n, count(*) OVER () AS total{columns}\n \
+         FROM model_history WHERE model_id IN ({list})\n \
+         WINDOW w AS (ORDER BY applied_at, model_id, version)\n)\nSELECT * FROM h {select}"
+    );
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let model: String = row.try_get("", "model_id")?;
+            let arm = arms
+                .iter()
+                .position(|a| a.as_str() == model)
+                .ok_or_else(|| StoreError::Corrupt(format!("history row of {model}")))?;
+            let states = (1..=arms.len())
+                .map(|i| {
+                    let get = |c: &str| -> Result<u64, StoreError> {
+                        to_u64(row.try_get::<i64>("", &format!("{c}{i}"))?)
+                    };
+                    Ok(ModelState {
+                        counts: Counts::new(get("s")?, get("f")?),
+                        version: get("v")?,
+                    })
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            Ok(MergedPoint {
+                position: to_u64(row.try_get::<i64>("", "n")?)?,
+                arm,
+                applied_at: row.try_get("", "applied_at")?,
+                states,
+                total: to_u64(row.try_get::<i64>("", "total")?)?,
+            })
+        })
+        .collect()
+}
+
+fn experiment(row: experiments::Model) -> Result<ExperimentRecord, StoreError> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        StoreError::Corrupt(format!("{what} of experiment {}: {e}", row.id))
+    };
+    let id = ModelId::parse(row.id.as_str()).map_err(|e| corrupt("id", &e))?;
+    let arms: Vec<String> =
+        serde_json::from_value(row.arms.clone()).map_err(|e| corrupt("arms", &e))?;
+    let arms = arms
+        .into_iter()
+        .map(ModelId::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| corrupt("arms", &e))?;
+    let control = ModelId::parse(row.control.as_str()).map_err(|e| corrupt("control", &e))?;
+    let planned_weights = row
+        .planned_weights
+        .clone()
+        .map(serde_json::from_value)
+        .transpose()
+        .map_err(|e| corrupt("planned weights", &e))?;
+    let bandit = serde_json::from_value(row.bandit.clone()).map_err(|e| corrupt("bandit", &e))?;
+    Ok(ExperimentRecord {
+        id,
+        spec: ExperimentSpec {
+            arms,
+            control,
+            threshold_of_caring: row.threshold_of_caring,
+            rope: row.rope,
+            planned_weights,
+            bandit,
+        },
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    })
+}
