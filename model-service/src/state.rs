@@ -32,6 +32,8 @@ pub struct DataKey {
     pub version: u64,
     pub updated_at: DateTime<Utc>,
     pub configured_at: DateTime<Utc>,
+    /// The start of a time window, when the counts are a window's.
+    pub since: Option<DateTime<Utc>>,
 }
 
 /// The key of a serialised posterior.

@@ -98,6 +98,18 @@ pub struct Snapshot {
     pub updated_at: DateTime<Utc>,
     /// When the configuration last changed: part of every cache key.
     pub configured_at: DateTime<Utc>,
+    /// Set when the counts are those of a time window only.
+    pub window: Option<Window>,
+}
+
+/// A time window: the counts answered are those committed after `since`,
+/// up to the version answered, under the model's prior.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Window {
+    pub since: DateTime<Utc>,
+    /// The model's version at `since` (0: no data yet then): the counts
+    /// are those of versions `from_version + 1 ..= version`.
+    pub from_version: u64,
 }
 
 impl Snapshot {
@@ -110,6 +122,7 @@ impl Snapshot {
             version: r.state.version,
             updated_at: r.updated_at,
             configured_at: r.configured_at,
+            window: None,
         }
     }
 
@@ -173,6 +186,9 @@ pub struct PosteriorView {
     pub version: u64,
     /// When that version was applied (the model's creation for version 0).
     pub updated_at: DateTime<Utc>,
+    /// With `?since=` or `?window=`: the window the counts come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     pub summary: Summary,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub grid: Option<GridView>,
@@ -202,6 +218,7 @@ impl PosteriorView {
             trials: trials(snapshot.counts),
             version: snapshot.version,
             updated_at: snapshot.updated_at,
+            window: snapshot.window,
             summary,
             grid,
         })
@@ -330,6 +347,9 @@ pub struct CompareSide {
     pub version: u64,
     pub successes: u64,
     pub failures: u64,
+    /// With `?since=` or `?window=`: the window the counts come from.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
     pub summary: Summary,
 }
 
@@ -355,6 +375,7 @@ impl ComparisonView {
                 version: s.version,
                 successes: s.counts.successes,
                 failures: s.counts.failures,
+                window: s.window,
                 summary: p.summary(mass)?,
             })
         };

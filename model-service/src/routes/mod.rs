@@ -13,7 +13,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use axum::Router;
 use chrono::{DateTime, Utc};
-use domain::bayes::{check_mass, DEFAULT_MASS};
+use domain::bayes::{check_mass, Counts, DEFAULT_MASS};
 use domain::ModelId;
 use platform::http::{with_request_metrics, Check, Health, Readiness};
 use platform::store::{self, ModelRecord};
@@ -22,7 +22,7 @@ use utoipa::OpenApi;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
 use crate::state::{AppState, DataKey};
-use crate::views::Snapshot;
+use crate::views::{Snapshot, Window};
 
 /// The `service` label of the common HTTP metrics.
 const SERVICE: &str = "model-service";
@@ -118,7 +118,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-/// `?version=` or `?at=`: answer as of that point in history.
+/// `?version=` or `?at=`: answer as of that point in history; `?since=` or
+/// `?window=`: from the observations committed after a time only.
 #[derive(Debug, Clone, Default)]
 pub struct TimeTravel {
     /// As of this version (0: the prior alone, before any data).
@@ -126,11 +127,61 @@ pub struct TimeTravel {
     /// As of this time (RFC 3339, e.g. `2025-01-31T12:00:00Z`): the last
     /// version applied at or before it.
     pub at: Option<String>,
+    /// Only the observations committed after this time (RFC 3339).
+    pub since: Option<String>,
+    /// Only the observations committed within this span before `at` (or
+    /// now): `7d`, `24h`, `90m`.
+    pub window: Option<String>,
 }
 
 impl TimeTravel {
     pub fn new(version: Option<u64>, at: Option<String>) -> Self {
-        Self { version, at }
+        Self {
+            version,
+            at,
+            ..Self::default()
+        }
+    }
+
+    /// With a time window too.
+    pub fn windowed(mut self, since: Option<String>, window: Option<String>) -> Self {
+        self.since = since;
+        self.window = window;
+        self
+    }
+
+    /// Where the window starts, if one was asked for: `since`, or `window`
+    /// before `at` (now when `at` is absent). Both at once is a mistake.
+    pub fn window_start(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
+        match (&self.since, &self.window) {
+            (Some(_), Some(_)) => Err(ApiError::invalid(
+                "give either `since` or `window`, not both",
+            )),
+            (Some(since), None) => parse_time("since", since).map(Some),
+            (None, Some(window)) => {
+                let span = humantime::parse_duration(window.trim()).map_err(|e| {
+                    ApiError::invalid(format!(
+                        "`window` must be a duration such as 7d, 24h or 90m: {e}"
+                    ))
+                })?;
+                let end = match &self.at {
+                    Some(at) => parse_time("at", at)?,
+                    None => Utc::now(),
+                };
+                let span = chrono::Duration::from_std(span)
+                    .ok()
+                    .filter(|span| *span > chrono::Duration::zero())
+                    .ok_or_else(|| {
+                        ApiError::invalid(
+                            "`window` must be positive and at most ~290 million years",
+                        )
+                    })?;
+                end.checked_sub_signed(span)
+                    .map(Some)
+                    .ok_or_else(|| ApiError::invalid("`window` reaches before the earliest time"))
+            }
+            (None, None) => Ok(None),
+        }
     }
 }
 
@@ -187,7 +238,62 @@ async fn snapshot(
             });
         }
     }
-    let at = travel.at.as_deref().map(parse_time).transpose()?;
+    let since = travel.window_start()?;
+    let end = as_of(state, record, travel).await?;
+    match since {
+        None => Ok(end),
+        Some(since) => windowed(state, record, end, since).await,
+    }
+}
+
+/// The counts committed after `since`, up to `end`: `end`'s cumulative
+/// counts minus those of the last version applied at or before `since`,
+/// under `end`'s prior.
+async fn windowed(
+    state: &AppState,
+    record: &ModelRecord,
+    end: Snapshot,
+    since: DateTime<Utc>,
+) -> Result<Snapshot, ApiError> {
+    let (start, from_version) = timed(
+        "history_at",
+        store::history_at(state.db(), &record.id, since),
+    )
+    .await?
+    .map_or((Counts::ZERO, 0), |row| (row.counts, row.version));
+    let counts = end
+        .counts
+        .successes
+        .checked_sub(start.successes)
+        .zip(end.counts.failures.checked_sub(start.failures))
+        .map(|(s, f)| Counts::new(s, f))
+        .ok_or_else(|| {
+            ApiError::invalid(format!(
+                "the window starts at {since}, after the version answered ({})",
+                end.version
+            ))
+        })?;
+    Ok(Snapshot {
+        counts,
+        window: Some(Window {
+            since,
+            from_version,
+        }),
+        ..end
+    })
+}
+
+/// The model at `?version=` / `?at=` (see [`snapshot`]).
+async fn as_of(
+    state: &AppState,
+    record: &ModelRecord,
+    travel: &TimeTravel,
+) -> Result<Snapshot, ApiError> {
+    let at = travel
+        .at
+        .as_deref()
+        .map(|at| parse_time("at", at))
+        .transpose()?;
     let by_time = match at {
         Some(at) => Some(
             timed("history_at", store::history_at(state.db(), &record.id, at))
@@ -243,11 +349,11 @@ async fn snapshot(
 
 /// RFC 3339. A `+` of an offset arrives as a space when the client did not
 /// percent-encode it; read it back as `+`.
-fn parse_time(raw: &str) -> Result<DateTime<Utc>, ApiError> {
+fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     let fixed = raw.trim().replace(' ', "+");
     DateTime::parse_from_rfc3339(&fixed)
         .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ApiError::invalid(format!("`at` must be an RFC 3339 time: {e}")))
+        .map_err(|e| ApiError::invalid(format!("`{name}` must be an RFC 3339 time: {e}")))
 }
 
 /// `?mass=` checked: strictly between 0 and 1, default 0.89.
@@ -262,6 +368,7 @@ fn data_key(snapshot: &Snapshot) -> DataKey {
         version: snapshot.version,
         updated_at: snapshot.updated_at,
         configured_at: snapshot.configured_at,
+        since: snapshot.window.map(|w| w.since),
     }
 }
 

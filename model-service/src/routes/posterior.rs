@@ -35,6 +35,11 @@ pub struct PosteriorParams {
     /// Answer as of this time (RFC 3339): the last version applied at or before it.
     #[param(format = DateTime)]
     at: Option<String>,
+    /// Only the observations committed after this time (RFC 3339), under the model's prior.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
+    window: Option<String>,
 }
 
 /// The default model's posterior (`models.default_model`, `globe` unless configured).
@@ -67,7 +72,7 @@ pub async fn default_posterior(
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 422, description = "Invalid parameter: mass, version or at", body = ErrorBody),
+        (status = 422, description = "Invalid parameter: mass, version, at, since or window", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -90,7 +95,8 @@ async fn posterior_response(
     let snapshot = snapshot(
         state,
         &record,
-        &TimeTravel::new(params.version, params.at.clone()),
+        &TimeTravel::new(params.version, params.at.clone())
+            .windowed(params.since.clone(), params.window.clone()),
     )
     .await?;
     let with_grid = params.grid.unwrap_or(true);
@@ -328,6 +334,14 @@ pub struct CompareParams {
     /// Mass of the intervals, strictly between 0 and 1 (default 0.89).
     #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
     mass: Option<f64>,
+    /// Compare both as of this time (RFC 3339).
+    #[param(format = DateTime)]
+    at: Option<String>,
+    /// Only the observations committed after this time (RFC 3339), under the model's prior.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
+    window: Option<String>,
 }
 
 /// Compares two models: P(p_a > p_b) and a summary of p_a - p_b.
@@ -339,7 +353,7 @@ pub struct CompareParams {
     responses(
         (status = 200, description = "The comparison", body = ComparisonView),
         (status = 404, description = "Unknown model", body = ErrorBody),
-        (status = 422, description = "a or b missing, or invalid mass", body = ErrorBody),
+        (status = 422, description = "a or b missing, or invalid mass, at, since or window", body = ErrorBody),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -349,7 +363,7 @@ pub async fn compare(
 ) -> Result<ApiJson<ComparisonView>, ApiError> {
     let mass = mass(params.mass)?;
     let (a, b) = (model_id(&params.a)?, model_id(&params.b)?);
-    let travel = TimeTravel::default();
+    let travel = TimeTravel::new(None, params.at).windowed(params.since, params.window);
     let (a, b) = tokio::try_join!(resolve(&state, &a, &travel), resolve(&state, &b, &travel))?;
     let view = blocking(move || Ok(ComparisonView::compute(&a, &b, mass)?)).await?;
     Ok(ApiJson(view))

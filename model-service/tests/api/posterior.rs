@@ -509,3 +509,99 @@ async fn time_travel_answers_with_the_prior_in_force_then() {
         (1, beta)
     );
 }
+
+#[tokio::test]
+async fn a_window_answers_from_the_observations_committed_inside_it_only() {
+    let app = spawn_app().await;
+    app.configure("globe", Prior::Beta { a: 2.0, b: 2.0 }, None)
+        .await;
+    app.publish("globe", 6, 3).await;
+    app.publish("globe", 1, 4).await;
+    app.publish("globe", 2, 0).await;
+    app.publish("coin", 5, 5).await;
+    let history = model_history::Entity::find()
+        .order_by_asc(model_history::Column::AppliedAt)
+        .all(&app.db)
+        .await
+        .unwrap();
+    let first = history[0].applied_at;
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+
+    // After version 1: versions 2 and 3 only, 3 successes and 4 failures.
+    let body = app
+        .get_json(
+            &format!("/models/globe/posterior?since={}", stamp(first)),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (body["successes"].clone(), body["failures"].clone()),
+        (json!(3), json!(4))
+    );
+    assert_eq!(body["version"], 3);
+    assert_eq!(body["window"]["from_version"], 1);
+    assert_eq!(
+        body["summary"],
+        engine_summary(&Prior::Beta { a: 2.0, b: 2.0 }, 3, 4, 0.89)
+    );
+    // A window that ends at `at`: versions 2 only.
+    let second = history[1].applied_at;
+    let body = app
+        .get_json(
+            &format!(
+                "/models/globe/posterior?since={}&at={}",
+                stamp(first),
+                stamp(second)
+            ),
+            200,
+        )
+        .await;
+    assert_eq!(
+        (body["successes"].clone(), body["failures"].clone()),
+        (json!(1), json!(4))
+    );
+    // A window reaching before the first data: everything.
+    let body = app
+        .get_json("/models/globe/posterior?window=3650d", 200)
+        .await;
+    assert_eq!(
+        (body["successes"].clone(), body["failures"].clone()),
+        (json!(9), json!(7))
+    );
+    assert_eq!(body["window"]["from_version"], 0);
+    // The same window on both sides of a comparison.
+    let body = app
+        .get_json(
+            &format!("/compare?a=globe&b=coin&since={}", stamp(first)),
+            200,
+        )
+        .await;
+    assert_eq!(body["a"]["successes"], 3);
+    assert_eq!(body["b"]["successes"], 5);
+    let a = Posterior::new(&Prior::Beta { a: 2.0, b: 2.0 }, Counts::new(3, 4)).unwrap();
+    let b = Posterior::new(&Prior::Uniform, Counts::new(5, 5)).unwrap();
+    let want = compare(&a, &b, 0.89).unwrap();
+    assert_eq!(body["prob_a_greater"], json!(want.prob_a_greater));
+
+    for bad in [
+        "since=yesterday",
+        "window=soon",
+        "window=0s",
+        "since=2020-01-01T00:00:00Z&window=1d",
+    ] {
+        app.get_error(
+            &format!("/models/globe/posterior?{bad}"),
+            422,
+            "invalid_parameter",
+        )
+        .await;
+    }
+    // A window that starts after the version answered.
+    app.get_error(
+        &format!("/models/globe/posterior?version=1&since={}", stamp(second)),
+        422,
+        "invalid_parameter",
+    )
+    .await;
+}
