@@ -6,7 +6,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use domain::bayes::{experiment, Counts, Posterior};
+use domain::bayes::{experiment, Counts, ExperimentOptions, Posterior};
 use domain::Prior;
 
 /// Arm `i` of `k`: rates a little apart around 0.5 at `n` observations each.
@@ -31,7 +31,10 @@ fn main() {
             let start = Instant::now();
             for _ in 0..iterations {
                 let t = Instant::now();
-                black_box(experiment(black_box(&arms), 0).unwrap_or_else(|e| panic!("{e}")));
+                black_box(
+                    experiment(black_box(&arms), 0, &ExperimentOptions::default())
+                        .unwrap_or_else(|e| panic!("{e}")),
+                );
                 times.push(t.elapsed());
             }
             let mean = start.elapsed() / iterations as u32;

@@ -1,19 +1,24 @@
 //! The experiment figures against exact references: Evan Miller's closed form
 //! for two Beta arms, brute-force integration for three to five, the normal
 //! approximation at a billion observations, and identities that must hold
-//! for any arms.
+//! for any arms; the relative uplift against the closed form of a ratio of
+//! Beta(a, 1) variables and brute-force integration.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use domain::bayes::{
-    compare, experiment, prob_greater, Counts, ExperimentError, ExperimentFigures, Posterior,
-    MAX_ARMS,
+    compare, experiment, prob_greater, Counts, ExperimentError, ExperimentFigures,
+    ExperimentOptions, Posterior, Uplift, MAX_ARMS,
 };
 use domain::Prior;
 use proptest::prelude::*;
 use statrs::distribution::{Beta, Continuous, ContinuousCDF, Normal};
-use statrs::function::gamma::ln_gamma;
+use statrs::function::gamma::{digamma, ln_gamma};
 
 const UNIFORM: Prior = Prior::Uniform;
+const OPTIONS: ExperimentOptions = ExperimentOptions {
+    mass: 0.89,
+    rope: 0.01,
+};
 
 fn ln_beta(a: f64, b: f64) -> f64 {
     ln_gamma(a) + ln_gamma(b) - ln_gamma(a + b)
@@ -43,7 +48,7 @@ fn arms(counts: &[(u64, u64)]) -> Vec<Posterior<'static>> {
 }
 
 fn figures(counts: &[(u64, u64)], control: usize) -> ExperimentFigures {
-    experiment(&arms(counts), control).unwrap()
+    experiment(&arms(counts), control, &OPTIONS).unwrap()
 }
 
 /// The largest |got - want| over the pairs, with the case that gave it.
@@ -322,15 +327,18 @@ fn the_expected_loss_of_a_certain_winner_is_nothing() {
 #[test]
 fn too_few_or_too_many_arms_and_a_missing_control_are_errors() {
     let one = arms(&[(1, 1)]);
-    assert_eq!(experiment(&one, 0).unwrap_err(), ExperimentError::Arms(1));
+    assert_eq!(
+        experiment(&one, 0, &OPTIONS).unwrap_err(),
+        ExperimentError::Arms(1)
+    );
     let many = arms(&[(1, 1); MAX_ARMS + 1]);
     assert_eq!(
-        experiment(&many, 0).unwrap_err(),
+        experiment(&many, 0, &OPTIONS).unwrap_err(),
         ExperimentError::Arms(MAX_ARMS + 1)
     );
     let two = arms(&[(1, 1), (2, 2)]);
     assert_eq!(
-        experiment(&two, 2).unwrap_err(),
+        experiment(&two, 2, &OPTIONS).unwrap_err(),
         ExperimentError::Control {
             control: 2,
             arms: 2
@@ -382,7 +390,7 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
             .iter()
             .map(|prior| Posterior::new(prior, Counts::new(counts.0, counts.1)).unwrap())
             .collect();
-        let got = experiment(&arms, 0).unwrap();
+        let got = experiment(&arms, 0, &OPTIONS).unwrap();
         assert_sums_to_one(&got, 1e-12);
         // The Beta(2, 3) prior arm against the uniform one, by the closed form.
         let (s, f) = counts;
@@ -394,10 +402,298 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
         // A step prior holds no mass outside its support, nor does its arm.
         if counts == (0, 0) {
             let below = Posterior::new(&UNIFORM, Counts::new(0, 0)).unwrap();
-            let pair = experiment(&[arms[3].clone(), below], 1).unwrap();
+            let pair = experiment(&[arms[3].clone(), below], 1, &OPTIONS).unwrap();
             // P(U(0.2, 0.6) > U(0, 1)) = E[p] of the step = 0.4.
             let beats = pair.arms[0].prob_beats_control.unwrap();
             assert!((beats - 0.4).abs() < 1e-9, "{beats}");
         }
+    }
+}
+
+/// The uplift of `arm` over arm 0 under `options`.
+fn uplift(counts: &[(u64, u64)], arm: usize, options: &ExperimentOptions) -> Uplift {
+    experiment(&arms(counts), 0, options).unwrap().arms[arm]
+        .uplift
+        .unwrap()
+}
+
+/// Solves `f(x) = 0` for an increasing `f` on [lo, hi] by bisection.
+fn bisect(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
+    for _ in 0..200 {
+        let mid = 0.5 * (lo + hi);
+        if f(mid) < 0.0 {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    0.5 * (lo + hi)
+}
+
+/// For X ~ Beta(a, 1) and Y ~ Beta(b, 1), the ratio R = X / Y has
+/// P(R <= r) = r^a b/(a + b) below 1 and 1 − r^-b a/(a + b) above, and
+/// density ab/(a + b) r^(a−1) below 1 and ab/(a + b) r^(−b−1) above.
+struct PowerRatio {
+    a: f64,
+    b: f64,
+}
+
+impl PowerRatio {
+    fn cdf(&self, r: f64) -> f64 {
+        let (a, b) = (self.a, self.b);
+        if r <= 0.0 {
+            0.0
+        } else if r <= 1.0 {
+            r.powf(a) * b / (a + b)
+        } else {
+            1.0 - r.powf(-b) * a / (a + b)
+        }
+    }
+
+    /// The HPDI of R at `mass` for a >= 2 (the density rises to its mode at
+    /// 1, then falls): the lower end r1 < 1 fixes the upper end r2 > 1 of
+    /// equal density, and the mass between them falls as r1 rises.
+    fn hpdi(&self, mass: f64) -> (f64, f64) {
+        let upper = |r1: f64| (r1.powf(self.a - 1.0)).powf(-1.0 / (self.b + 1.0));
+        let r1 = bisect(|r1| mass - (self.cdf(upper(r1)) - self.cdf(r1)), 1e-12, 1.0);
+        (r1, upper(r1))
+    }
+}
+
+#[test]
+fn the_uplift_of_arms_without_failures_meets_the_closed_form_of_their_ratio() {
+    let options = |rope| ExperimentOptions { mass: 0.89, rope };
+    let mut worst = Worst::default();
+    let mut worst_hpdi = Worst::default();
+    for (sa, sc) in [(1, 1), (4, 2), (2, 4), (9, 30), (40, 7), (1, 200)] {
+        let ratio = PowerRatio {
+            a: (sa + 1) as f64,
+            b: (sc + 1) as f64,
+        };
+        let counts = [(sc, 0), (sa, 0)];
+        let case = || format!("arm Beta({}, 1) over control Beta({}, 1)", sa + 1, sc + 1);
+        for rope in [0.01, 0.2, 1.5] {
+            let got = uplift(&counts, 1, &options(rope));
+            let want = ratio.cdf(1.0 + rope) - ratio.cdf(1.0 - rope);
+            worst.see(got.prob_in_rope, want, || format!("{} rope {rope}", case()));
+        }
+        let got = uplift(&counts, 1, &options(0.01));
+        let median = bisect(|r| ratio.cdf(r) - 0.5, 0.0, 1e6) - 1.0;
+        worst.see(got.median, median, || format!("{} median", case()));
+        // E[U] = E[X] E[1/Y] − 1, with E[1/Y] = (b + 1 − 1)/(b − 1).
+        let mean = ratio.a / (ratio.a + 1.0) * ratio.b / (ratio.b - 1.0) - 1.0;
+        worst.see(got.mean.unwrap(), mean, || format!("{} mean", case()));
+        let (lower, upper) = ratio.hpdi(0.89);
+        worst_hpdi.see(got.hpdi.lower, lower - 1.0, || {
+            format!("{} HPDI lower", case())
+        });
+        worst_hpdi.see(got.hpdi.upper, upper - 1.0, || {
+            format!("{} HPDI upper", case())
+        });
+    }
+    worst.at_most(1e-9);
+    worst_hpdi.at_most(1e-6);
+}
+
+#[test]
+fn two_arms_with_no_data_have_the_uplift_of_a_ratio_of_uniforms() {
+    // R = X/Y for uniform X, Y: P(R <= r) = r/2 below 1, 1 − 1/(2r) above.
+    // Its density is flat below 1 and falls above: the HPDI is [0, r*]
+    // with 1 − 1/(2 r*) = mass.
+    let counts = [(0, 0), (0, 0)];
+    let got = uplift(&counts, 1, &OPTIONS);
+    assert_eq!(got.mean, None, "E[1/Y] is infinite for a uniform control");
+    assert!(got.median.abs() < 1e-9, "{got:?}");
+    let rope = 1.0 - 1.0 / (2.0 * 1.01) - 0.99 / 2.0;
+    assert!((got.prob_in_rope - rope).abs() < 1e-9, "{got:?} vs {rope}");
+    let upper = 1.0 / (2.0 * (1.0 - OPTIONS.mass)) - 1.0;
+    assert!((got.hpdi.lower + 1.0).abs() < 1e-6, "{got:?}");
+    assert!(
+        (got.hpdi.upper - upper).abs() < 1e-6 * upper,
+        "{got:?} vs {upper}"
+    );
+}
+
+/// P(p_arm / p_control <= r) and its density, by composite Simpson in x
+/// over [0, min(1, 1/r)] with statrs's Beta density and CDF:
+/// ∫ f_c(x) F_a(r x) dx + P(p_control > 1/r), and ∫ f_c(x) x f_a(r x) dx.
+fn brute_ratio(control: &Beta, arm: &Beta, r: f64) -> (f64, f64) {
+    let end = (1.0 / r).min(1.0);
+    let n = 40_000;
+    let h = end / n as f64;
+    let (mut cdf, mut density) = (0.0, 0.0);
+    for step in 0..=n {
+        let x = step as f64 * h;
+        let simpson = if step == 0 || step == n {
+            1.0
+        } else if step % 2 == 1 {
+            4.0
+        } else {
+            2.0
+        } * h
+            / 3.0;
+        let fc = control.pdf(x);
+        if fc.is_finite() {
+            cdf += simpson * fc * arm.cdf((r * x).min(1.0));
+            density += simpson * fc * x * arm.pdf((r * x).min(1.0));
+        }
+    }
+    (cdf + 1.0 - control.cdf(end), density)
+}
+
+#[test]
+fn the_uplift_of_any_two_beta_arms_meets_brute_force_integration() {
+    let cases: [[(u64, u64); 2]; 5] = [
+        [(12, 40), (15, 38)],
+        [(3, 5), (4, 4)],
+        [(30, 70), (33, 67)],
+        [(40, 60), (1, 1)],
+        [(10, 12), (0, 0)],
+    ];
+    let mut worst = Worst::default();
+    let mut worst_density = Worst::default();
+    for counts in cases {
+        let beta = |(s, f): (u64, u64)| Beta::new(1.0 + s as f64, 1.0 + f as f64).unwrap();
+        let (control, arm) = (beta(counts[0]), beta(counts[1]));
+        for rope in [0.01, 0.1] {
+            let got = uplift(&counts, 1, &ExperimentOptions { mass: 0.89, rope });
+            let want = brute_ratio(&control, &arm, 1.0 + rope).0
+                - brute_ratio(&control, &arm, 1.0 - rope).0;
+            worst.see(got.prob_in_rope, want, || format!("{counts:?} rope {rope}"));
+        }
+        let got = uplift(&counts, 1, &OPTIONS);
+        // The median and the HPDI by what defines them, against brute force:
+        // half the mass below the median; `mass` between the HPDI's ends,
+        // where the density of U is the same.
+        let at = |u: f64| brute_ratio(&control, &arm, 1.0 + u);
+        worst.see(at(got.median).0, 0.5, || format!("{counts:?} F(median)"));
+        let (lower, upper) = (at(got.hpdi.lower), at(got.hpdi.upper));
+        worst.see(upper.0 - lower.0, OPTIONS.mass, || {
+            format!("{counts:?} mass of the HPDI {:?}", got.hpdi)
+        });
+        if got.hpdi.lower + 1.0 < 1e-6 {
+            // At U = −1 (p_arm = 0) the interval meets the end of the range,
+            // where the density only has to be at least the other end's.
+            assert!(lower.1 >= upper.1, "{counts:?}: {:?}", got.hpdi);
+        } else {
+            worst_density.see(lower.1 / upper.1, 1.0, || {
+                format!("{counts:?} density at the HPDI's ends {:?}", got.hpdi)
+            });
+        }
+        let (s, f) = counts[0];
+        let (a, b) = (1.0 + s as f64, 1.0 + f as f64);
+        let mean = (1.0 + counts[1].0 as f64) / (2.0 + (counts[1].0 + counts[1].1) as f64)
+            * (a + b - 1.0)
+            / (a - 1.0)
+            - 1.0;
+        match got.mean {
+            Some(got) => worst.see(got, mean, || format!("{counts:?} mean")),
+            None => assert_eq!(s, 0, "{counts:?}: the mean exists"),
+        }
+    }
+    worst.at_most(1e-9);
+    worst_density.at_most(1e-5);
+}
+
+#[test]
+fn the_uplift_mean_of_a_grid_prior_meets_the_closed_form_of_its_uniform_twin() {
+    // A flat grid prior is the uniform prior; E[1/p] comes from the
+    // quadrature for it and from (a + b − 1)/(a − 1) for the uniform one.
+    let flat = Prior::Grid {
+        weights: vec![1.0, 1.0],
+    };
+    for (s, f) in [(3, 9), (5, 9), (40, 2), (300, 700)] {
+        let control = Posterior::new(&flat, Counts::new(s, f)).unwrap();
+        let arm = Posterior::new(&UNIFORM, Counts::new(7, 3)).unwrap();
+        let got = experiment(&[control, arm], 0, &OPTIONS).unwrap().arms[1]
+            .uplift
+            .unwrap();
+        let (a, b) = (1.0 + s as f64, 1.0 + f as f64);
+        let want = 8.0 / 12.0 * (a + b - 1.0) / (a - 1.0) - 1.0;
+        let mean = got.mean.unwrap();
+        assert!((mean - want).abs() < 1e-9, "({s}, {f}): {mean} vs {want}");
+    }
+    // Without a success, a grid prior with weight at p = 0 has no E[1/p].
+    let control = Posterior::new(&flat, Counts::new(0, 9)).unwrap();
+    let arm = Posterior::new(&UNIFORM, Counts::new(7, 3)).unwrap();
+    let got = experiment(&[control, arm], 0, &OPTIONS).unwrap();
+    assert_eq!(got.arms[1].uplift.unwrap().mean, None);
+}
+
+#[test]
+fn the_uplift_at_a_billion_observations_meets_the_exact_mean_and_the_normal_approximation() {
+    let n: u64 = 1_000_000_000;
+    let counts = [(n / 2, n / 2), (n / 2 + 10_000, n / 2 - 10_000)];
+    let beta = |(s, f): (u64, u64)| (1.0 + s as f64, 1.0 + f as f64);
+    let ((ac, bc), (aa, ba)) = (beta(counts[0]), beta(counts[1]));
+    let got = uplift(
+        &counts,
+        1,
+        &ExperimentOptions {
+            mass: 0.89,
+            rope: 1e-5,
+        },
+    );
+    let mean = aa / (aa + ba) * (ac + bc - 1.0) / (ac - 1.0) - 1.0;
+    let off = (got.mean.unwrap() - mean).abs();
+    assert!(off < 1e-12, "mean {:?} vs {mean}: off by {off:e}", got.mean);
+    // ln R is the difference of two near-normal ln p, with mean
+    // ψ(a) − ψ(a + b) and variance ≈ b / (a (a + b)) each.
+    let moments = |a: f64, b: f64| (digamma(a) - digamma(a + b), b / (a * (a + b)));
+    let ((mc, vc), (ma, va)) = (moments(ac, bc), moments(aa, ba));
+    let normal = Normal::new(ma - mc, (va + vc).sqrt()).unwrap();
+    let rope = normal.cdf(1e-5f64.ln_1p()) - normal.cdf((-1e-5f64).ln_1p());
+    assert!((got.prob_in_rope - rope).abs() < 1e-6, "{got:?} vs {rope}");
+    let median = (ma - mc).exp_m1();
+    assert!(
+        (got.median - median).abs() < 1e-4 * median,
+        "{got:?} vs {median}"
+    );
+    // Swapping the arms inverts the ratio: the median of 1/R is 1/median(R),
+    // exactly, whatever the reference.
+    let swapped = uplift(&[counts[1], counts[0]], 1, &OPTIONS);
+    let back = 1.0 / (1.0 + got.median) - 1.0;
+    assert!(
+        (swapped.median - back).abs() < 1e-12,
+        "{swapped:?} vs {back}"
+    );
+}
+
+#[test]
+fn identical_arms_have_an_uplift_median_of_zero_at_any_count() {
+    for counts in [
+        (3, 7),
+        (400, 600),
+        (20_000, 980_000),
+        (500_000_000, 500_000_000),
+    ] {
+        for k in [2, 5] {
+            let got = figures(&vec![counts; k], 0);
+            for arm in &got.arms[1..] {
+                let uplift = arm.uplift.unwrap();
+                assert!(uplift.median.abs() < 1e-12, "{counts:?}: {uplift:?}");
+                assert!(uplift.hpdi.lower < 0.0 && uplift.hpdi.upper > 0.0);
+            }
+            assert_eq!(got.arms[0].uplift, None);
+        }
+    }
+}
+
+#[test]
+fn a_mass_outside_the_open_unit_interval_or_a_bad_rope_is_an_error() {
+    let two = arms(&[(1, 1), (2, 2)]);
+    for mass in [0.0, 1.0, -0.5, f64::NAN] {
+        let options = ExperimentOptions { mass, rope: 0.01 };
+        assert!(matches!(
+            experiment(&two, 0, &options).unwrap_err(),
+            ExperimentError::Mass(_)
+        ));
+    }
+    for rope in [-0.01, f64::INFINITY, f64::NAN] {
+        let options = ExperimentOptions { mass: 0.89, rope };
+        assert!(matches!(
+            experiment(&two, 0, &options).unwrap_err(),
+            ExperimentError::Rope(_)
+        ));
     }
 }

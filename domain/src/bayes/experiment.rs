@@ -1,17 +1,29 @@
 //! The figures of a Bayesian A/B/n experiment (P(best), expected loss,
-//! P(arm > control)), computed exactly as one-dimensional integrals over the
-//! arms' posteriors rather than by sampling.
+//! P(arm > control), the relative uplift over the control), computed exactly
+//! as one-dimensional integrals over the arms' posteriors rather than by
+//! sampling.
 //!
 //! With `f_i` and `F_i` the density and CDF of arm i's success probability:
 //!
-//! - P(best)_i = ∫ f_i(p) Π_{j≠i} F_j(p) dp;
+//! - P(best)_i = ∫ f_i(p) Π_{j≠i} F_j(p) dp: GrowthBook's "chance to win"
+//!   when there are two arms; with more, the chance of being the best of all
+//!   (gbstats reports each variation against the control only, which is
+//!   `prob_beats_control` here);
 //! - E[max_j p_j] = ∫ (1 − Π_j F_j(p)) dp, computed in the equal form
 //!   Σ_i ∫ p f_i(p) Π_{j≠i} F_j(p) dp (integration by parts), which keeps
 //!   its relative precision when every p is tiny;
 //! - the expected loss of choosing arm i, E[max_j p_j − p_i] (Stucchio's
 //!   "threshold of caring" compares it with the smallest difference worth
-//!   acting on), and relative to the arm's own mean, E[max_j p_j − p_i] / E[p_i];
-//! - P(p_i > p_control) = ∫ f_i F_control dp, the two-arm case.
+//!   acting on), and relative to the arm's own mean, E[max_j p_j − p_i] / E[p_i].
+//!   With two arms this is gbstats's "risk" of choosing the arm,
+//!   E[max(p_other − p_i, 0)], exactly rather than from a normal
+//!   approximation; with more arms the loss is against the best of all;
+//! - P(p_i > p_control) = ∫ f_i F_control dp, the two-arm case;
+//! - the relative uplift U_i = p_i / p_control − 1 (gbstats's relative
+//!   "uplift"): its mean E[p_i]·E[1/p_control] − 1 (the arms are
+//!   independent), its median and narrowest interval at `mass` (HPDI), and
+//!   P(U_i in the ROPE) = P((1 − rope)·p_c <= p_i <= (1 + rope)·p_c), the
+//!   region of practical equivalence (Kruschke) of half-width `rope`.
 //!
 //! The integrals run in logit space, where each density is smooth, on the
 //! union of the arms' own windows (the regions `Posterior` found to hold
@@ -21,36 +33,114 @@
 //! interpolating polynomial through the same nodes (a spectral integration
 //! matrix), so no density is evaluated twice. Every arm is normalised by the
 //! same quadrature, so an arm's density integrates to 1 exactly as used.
+//!
+//! The uplift's distribution is that of Y = ln(p_i / p_c):
+//! F_Y(y) = P(p_i <= e^y p_c) = ∫ f_c(x) F_i(e^y x) dx, integrated over the
+//! narrower arm's nodes against the wider arm's CDF at the scaled points
+//! (the polynomial through a piece's nodes, evaluated anywhere), with its
+//! density f_Y alongside. Quantiles solve F_Y(y) = q by Newton's method
+//! inside a bracket (to ~1e-12 of the spread of Y, so the median is exact to
+//! the quadrature's 1e-12); the HPDI of U is where the density of U is equal
+//! at both ends of an interval holding `mass`, solved to ~1e-10 in
+//! probability, so its ends are exact to ~1e-9 relative to the spread of U.
+//! Y is log-concave for Beta posteriors (a difference of log-Beta
+//! variables), so U is unimodal and its HPDI one interval.
 
+use std::cell::OnceCell;
 use std::sync::OnceLock;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::posterior::sigmoid;
-use super::{check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior};
+use super::posterior::{ln_sigmoid, sigmoid, Kernel};
+use super::{
+    check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior, DEFAULT_MASS,
+};
+use crate::prior::Prior;
 
 /// The fewest arms an experiment has.
 pub const MIN_ARMS: usize = 2;
 /// The most arms an experiment may have.
 pub const MAX_ARMS: usize = 20;
+/// The ROPE's relative half-width unless asked otherwise: ±1 % of the control.
+pub const DEFAULT_ROPE: f64 = 0.01;
 
 /// Gauss–Legendre nodes per piece: exact for polynomials of degree 31, and
 /// geometric convergence for the smooth densities of logit space.
 const NODES: usize = 16;
 /// Pieces per arm window: each piece spans about half a posterior sd.
 const PIECES_PER_WINDOW: usize = 32;
+/// The uplift rule's fewest pieces per window and widest piece: 16 nodes
+/// on 2 sd of a near-Gaussian density, or on 4 units of logit for a wide
+/// one (the logistic's poles at ±iπ still leave ~1e-17), are exact to f64.
+const UPLIFT_PIECES: usize = 8;
+const UPLIFT_PIECE: f64 = 4.0;
 /// The widest piece in logit space, so that gaps between windows (where the
 /// integrands follow the logistic p(1-p), with poles at distance π) and very
 /// wide windows stay resolved.
 const MAX_PIECE: f64 = 1.0;
 
-/// What an experiment refuses.
+/// What an experiment (and the checks built on its figures) refuses.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ExperimentError {
     #[error("an experiment has between {MIN_ARMS} and {MAX_ARMS} arms, got {0}")]
     Arms(usize),
     #[error("the control arm {control} is not one of the {arms} arms")]
     Control { control: usize, arms: usize },
+    #[error("mass must be strictly between 0 and 1, got {0}")]
+    Mass(f64),
+    #[error("rope must be a finite relative half-width >= 0, got {0}")]
+    Rope(f64),
+    #[error("{first} has {first_len} entries but {second} has {second_len}")]
+    Lengths {
+        first: &'static str,
+        first_len: usize,
+        second: &'static str,
+        second_len: usize,
+    },
+    #[error("a sample ratio check needs at least 2 groups, got {0}")]
+    Groups(usize),
+    #[error("planned weight {index} must be finite and > 0, got {weight}")]
+    Weight { index: usize, weight: f64 },
+    #[error("P(best) of arm {index} must be between 0 and 1, got {value}")]
+    ProbBest { index: usize, value: f64 },
+    #[error("the P(best) of all arms must sum to 1, got {0}")]
+    ProbBestSum(f64),
+    #[error("the floor must be between 0 and 1/{arms} (every arm gets it), got {floor}")]
+    Floor { floor: f64, arms: usize },
+}
+
+/// What an experiment's figures are computed at.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ExperimentOptions {
+    /// Mass of the uplift's HPDI, strictly between 0 and 1.
+    pub mass: f64,
+    /// Relative half-width of the region of practical equivalence: 0.01
+    /// counts an uplift within ±1 % of the control as no difference.
+    pub rope: f64,
+}
+
+impl Default for ExperimentOptions {
+    fn default() -> Self {
+        Self {
+            mass: DEFAULT_MASS,
+            rope: DEFAULT_ROPE,
+        }
+    }
+}
+
+/// The relative uplift of an arm over the control, U = p_arm / p_control − 1.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Uplift {
+    /// E[U] = E[p_arm]·E[1/p_control] − 1; `None` when E[1/p_control] is
+    /// infinite: a control without a success whose prior has density at
+    /// p = 0 (uniform, Beta with a <= 1, a step or grid prior from 0), where
+    /// U has no mean. The median and the HPDI exist always.
+    pub mean: Option<f64>,
+    pub median: f64,
+    /// The narrowest interval of U holding the experiment's `mass`.
+    pub hpdi: Interval,
+    /// P(1 − rope <= p_arm / p_control <= 1 + rope).
+    pub prob_in_rope: f64,
 }
 
 /// The figures of one arm.
@@ -67,6 +157,8 @@ pub struct ArmFigures {
     pub expected_loss: f64,
     /// E[max_j p_j − p_i] / E[p_i]: the same, as a fraction of this arm's mean.
     pub relative_loss: f64,
+    /// The relative uplift over the control; `None` for the control itself.
+    pub uplift: Option<Uplift>,
 }
 
 /// The figures of an experiment, one entry per arm in the order given.
@@ -82,6 +174,7 @@ pub struct ExperimentFigures {
 pub fn experiment(
     arms: &[Posterior<'_>],
     control: usize,
+    options: &ExperimentOptions,
 ) -> Result<ExperimentFigures, ExperimentError> {
     if !(MIN_ARMS..=MAX_ARMS).contains(&arms.len()) {
         return Err(ExperimentError::Arms(arms.len()));
@@ -91,6 +184,12 @@ pub fn experiment(
             control,
             arms: arms.len(),
         });
+    }
+    if !(options.mass > 0.0 && options.mass < 1.0) {
+        return Err(ExperimentError::Mass(options.mass));
+    }
+    if !(options.rope >= 0.0 && options.rope.is_finite()) {
+        return Err(ExperimentError::Rope(options.rope));
     }
     let grid = Quadrature::over(arms);
     let k = arms.len();
@@ -103,23 +202,34 @@ pub fn experiment(
     let mut prefix = vec![1.0; k + 1];
     for (node, (&weight, &p)) in grid.weights.iter().zip(&grid.ps).enumerate() {
         for j in 0..k {
-            prefix[j + 1] = prefix[j] * grid.cdf[j][node];
+            prefix[j + 1] = prefix[j] * grid.arms[j].cdf[node];
         }
         let mut suffix = 1.0;
         for i in (0..k).rev() {
-            let density = grid.density[i][node] * weight;
+            let density = grid.arms[i].density[node] * weight;
             let others = prefix[i] * suffix;
             prob_best[i] += density * others;
             best_p[i] += density * others * p;
             means[i] += density * p;
-            beats[i] += density * grid.cdf[control][node];
-            suffix *= grid.cdf[i][node];
+            beats[i] += density * grid.arms[control].cdf[node];
+            suffix *= grid.arms[i].cdf[node];
         }
     }
     let expected_max: f64 = best_p.iter().sum();
+    let inverse_control = inverse_mean(&arms[control], &grid, control);
     let arms = (0..k)
         .map(|i| {
             let expected_loss = (expected_max - means[i]).max(0.0);
+            let uplift = (i != control).then(|| {
+                let ratio = Ratio::new(&grid, i, control);
+                let median = ratio.quantile(0.5, ratio.centre()).0;
+                Uplift {
+                    mean: inverse_control.map(|inverse| means[i] * inverse - 1.0),
+                    median: median.exp_m1(),
+                    hpdi: ratio.hpdi(options.mass, median),
+                    prob_in_rope: ratio.prob_within(options.rope),
+                }
+            });
             ArmFigures {
                 mean: means[i],
                 prob_best: prob_best[i].clamp(0.0, 1.0),
@@ -130,10 +240,279 @@ pub fn experiment(
                 } else {
                     f64::INFINITY
                 },
+                uplift,
             }
         })
         .collect();
     Ok(ExperimentFigures { expected_max, arms })
+}
+
+/// E[1/p] of an arm, `None` when it is infinite. A Beta posterior has the
+/// closed form (a + b − 1)/(a − 1), infinite for a <= 1; the other priors
+/// integrate 1/p = 1 + e^-t over the arm's nodes (exact to the window's
+/// e^-36 in density; with one success and a prior reaching p = 0 the tail
+/// below the window bounds the error near 1e-8 relative).
+fn inverse_mean(arm: &Posterior<'_>, grid: &Quadrature<'_>, index: usize) -> Option<f64> {
+    let counts = arm.counts();
+    let (s, f) = (counts.successes as f64, counts.failures as f64);
+    let beta = |a: f64, b: f64| (a > 1.0).then(|| (a + b - 1.0) / (a - 1.0));
+    match arm.prior() {
+        Prior::Uniform => beta(1.0 + s, 1.0 + f),
+        Prior::Beta { a, b } => beta(a + s, b + f),
+        Prior::Step { lower, .. } if *lower <= 0.0 && counts.successes == 0 => None,
+        Prior::Grid { weights }
+            if weights.first().is_some_and(|w| *w > 0.0) && counts.successes == 0 =>
+        {
+            None
+        }
+        Prior::Step { .. } | Prior::Grid { .. } => Some(
+            grid.uplift_rule(index)
+                .nodes
+                .iter()
+                .map(|n| n.mass / n.sig)
+                .sum(),
+        ),
+    }
+}
+
+/// The distribution of Y = ln(p_num / p_den) for two arms of a quadrature.
+struct Ratio<'q, 'a> {
+    grid: &'q Quadrature<'a>,
+    num: usize,
+    den: usize,
+    /// Integrate over the denominator's nodes (it is the narrower in logit
+    /// space) against the numerator's CDF, or the other way round.
+    over_den: bool,
+    /// Y's range: beyond it F_Y is 0 or 1 to e^-36.
+    lo: f64,
+    hi: f64,
+    /// Y's spread, roughly: the scale of the quantiles' tolerance.
+    spread: f64,
+}
+
+impl<'q, 'a> Ratio<'q, 'a> {
+    fn new(grid: &'q Quadrature<'a>, num: usize, den: usize) -> Self {
+        let (n, d) = (&grid.arms[num], &grid.arms[den]);
+        let over_den = d.hi - d.lo <= n.hi - n.lo;
+        let spread = log_moments(&grid.uplift_rule(num).nodes)
+            .1
+            .hypot(log_moments(&grid.uplift_rule(den).nodes).1);
+        Ratio {
+            grid,
+            num,
+            den,
+            over_den,
+            lo: ln_sigmoid(n.lo) - ln_sigmoid(d.hi),
+            hi: ln_sigmoid(n.hi) - ln_sigmoid(d.lo),
+            spread: if spread > 0.0 { spread } else { 1e-300 },
+        }
+    }
+
+    /// A point in the middle of Y's mass, where Newton's method starts:
+    /// E[ln p_num] − E[ln p_den].
+    fn centre(&self) -> f64 {
+        let mean = |arm: usize| log_moments(&self.grid.uplift_rule(arm).nodes).0;
+        (mean(self.num) - mean(self.den)).clamp(self.lo, self.hi)
+    }
+
+    /// (F_Y(y), f_Y(y)).
+    fn cdf_density(&self, y: f64) -> (f64, f64) {
+        let grid = self.grid;
+        // Over the narrower arm's nodes x: F_Y(y) = Σ w F_num(e^y x) or
+        // Σ w (1 − F_den(e^-y x)); the scaled point's logit is
+        // t' = ±y + ln σ(t) − ln(1 − e^±y σ(t)), and dt'/dy = ±1/(1 − e^±y σ(t)).
+        let (over, other, sign) = if self.over_den {
+            (self.den, self.num, 1.0)
+        } else {
+            (self.num, self.den, -1.0)
+        };
+        let shift = sign * y;
+        let grow = shift.exp_m1();
+        let (mut cdf, mut density) = (0.0, 0.0);
+        let mut cursor = 0;
+        let mut add = |node: &UpliftNode| {
+            if node.mass == 0.0 {
+                return;
+            }
+            let one_minus = node.sig_neg - node.sig * grow;
+            let (f, d) = if one_minus > 0.0 {
+                let t = shift + node.ln_sig - one_minus.ln();
+                let (f, d) = grid.cdf_density_at(other, t, &mut cursor);
+                (f, d / one_minus)
+            } else {
+                (1.0, 0.0)
+            };
+            cdf += node.mass * f;
+            density += node.mass * d;
+        };
+        // Scaled up (shift > 0), the point passes p = 1 at t_k = logit(e^-shift),
+        // beyond which the CDF is 1: a kink the rule must not straddle. The
+        // piece holding it gets its own rule up to t_k; past it, all is mass.
+        let rule = grid.uplift_rule(over);
+        let kink = if shift > 0.0 {
+            -shift - (-(-shift).exp_m1()).ln()
+        } else {
+            f64::INFINITY
+        };
+        let whole = ((kink - rule.lo) / rule.step).floor();
+        let whole = if whole >= rule.pieces as f64 {
+            rule.pieces
+        } else if whole > 0.0 {
+            whole as usize
+        } else {
+            0
+        };
+        for node in &rule.nodes[..whole * NODES] {
+            add(node);
+        }
+        if whole < rule.pieces {
+            let left = rule.lo + rule.step * whole as f64;
+            let mut below = 0.0;
+            if kink > left {
+                for node in &grid.uplift_nodes_on(over, left, kink) {
+                    add(node);
+                    below += node.mass;
+                }
+            }
+            let beyond: f64 = rule.nodes[whole * NODES..].iter().map(|n| n.mass).sum();
+            cdf += (beyond - below).max(0.0);
+        }
+        let cdf = if self.over_den { cdf } else { 1.0 - cdf };
+        (cdf.clamp(0.0, 1.0), density.max(0.0))
+    }
+
+    /// The `q`-quantile of Y, with f_Y there: Newton's method from `start`,
+    /// kept inside a bracket that bisection shrinks when a step leaves it.
+    fn quantile(&self, q: f64, start: f64) -> (f64, f64) {
+        if q <= 0.0 {
+            return (self.lo, self.cdf_density(self.lo).1);
+        }
+        if q >= 1.0 {
+            return (self.hi, self.cdf_density(self.hi).1);
+        }
+        let (mut lo, mut hi) = (self.lo, self.hi);
+        let tolerance = 1e-12 * self.spread;
+        let mut y = start.clamp(lo, hi);
+        let mut density = 0.0;
+        for _ in 0..200 {
+            let (cdf, d) = self.cdf_density(y);
+            density = d;
+            let gap = cdf - q;
+            if gap == 0.0 {
+                break;
+            }
+            if gap < 0.0 {
+                lo = y;
+            } else {
+                hi = y;
+            }
+            let newton = y - gap / d;
+            let next = if newton > lo && newton < hi {
+                newton
+            } else {
+                0.5 * (lo + hi)
+            };
+            let step = (next - y).abs();
+            y = next;
+            if step <= tolerance || hi - lo <= tolerance {
+                break;
+            }
+        }
+        (y, density)
+    }
+
+    /// The HPDI of U = e^Y − 1 at `mass`: the interval [Q(s), Q(s + mass)]
+    /// where U's density f_U(u) = f_Y(y) e^-y is equal at both ends, or an
+    /// end of the range when the density is monotone there.
+    fn hpdi(&self, mass: f64, median: f64) -> Interval {
+        let span = 1.0 - mass;
+        let log_density_u = |(y, d): (f64, f64)| d.ln() - y;
+        let ends = |s: f64| {
+            let lower = self.quantile(s, median);
+            let upper = self.quantile(s + mass, lower.0.max(median));
+            (lower, upper)
+        };
+        let g = |s: f64| {
+            let (lower, upper) = ends(s);
+            log_density_u(lower) - log_density_u(upper)
+        };
+        // g rises with s for a unimodal U: the lower end climbs the density
+        // while the upper end descends it.
+        let (g_lo, g_hi) = (g(0.0), g(span));
+        let s = if g_lo.is_nan() || g_hi.is_nan() {
+            0.5 * span
+        } else if g_lo >= 0.0 {
+            0.0
+        } else if g_hi <= 0.0 {
+            span
+        } else {
+            root_in_bracket(g, 0.0, span, g_lo, g_hi, 1e-10)
+        };
+        let (lower, upper) = ends(s);
+        Interval {
+            lower: lower.0.exp_m1(),
+            upper: upper.0.exp_m1(),
+        }
+    }
+
+    /// P(1 − rope <= p_num / p_den <= 1 + rope).
+    fn prob_within(&self, rope: f64) -> f64 {
+        let upper = self.cdf_density(rope.ln_1p()).0;
+        let lower = if rope < 1.0 {
+            self.cdf_density((-rope).ln_1p()).0
+        } else {
+            0.0
+        };
+        (upper - lower).clamp(0.0, 1.0)
+    }
+}
+
+/// (E[ln p], sd of ln p) over an arm's uplift nodes.
+fn log_moments(nodes: &[UpliftNode]) -> (f64, f64) {
+    let mean: f64 = nodes.iter().map(|n| n.mass * n.ln_sig).sum();
+    let var: f64 = nodes
+        .iter()
+        .map(|n| n.mass * (n.ln_sig - mean) * (n.ln_sig - mean))
+        .sum();
+    (mean, var.max(0.0).sqrt())
+}
+
+/// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
+/// variant of regula falsi, to `tolerance` in the argument.
+fn root_in_bracket(
+    g: impl Fn(f64) -> f64,
+    mut lo: f64,
+    mut hi: f64,
+    mut g_lo: f64,
+    mut g_hi: f64,
+    tolerance: f64,
+) -> f64 {
+    let mut side = 0;
+    for _ in 0..100 {
+        if hi - lo <= tolerance {
+            break;
+        }
+        let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
+        let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
+        let gx = g(x);
+        if gx == 0.0 || gx.is_nan() {
+            return x;
+        }
+        if gx < 0.0 {
+            (lo, g_lo) = (x, gx);
+            if side == -1 {
+                g_hi *= 0.5;
+            }
+            side = -1;
+        } else {
+            (hi, g_hi) = (x, gx);
+            if side == 1 {
+                g_lo *= 0.5;
+            }
+            side = 1;
+        }
+    }
+    0.5 * (lo + hi)
 }
 
 /// P(p_a > p_b) for independent posteriors, by the same integral.
@@ -142,7 +521,7 @@ pub fn prob_greater(a: &Posterior<'_>, b: &Posterior<'_>) -> f64 {
     grid.weights
         .iter()
         .enumerate()
-        .map(|(node, w)| w * grid.density[0][node] * grid.cdf[1][node])
+        .map(|(node, w)| w * grid.arms[0].density[node] * grid.arms[1].cdf[node])
         .sum::<f64>()
         .clamp(0.0, 1.0)
 }
@@ -198,20 +577,84 @@ pub fn compare(a: &Posterior<'_>, b: &Posterior<'_>, mass: f64) -> Result<Compar
 }
 
 /// Every arm's normalised logit-space density and CDF at the nodes of one
-/// composite Gauss–Legendre rule.
-struct Quadrature {
+/// composite Gauss–Legendre rule, and what it takes to evaluate an arm's
+/// density and CDF anywhere else (the uplift needs them at scaled points).
+struct Quadrature<'a> {
+    /// The pieces' edges in logit space.
+    edges: Vec<f64>,
     /// The rule's weight at each node (the piece's half-width included).
     weights: Vec<f64>,
     /// p = σ(t) at each node.
     ps: Vec<f64>,
-    /// density[arm][node], normalised so that Σ weights · density = 1.
-    density: Vec<Vec<f64>>,
-    /// cdf[arm][node], P(p_arm <= p at the node).
-    cdf: Vec<Vec<f64>>,
+    arms: Vec<ArmQuadrature<'a>>,
 }
 
-impl Quadrature {
-    fn over(arms: &[Posterior<'_>]) -> Self {
+/// One arm on the shared nodes.
+struct ArmQuadrature<'a> {
+    kernel: Kernel<'a>,
+    /// The kernel's largest value at the nodes: the density is
+    /// exp(log kernel(t) − log_peak), normalised.
+    log_peak: f64,
+    /// The arm's window: no mass outside.
+    lo: f64,
+    hi: f64,
+    /// The pieces inside the window.
+    pieces: std::ops::Range<usize>,
+    /// density[node], normalised so that Σ weights · density = 1.
+    density: Vec<f64>,
+    /// cdf[node], P(p_arm <= p at the node).
+    cdf: Vec<f64>,
+    /// before[piece], the CDF at the piece's left edge.
+    before: Vec<f64>,
+    /// The Legendre series of the density and of its integral on each piece
+    /// inside the window, made when first asked for.
+    series: OnceCell<Vec<Series>>,
+    /// The arm's own coarser rule, for the uplift's integrals, made when
+    /// first asked for.
+    uplift_rule: OnceCell<UpliftRule>,
+}
+
+/// An arm's uplift rule: `pieces` pieces of width `step` from `lo`,
+/// `NODES` nodes each, in order.
+struct UpliftRule {
+    lo: f64,
+    step: f64,
+    pieces: usize,
+    /// The normaliser the masses were divided by.
+    total: f64,
+    nodes: Vec<UpliftNode>,
+}
+
+/// An arm's density on one piece as a Legendre series in the piece's
+/// coordinate x ∈ [-1, 1], and its integral from the piece's left edge.
+struct Series {
+    density: [f64; NODES],
+    integral: [f64; NODES + 1],
+}
+
+/// A node of an arm's uplift rule: σ(t), σ(−t), ln σ(t) at its logit t,
+/// and its weight times the arm's density there (they sum to 1).
+#[derive(Clone, Copy)]
+struct UpliftNode {
+    sig: f64,
+    sig_neg: f64,
+    ln_sig: f64,
+    mass: f64,
+}
+
+impl UpliftNode {
+    fn at(t: f64, mass: f64) -> Self {
+        UpliftNode {
+            sig: sigmoid(t),
+            sig_neg: sigmoid(-t),
+            ln_sig: ln_sigmoid(t),
+            mass,
+        }
+    }
+}
+
+impl<'a> Quadrature<'a> {
+    fn over(arms: &[Posterior<'a>]) -> Self {
         let rule = rule();
         let windows: Vec<(f64, f64, usize)> = arms.iter().map(Posterior::logit_window).collect();
         let edges = piece_edges(&windows);
@@ -227,55 +670,212 @@ impl Quadrature {
             }
         }
         let ps = ts.iter().map(|t| sigmoid(*t)).collect();
-        let mut density = Vec::with_capacity(arms.len());
-        let mut cdf = Vec::with_capacity(arms.len());
-        for (arm, (lo, hi, _)) in arms.iter().zip(&windows) {
-            let kernel = arm.kernel();
-            // Outside its window an arm has no mass (none at all for a step
-            // prior, below e^-36 otherwise); its window's ends are edges, so
-            // no piece straddles them.
-            let logs: Vec<f64> = ts
-                .iter()
-                .map(|t| {
-                    if t < lo || t > hi {
-                        f64::NEG_INFINITY
-                    } else {
-                        kernel.eval(*t).log_t
-                    }
-                })
-                .collect();
-            let peak = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let mut values: Vec<f64> = logs.iter().map(|l| (l - peak).exp()).collect();
-            let total: f64 = values.iter().zip(&weights).map(|(v, w)| v * w).sum();
-            for v in &mut values {
-                *v /= total;
-            }
-            // The CDF: whole pieces summed, and inside a piece the integral
-            // of the density's interpolating polynomial up to each node.
-            let mut arm_cdf = Vec::with_capacity(nodes);
-            let mut before = 0.0f64;
-            for piece in 0..pieces {
-                let start = piece * NODES;
-                let half = weights[start] / rule.weights[0];
-                let slice = &values[start..start + NODES];
-                for row in &rule.integration {
-                    let part: f64 = row.iter().zip(slice).map(|(s, v)| s * v).sum();
-                    arm_cdf.push((before + half * part).clamp(0.0, 1.0));
-                }
-                before += slice
-                    .iter()
-                    .zip(&weights[start..start + NODES])
-                    .map(|(v, w)| v * w)
-                    .sum::<f64>();
-            }
-            density.push(values);
-            cdf.push(arm_cdf);
-        }
+        let arms = arms
+            .iter()
+            .zip(&windows)
+            .map(|(arm, &(lo, hi, _))| {
+                ArmQuadrature::new(arm.kernel(), lo, hi, &edges, &ts, &weights)
+            })
+            .collect();
         Quadrature {
+            edges,
             weights,
             ps,
-            density,
+            arms,
+        }
+    }
+
+    /// The Legendre series of arm `arm` on the pieces inside its window.
+    fn series(&self, arm: usize) -> &[Series] {
+        let q = &self.arms[arm];
+        q.series.get_or_init(|| {
+            let rule = rule();
+            q.pieces
+                .clone()
+                .map(|piece| {
+                    let values = &q.density[piece * NODES..(piece + 1) * NODES];
+                    let mut density = [0.0; NODES];
+                    for (c, row) in density.iter_mut().zip(&rule.legendre) {
+                        *c = row.iter().zip(values).map(|(l, v)| l * v).sum();
+                    }
+                    // ∫_{-1}^x P_0 = P_1 + P_0 and ∫_{-1}^x P_n = (P_{n+1} − P_{n−1})/(2n + 1).
+                    let c = |n: usize| density.get(n).copied().unwrap_or(0.0);
+                    let mut integral = [0.0; NODES + 1];
+                    integral[0] = c(0) - c(1) / 3.0;
+                    for (m, e) in integral.iter_mut().enumerate().skip(1) {
+                        *e = c(m - 1) / (2 * m - 1) as f64 - c(m + 1) / (2 * m + 3) as f64;
+                    }
+                    Series { density, integral }
+                })
+                .collect()
+        })
+    }
+
+    /// Arm `arm`'s (CDF, logit-space density) at `t`, from the Legendre
+    /// series through its nodes on the piece holding `t`: the same
+    /// polynomial the nodes' CDF integrates, so the two agree at the nodes.
+    /// `cursor` is a piece to start looking from (the points of one integral
+    /// come in increasing order).
+    fn cdf_density_at(&self, arm: usize, t: f64, cursor: &mut usize) -> (f64, f64) {
+        let q = &self.arms[arm];
+        if t <= q.lo {
+            return (0.0, 0.0);
+        }
+        if t >= q.hi {
+            return (1.0, 0.0);
+        }
+        let mut piece = (*cursor).clamp(q.pieces.start, q.pieces.end - 1);
+        while piece > q.pieces.start && self.edges[piece] > t {
+            piece -= 1;
+        }
+        while piece + 1 < q.pieces.end && self.edges[piece + 1] <= t {
+            piece += 1;
+        }
+        *cursor = piece;
+        let (left, right) = (self.edges[piece], self.edges[piece + 1]);
+        let half = 0.5 * (right - left);
+        let x = ((t - left) / half - 1.0).clamp(-1.0, 1.0);
+        let series = &self.series(arm)[piece - q.pieces.start];
+        // P_0..P_NODES at x by the three-term recurrence, summed as they come.
+        let (mut p0, mut p1) = (1.0, x);
+        let mut density = series.density[0] + series.density[1] * x;
+        let mut integral = series.integral[0] + series.integral[1] * x;
+        for n in 1..NODES {
+            let nf = n as f64;
+            (p0, p1) = (p1, ((2.0 * nf + 1.0) * x * p1 - nf * p0) / (nf + 1.0));
+            if n + 1 < NODES {
+                density += series.density[n + 1] * p1;
+            }
+            integral += series.integral[n + 1] * p1;
+        }
+        (
+            (q.before[piece] + half * integral).clamp(0.0, 1.0),
+            density.max(0.0),
+        )
+    }
+
+    /// Arm `arm`'s own rule for the uplift: 16-point Gauss–Legendre on
+    /// pieces of at most `UPLIFT_PIECE` across its window, at least
+    /// `UPLIFT_PIECES` of them, with the density from its kernel. Coarser
+    /// than the shared nodes (an integrand of one arm's density against
+    /// another's CDF needs no more), so each uplift integral is cheap.
+    fn uplift_rule(&self, arm: usize) -> &UpliftRule {
+        let q = &self.arms[arm];
+        q.uplift_rule.get_or_init(|| {
+            let rule = rule();
+            let width = q.hi - q.lo;
+            let pieces = ((width / UPLIFT_PIECE).ceil() as usize).max(UPLIFT_PIECES);
+            let step = width / pieces as f64;
+            let mut nodes = Vec::with_capacity(pieces * NODES);
+            for piece in 0..pieces {
+                let left = q.lo + step * piece as f64;
+                for (x, w) in rule.nodes.iter().zip(&rule.weights) {
+                    let t = left + 0.5 * step * (x + 1.0);
+                    let log = q.kernel.eval(t).log_t - q.log_peak;
+                    nodes.push(UpliftNode::at(t, 0.5 * step * w * log.exp()));
+                }
+            }
+            let total: f64 = nodes.iter().map(|n| n.mass).sum();
+            for n in &mut nodes {
+                n.mass /= total;
+                // What cannot matter is skipped by every integral.
+                if n.mass < 1e-18 {
+                    n.mass = 0.0;
+                }
+            }
+            UpliftRule {
+                lo: q.lo,
+                step,
+                pieces,
+                total,
+                nodes,
+            }
+        })
+    }
+
+    /// Arm `arm`'s uplift-rule nodes on [left, right], inside one piece of
+    /// its rule, with masses on the same scale as the rule's.
+    fn uplift_nodes_on(&self, arm: usize, left: f64, right: f64) -> [UpliftNode; NODES] {
+        let q = &self.arms[arm];
+        let total = self.uplift_rule(arm).total;
+        let rule = rule();
+        let half = 0.5 * (right - left);
+        std::array::from_fn(|m| {
+            let t = left + half * (rule.nodes[m] + 1.0);
+            let log = q.kernel.eval(t).log_t - q.log_peak;
+            UpliftNode::at(t, half * rule.weights[m] * log.exp() / total)
+        })
+    }
+}
+
+impl<'a> ArmQuadrature<'a> {
+    fn new(
+        kernel: Kernel<'a>,
+        lo: f64,
+        hi: f64,
+        edges: &[f64],
+        ts: &[f64],
+        weights: &[f64],
+    ) -> Self {
+        let rule = rule();
+        let pieces = edges.len() - 1;
+        let nodes = ts.len();
+        // Outside its window an arm has no mass (none at all for a step
+        // prior, below e^-36 otherwise); its window's ends are edges, so
+        // no piece straddles them.
+        let first = edges.partition_point(|e| *e < lo).min(pieces);
+        let last = edges
+            .partition_point(|e| *e <= hi)
+            .saturating_sub(1)
+            .max(first);
+        let logs: Vec<f64> = ts
+            .iter()
+            .map(|t| {
+                if *t < lo || *t > hi {
+                    f64::NEG_INFINITY
+                } else {
+                    kernel.eval(*t).log_t
+                }
+            })
+            .collect();
+        let log_peak = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let mut values: Vec<f64> = logs.iter().map(|l| (l - log_peak).exp()).collect();
+        let total: f64 = values.iter().zip(weights).map(|(v, w)| v * w).sum();
+        for v in &mut values {
+            *v /= total;
+        }
+        // The CDF: whole pieces summed, and inside a piece the integral
+        // of the density's interpolating polynomial up to each node.
+        let mut cdf = Vec::with_capacity(nodes);
+        let mut before = Vec::with_capacity(pieces + 1);
+        let mut sum = 0.0f64;
+        for piece in 0..pieces {
+            before.push(sum);
+            let start = piece * NODES;
+            let half = weights[start] / rule.weights[0];
+            let slice = &values[start..start + NODES];
+            for row in &rule.integration {
+                let part: f64 = row.iter().zip(slice).map(|(s, v)| s * v).sum();
+                cdf.push((sum + half * part).clamp(0.0, 1.0));
+            }
+            sum += slice
+                .iter()
+                .zip(&weights[start..start + NODES])
+                .map(|(v, w)| v * w)
+                .sum::<f64>();
+        }
+        before.push(sum);
+        ArmQuadrature {
+            kernel,
+            log_peak,
+            lo,
+            hi,
+            pieces: first..last,
+            density: values,
             cdf,
+            before,
+            series: OnceCell::new(),
+            uplift_rule: OnceCell::new(),
         }
     }
 }
@@ -313,6 +913,10 @@ struct Rule {
     /// polynomial of node m: row k applied to values at the nodes integrates
     /// their interpolating polynomial from -1 to node k.
     integration: [[f64; NODES]; NODES],
+    /// legendre[n][m] = (2n + 1)/2 · w_m · P_n(x_m): row n applied to values
+    /// at the nodes gives the coefficient of P_n in their interpolating
+    /// polynomial (the rule is exact for the products, of degree < 2 NODES).
+    legendre: [[f64; NODES]; NODES],
 }
 
 fn rule() -> &'static Rule {
@@ -337,10 +941,23 @@ fn rule() -> &'static Rule {
                     .sum();
             }
         }
+        let mut legendre = [[0.0; NODES]; NODES];
+        for (m, (x, w)) in nodes.iter().zip(&weights).enumerate() {
+            let (mut p0, mut p1) = (1.0, *x);
+            for (n, row) in legendre.iter_mut().enumerate() {
+                let value = if n == 0 { 1.0 } else { p1 };
+                row[m] = (2 * n + 1) as f64 / 2.0 * w * value;
+                if n >= 1 {
+                    let nf = n as f64;
+                    (p0, p1) = (p1, ((2.0 * nf + 1.0) * x * p1 - nf * p0) / (nf + 1.0));
+                }
+            }
+        }
         Rule {
             nodes,
             weights,
             integration,
+            legendre,
         }
     })
 }

@@ -21,17 +21,25 @@
 //!
 //! Experiments over several posteriors ([`experiment`], [`compare`]) integrate
 //! the arms' exact densities with composite Gauss–Legendre on the union of
-//! their windows, so P(best), expected loss and P(a > b) are one-dimensional
-//! integrals accurate to ~1e-12, not samples.
+//! their windows, so P(best), expected loss, P(a > b) and the relative
+//! uplift's distribution are one-dimensional integrals accurate to ~1e-12,
+//! not samples. [`decide`], [`srm`] and [`bandit_weights`] turn those figures
+//! into what to do: stop or keep running, trust the split or not, and how to
+//! share the traffic.
 
+mod decision;
 mod display;
 mod experiment;
 mod posterior;
 
+pub use decision::{
+    bandit_weights, decide, srm, BanditOptions, BanditWeights, Decision, Srm, Verdict,
+    SRM_THRESHOLD,
+};
 pub use display::DisplayGrid;
 pub use experiment::{
-    compare, experiment, prob_greater, ArmFigures, ExperimentError, ExperimentFigures, MAX_ARMS,
-    MIN_ARMS,
+    compare, experiment, prob_greater, ArmFigures, ExperimentError, ExperimentFigures,
+    ExperimentOptions, Uplift, DEFAULT_ROPE, MAX_ARMS, MIN_ARMS,
 };
 pub use posterior::{Comparison, DifferenceSummary, Interval, Posterior, Summary};
 

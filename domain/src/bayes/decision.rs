@@ -1,0 +1,408 @@
+//! What to do with an experiment's figures: the decision rule (ship an arm,
+//! stop for lack of a meaningful difference, or keep running), the sample
+//! ratio mismatch check, and the traffic weights of a Thompson-sampling
+//! bandit.
+//!
+//! - [`decide`]: Stucchio's rule ships the arm whose expected loss is below
+//!   the threshold of caring; Kruschke's ROPE rule stops when every
+//!   variant's uplift is inside the region of practical equivalence with
+//!   probability at least `mass`. When both hold, the ROPE rule wins and the
+//!   control stays: no variant is worth a change.
+//! - [`srm`]: Pearson's chi-square of the observed counts against the planned
+//!   split, its p-value the regularized upper incomplete gamma function
+//!   Q(df/2, χ²/2), computed here by its series or continued fraction;
+//!   flagged below [`SRM_THRESHOLD`] (gbstats's default). With no
+//!   observations at all there is no evidence of a mismatch: χ² = 0,
+//!   p-value 1, not flagged, as gbstats answers.
+//! - [`bandit_weights`]: Thompson sampling allocates to each arm its P(best),
+//!   here exactly from the experiment's integrals instead of gbstats's 10^4
+//!   draws. Top-two Thompson sampling (Russo, β = 1/2) plays the leader drawn
+//!   by Thompson sampling with probability β, otherwise redraws until
+//!   another arm leads and plays that one: w_i = β·P_i + (1 − β)·Σ_{j≠i}
+//!   P_j·P_i/(1 − P_j). (gbstats's `top_two` counts the best and second best
+//!   of the same draw instead; that is a different allocation.) Then every
+//!   arm gets at least `floor` and the others share the rest in proportion
+//!   to their weights, so the floor holds after renormalising (gbstats raises
+//!   small weights to its minimum and divides by the new sum, which leaves
+//!   them a little below it).
+
+use serde::Serialize;
+
+use super::experiment::{ExperimentError, ExperimentFigures, MIN_ARMS};
+
+/// The p-value below which a sample ratio mismatch is flagged.
+pub const SRM_THRESHOLD: f64 = 0.001;
+/// Top-two Thompson sampling's probability of playing the leader.
+const TOP_TWO_BETA: f64 = 0.5;
+/// How far the P(best) given to [`bandit_weights`] may sum from 1: they come
+/// from a quadrature exact to ~1e-12, or from a client's rounding.
+const PROB_BEST_SUM_TOLERANCE: f64 = 1e-6;
+
+/// What to do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Decision {
+    /// Stop and ship this arm (it may be the control).
+    Ship { arm: usize },
+    /// Stop: every variant is practically equivalent to the control, keep it.
+    NoMeaningfulDifference,
+    /// Not enough evidence either way yet.
+    KeepRunning,
+}
+
+/// A decision and why, in one sentence with the numbers.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub reason: String,
+}
+
+/// Decides from an experiment's figures. `threshold_of_caring` is an expected
+/// loss in absolute success probability (0.001 = a tenth of a percentage
+/// point), `mass` the probability the uplift must be inside the ROPE with.
+///
+/// In order: no meaningful difference when every non-control arm's
+/// P(uplift in ROPE) >= `mass`; else ship the arm with the smallest expected
+/// loss if that loss is below the threshold; else keep running.
+pub fn decide(
+    figures: &ExperimentFigures,
+    control: usize,
+    threshold_of_caring: f64,
+    mass: f64,
+) -> Verdict {
+    let variants: Vec<(usize, f64)> = figures
+        .arms
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != control)
+        .filter_map(|(i, arm)| arm.uplift.map(|u| (i, u.prob_in_rope)))
+        .collect();
+    let least_in_rope = variants.iter().copied().min_by(|a, b| a.1.total_cmp(&b.1));
+    if let Some((arm, prob)) = least_in_rope {
+        if prob >= mass {
+            return Verdict {
+                decision: Decision::NoMeaningfulDifference,
+                reason: format!(
+                    "Every variant's uplift over the control is inside the ROPE with probability \
+                     at least {prob:.4} (arm {arm} the least), which reaches {mass}: keep the control."
+                ),
+            };
+        }
+    }
+    let best = figures
+        .arms
+        .iter()
+        .enumerate()
+        .min_by(|a, b| a.1.expected_loss.total_cmp(&b.1.expected_loss));
+    if let Some((arm, figures)) = best {
+        if figures.expected_loss < threshold_of_caring {
+            return Verdict {
+                decision: Decision::Ship { arm },
+                reason: format!(
+                    "Arm {arm} has the smallest expected loss, {:.3e}, below the threshold of \
+                     caring {threshold_of_caring:e}, and P(best) {:.4}: ship it.",
+                    figures.expected_loss, figures.prob_best
+                ),
+            };
+        }
+    }
+    let loss = best.map_or(f64::NAN, |(_, f)| f.expected_loss);
+    let rope = least_in_rope.map_or(f64::NAN, |(_, p)| p);
+    Verdict {
+        decision: Decision::KeepRunning,
+        reason: format!(
+            "The smallest expected loss, {loss:.3e}, is not below the threshold of caring \
+             {threshold_of_caring:e}, and the least P(uplift in ROPE), {rope:.4}, is below \
+             {mass}: keep running."
+        ),
+    }
+}
+
+/// A sample ratio mismatch check.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Srm {
+    pub chi_square: f64,
+    pub degrees_of_freedom: u32,
+    pub p_value: f64,
+    /// p_value < [`SRM_THRESHOLD`].
+    pub flagged: bool,
+}
+
+/// Pearson's chi-square test of `observed` counts against the split
+/// `planned_weights` (any positive scale). Refuses lengths that differ, fewer
+/// than two groups and a weight that is not finite and positive.
+pub fn srm(observed: &[u64], planned_weights: &[f64]) -> Result<Srm, ExperimentError> {
+    if observed.len() != planned_weights.len() {
+        return Err(ExperimentError::Lengths {
+            first: "observed",
+            first_len: observed.len(),
+            second: "planned_weights",
+            second_len: planned_weights.len(),
+        });
+    }
+    if observed.len() < MIN_ARMS {
+        return Err(ExperimentError::Groups(observed.len()));
+    }
+    if let Some((index, weight)) = planned_weights
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, w)| !(w.is_finite() && *w > 0.0))
+    {
+        return Err(ExperimentError::Weight { index, weight });
+    }
+    let degrees_of_freedom = (observed.len() - 1) as u32;
+    let total: f64 = observed.iter().map(|n| *n as f64).sum();
+    if total == 0.0 {
+        return Ok(Srm {
+            chi_square: 0.0,
+            degrees_of_freedom,
+            p_value: 1.0,
+            flagged: false,
+        });
+    }
+    let weight_sum: f64 = planned_weights.iter().sum();
+    let chi_square: f64 = observed
+        .iter()
+        .zip(planned_weights)
+        .map(|(n, w)| {
+            let expected = total * w / weight_sum;
+            let gap = *n as f64 - expected;
+            gap * gap / expected
+        })
+        .sum();
+    let p_value = upper_incomplete_gamma(f64::from(degrees_of_freedom) / 2.0, chi_square / 2.0);
+    Ok(Srm {
+        chi_square,
+        degrees_of_freedom,
+        p_value,
+        flagged: p_value < SRM_THRESHOLD,
+    })
+}
+
+/// Q(a, x) = Γ(a, x)/Γ(a), the regularized upper incomplete gamma function,
+/// for a > 0, x >= 0: by the series of P(a, x) below x = a + 1, where it
+/// converges fast, and by the continued fraction of Q (modified Lentz)
+/// above, where the series would cancel.
+pub(super) fn upper_incomplete_gamma(a: f64, x: f64) -> f64 {
+    if x <= 0.0 {
+        return 1.0;
+    }
+    if !x.is_finite() {
+        return 0.0;
+    }
+    // ln(x^a e^-x / Γ(a)), the common factor.
+    let log_prefix = a * x.ln() - x - ln_gamma(a);
+    if x < a + 1.0 {
+        // P(a, x) = x^a e^-x / Γ(a + 1) · Σ x^n / ((a + 1)…(a + n)).
+        let (mut term, mut sum) = (1.0 / a, 1.0 / a);
+        for n in 1..1000 {
+            term *= x / (a + f64::from(n));
+            sum += term;
+            if term < sum * 1e-17 {
+                break;
+            }
+        }
+        (1.0 - sum * log_prefix.exp()).clamp(0.0, 1.0)
+    } else {
+        // Q(a, x) = x^a e^-x / Γ(a) · 1/(x + 1 − a − 1·(1 − a)/(x + 3 − a − …)).
+        let tiny = 1e-300;
+        let mut b = x + 1.0 - a;
+        let mut c = 1.0 / tiny;
+        let mut d = 1.0 / b;
+        let mut h = d;
+        for n in 1..1000 {
+            let nf = f64::from(n);
+            let an = -nf * (nf - a);
+            b += 2.0;
+            d = an * d + b;
+            if d.abs() < tiny {
+                d = tiny;
+            }
+            c = b + an / c;
+            if c.abs() < tiny {
+                c = tiny;
+            }
+            d = 1.0 / d;
+            let delta = d * c;
+            h *= delta;
+            if (delta - 1.0).abs() < 1e-16 {
+                break;
+            }
+        }
+        (log_prefix.exp() * h).clamp(0.0, 1.0)
+    }
+}
+
+/// ln Γ(x) for x > 0 by the Lanczos approximation (g = 7, 9 terms, relative
+/// error ~1e-15), with the reflection-free shift for x < 0.5.
+fn ln_gamma(x: f64) -> f64 {
+    const G: f64 = 7.0;
+    const COEFFICIENTS: [f64; 9] = [
+        0.999_999_999_999_809_9,
+        676.520_368_121_885_1,
+        -1_259.139_216_722_402_8,
+        771.323_428_777_653_1,
+        -176.615_029_162_140_6,
+        12.507_343_278_686_905,
+        -0.138_571_095_265_720_12,
+        9.984_369_578_019_572e-6,
+        1.505_632_735_149_311_6e-7,
+    ];
+    if x < 0.5 {
+        // Γ(x) = Γ(x + 1) / x.
+        return ln_gamma(x + 1.0) - x.ln();
+    }
+    let x = x - 1.0;
+    let mut sum = COEFFICIENTS[0];
+    for (i, c) in COEFFICIENTS.iter().enumerate().skip(1) {
+        sum += c / (x + i as f64);
+    }
+    let t = x + G + 0.5;
+    0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
+}
+
+/// How a bandit turns P(best) into traffic weights.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub struct BanditOptions {
+    /// Equal weights until every arm has at least this many trials.
+    pub min_trials: u64,
+    /// The least weight any arm gets, 0 <= floor <= 1/arms.
+    pub floor: f64,
+    /// Top-two Thompson sampling (β = 1/2) rather than plain Thompson sampling.
+    pub top_two: bool,
+}
+
+/// Traffic weights, one per arm, summing to 1.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BanditWeights {
+    pub weights: Vec<f64>,
+    /// True while some arm has fewer than `min_trials` trials (equal weights).
+    pub burn_in: bool,
+}
+
+/// The traffic weights of a Thompson-sampling bandit from the arms' exact
+/// P(best) and their trial counts.
+pub fn bandit_weights(
+    prob_best: &[f64],
+    trials: &[u64],
+    options: &BanditOptions,
+) -> Result<BanditWeights, ExperimentError> {
+    let k = prob_best.len();
+    if trials.len() != k {
+        return Err(ExperimentError::Lengths {
+            first: "prob_best",
+            first_len: k,
+            second: "trials",
+            second_len: trials.len(),
+        });
+    }
+    if k < MIN_ARMS {
+        return Err(ExperimentError::Arms(k));
+    }
+    if let Some((index, value)) = prob_best
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, p)| !(0.0..=1.0).contains(p))
+    {
+        return Err(ExperimentError::ProbBest { index, value });
+    }
+    let sum: f64 = prob_best.iter().sum();
+    if (sum - 1.0).abs() > PROB_BEST_SUM_TOLERANCE {
+        return Err(ExperimentError::ProbBestSum(sum));
+    }
+    let floor = options.floor;
+    if !(floor >= 0.0 && floor * k as f64 <= 1.0 + 1e-12) {
+        return Err(ExperimentError::Floor { floor, arms: k });
+    }
+    if trials.iter().any(|n| *n < options.min_trials) {
+        return Ok(BanditWeights {
+            weights: vec![1.0 / k as f64; k],
+            burn_in: true,
+        });
+    }
+    let p: Vec<f64> = prob_best.iter().map(|p| p / sum).collect();
+    let weights = if options.top_two { top_two(&p) } else { p };
+    Ok(BanditWeights {
+        weights: with_floor(weights, floor),
+        burn_in: false,
+    })
+}
+
+/// Top-two Thompson sampling's allocation from P(best). The chance that a
+/// redraw makes arm i the leader, given that leader j is excluded, is
+/// P_i / (1 − P_j), with 1 − P_j taken as Σ_{m≠j} P_m so that it stays exact
+/// when P_j rounds to 1. A leader with P_j = 1 has no challenger (the redraws
+/// would never end): its whole share stays with it.
+fn top_two(p: &[f64]) -> Vec<f64> {
+    let k = p.len();
+    let mut weights: Vec<f64> = p.iter().map(|pi| TOP_TWO_BETA * pi).collect();
+    for j in 0..k {
+        let rest: f64 = (0..k).filter(|m| *m != j).map(|m| p[m]).sum();
+        let share = (1.0 - TOP_TWO_BETA) * p[j];
+        if rest > 0.0 {
+            for i in (0..k).filter(|i| *i != j) {
+                weights[i] += share * p[i] / rest;
+            }
+        } else {
+            weights[j] += share;
+        }
+    }
+    let sum: f64 = weights.iter().sum();
+    weights.iter().map(|w| w / sum).collect()
+}
+
+/// Raises every weight to at least `floor`, the others scaled down in
+/// proportion to share what is left; repeated, since scaling down can take
+/// another arm below the floor (at most one round per arm).
+fn with_floor(weights: Vec<f64>, floor: f64) -> Vec<f64> {
+    let k = weights.len();
+    let mut floored = vec![false; k];
+    loop {
+        let held = floored.iter().filter(|f| **f).count() as f64 * floor;
+        let free: f64 = (0..k).filter(|i| !floored[*i]).map(|i| weights[i]).sum();
+        let scale = if free > 0.0 { (1.0 - held) / free } else { 0.0 };
+        let mut changed = false;
+        for i in 0..k {
+            if !floored[i] && weights[i] * scale < floor {
+                floored[i] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            let unfloored = floored.iter().filter(|f| !**f).count();
+            return (0..k)
+                .map(|i| {
+                    if floored[i] {
+                        floor
+                    } else if free > 0.0 {
+                        weights[i] * scale
+                    } else {
+                        (1.0 - held) / unfloored as f64
+                    }
+                })
+                .collect();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ln_gamma_meets_known_values() {
+        // Γ(1) = Γ(2) = 1, Γ(1/2) = √π, Γ(10) = 9!.
+        for (x, want) in [
+            (1.0, 0.0),
+            (2.0, 0.0),
+            (0.5, 0.5 * std::f64::consts::PI.ln()),
+            (10.0, 362_880f64.ln()),
+            (0.1, 2.252_712_651_734_206),
+        ] {
+            let got = ln_gamma(x);
+            assert!((got - want).abs() < 1e-13, "ln Γ({x}) = {got}, want {want}");
+        }
+    }
+}
