@@ -20,6 +20,16 @@ pub enum ApiError {
         version: u64,
         current: u64,
     },
+    /// 404: the experiment does not exist (or its id could not name one).
+    #[error("no experiment named {0:?}")]
+    ExperimentNotFound(String),
+    /// 404: the experiment never reached this version.
+    #[error("unknown version {version} of experiment {experiment}: it is at version {current}")]
+    ExperimentVersionNotFound {
+        experiment: String,
+        version: u64,
+        current: u64,
+    },
     /// 404: no such route.
     #[error("no such resource")]
     RouteNotFound,
@@ -54,6 +64,8 @@ impl ApiError {
         match self {
             ApiError::ModelNotFound(_)
             | ApiError::VersionNotFound { .. }
+            | ApiError::ExperimentNotFound(_)
+            | ApiError::ExperimentVersionNotFound { .. }
             | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InvalidParameter(_) | ApiError::Unanswerable(_) => {
@@ -69,7 +81,10 @@ impl ApiError {
     pub fn code(&self) -> &'static str {
         match self {
             ApiError::ModelNotFound(_) => "model_not_found",
-            ApiError::VersionNotFound { .. } => "version_not_found",
+            ApiError::VersionNotFound { .. } | ApiError::ExperimentVersionNotFound { .. } => {
+                "version_not_found"
+            }
+            ApiError::ExperimentNotFound(_) => "experiment_not_found",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::InvalidParameter(_) => "invalid_parameter",
@@ -129,6 +144,23 @@ impl From<BayesError> for ApiError {
                 ApiError::InvalidParameter(err.to_string())
             }
             BayesError::Overflow | BayesError::NoMass => ApiError::Unanswerable(err),
+        }
+    }
+}
+
+impl From<domain::bayes::ExperimentError> for ApiError {
+    /// The engine refuses options or counts the request gave.
+    fn from(err: domain::bayes::ExperimentError) -> Self {
+        ApiError::InvalidParameter(err.to_string())
+    }
+}
+
+impl From<crate::views::experiment::FiguresError> for ApiError {
+    fn from(err: crate::views::experiment::FiguresError) -> Self {
+        use crate::views::experiment::FiguresError;
+        match err {
+            FiguresError::Posterior(e) => e.into(),
+            FiguresError::Experiment(e) => e.into(),
         }
     }
 }

@@ -14,6 +14,7 @@ use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::cache::Cache;
 use crate::plot::Format;
+use crate::views::experiment::Figures;
 use crate::views::ModelEvent;
 
 /// How many events a slow dashboard may fall behind before it is told to
@@ -21,6 +22,8 @@ use crate::views::ModelEvent;
 const EVENT_BUFFER: usize = 256;
 /// Serialised posteriors kept in memory (each ~50 KB with a 1000-point grid).
 const POSTERIOR_CACHE_ENTRIES: usize = 512;
+/// Experiments' figures kept in memory (a few KB each).
+const FIGURES_CACHE_ENTRIES: usize = 1024;
 
 /// Identifies the data a computed answer depends on, whatever the version
 /// numbering: the counts themselves, the version and when it was applied,
@@ -42,6 +45,16 @@ pub struct PosteriorKey {
     pub data: DataKey,
     pub mass_bits: u64,
     pub with_grid: bool,
+}
+
+/// The key of an experiment's figures: every arm's data and the options.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct FiguresKey {
+    pub arms: Vec<DataKey>,
+    pub control: ModelId,
+    pub rope_bits: u64,
+    pub threshold_bits: u64,
+    pub mass_bits: u64,
 }
 
 /// Which plot.
@@ -85,6 +98,7 @@ struct Inner {
     notify_channel: String,
     posteriors: Cache<PosteriorKey, Bytes>,
     plots: Cache<PlotKey, Bytes>,
+    figures: Cache<FiguresKey, Arc<Figures>>,
     events: broadcast::Sender<ModelEvent>,
     render_permits: Semaphore,
     metrics: PrometheusHandle,
@@ -108,6 +122,7 @@ impl AppState {
                 notify_channel: settings.database.notify_channel.clone(),
                 posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),
                 plots: Cache::new(settings.model_service.plot_cache_entries),
+                figures: Cache::new(FIGURES_CACHE_ENTRIES),
                 events,
                 render_permits: Semaphore::new(cores),
                 metrics: platform::telemetry::metrics_handle(),
@@ -138,6 +153,10 @@ impl AppState {
 
     pub(crate) fn plots(&self) -> &Cache<PlotKey, Bytes> {
         &self.inner.plots
+    }
+
+    pub(crate) fn figures(&self) -> &Cache<FiguresKey, Arc<Figures>> {
+        &self.inner.figures
     }
 
     pub(crate) fn render_permits(&self) -> &Semaphore {

@@ -2,6 +2,7 @@
 //! share (loading a model, time travel, running the engine off the runtime).
 
 mod dashboard;
+mod experiments;
 mod models;
 mod ops;
 mod plots;
@@ -51,6 +52,34 @@ pub fn router(state: AppState) -> Router {
         .route("/models/{id}/predictive", get(posterior::predictive))
         .route("/models/{id}/samples", get(posterior::samples))
         .route("/compare", get(posterior::compare))
+        .route("/experiments", get(experiments::list))
+        .route(
+            "/experiments/{id}",
+            get(experiments::get).put(experiments::put),
+        )
+        .route("/experiments/{id}/history", get(experiments::history))
+        .route(
+            "/experiments/{id}/history.png",
+            get(experiments::history_png),
+        )
+        .route(
+            "/experiments/{id}/history.svg",
+            get(experiments::history_svg),
+        )
+        .route(
+            "/experiments/{id}/posteriors.png",
+            get(experiments::posteriors_png),
+        )
+        .route(
+            "/experiments/{id}/posteriors.svg",
+            get(experiments::posteriors_svg),
+        )
+        .route("/experiments/{id}/dashboard", get(experiments::dashboard))
+        .route("/experiments/{id}/weights", get(experiments::weights))
+        .route(
+            "/experiments/{id}/assignments",
+            axum::routing::post(experiments::assign),
+        )
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
@@ -69,7 +98,7 @@ pub fn router(state: AppState) -> Router {
         title = "model-service",
         description = "Posterior queries, plots and a live dashboard over the models kept in Postgres. \
                        Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON), 401 \
-                       (bearer token), 404 (unknown model), 413, 415, 422 (invalid parameter or body), \
+                       (bearer token), 404 (unknown model or experiment), 413, 415, 422 (invalid parameter or body), \
                        503 (database unavailable)."
     ),
     paths(
@@ -82,10 +111,21 @@ pub fn router(state: AppState) -> Router {
         posterior::predictive,
         posterior::samples,
         posterior::compare,
+        experiments::list,
+        experiments::put,
+        experiments::get,
+        experiments::history,
+        experiments::weights,
+        experiments::assign,
         plots::posterior_png,
         plots::posterior_svg,
         plots::history_png,
         plots::history_svg,
+        experiments::history_png,
+        experiments::history_svg,
+        experiments::posteriors_png,
+        experiments::posteriors_svg,
+        experiments::dashboard,
         dashboard::index,
         dashboard::events,
         ops::healthz,
@@ -95,7 +135,12 @@ pub fn router(state: AppState) -> Router {
     ),
     components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::views::ModelEvent)),
     modifiers(&BearerScheme),
-    tags((name = "models", description = "Posterior queries"), (name = "plots"), (name = "operations"))
+    tags(
+        (name = "models", description = "Posterior queries"),
+        (name = "experiments", description = "A/B/n tests over models: exact P(best), expected loss, uplift, decisions, bandit allocation"),
+        (name = "plots"),
+        (name = "operations")
+    )
 )]
 struct ApiDoc;
 

@@ -17,8 +17,8 @@ use crate::plot::{self, Format, HistoryPlot, HistoryPlotPoint, PosteriorPlot};
 use crate::state::{AppState, PlotKey, PlotKind};
 use crate::views::Snapshot;
 
-const DEFAULT_WIDTH: u32 = 800;
-const DEFAULT_HEIGHT: u32 = 600;
+pub(super) const DEFAULT_WIDTH: u32 = 800;
+pub(super) const DEFAULT_HEIGHT: u32 = 600;
 /// Versions drawn in an evolution plot at most; longer histories are thinned evenly.
 const HISTORY_PLOT_POINTS: u64 = 400;
 
@@ -231,7 +231,7 @@ async fn render(
 }
 
 /// A width or height: the default when absent, else within bounds (422 outside).
-fn dimension(
+pub(super) fn dimension(
     name: &str,
     raw: Option<u32>,
     default: u32,

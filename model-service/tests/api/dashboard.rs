@@ -107,3 +107,100 @@ async fn the_dashboard_in_headless_chromium_shows_new_data_live() {
         "the screenshot is not blank"
     );
 }
+
+/// Polls `expression` in the page until it equals `want`, failing after 30 s.
+async fn wait_for(browser: &Browser, expression: &str, want: &serde_json::Value) {
+    let start = tokio::time::Instant::now();
+    loop {
+        let got = browser.eval(expression).await;
+        if &got == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{expression} is still {got}, not {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_experiment_page_in_headless_chromium_shows_figures_and_decision_live() {
+    use serde_json::json;
+    let app = spawn_app().await;
+    let response = app
+        .put_json(
+            "/experiments/checkout/",
+            &json!({"arms": ["checkout-a", "checkout-b", "checkout-c"], "planned_weights": [1, 1, 1]}),
+        )
+        .await;
+    // A trailing slash names no route: the page's links never use one.
+    assert_eq!(response.status(), 404);
+    let response = app
+        .put_json(
+            "/experiments/checkout",
+            &json!({"arms": ["checkout-a", "checkout-b", "checkout-c"], "planned_weights": [1, 1, 1]}),
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    app.publish_many(&[
+        ("checkout-a", 100, 900),
+        ("checkout-b", 110, 890),
+        ("checkout-c", 95, 905),
+    ])
+    .await;
+    app.get_error("/experiments/nope/dashboard", 404, "experiment_not_found")
+        .await;
+
+    let browser = Browser::launch(1280, 1100).await;
+    browser
+        .open(&app.url("/experiments/checkout/dashboard"))
+        .await;
+    let text = |id: &str| format!("document.getElementById('{id}').textContent");
+    wait_for(&browser, &text("version"), &json!("version 3")).await;
+    eventually(Duration::from_secs(30), "the page's event stream", || {
+        let subscribers = app.state.subscribers();
+        async move { (subscribers >= 1).then_some(()) }
+    })
+    .await;
+    // The P(best) shown is the API's.
+    let served = app.get_json("/experiments/checkout", 200).await;
+    let shown = browser
+        .eval("[...document.querySelectorAll('#arms td.prob-best')].map(td => td.textContent)")
+        .await;
+    let want: Vec<String> = served["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| format!("{:.2}%", 100.0 * r["prob_best"].as_f64().unwrap()))
+        .collect();
+    assert_eq!(shown, json!(want));
+    assert_eq!(browser.eval(&text("decision")).await, json!("keep running"));
+
+    // b pulls clearly ahead through the consumer's path: the page follows.
+    app.publish_many(&[
+        ("checkout-a", 1000, 9000),
+        ("checkout-b", 2000, 8000),
+        ("checkout-c", 1000, 9000),
+    ])
+    .await;
+    wait_for(&browser, &text("decision"), &json!("ship checkout-b")).await;
+    assert_eq!(browser.eval(&text("version")).await, json!("version 6"));
+    let plots_loaded =
+        "[['posteriors-plot', 'version=6'], ['history-plot', '_=6']].every(([id, v]) => { \
+         const img = document.getElementById(id); \
+         return img.complete && img.naturalWidth > 0 && img.src.includes(v); })";
+    wait_for(&browser, plots_loaded, &json!(true)).await;
+
+    let shot = browser.screenshot().await;
+    browser.close().await;
+    let path = target_dir().join("experiment.png");
+    std::fs::write(&path, &shot).expect("write the screenshot");
+    eprintln!("experiment page screenshot: {}", path.display());
+    let (width, height, pixels) = decode_png(&shot);
+    assert_eq!((width, height), (1280, 1100));
+    assert!(
+        pixels.iter().any(|&c| c < 128),
+        "the screenshot is not blank"
+    );
+}

@@ -9,6 +9,7 @@ mod browser;
 mod dashboard;
 mod errors;
 mod events;
+mod experiments;
 mod helpers;
 mod models;
 mod ops;

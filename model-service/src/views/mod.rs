@@ -2,6 +2,8 @@
 //! state by the engine (`domain::bayes`): this module calls the engine and
 //! copies its numbers, it never computes a statistic of its own.
 
+pub mod experiment;
+
 use chrono::{DateTime, Utc};
 use domain::bayes::{
     compare, BayesError, Comparison, Counts, DifferenceSummary, DisplayGrid, GridSize, Interval,
