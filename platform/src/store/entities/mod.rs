@@ -7,3 +7,4 @@ pub mod model_configs;
 pub mod model_history;
 pub mod model_states;
 pub mod models;
+pub mod uploads;
