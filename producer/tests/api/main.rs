@@ -11,3 +11,4 @@ mod errors;
 mod helpers;
 mod observations;
 mod operations;
+mod uploads;
