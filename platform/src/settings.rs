@@ -35,6 +35,7 @@ pub struct Settings {
     pub kafka: KafkaSettings,
     pub database: DatabaseSettings,
     pub producer: ProducerSettings,
+    pub uploads: UploadSettings,
     pub consumer: ConsumerSettings,
     pub model_service: ModelServiceSettings,
 }
@@ -191,6 +192,53 @@ impl Default for ProducerSettings {
             ack_timeout: Duration::from_secs(5),
             linger: Duration::from_millis(1),
             admin_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The producer's bulk CSV uploads (`POST /uploads`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UploadSettings {
+    /// The largest upload, in bytes: applied to the body as sent and again
+    /// to the CSV after gzip decoding, so a small compressed body cannot
+    /// fill the disk (1 GiB by default).
+    pub max_bytes: u64,
+    /// Where a file is spooled while it is validated and then produced
+    /// (empty: the system's temporary directory). It needs room for the
+    /// decoded CSV of every upload in progress.
+    pub spool_dir: PathBuf,
+    /// The most invalid rows a 422 lists (the count covers all of them).
+    pub max_errors: usize,
+    /// The most records of one upload waiting for the broker's
+    /// acknowledgement at once: bounds the memory an upload holds.
+    pub max_in_flight: usize,
+    /// How often a producing upload writes its progress (rows produced,
+    /// offsets) to its row.
+    #[serde(with = "humantime_serde")]
+    pub progress_interval: Duration,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: 1024 * 1024 * 1024,
+            spool_dir: PathBuf::new(),
+            max_errors: 100,
+            max_in_flight: 100_000,
+            progress_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+impl UploadSettings {
+    /// The spool directory: `spool_dir`, or the system's temporary
+    /// directory (`TMPDIR`) when it is empty.
+    pub fn spool_dir(&self) -> PathBuf {
+        if self.spool_dir.as_os_str().is_empty() {
+            std::env::temp_dir()
+        } else {
+            self.spool_dir.clone()
         }
     }
 }

@@ -3,9 +3,15 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use platform::http::ErrorResponse;
+use chrono::{DateTime, SecondsFormat, Utc};
+use platform::http::{ErrorCode, ErrorResponse};
+use platform::store::StoreError;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::uploads::LineError;
 
 pub use platform::http::{ErrorBody, ErrorDetail};
 
@@ -41,6 +47,24 @@ pub enum ApiError {
         reason: String,
         retry_after: Duration,
     },
+    /// An uploaded file has invalid rows (or no valid header): the first
+    /// `errors` of `count`. Nothing was produced.
+    #[error("{count} invalid line(s) in the CSV; nothing was produced")]
+    InvalidCsv { count: u64, errors: Vec<LineError> },
+    /// The same file (by SHA-256) was uploaded before and completed.
+    #[error("this file was uploaded as {id} at {}; add ?force=true to count its rows again", .at.to_rfc3339_opts(SecondsFormat::Millis, true))]
+    DuplicateUpload { id: String, at: DateTime<Utc> },
+    /// The same file is being produced right now.
+    #[error("this file is being produced as upload {id}; poll GET /uploads/{id}")]
+    UploadInProgress { id: String },
+    /// A query parameter out of its range.
+    #[error("{0}")]
+    InvalidParameter(String),
+    #[error("no upload {0:?}")]
+    UploadNotFound(String),
+    /// Postgres, which uploads need, does not answer.
+    #[error("the database is unavailable ({0}); retry later")]
+    DatabaseUnavailable(String),
     /// A bug. Logged in full; the client sees an opaque message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -54,8 +78,13 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE
             }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Invalid(_) | Self::InvalidItem { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Invalid(_)
+            | Self::InvalidItem { .. }
+            | Self::InvalidCsv { .. }
+            | Self::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound(_) | Self::UploadNotFound(_) => StatusCode::NOT_FOUND,
+            Self::DuplicateUpload { .. } | Self::UploadInProgress { .. } => StatusCode::CONFLICT,
+            Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BrokerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -70,6 +99,12 @@ impl ApiError {
             Self::BatchTooLarge { .. } => "batch_too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Invalid(_) | Self::InvalidItem { .. } => "invalid_observation",
+            Self::InvalidCsv { .. } => "invalid_csv",
+            Self::InvalidParameter(_) => "invalid_parameter",
+            Self::DuplicateUpload { .. } => "duplicate_upload",
+            Self::UploadInProgress { .. } => "upload_in_progress",
+            Self::UploadNotFound(_) => "upload_not_found",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BrokerUnavailable { .. } => "broker_unavailable",
@@ -90,6 +125,20 @@ impl IntoResponse for ApiError {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())
                     .retry_after(retry_after.as_secs_f64().ceil().max(1.0) as u64)
             }
+            Self::InvalidCsv { count, errors } => {
+                return invalid_csv(self.code(), self.to_string(), *count, errors)
+            }
+            Self::DuplicateUpload { id, .. } | Self::UploadInProgress { id } => {
+                let response = ErrorResponse::new(self.status(), self.code(), self.to_string());
+                match HeaderValue::from_str(&format!("/uploads/{id}")) {
+                    Ok(location) => response.header(header::LOCATION, location),
+                    Err(_) => response,
+                }
+            }
+            Self::DatabaseUnavailable(reason) => {
+                tracing::warn!(%reason, "answering 503: the database is unavailable");
+                ErrorResponse::new(self.status(), self.code(), self.to_string()).retry_after(5)
+            }
             Self::InvalidItem { index, .. } => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string()).item(Some(*index))
             }
@@ -97,4 +146,51 @@ impl IntoResponse for ApiError {
         };
         response.into_response()
     }
+}
+
+impl From<StoreError> for ApiError {
+    /// A database that does not answer is a 503; anything else the store
+    /// says is not the client's doing.
+    fn from(error: StoreError) -> Self {
+        if error.is_transient() {
+            Self::DatabaseUnavailable(error.to_string())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+/// The body of a 422 for an invalid CSV: the common error shape, with the
+/// first invalid lines listed.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "invalid_csv", "message": "2 invalid line(s) in the CSV; nothing was produced", "count": 2, "errors": [{"line": 3, "column": "outcome", "message": "unknown outcome \"x\": expected w/l, 1/0, success/failure, or a run of w and l"}, {"line": 7, "message": "3 fields where the header has 2"}]}}))]
+pub struct CsvErrorBody {
+    pub error: CsvErrorDetail,
+}
+
+/// What is wrong with an uploaded CSV.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CsvErrorDetail {
+    /// `invalid_csv`.
+    #[schema(example = "invalid_csv")]
+    pub code: &'static str,
+    pub message: String,
+    /// How many lines are invalid in all.
+    pub count: u64,
+    /// The first of them (at most `uploads.max_errors`), in line order.
+    pub errors: Vec<LineError>,
+}
+
+fn invalid_csv(code: &'static str, message: String, count: u64, errors: &[LineError]) -> Response {
+    let body = CsvErrorBody {
+        error: CsvErrorDetail {
+            code,
+            count,
+            message,
+            errors: errors.to_vec(),
+        },
+    };
+    let mut response = (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();
+    response.extensions_mut().insert(ErrorCode(code));
+    response
 }

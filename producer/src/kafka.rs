@@ -22,7 +22,7 @@ pub const TRACE_ID_HEADER: &str = "trace-id";
 
 /// How long to wait before offering a record again when librdkafka's local
 /// queue is full. Short, because the queue drains at broker speed.
-const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
+pub(crate) const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
 
 /// Where the broker stored one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +112,12 @@ impl Publisher {
 
     pub fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// The client to write with now (a new one after a fatal error), for
+    /// callers that pace their own records, as uploads do.
+    pub fn client(&self) -> Arc<FutureProducer> {
+        self.producer.get()
     }
 
     /// Writes the observations in order, keyed by model id, with `trace_id`

@@ -16,3 +16,7 @@ pub const PRODUCE_SECONDS: &str = "producer_produce_duration_seconds";
 pub const REQUEST_RECORDS: &str = "producer_request_size_records";
 /// Counter: produce attempts that failed or timed out, labelled `reason`.
 pub const PRODUCE_FAILURES: &str = "producer_produce_failures_total";
+/// Counter: uploads whose producing ended, labelled `status` (`produced`, `failed`).
+pub const UPLOADS_FINISHED: &str = "producer_uploads_finished_total";
+/// Counter: rows of uploads validated (valid or not).
+pub const UPLOAD_ROWS_VALIDATED: &str = "producer_upload_rows_validated_total";

@@ -5,9 +5,11 @@
 use platform::http::{Check, Health, Readiness};
 use utoipa::OpenApi;
 
-use crate::error::{ErrorBody, ErrorDetail};
+use crate::error::{CsvErrorBody, CsvErrorDetail, ErrorBody, ErrorDetail};
 use crate::routes::observations::{ObservationsPayload, OutcomesText};
-use crate::routes::{health, observations, update_model, Accepted, PartitionRange};
+use crate::routes::uploads::{CsvFile, Upload, UploadForm, UploadList};
+use crate::routes::{health, observations, update_model, uploads, Accepted, PartitionRange};
+use crate::uploads::LineError;
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -18,6 +20,9 @@ use crate::routes::{health, observations, update_model, Accepted, PartitionRange
     paths(
         observations::post_observations,
         update_model::update_model,
+        uploads::post_upload,
+        uploads::list_uploads,
+        uploads::get_upload,
         health::healthz,
         health::readyz,
         health::metrics,
@@ -30,12 +35,22 @@ use crate::routes::{health, observations, update_model, Accepted, PartitionRange
         PartitionRange,
         ErrorBody,
         ErrorDetail,
+        CsvErrorBody,
+        CsvErrorDetail,
+        LineError,
+        CsvFile,
+        UploadForm,
+        Upload,
+        UploadList,
+        platform::store::UploadStatus,
+        platform::store::UploadRange,
         Health,
         Readiness,
         Check,
     )),
     tags(
         (name = "observations", description = "Write observations into the pipeline."),
+        (name = "uploads", description = "Bulk CSV uploads: validated whole, produced in the background, followed to `applied`."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
 )]

@@ -14,10 +14,11 @@ use platform::settings::Settings;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
+use crate::database::Database;
 use crate::error::ApiError;
 use crate::kafka;
 use crate::observability;
-use crate::routes::{health, observations, update_model};
+use crate::routes::{health, observations, update_model, uploads};
 use crate::state::AppState;
 
 /// How often the Prometheus recorder's histograms are maintained.
@@ -32,6 +33,15 @@ pub fn router(state: AppState) -> Router {
             "/update_model/{outcome}",
             get(update_model::update_model).post(update_model::update_model),
         )
+        // The upload's own limits apply (uploads.max_bytes, before and after
+        // decoding), not the request body limit.
+        .route(
+            "/uploads",
+            post(uploads::post_upload)
+                .layer(DefaultBodyLimit::disable())
+                .get(uploads::list_uploads),
+        )
+        .route("/uploads/{id}", get(uploads::get_upload))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(health::metrics))
@@ -70,7 +80,8 @@ impl Application {
             let timeout = settings.producer.admin_timeout;
             kafka::ensure_topics(&settings.kafka, timeout).await;
         }
-        let state = AppState::new(&settings).context("creating the Kafka producer")?;
+        let database = Database::open(&settings.database).await;
+        let state = AppState::new(&settings, database).context("creating the Kafka producer")?;
         let address = format!("{}:{}", settings.producer.host, settings.producer.port);
         let listener = TcpListener::bind(&address)
             .await

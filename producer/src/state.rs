@@ -1,14 +1,15 @@
-//! `AppState`: what every handler shares (the Kafka publisher, the settings,
-//! the metrics handle), cheap to clone.
+//! `AppState`: what every handler shares (the Kafka publisher, the database
+//! of uploads, the settings, the metrics handle), cheap to clone.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
-use platform::settings::{ProducerSettings, Settings};
+use platform::settings::{ProducerSettings, Settings, UploadSettings};
 use rdkafka::error::KafkaError;
 
+use crate::database::Database;
 use crate::kafka::Publisher;
 
 #[derive(Debug, Clone)]
@@ -20,6 +21,10 @@ pub struct AppState {
 struct Inner {
     publisher: Publisher,
     settings: ProducerSettings,
+    uploads: UploadSettings,
+    database: Database,
+    /// The consumer group whose stored offsets say when an upload is applied.
+    consumer_group: String,
     default_model: ModelId,
     metrics: PrometheusHandle,
 }
@@ -27,12 +32,15 @@ struct Inner {
 impl AppState {
     /// Creates the Kafka producer (without connecting) and installs the
     /// metrics recorder. Used by `Application::build`, and by tests that call
-    /// the router without a socket.
-    pub fn new(settings: &Settings) -> Result<Self, KafkaError> {
+    /// the router without a socket. `database` is where uploads are kept.
+    pub fn new(settings: &Settings, database: Database) -> Result<Self, KafkaError> {
         Ok(Self {
             inner: Arc::new(Inner {
                 publisher: Publisher::new(&settings.kafka, &settings.producer)?,
                 settings: settings.producer.clone(),
+                uploads: settings.uploads.clone(),
+                database,
+                consumer_group: settings.consumer.group_id.clone(),
                 default_model: settings.models.default_model.clone(),
                 metrics: platform::telemetry::metrics_handle(),
             }),
@@ -45,6 +53,19 @@ impl AppState {
 
     pub fn settings(&self) -> &ProducerSettings {
         &self.inner.settings
+    }
+
+    pub fn uploads(&self) -> &UploadSettings {
+        &self.inner.uploads
+    }
+
+    /// The database of uploads, when it has answered.
+    pub fn database(&self) -> Option<&sea_orm::DatabaseConnection> {
+        self.inner.database.get()
+    }
+
+    pub fn consumer_group(&self) -> &str {
+        &self.inner.consumer_group
     }
 
     pub fn default_model(&self) -> &ModelId {

@@ -14,6 +14,7 @@ impl MigratorTrait for Migrator {
             Box::new(CONSUMER_SOURCE),
             Box::new(PRIOR_HISTORY),
             Box::new(EXPERIMENTS),
+            Box::new(UPLOADS),
         ]
     }
 }
@@ -194,4 +195,43 @@ CREATE TABLE experiment_assignments (
 CREATE INDEX experiment_assignments_arm ON experiment_assignments (experiment_id, arm);
 "#,
     down: "DROP TABLE experiment_assignments, experiments",
+};
+
+/// Bulk CSV uploads (`POST /uploads`): one row a file accepted, with what
+/// the producer found in it, how far producing it got, and the Kafka
+/// offsets its records span, so `GET /uploads/{id}` can say when the
+/// consumer has applied all of it.
+const UPLOADS: Sql = Sql {
+    name: "m0006_uploads",
+    up: r#"
+-- `id` is derived from the content's SHA-256 (see the producer's uploads
+-- module), so a file re-sent after a crash gets the same id, and its records
+-- the same `<upload>:<line>` ids, which the consumer's deduplication skips.
+-- `applied` is written the first time a reader finds the consumer's stored
+-- offsets past `offsets` in every partition.
+CREATE TABLE uploads (
+    id             VARCHAR(64)  PRIMARY KEY,
+    sha256         CHAR(64)     NOT NULL,
+    filename       VARCHAR(255),
+    bytes          BIGINT       NOT NULL CHECK (bytes >= 0),
+    rows           BIGINT       NOT NULL CHECK (rows >= 0),
+    trials         BIGINT       NOT NULL CHECK (trials >= 0),
+    models         JSONB        NOT NULL,
+    model_count    BIGINT       NOT NULL CHECK (model_count >= 0),
+    topic          VARCHAR(255) NOT NULL,
+    status         VARCHAR(16)  NOT NULL
+                   CHECK (status IN ('producing', 'produced', 'applied', 'failed')),
+    reason         TEXT,
+    rows_produced  BIGINT       NOT NULL DEFAULT 0 CHECK (rows_produced >= 0),
+    offsets        JSONB        NOT NULL DEFAULT '[]',
+    received_at    TIMESTAMPTZ  NOT NULL,
+    validated_at   TIMESTAMPTZ  NOT NULL,
+    produced_at    TIMESTAMPTZ,
+    applied_at     TIMESTAMPTZ,
+    updated_at     TIMESTAMPTZ  NOT NULL DEFAULT now()
+);
+CREATE INDEX uploads_sha256 ON uploads (sha256, validated_at);
+CREATE INDEX uploads_validated_at ON uploads (validated_at);
+"#,
+    down: "DROP TABLE uploads",
 };

@@ -16,6 +16,7 @@ mod history;
 pub mod migration;
 mod models;
 mod offsets;
+mod uploads;
 
 pub use batch::{apply_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta};
 pub use dedup::purge_applied_ids;
@@ -31,6 +32,11 @@ pub use models::{
     Configured, ModelConfig, ModelRecord,
 };
 pub use offsets::{claim_source, load_offset, move_offset, Source};
+pub use uploads::{
+    fail_interrupted_uploads, fail_upload, finish_upload, get_upload, latest_upload_of,
+    list_uploads, record_progress, refresh_applied, start_upload, NewUpload, UploadRange,
+    UploadRecord, UploadStatus,
+};
 
 use sea_orm::sea_query::{Alias, Func, Query};
 use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, TransactionTrait};

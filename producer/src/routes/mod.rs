@@ -4,6 +4,7 @@
 pub mod health;
 pub mod observations;
 pub mod update_model;
+pub mod uploads;
 
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

@@ -90,10 +90,26 @@ pub async fn spawn_app_without_broker(configure: impl FnOnce(&mut Settings)) -> 
     launch(settings, None).await
 }
 
+/// A producer against a fresh one-partition topic and a fresh migrated
+/// database of its own (uploads need one).
+pub async fn spawn_app_with_database(configure: impl FnOnce(&mut Settings)) -> TestApp {
+    let (database, _connection) = test_support::database::TestDatabase::create()
+        .await
+        .expect("creating a test database (is DATABASE_URL's server running?)");
+    spawn_app_with(|settings| {
+        settings.database = database.settings.clone();
+        configure(settings);
+    })
+    .await
+}
+
 /// Settings for a test: port 0, the given broker and topic, no topic
-/// creation (the test creates its topic), short broker checks.
+/// creation (the test creates its topic), short broker checks, and a
+/// database on a closed port: only the upload tests get one of their own
+/// ([`spawn_app_with_database`]), so no test touches a shared database.
 pub fn test_settings(brokers: &str, topic: &str) -> Settings {
     let mut settings = Settings::default();
+    settings.database.url = format!("postgres://postgres@127.0.0.1:{}/none", closed_port()).into();
     settings.kafka.brokers = brokers.to_owned();
     settings.kafka.topic = topic.to_owned();
     settings.kafka.dlq_topic = format!("{topic}.dlq");

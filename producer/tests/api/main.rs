@@ -11,3 +11,5 @@ mod errors;
 mod helpers;
 mod observations;
 mod operations;
+mod processes;
+mod uploads;

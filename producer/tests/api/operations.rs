@@ -11,7 +11,9 @@ use crate::helpers::{spawn_app, test_settings, unique_topic, TestBroker, HTTP_DE
 #[tokio::test]
 async fn the_router_answers_without_a_socket() {
     let settings = test_settings("127.0.0.1:9", &unique_topic());
-    let app = router(AppState::new(&settings).expect("creating the state"));
+    let app = router(
+        AppState::new(&settings, producer::Database::default()).expect("creating the state"),
+    );
     let response = app
         .clone()
         .oneshot(

@@ -9,3 +9,4 @@ pub mod model_configs;
 pub mod model_history;
 pub mod model_states;
 pub mod models;
+pub mod uploads;

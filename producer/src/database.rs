@@ -1,0 +1,76 @@
+//! The producer's Postgres connection, which only uploads use: `POST
+//! /observations` never touches it, so observations keep flowing while the
+//! database is down. At start-up the producer connects, runs the migrations
+//! (as the other services do) and marks the uploads a previous run left
+//! half-produced as interrupted; when that fails it tries again in the
+//! background, and uploads answer 503 until it succeeds.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use platform::retry::Backoff;
+use platform::settings::DatabaseSettings;
+use platform::store::{self, StoreError};
+use sea_orm::DatabaseConnection;
+
+/// The reason an upload left `producing` by a stopped producer is given.
+pub const INTERRUPTED: &str = "interrupted: re-send the file to resume";
+
+/// The connection, once the database answered and is migrated.
+#[derive(Debug, Clone, Default)]
+pub struct Database {
+    connection: Arc<OnceLock<DatabaseConnection>>,
+}
+
+impl Database {
+    /// Connects now if it can, else keeps trying in the background.
+    pub async fn open(settings: &DatabaseSettings) -> Self {
+        let database = Self::default();
+        match open_once(settings).await {
+            Ok(connection) => {
+                let _ = database.connection.set(connection);
+            }
+            Err(error) => {
+                tracing::error!(%error, "the database is unavailable: uploads answer 503 until it answers");
+                let settings = settings.clone();
+                let slot = database.connection.clone();
+                tokio::spawn(async move {
+                    let mut backoff =
+                        Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+                    loop {
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        match open_once(&settings).await {
+                            Ok(connection) => {
+                                tracing::info!("the database answers: uploads are open");
+                                let _ = slot.set(connection);
+                                return;
+                            }
+                            Err(error) => {
+                                tracing::warn!(%error, "the database is still unavailable")
+                            }
+                        }
+                    }
+                });
+            }
+        }
+        database
+    }
+
+    /// The connection, or `None` while the database has not answered yet.
+    pub fn get(&self) -> Option<&DatabaseConnection> {
+        self.connection.get()
+    }
+}
+
+async fn open_once(settings: &DatabaseSettings) -> Result<DatabaseConnection, StoreError> {
+    let connection = store::connect(settings).await?;
+    store::migrate(&connection).await?;
+    let interrupted = store::fail_interrupted_uploads(&connection, INTERRUPTED).await?;
+    if interrupted > 0 {
+        tracing::warn!(
+            uploads = interrupted,
+            "uploads left half-produced by the last run are marked failed; re-send them to resume"
+        );
+    }
+    Ok(connection)
+}

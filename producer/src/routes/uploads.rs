@@ -1,0 +1,310 @@
+//! `POST /uploads` (a CSV file, streamed: see `crate::uploads`),
+//! `GET /uploads/{id}` and `GET /uploads`. Uploads need Postgres: while it
+//! does not answer they are 503 `database_unavailable`, and everything else
+//! of the producer goes on.
+
+use axum::extract::{FromRequest, Multipart, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use domain::ModelId;
+use platform::http::{ApiPath, ApiQuery};
+use platform::store::{self, UploadRange, UploadRecord, UploadStatus};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::error::{ApiError, CsvErrorBody, ErrorBody};
+use crate::state::AppState;
+use crate::uploads::{self, Source};
+
+/// The longest file name kept (longer ones are cut).
+const MAX_FILENAME_CHARS: usize = 255;
+
+/// `POST /uploads` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UploadQuery {
+    /// The model of rows that name none (then the `model` column is optional).
+    #[param(example = "globe", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    pub model: Option<String>,
+    /// Count a file that was uploaded before once more, as a new upload.
+    #[param(example = false)]
+    pub force: Option<bool>,
+    /// The file's name, kept with the upload (a multipart part's own name wins).
+    #[param(example = "conversions-2024-05.csv", max_length = 255)]
+    pub filename: Option<String>,
+}
+
+/// `GET /uploads` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// The most uploads listed (newest first); 100 by default.
+    #[param(minimum = 1, maximum = 1000, example = 20)]
+    pub limit: Option<u64>,
+}
+
+/// An upload's id (`GET /uploads/{id}`).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct UploadPath {
+    /// As `POST /uploads` answered it.
+    #[param(example = "3f2a9c1b7d4e5f608192", max_length = 64)]
+    pub id: String,
+}
+
+/// An upload: what the file held, where producing it stands, and where its
+/// records are.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(example = json!({"id": "3f2a9c1b7d4e5f608192", "status": "applied", "filename": "conversions.csv", "sha256": "3f2a9c1b7d4e5f6081920a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f", "bytes": 1048576, "rows": 50000, "trials": 50000, "models": ["checkout"], "model_count": 1, "rows_produced": 50000, "offsets": [{"partition": 0, "first_offset": 100, "last_offset": 50099, "records": 50000}], "received_at": "2024-05-01T10:00:00Z", "validated_at": "2024-05-01T10:00:01Z", "produced_at": "2024-05-01T10:00:02Z", "applied_at": "2024-05-01T10:00:05Z"}))]
+pub struct Upload {
+    /// Derived from the file's SHA-256; records carry `<id>:<line>`.
+    pub id: String,
+    pub status: UploadStatus,
+    /// Why producing stopped (status `failed`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filename: Option<String>,
+    /// SHA-256 of the CSV (after gzip decoding), in hex.
+    pub sha256: String,
+    /// Bytes of CSV.
+    pub bytes: u64,
+    /// Data rows: one record each.
+    pub rows: u64,
+    /// Trials in all rows.
+    pub trials: u64,
+    /// The models named (the first 100).
+    pub models: Vec<String>,
+    /// How many distinct models (counted up to 100 000).
+    pub model_count: u64,
+    /// Rows acknowledged by the broker so far.
+    pub rows_produced: u64,
+    /// The records' offsets, per partition.
+    pub offsets: Vec<UploadRange>,
+    pub received_at: DateTime<Utc>,
+    pub validated_at: DateTime<Utc>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub produced_at: Option<DateTime<Utc>>,
+    /// When a reader first found every record applied by the consumer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied_at: Option<DateTime<Utc>>,
+}
+
+impl From<UploadRecord> for Upload {
+    fn from(record: UploadRecord) -> Self {
+        Self {
+            id: record.id,
+            status: record.status,
+            reason: record.reason,
+            filename: record.filename,
+            sha256: record.sha256,
+            bytes: record.bytes,
+            rows: record.rows,
+            trials: record.trials,
+            models: record.models,
+            model_count: record.model_count,
+            rows_produced: record.rows_produced,
+            offsets: record.offsets,
+            received_at: record.received_at,
+            validated_at: record.validated_at,
+            produced_at: record.produced_at,
+            applied_at: record.applied_at,
+        }
+    }
+}
+
+/// `GET /uploads`: newest first.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct UploadList {
+    pub uploads: Vec<Upload>,
+}
+
+/// The answer to an accepted upload: 202, `Location: /uploads/{id}`.
+#[derive(Debug)]
+pub struct UploadAccepted(Upload);
+
+impl IntoResponse for UploadAccepted {
+    fn into_response(self) -> Response {
+        let location = HeaderValue::from_str(&format!("/uploads/{}", self.0.id)).ok();
+        let mut response = (StatusCode::ACCEPTED, Json(self.0)).into_response();
+        if let Some(location) = location {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+        response
+    }
+}
+
+/// A CSV file (only a schema: the body is streamed).
+#[derive(Debug)]
+pub struct CsvFile;
+
+impl utoipa::PartialSchema for CsvFile {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some("CSV with a header row: `model` (optional with ?model=), `outcome` or `successes` and `trials`, optional `id` and `observed_at`. May be gzip-compressed."))
+            .into()
+    }
+}
+
+impl ToSchema for CsvFile {}
+
+/// A multipart form whose file part is the CSV (only a schema).
+#[derive(Debug, ToSchema)]
+pub struct UploadForm {
+    /// The CSV file (possibly gzip-compressed).
+    #[schema(value_type = String, format = Binary)]
+    pub file: Vec<u8>,
+}
+
+/// Upload a CSV file of observations. The whole file is validated before
+/// anything is produced; the records are then produced in the background.
+#[utoipa::path(
+    post,
+    path = "/uploads",
+    tag = "uploads",
+    params(UploadQuery),
+    request_body(
+        description = "The CSV, as the body (`text/csv`, gzip-compressed or not) or as the file part of a `multipart/form-data` form. Up to `uploads.max_bytes` (1 GiB), before and after decoding.",
+        content(
+            (CsvFile = "text/csv", example = "model,outcome\nglobe,w\nglobe,l\nglobe,WLWWL\n"),
+            (UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 202, description = "Validated and recorded; its records are being produced. Poll `Location`.", body = Upload,
+            headers(("Location" = String, description = "`/uploads/{id}`"))),
+        (status = 400, description = "The body could not be read (cut off, not valid gzip, a multipart form without a file part).", body = ErrorBody),
+        (status = 409, description = "The same file was uploaded before (`duplicate_upload`: its first upload's id and time; `?force=true` counts it again) or is being produced now (`upload_in_progress`).", body = ErrorBody,
+            headers(("Location" = String, description = "`/uploads/{id}` of the earlier upload"))),
+        (status = 413, description = "Larger than `uploads.max_bytes`, as sent or decoded.", body = ErrorBody),
+        (status = 415, description = "Neither `text/csv` nor `multipart/form-data`.", body = ErrorBody),
+        (status = 422, description = "Invalid rows or header, or an empty file (`invalid_csv`, the first `uploads.max_errors` lines listed), or an invalid parameter. Nothing was produced.", body = CsvErrorBody),
+        (status = 503, description = "The database, which uploads need, is unavailable.", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    ),
+)]
+pub async fn post_upload(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    request: Request,
+) -> Result<UploadAccepted, ApiError> {
+    // Refused before a byte of the body is read.
+    if state.database().is_none() {
+        return Err(ApiError::DatabaseUnavailable("not connected yet".into()));
+    }
+    let model = query
+        .model
+        .map(ModelId::parse)
+        .transpose()
+        .map_err(|e| ApiError::Invalid(format!("invalid `model` parameter: {e}")))?;
+    let source = match media_type(request.headers())? {
+        Kind::Csv => Source::Body(request.into_body()),
+        Kind::Multipart => Source::Multipart(
+            Multipart::from_request(request, &state)
+                .await
+                .map_err(|e| ApiError::BadRequest(e.body_text()))?,
+        ),
+    };
+    let filename = query
+        .filename
+        .map(|name| name.chars().take(MAX_FILENAME_CHARS).collect());
+    let request = uploads::Request {
+        filename,
+        model,
+        force: query.force.unwrap_or(false),
+    };
+    let record = uploads::accept(&state, source, request).await?;
+    Ok(UploadAccepted(record.into()))
+}
+
+/// One upload. A `produced` upload turns `applied` once the consumer's
+/// stored offsets pass its last record in every partition it touched.
+#[utoipa::path(
+    get,
+    path = "/uploads/{id}",
+    tag = "uploads",
+    params(UploadPath),
+    responses(
+        (status = 200, description = "The upload.", body = Upload),
+        (status = 404, description = "No such upload.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    ),
+)]
+pub async fn get_upload(
+    State(state): State<AppState>,
+    ApiPath(path): ApiPath<UploadPath>,
+) -> Result<Json<Upload>, ApiError> {
+    let db = connection(&state)?;
+    let record = store::get_upload(db, &path.id)
+        .await?
+        .ok_or_else(|| ApiError::UploadNotFound(path.id.clone()))?;
+    let record = store::refresh_applied(db, record, state.consumer_group()).await?;
+    Ok(Json(record.into()))
+}
+
+/// The uploads, newest first.
+#[utoipa::path(
+    get,
+    path = "/uploads",
+    tag = "uploads",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "Newest first.", body = UploadList),
+        (status = 422, description = "`limit` is out of range.", body = ErrorBody),
+        (status = 503, description = "The database is unavailable.", body = ErrorBody),
+    ),
+)]
+pub async fn list_uploads(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<UploadList>, ApiError> {
+    let limit = query.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::InvalidParameter(format!(
+            "limit must be 1 to 1000, not {limit}"
+        )));
+    }
+    let db = connection(&state)?;
+    let mut uploads = Vec::new();
+    for record in store::list_uploads(db, limit).await? {
+        let record = store::refresh_applied(db, record, state.consumer_group()).await?;
+        uploads.push(record.into());
+    }
+    Ok(Json(UploadList { uploads }))
+}
+
+fn connection(state: &AppState) -> Result<&sea_orm::DatabaseConnection, ApiError> {
+    state
+        .database()
+        .ok_or_else(|| ApiError::DatabaseUnavailable("not connected yet".into()))
+}
+
+enum Kind {
+    Csv,
+    Multipart,
+}
+
+const ACCEPTED_TYPES: &str =
+    "send text/csv (gzip-compressed or not) or multipart/form-data with the file as a part";
+
+fn media_type(headers: &HeaderMap) -> Result<Kind, ApiError> {
+    let value = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or_default().to_ascii_lowercase());
+    let Some(value) = value else {
+        return Err(ApiError::UnsupportedMediaType(format!(
+            "no Content-Type: {ACCEPTED_TYPES}"
+        )));
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    match essence {
+        "text/csv" | "application/csv" | "application/gzip" | "application/x-gzip" => Ok(Kind::Csv),
+        "multipart/form-data" => Ok(Kind::Multipart),
+        _ => Err(ApiError::UnsupportedMediaType(format!(
+            "Content-Type {value:?} is not supported: {ACCEPTED_TYPES}"
+        ))),
+    }
+}
