@@ -75,6 +75,10 @@ const PIECES_PER_WINDOW: usize = 8;
 /// one (the logistic's poles at ±iπ still leave ~1e-17), are exact to f64.
 const UPLIFT_PIECES: usize = 6;
 const UPLIFT_PIECE: f64 = 4.0;
+/// Newton's method on the uplift stops after a step below this many of Y's
+/// spreads: its error squares at each step, so what is left is ~1e-12 of
+/// the spread or less.
+const NEWTON_DONE: f64 = 1e-7;
 /// The widest piece in logit space, so that gaps between windows (where the
 /// integrands follow the logistic p(1-p), with poles at distance π) and very
 /// wide windows stay resolved.
@@ -316,8 +320,8 @@ impl<'q, 'a> Ratio<'q, 'a> {
     fn new(grid: &'q Quadrature<'a>, num: usize, den: usize) -> Self {
         let (n, d) = (&grid.arms[num], &grid.arms[den]);
         let over_den = d.hi - d.lo <= n.hi - n.lo;
-        let (mean_num, sd_num) = log_moments(&grid.uplift_rule(num).nodes);
-        let (mean_den, sd_den) = log_moments(&grid.uplift_rule(den).nodes);
+        let (mean_num, sd_num) = grid.log_moments(num);
+        let (mean_den, sd_den) = grid.log_moments(den);
         let (lo, hi) = (
             ln_sigmoid(n.lo) - ln_sigmoid(d.hi),
             ln_sigmoid(n.hi) - ln_sigmoid(d.lo),
@@ -335,8 +339,8 @@ impl<'q, 'a> Ratio<'q, 'a> {
         }
     }
 
-    /// F_Y(y), f_Y(y) and f_Y'(y).
-    fn at(&self, y: f64) -> YPoint {
+    /// F_Y(y), f_Y(y) and, if `SLOPE`, f_Y'(y) (else 0).
+    fn at<const SLOPE: bool>(&self, y: f64) -> YPoint {
         let grid = self.grid;
         // Over the narrower arm's nodes x: F_Y(y) = Σ w F_num(e^y x) or
         // 1 − Σ w F_den(e^-y x). With shift = ±y and q = e^shift σ(t), the
@@ -363,7 +367,7 @@ impl<'q, 'a> Ratio<'q, 'a> {
             if z > -1.0 {
                 let one_minus = node.sig_neg * (1.0 + z);
                 let t = shift + node.ln_sig - node.ln_sig_neg - ln_1p_near_zero(z);
-                let point = grid.point_in(other, series, t, &mut cursor);
+                let point = grid.point_in::<SLOPE>(other, series, t, &mut cursor);
                 let inverse = 1.0 / one_minus;
                 let q = node.sig * (1.0 + grow);
                 cdf += node.mass * point.cdf;
@@ -418,15 +422,14 @@ impl<'q, 'a> Ratio<'q, 'a> {
     /// bracket that bisection shrinks when a step leaves it.
     fn quantile(&self, q: f64, start: f64) -> YPoint {
         if q <= 0.0 {
-            return self.at(self.lo);
+            return self.at::<false>(self.lo);
         }
         if q >= 1.0 {
-            return self.at(self.hi);
+            return self.at::<false>(self.hi);
         }
         let (mut lo, mut hi) = (self.lo, self.hi);
-        let tolerance = 1e-12 * self.spread;
         let mut y = start.clamp(lo, hi);
-        let mut point = self.at(y);
+        let mut point = self.at::<false>(y);
         for _ in 0..200 {
             let gap = point.cdf - q;
             if gap == 0.0 {
@@ -438,18 +441,21 @@ impl<'q, 'a> Ratio<'q, 'a> {
                 hi = y;
             }
             let newton = y - gap / point.density;
-            let next = if newton > lo && newton < hi {
-                newton
+            if newton > lo && newton < hi {
+                let step = (newton - y).abs();
+                y = newton;
+                // Newton's error squares at each step: after a small enough
+                // step, what is left is far below the tolerance.
+                if step <= NEWTON_DONE * self.spread {
+                    break;
+                }
             } else {
-                0.5 * (lo + hi)
-            };
-            let step = (next - y).abs();
-            y = next;
-            if step <= tolerance || hi - lo <= tolerance {
-                // The last step is below the tolerance: take it unevaluated.
-                break;
+                y = 0.5 * (lo + hi);
+                if hi - lo <= 1e-12 * self.spread {
+                    break;
+                }
             }
-            point = self.at(y);
+            point = self.at::<false>(y);
         }
         YPoint { y, ..point }
     }
@@ -475,12 +481,11 @@ impl<'q, 'a> Ratio<'q, 'a> {
         let z = normal_upper_quantile((1.0 - mass) / 2.0);
         let centre = median - self.spread * self.spread;
         let (mut y1, mut y2) = (centre - z * self.spread, centre + z * self.spread);
-        let tolerance = 1e-11 * self.spread;
         for _ in 0..12 {
             if !(self.lo < y1 && y1 < y2 && y2 < self.hi) {
                 return None;
             }
-            let (a, b) = (self.at(y1), self.at(y2));
+            let (a, b) = (self.at::<true>(y1), self.at::<true>(y2));
             if !(a.density > 0.0 && b.density > 0.0) {
                 return None;
             }
@@ -499,7 +504,7 @@ impl<'q, 'a> Ratio<'q, 'a> {
             }
             y1 += d1;
             y2 += d2;
-            if d1.abs().max(d2.abs()) <= tolerance {
+            if d1.abs().max(d2.abs()) <= 10.0 * NEWTON_DONE * self.spread {
                 return (self.lo < y1 && y1 < y2 && y2 < self.hi).then_some((y1, y2));
             }
         }
@@ -535,9 +540,9 @@ impl<'q, 'a> Ratio<'q, 'a> {
 
     /// P(1 − rope <= p_num / p_den <= 1 + rope).
     fn prob_within(&self, rope: f64) -> f64 {
-        let upper = self.at(rope.ln_1p()).cdf;
+        let upper = self.at::<false>(rope.ln_1p()).cdf;
         let lower = if rope < 1.0 {
-            self.at((-rope).ln_1p()).cdf
+            self.at::<false>((-rope).ln_1p()).cdf
         } else {
             0.0
         };
@@ -560,16 +565,6 @@ fn normal_upper_quantile(tail: f64) -> f64 {
         }
     }
     z
-}
-
-/// (E[ln p], sd of ln p) over an arm's uplift nodes.
-fn log_moments(nodes: &[UpliftNode]) -> (f64, f64) {
-    let mean: f64 = nodes.iter().map(|n| n.mass * n.ln_sig).sum();
-    let var: f64 = nodes
-        .iter()
-        .map(|n| n.mass * (n.ln_sig - mean) * (n.ln_sig - mean))
-        .sum();
-    (mean, var.max(0.0).sqrt())
 }
 
 /// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
@@ -681,6 +676,10 @@ struct Quadrature<'a> {
     weights: Vec<f64>,
     /// p = σ(t) at each node.
     ps: Vec<f64>,
+    /// ln p at each node.
+    ln_ps: Vec<f64>,
+    /// 1 / half-width of each piece.
+    inverse_halves: Vec<f64>,
     arms: Vec<ArmQuadrature<'a>>,
 }
 
@@ -775,7 +774,26 @@ fn ln_1p_near_zero(z: f64) -> f64 {
 impl<'a> Quadrature<'a> {
     fn over(arms: &[Posterior<'a>]) -> Self {
         let rule = rule();
-        let windows: Vec<(f64, f64, usize)> = arms.iter().map(Posterior::logit_window).collect();
+        let windows: Vec<Window> = arms
+            .iter()
+            .map(|arm| {
+                let (lo, hi, cells) = arm.logit_window();
+                // A grid prior's density has a kink at every knot: as many
+                // pieces as its posterior needed cells / 8.
+                let pieces = match arm.prior() {
+                    Prior::Grid { .. } => PIECES_PER_WINDOW.max(cells / 8),
+                    _ => PIECES_PER_WINDOW,
+                };
+                Window {
+                    lo,
+                    hi,
+                    width: (hi - lo) / pieces as f64,
+                    // A step or grid prior's window can end where its support
+                    // does, where the density jumps to 0.
+                    hard: matches!(arm.prior(), Prior::Step { .. } | Prior::Grid { .. }),
+                }
+            })
+            .collect();
         let edges = piece_edges(&windows);
         let pieces = edges.len() - 1;
         let nodes = pieces * NODES;
@@ -789,19 +807,33 @@ impl<'a> Quadrature<'a> {
             }
         }
         let ps = ts.iter().map(|t| sigmoid(*t)).collect();
+        let ln_ps = ts.iter().map(|t| ln_sigmoid(*t)).collect();
+        let inverse_halves = edges.windows(2).map(|e| 2.0 / (e[1] - e[0])).collect();
         let arms = arms
             .iter()
             .zip(&windows)
-            .map(|(arm, &(lo, hi, _))| {
-                ArmQuadrature::new(arm.kernel(), lo, hi, &edges, &ts, &weights)
-            })
+            .map(|(arm, window)| ArmQuadrature::new(arm.kernel(), window, &edges, &ts, &weights))
             .collect();
         Quadrature {
             edges,
             weights,
             ps,
+            ln_ps,
+            inverse_halves,
             arms,
         }
+    }
+
+    /// (E[ln p], sd of ln p) of arm `arm`, over its nodes.
+    fn log_moments(&self, arm: usize) -> (f64, f64) {
+        let q = &self.arms[arm];
+        let nodes = q.pieces.start * NODES..q.pieces.end * NODES;
+        let mass = |n: usize| self.weights[n] * q.density[n];
+        let mean: f64 = nodes.clone().map(|n| mass(n) * self.ln_ps[n]).sum();
+        let var: f64 = nodes
+            .map(|n| mass(n) * (self.ln_ps[n] - mean) * (self.ln_ps[n] - mean))
+            .sum();
+        (mean, var.max(0.0).sqrt())
     }
 
     /// The Legendre series of arm `arm` on the pieces inside its window.
@@ -836,7 +868,13 @@ impl<'a> Quadrature<'a> {
     /// polynomial the nodes' CDF integrates, so the two agree at the nodes.
     /// `cursor` is a piece to start looking from (the points of one integral
     /// come in increasing order).
-    fn point_in(&self, arm: usize, series: &[Series], t: f64, cursor: &mut usize) -> Point {
+    fn point_in<const SLOPE: bool>(
+        &self,
+        arm: usize,
+        series: &[Series],
+        t: f64,
+        cursor: &mut usize,
+    ) -> Point {
         let q = &self.arms[arm];
         if t <= q.lo {
             return Point::default();
@@ -855,9 +893,8 @@ impl<'a> Quadrature<'a> {
             piece += 1;
         }
         *cursor = piece;
-        let (left, right) = (self.edges[piece], self.edges[piece + 1]);
-        let half = 0.5 * (right - left);
-        let x = ((t - left) / half - 1.0).clamp(-1.0, 1.0);
+        let inverse_half = self.inverse_halves[piece];
+        let x = ((t - self.edges[piece]) * inverse_half - 1.0).clamp(-1.0, 1.0);
         let series = &series[piece - q.pieces.start];
         let recurrence = &rule().recurrence;
         // P_n(x) by the three-term recurrence and P_n'(x) by
@@ -869,18 +906,22 @@ impl<'a> Quadrature<'a> {
         let mut integral = series.integral[0] + series.integral[1] * x;
         for (n, (a, b)) in recurrence.iter().enumerate().skip(1) {
             let next = a * x * p1 - b * p0;
-            (d0, d1) = (d1, d0 + (2 * n + 1) as f64 * p1);
+            if SLOPE {
+                (d0, d1) = (d1, d0 + (2 * n + 1) as f64 * p1);
+            }
             (p0, p1) = (p1, next);
             if n + 1 < NODES {
                 density += series.density[n + 1] * p1;
-                slope += series.density[n + 1] * d1;
+                if SLOPE {
+                    slope += series.density[n + 1] * d1;
+                }
             }
             integral += series.integral[n + 1] * p1;
         }
         Point {
-            cdf: (q.before[piece] + half * integral).clamp(0.0, 1.0),
+            cdf: (q.before[piece] + integral / inverse_half).clamp(0.0, 1.0),
             density: density.max(0.0),
-            slope: slope / half,
+            slope: slope * inverse_half,
         }
     }
 
@@ -941,8 +982,7 @@ impl<'a> Quadrature<'a> {
 impl<'a> ArmQuadrature<'a> {
     fn new(
         kernel: Kernel<'a>,
-        lo: f64,
-        hi: f64,
+        window: &Window,
         edges: &[f64],
         ts: &[f64],
         weights: &[f64],
@@ -951,13 +991,17 @@ impl<'a> ArmQuadrature<'a> {
         let pieces = edges.len() - 1;
         let nodes = ts.len();
         // Outside its window an arm has no mass (none at all for a step
-        // prior, below e^-36 otherwise); its window's ends are edges, so
-        // no piece straddles them.
-        let first = edges.partition_point(|e| *e < lo).min(pieces);
-        let last = edges
-            .partition_point(|e| *e <= hi)
+        // prior, below e^-36 otherwise). Its pieces are those that meet the
+        // window; a hard window end is an edge, so none straddles it, and
+        // past a soft one the kernel is still exact (and below e^-36).
+        let first = edges
+            .partition_point(|e| *e <= window.lo)
             .saturating_sub(1)
-            .max(first);
+            .min(pieces - 1);
+        let last = edges
+            .partition_point(|e| *e < window.hi)
+            .clamp(first + 1, pieces);
+        let (lo, hi) = (edges[first], edges[last]);
         // Only the nodes of its own pieces are evaluated: elsewhere the
         // density is 0 and the CDF 0 before the window, 1 after it.
         let inside = first * NODES..last * NODES;
@@ -1020,37 +1064,59 @@ impl<'a> ArmQuadrature<'a> {
     }
 }
 
-/// The edges of the pieces. Every window's ends are edges, so no piece
-/// straddles one; between two consecutive ends, the pieces are as wide as
-/// the narrowest arm whose window covers them needs (its window cut into
-/// `PIECES_PER_WINDOW`, more for a grid prior: as many as its posterior
-/// needed cells / 8), and never wider than `MAX_PIECE`. Where arms overlap,
-/// that costs the narrowest arm's pieces, not the union of every arm's cuts.
-fn piece_edges(windows: &[(f64, f64, usize)]) -> Vec<f64> {
-    let mut ends: Vec<f64> = windows.iter().flat_map(|(lo, hi, _)| [*lo, *hi]).collect();
-    ends.sort_by(f64::total_cmp);
-    ends.dedup();
-    let widths: Vec<(f64, f64, f64)> = windows
+/// An arm's window in logit space, the widest piece it needs, and whether
+/// its ends must be edges.
+struct Window {
+    lo: f64,
+    hi: f64,
+    width: f64,
+    hard: bool,
+}
+
+/// The edges of the pieces, from the leftmost window's start to the
+/// rightmost's end: each piece as wide as the narrowest arm whose window
+/// holds its left edge needs (its window cut into `PIECES_PER_WINDOW`, more
+/// for a grid prior: as many as its posterior needed cells / 8), never wider
+/// than `MAX_PIECE` nor than any arm whose window it meets, and never
+/// stepping over a hard window end or far into a much narrower window. Where arms overlap, that costs the narrowest arm's
+/// pieces, not the union of every arm's cuts; a soft window end (a density
+/// down to e^-36) may fall inside a piece.
+fn piece_edges(windows: &[Window]) -> Vec<f64> {
+    let start = windows.iter().map(|w| w.lo).fold(f64::INFINITY, f64::min);
+    let end = windows
         .iter()
-        .map(|(lo, hi, cells)| {
-            let pieces = PIECES_PER_WINDOW.max(cells / 8);
-            (*lo, *hi, (hi - lo) / pieces as f64)
-        })
-        .collect();
-    let mut edges = Vec::with_capacity(PIECES_PER_WINDOW * windows.len() + ends.len());
-    for pair in ends.windows(2) {
-        let (left, right) = (pair[0], pair[1]);
-        let mid = 0.5 * (left + right);
-        let width = widths
+        .map(|w| w.hi)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut edges = vec![start];
+    let mut t = start;
+    while t < end {
+        let width = windows
             .iter()
-            .filter(|(lo, hi, _)| *lo <= mid && mid <= *hi)
-            .fold(MAX_PIECE, |narrowest, (_, _, width)| narrowest.min(*width));
-        let gap = right - left;
-        let split = (gap / width).ceil().max(1.0) as usize;
-        edges.extend((0..split).map(|j| left + gap * j as f64 / split as f64));
-    }
-    if let Some(last) = ends.last() {
-        edges.push(*last);
+            .filter(|w| w.lo <= t && t < w.hi)
+            .fold(MAX_PIECE, |narrowest, w| narrowest.min(w.width));
+        let mut next = t + width;
+        for w in windows {
+            // A window starting inside the piece: a much narrower one (the
+            // next arm across a gap) starts a piece of its own; one of
+            // about the same width only caps this piece's width, so that
+            // arms starting a little apart do not leave slivers.
+            if w.lo > t && w.lo < next {
+                if w.hard || w.width < 0.5 * width {
+                    next = w.lo;
+                } else {
+                    next = next.min(t + w.width);
+                }
+            }
+            if w.hard && w.hi > t && w.hi < next {
+                next = w.hi;
+            }
+        }
+        // No sliver of a piece at the end.
+        if next >= end - 1e-9 * width {
+            next = end;
+        }
+        edges.push(next);
+        t = next;
     }
     edges
 }
