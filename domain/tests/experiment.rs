@@ -7,7 +7,7 @@
 
 use domain::bayes::{
     compare, experiment, prob_greater, Counts, ExperimentError, ExperimentFigures,
-    ExperimentOptions, Posterior, Uplift, MAX_ARMS,
+    ExperimentOptions, Interval, Posterior, Uplift, MAX_ARMS,
 };
 use domain::Prior;
 use proptest::prelude::*;
@@ -695,5 +695,65 @@ fn a_mass_outside_the_open_unit_interval_or_a_bad_rope_is_an_error() {
             experiment(&two, 0, &options).unwrap_err(),
             ExperimentError::Rope(_)
         ));
+    }
+}
+
+#[test]
+fn each_arms_uplift_among_twenty_mixed_arms_is_its_uplift_against_the_control_alone() {
+    // No data, small counts, 10^6 and 10^9 observations side by side: the
+    // shared pieces differ from a two-arm experiment's, the figures must not.
+    // The two-arm figures are the ones checked against closed forms and
+    // brute force above.
+    let n = 1_000_000_000u64;
+    let counts: Vec<(u64, u64)> = (0..20u64)
+        .map(|i| match i % 5 {
+            0 => (0, 0),
+            1 => (3 + i, 9),
+            2 => (50_000 + 100 * i, 950_000),
+            3 => (n / 2 + 1_000 * i, n / 2),
+            _ => (1, 1_000 + i),
+        })
+        .collect();
+    for control in [1, 2, 3] {
+        let all = figures(&counts, control);
+        let mut worst = Worst::default();
+        let mut worst_hpdi = Worst::default();
+        for (i, arm) in all.arms.iter().enumerate() {
+            if i == control {
+                assert_eq!(arm.uplift, None);
+                continue;
+            }
+            let pair = figures(&[counts[control], counts[i]], 0).arms[1];
+            let (got, want) = (arm.uplift.unwrap(), pair.uplift.unwrap());
+            let case = || format!("arm {i} {:?} over {:?}", counts[i], counts[control]);
+            worst.see(got.prob_in_rope, want.prob_in_rope, || {
+                format!("{} ROPE", case())
+            });
+            worst.see(
+                arm.prob_beats_control.unwrap(),
+                pair.prob_beats_control.unwrap(),
+                || format!("{} P(> control)", case()),
+            );
+            let scale = 1.0 + want.median.abs();
+            worst.see(got.median / scale, want.median / scale, || {
+                format!("{} median", case())
+            });
+            match (got.mean, want.mean) {
+                (Some(a), Some(b)) => worst.see(a / (1.0 + b.abs()), b / (1.0 + b.abs()), || {
+                    format!("{} mean", case())
+                }),
+                (a, b) => assert_eq!(a.is_some(), b.is_some(), "{}", case()),
+            }
+            // The HPDI's width: where U's density is flat (a uniform arm
+            // over a narrow control: U is uniform-like up to 1/p_c − 1) its
+            // place is not unique, its width is.
+            let width = |i: Interval| i.upper - i.lower;
+            worst_hpdi.see(width(got.hpdi) / width(want.hpdi), 1.0, || {
+                format!("{} HPDI {:?} vs {:?}", case(), got.hpdi, want.hpdi)
+            });
+        }
+        worst.at_most(1e-9);
+        worst_hpdi.at_most(1e-6);
+        assert_sums_to_one(&all, 1e-12);
     }
 }

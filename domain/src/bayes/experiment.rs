@@ -48,7 +48,9 @@
 //! up to an end of the range, as for a uniform arm) a bracketed search over
 //! the lower tail's probability decides. Y is log-concave for Beta
 //! posteriors (a difference of log-Beta variables), so U is unimodal and its
-//! HPDI one interval. About ten integrals per arm, so an experiment's cost
+//! HPDI one interval. Where U's density is flat (a uniform arm over a narrow
+//! control: U is uniform-like from −1 up to about 1/p_c − 1) the HPDI's
+//! width is exact but its place is one of many. About ten integrals per arm, so an experiment's cost
 //! is the shared quadrature plus ~1e3 series evaluations per arm.
 
 use std::cell::OnceCell;
