@@ -4,7 +4,10 @@
 //! the arms' posteriors built beforehand; side by side, the same figures by
 //! Monte Carlo with 10^6 draws per arm (what sampling engines do), its time
 //! and its largest error against the exact figures.
-//! Run with `cargo run --release -p domain --example bench-experiment`.
+//! Run with `scripts/bench-engine.sh` or
+//! `cargo run --release -p domain --example bench-experiment`. Timings are
+//! wall clock: on a shared machine the p99 mostly measures the scheduler,
+//! so the load average is printed with them.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -42,6 +45,9 @@ fn target(k: usize) -> Duration {
 fn main() {
     let prior = Prior::Uniform;
     let options = ExperimentOptions::default();
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at start: {}", load.trim());
+    }
     println!(
         "{:>4} {:>11} {:>10} {:>10} {:>8} {:>6} | {:>10} {:>12}",
         "arms", "trials/arm", "median", "p99", "target", "calls", "MC 10^6", "MC max error"
@@ -79,6 +85,9 @@ fn main() {
                 error
             );
         }
+    }
+    if let Ok(load) = std::fs::read_to_string("/proc/loadavg") {
+        println!("load average at end: {}", load.trim());
     }
 }
 
