@@ -371,6 +371,27 @@ proptest! {
             prop_assert!(arm.expected_loss >= 0.0);
         }
     }
+
+    #[test]
+    fn the_uplift_is_finite_and_its_median_lies_inside_its_hpdi(
+        counts in prop::collection::vec(any_arm(), 2..=6),
+    ) {
+        let got = figures(&counts, 0);
+        for arm in &got.arms[1..] {
+            let u = arm.uplift.unwrap();
+            prop_assert!((0.0..=1.0).contains(&u.prob_in_rope), "{u:?}");
+            prop_assert!(u.mean.is_none_or(f64::is_finite), "{u:?}");
+            prop_assert!(u.median.is_finite() && u.hpdi.lower.is_finite(), "{u:?}");
+            prop_assert!(u.hpdi.upper.is_finite() && u.hpdi.lower >= -1.0, "{u:?}");
+            // Half the mass is on each side of the median, and only 11 %
+            // outside the HPDI: the median is inside it.
+            let slack = 1e-9 * (1.0 + u.median.abs());
+            prop_assert!(
+                u.hpdi.lower - slack <= u.median && u.median <= u.hpdi.upper + slack,
+                "{counts:?}: {u:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -392,6 +413,26 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
             .collect();
         let got = experiment(&arms, 0, &OPTIONS).unwrap();
         assert_sums_to_one(&got, 1e-12);
+        // Every prior as the control: the uplift of every other is finite,
+        // its median inside its HPDI.
+        for control in 0..arms.len() {
+            let figures = experiment(&arms, control, &OPTIONS).unwrap();
+            for (i, arm) in figures.arms.iter().enumerate() {
+                let Some(u) = arm.uplift else {
+                    assert_eq!(i, control);
+                    continue;
+                };
+                let case = format!("{counts:?} arm {i} over {control}: {u:?}");
+                assert!((0.0..=1.0).contains(&u.prob_in_rope), "{case}");
+                assert!(u.mean.is_none_or(f64::is_finite), "{case}");
+                assert!(u.hpdi.lower >= -1.0 && u.hpdi.upper.is_finite(), "{case}");
+                let slack = 1e-9 * (1.0 + u.median.abs());
+                assert!(
+                    u.hpdi.lower - slack <= u.median && u.median <= u.hpdi.upper + slack,
+                    "{case}"
+                );
+            }
+        }
         // The Beta(2, 3) prior arm against the uniform one, by the closed form.
         let (s, f) = counts;
         if s + f < 10_000 {
@@ -406,6 +447,14 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
             // P(U(0.2, 0.6) > U(0, 1)) = E[p] of the step = 0.4.
             let beats = pair.arms[0].prob_beats_control.unwrap();
             assert!((beats - 0.4).abs() < 1e-9, "{beats}");
+            // With X the step arm and Y uniform, P(X/R <= Y) = 1 − E[X]/R for
+            // R >= 0.6: the median ratio is 0.8, and P(0.99 <= X/Y <= 1.01)
+            // = E[X] (1/0.99 − 1/1.01).
+            let uplift = pair.arms[0].uplift.unwrap();
+            assert!((uplift.median + 0.2).abs() < 1e-9, "{uplift:?}");
+            let rope = 0.4 * (1.0 / 0.99 - 1.0 / 1.01);
+            assert!((uplift.prob_in_rope - rope).abs() < 1e-9, "{uplift:?}");
+            assert_eq!(uplift.mean, None, "a uniform control has no E[1/p]");
         }
     }
 }
