@@ -7,7 +7,7 @@
 
 use domain::bayes::{
     compare, experiment, prob_greater, Counts, ExperimentError, ExperimentFigures,
-    ExperimentOptions, Posterior, Uplift, MAX_ARMS,
+    ExperimentOptions, Interval, Posterior, Uplift, MAX_ARMS,
 };
 use domain::Prior;
 use proptest::prelude::*;
@@ -371,6 +371,27 @@ proptest! {
             prop_assert!(arm.expected_loss >= 0.0);
         }
     }
+
+    #[test]
+    fn the_uplift_is_finite_and_its_median_lies_inside_its_hpdi(
+        counts in prop::collection::vec(any_arm(), 2..=6),
+    ) {
+        let got = figures(&counts, 0);
+        for arm in &got.arms[1..] {
+            let u = arm.uplift.unwrap();
+            prop_assert!((0.0..=1.0).contains(&u.prob_in_rope), "{u:?}");
+            prop_assert!(u.mean.is_none_or(f64::is_finite), "{u:?}");
+            prop_assert!(u.median.is_finite() && u.hpdi.lower.is_finite(), "{u:?}");
+            prop_assert!(u.hpdi.upper.is_finite() && u.hpdi.lower >= -1.0, "{u:?}");
+            // Half the mass is on each side of the median, and only 11 %
+            // outside the HPDI: the median is inside it.
+            let slack = 1e-9 * (1.0 + u.median.abs());
+            prop_assert!(
+                u.hpdi.lower - slack <= u.median && u.median <= u.hpdi.upper + slack,
+                "{counts:?}: {u:?}"
+            );
+        }
+    }
 }
 
 #[test]
@@ -392,6 +413,26 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
             .collect();
         let got = experiment(&arms, 0, &OPTIONS).unwrap();
         assert_sums_to_one(&got, 1e-12);
+        // Every prior as the control: the uplift of every other is finite,
+        // its median inside its HPDI.
+        for control in 0..arms.len() {
+            let figures = experiment(&arms, control, &OPTIONS).unwrap();
+            for (i, arm) in figures.arms.iter().enumerate() {
+                let Some(u) = arm.uplift else {
+                    assert_eq!(i, control);
+                    continue;
+                };
+                let case = format!("{counts:?} arm {i} over {control}: {u:?}");
+                assert!((0.0..=1.0).contains(&u.prob_in_rope), "{case}");
+                assert!(u.mean.is_none_or(f64::is_finite), "{case}");
+                assert!(u.hpdi.lower >= -1.0 && u.hpdi.upper.is_finite(), "{case}");
+                let slack = 1e-9 * (1.0 + u.median.abs());
+                assert!(
+                    u.hpdi.lower - slack <= u.median && u.median <= u.hpdi.upper + slack,
+                    "{case}"
+                );
+            }
+        }
         // The Beta(2, 3) prior arm against the uniform one, by the closed form.
         let (s, f) = counts;
         if s + f < 10_000 {
@@ -406,6 +447,14 @@ fn every_kind_of_prior_gives_figures_that_sum_to_one() {
             // P(U(0.2, 0.6) > U(0, 1)) = E[p] of the step = 0.4.
             let beats = pair.arms[0].prob_beats_control.unwrap();
             assert!((beats - 0.4).abs() < 1e-9, "{beats}");
+            // With X the step arm and Y uniform, P(X/R <= Y) = 1 − E[X]/R for
+            // R >= 0.6: the median ratio is 0.8, and P(0.99 <= X/Y <= 1.01)
+            // = E[X] (1/0.99 − 1/1.01).
+            let uplift = pair.arms[0].uplift.unwrap();
+            assert!((uplift.median + 0.2).abs() < 1e-9, "{uplift:?}");
+            let rope = 0.4 * (1.0 / 0.99 - 1.0 / 1.01);
+            assert!((uplift.prob_in_rope - rope).abs() < 1e-9, "{uplift:?}");
+            assert_eq!(uplift.mean, None, "a uniform control has no E[1/p]");
         }
     }
 }
@@ -695,5 +744,65 @@ fn a_mass_outside_the_open_unit_interval_or_a_bad_rope_is_an_error() {
             experiment(&two, 0, &options).unwrap_err(),
             ExperimentError::Rope(_)
         ));
+    }
+}
+
+#[test]
+fn each_arms_uplift_among_twenty_mixed_arms_is_its_uplift_against_the_control_alone() {
+    // No data, small counts, 10^6 and 10^9 observations side by side: the
+    // shared pieces differ from a two-arm experiment's, the figures must not.
+    // The two-arm figures are the ones checked against closed forms and
+    // brute force above.
+    let n = 1_000_000_000u64;
+    let counts: Vec<(u64, u64)> = (0..20u64)
+        .map(|i| match i % 5 {
+            0 => (0, 0),
+            1 => (3 + i, 9),
+            2 => (50_000 + 100 * i, 950_000),
+            3 => (n / 2 + 1_000 * i, n / 2),
+            _ => (1, 1_000 + i),
+        })
+        .collect();
+    for control in [1, 2, 3] {
+        let all = figures(&counts, control);
+        let mut worst = Worst::default();
+        let mut worst_hpdi = Worst::default();
+        for (i, arm) in all.arms.iter().enumerate() {
+            if i == control {
+                assert_eq!(arm.uplift, None);
+                continue;
+            }
+            let pair = figures(&[counts[control], counts[i]], 0).arms[1];
+            let (got, want) = (arm.uplift.unwrap(), pair.uplift.unwrap());
+            let case = || format!("arm {i} {:?} over {:?}", counts[i], counts[control]);
+            worst.see(got.prob_in_rope, want.prob_in_rope, || {
+                format!("{} ROPE", case())
+            });
+            worst.see(
+                arm.prob_beats_control.unwrap(),
+                pair.prob_beats_control.unwrap(),
+                || format!("{} P(> control)", case()),
+            );
+            let scale = 1.0 + want.median.abs();
+            worst.see(got.median / scale, want.median / scale, || {
+                format!("{} median", case())
+            });
+            match (got.mean, want.mean) {
+                (Some(a), Some(b)) => worst.see(a / (1.0 + b.abs()), b / (1.0 + b.abs()), || {
+                    format!("{} mean", case())
+                }),
+                (a, b) => assert_eq!(a.is_some(), b.is_some(), "{}", case()),
+            }
+            // The HPDI's width: where U's density is flat (a uniform arm
+            // over a narrow control: U is uniform-like up to 1/p_c − 1) its
+            // place is not unique, its width is.
+            let width = |i: Interval| i.upper - i.lower;
+            worst_hpdi.see(width(got.hpdi) / width(want.hpdi), 1.0, || {
+                format!("{} HPDI {:?} vs {:?}", case(), got.hpdi, want.hpdi)
+            });
+        }
+        worst.at_most(1e-9);
+        worst_hpdi.at_most(1e-6);
+        assert_sums_to_one(&all, 1e-12);
     }
 }

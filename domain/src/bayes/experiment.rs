@@ -25,10 +25,11 @@
 //!   P(U_i in the ROPE) = P((1 − rope)·p_c <= p_i <= (1 + rope)·p_c), the
 //!   region of practical equivalence (Kruschke) of half-width `rope`.
 //!
-//! The integrals run in logit space, where each density is smooth, on the
+//! The integrals run in logit space, where each density is smooth, over the
 //! union of the arms' own windows (the regions `Posterior` found to hold
-//! their mass), each cut into pieces narrow on the arm's own scale, and the
-//! gaps between windows cut too. Each piece gets an n-point Gauss–Legendre
+//! their mass), cut into pieces as narrow as the narrowest arm covering them
+//! needs, and the gaps between windows cut too; an arm is evaluated only on
+//! the pieces that meet its window. Each piece gets an n-point Gauss–Legendre
 //! rule; a CDF inside a piece comes from integrating the density's
 //! interpolating polynomial through the same nodes (a spectral integration
 //! matrix), so no density is evaluated twice. Every arm is normalised by the
@@ -36,21 +37,32 @@
 //!
 //! The uplift's distribution is that of Y = ln(p_i / p_c):
 //! F_Y(y) = P(p_i <= e^y p_c) = ∫ f_c(x) F_i(e^y x) dx, integrated over the
-//! narrower arm's nodes against the wider arm's CDF at the scaled points
-//! (the polynomial through a piece's nodes, evaluated anywhere), with its
-//! density f_Y alongside. Quantiles solve F_Y(y) = q by Newton's method
-//! inside a bracket (to ~1e-12 of the spread of Y, so the median is exact to
-//! the quadrature's 1e-12); the HPDI of U is where the density of U is equal
-//! at both ends of an interval holding `mass`, solved to ~1e-10 in
-//! probability, so its ends are exact to ~1e-9 relative to the spread of U.
-//! Y is log-concave for Beta posteriors (a difference of log-Beta
-//! variables), so U is unimodal and its HPDI one interval.
+//! narrower arm's own 96-node rule against the wider arm's CDF at the scaled
+//! points (the Legendre series through a piece's nodes, evaluated anywhere;
+//! where a scaled point passes p = 1 the rule stops at the kink), with f_Y
+//! and f_Y' alongside. The median solves F_Y(y) = 1/2 by Newton's method
+//! inside a bracket, from the mean corrected for skewness: exact to ~1e-12 of
+//! Y's spread, as the quadrature. The HPDI of U solves for both ends at once
+//! (mass between them, equal density of U at both) by Newton's method from
+//! the normal approximation, to ~1e-6 of U's spread at worst (small counts;
+//! ~1e-9 and better at typical ones); where that fails (a density monotone
+//! up to an end of the range, as for a uniform arm) a bracketed search over
+//! the lower tail's probability decides. Y is log-concave for Beta
+//! posteriors with b >= 1 (every arm with a uniform prior: ln p of a
+//! Beta(a, b) has a log-concave density then, and so has a difference of
+//! independent log-concave variables), so U is unimodal and its HPDI one
+//! interval. Where U's density is flat (a uniform arm over a narrow control:
+//! U is uniform-like from −1 up to about 1/p_c − 1) the HPDI's width is
+//! exact but its place is one of many. About seven integrals per arm, so an
+//! experiment's cost is the shared quadrature plus ~700 series evaluations
+//! per arm.
 
 use std::cell::OnceCell;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::decision::upper_incomplete_gamma;
 use super::posterior::{ln_sigmoid, sigmoid, Kernel};
 use super::{
     check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior, DEFAULT_MASS,
@@ -68,12 +80,16 @@ pub const DEFAULT_ROPE: f64 = 0.01;
 /// geometric convergence for the smooth densities of logit space.
 const NODES: usize = 16;
 /// Pieces per arm window: each piece spans about half a posterior sd.
-const PIECES_PER_WINDOW: usize = 32;
+const PIECES_PER_WINDOW: usize = 8;
 /// The uplift rule's fewest pieces per window and widest piece: 16 nodes
 /// on 2 sd of a near-Gaussian density, or on 4 units of logit for a wide
 /// one (the logistic's poles at ±iπ still leave ~1e-17), are exact to f64.
-const UPLIFT_PIECES: usize = 8;
+const UPLIFT_PIECES: usize = 6;
 const UPLIFT_PIECE: f64 = 4.0;
+/// Newton's method on the uplift stops after a step below this many of Y's
+/// spreads: its error squares at each step, so what is left is ~1e-12 of
+/// the spread or less.
+const NEWTON_DONE: f64 = 1e-7;
 /// The widest piece in logit space, so that gaps between windows (where the
 /// integrands follow the logistic p(1-p), with poles at distance π) and very
 /// wide windows stay resolved.
@@ -222,7 +238,7 @@ pub fn experiment(
             let expected_loss = (expected_max - means[i]).max(0.0);
             let uplift = (i != control).then(|| {
                 let ratio = Ratio::new(&grid, i, control);
-                let median = ratio.quantile(0.5, ratio.centre()).0;
+                let median = ratio.quantile(0.5, ratio.start).y;
                 Uplift {
                     mean: inverse_control.map(|inverse| means[i] * inverse - 1.0),
                     median: median.exp_m1(),
@@ -286,41 +302,68 @@ struct Ratio<'q, 'a> {
     /// Y's range: beyond it F_Y is 0 or 1 to e^-36.
     lo: f64,
     hi: f64,
-    /// Y's spread, roughly: the scale of the quantiles' tolerance.
+    /// Where the searches start (about the median) and their scale (Y's sd).
+    start: f64,
     spread: f64,
+}
+
+/// F_Y, f_Y and f_Y' at one y.
+#[derive(Clone, Copy)]
+struct YPoint {
+    y: f64,
+    cdf: f64,
+    density: f64,
+    slope: f64,
+}
+
+impl YPoint {
+    /// d/dy of ln f_U(e^y − 1) = ln f_Y(y) − y, the log density of U.
+    fn log_density_u(&self) -> f64 {
+        self.density.ln() - self.y
+    }
+
+    fn log_density_u_slope(&self) -> f64 {
+        self.slope / self.density - 1.0
+    }
 }
 
 impl<'q, 'a> Ratio<'q, 'a> {
     fn new(grid: &'q Quadrature<'a>, num: usize, den: usize) -> Self {
         let (n, d) = (&grid.arms[num], &grid.arms[den]);
         let over_den = d.hi - d.lo <= n.hi - n.lo;
-        let spread = log_moments(&grid.uplift_rule(num).nodes)
-            .1
-            .hypot(log_moments(&grid.uplift_rule(den).nodes).1);
+        let (mean_num, var_num, third_num) = grid.log_moments(num);
+        let (mean_den, var_den, third_den) = grid.log_moments(den);
+        let (lo, hi) = (
+            ln_sigmoid(n.lo) - ln_sigmoid(d.hi),
+            ln_sigmoid(n.hi) - ln_sigmoid(d.lo),
+        );
+        let spread = (var_num + var_den).sqrt();
+        let spread = if spread > 0.0 { spread } else { 1e-300 };
+        // Cumulants of independent variables add (the third changes sign
+        // with the denominator's); for a near-normal Y the median sits about
+        // skewness · sd / 6 below the mean.
+        let skewness = (third_num - third_den) / (spread * spread * spread);
+        let mean = mean_num - mean_den;
         Ratio {
             grid,
             num,
             den,
             over_den,
-            lo: ln_sigmoid(n.lo) - ln_sigmoid(d.hi),
-            hi: ln_sigmoid(n.hi) - ln_sigmoid(d.lo),
-            spread: if spread > 0.0 { spread } else { 1e-300 },
+            lo,
+            hi,
+            start: (mean - skewness.clamp(-1.0, 1.0) * spread / 6.0).clamp(lo, hi),
+            spread,
         }
     }
 
-    /// A point in the middle of Y's mass, where Newton's method starts:
-    /// E[ln p_num] − E[ln p_den].
-    fn centre(&self) -> f64 {
-        let mean = |arm: usize| log_moments(&self.grid.uplift_rule(arm).nodes).0;
-        (mean(self.num) - mean(self.den)).clamp(self.lo, self.hi)
-    }
-
-    /// (F_Y(y), f_Y(y)).
-    fn cdf_density(&self, y: f64) -> (f64, f64) {
+    /// F_Y(y), f_Y(y) and, if `SLOPE`, f_Y'(y) (else 0).
+    fn at<const SLOPE: bool>(&self, y: f64) -> YPoint {
         let grid = self.grid;
         // Over the narrower arm's nodes x: F_Y(y) = Σ w F_num(e^y x) or
-        // Σ w (1 − F_den(e^-y x)); the scaled point's logit is
-        // t' = ±y + ln σ(t) − ln(1 − e^±y σ(t)), and dt'/dy = ±1/(1 − e^±y σ(t)).
+        // 1 − Σ w F_den(e^-y x). With shift = ±y and q = e^shift σ(t), the
+        // scaled point's logit is t' = shift + ln σ(t) − ln(1 − q),
+        // dt'/dshift = 1/(1 − q), so each node adds g(t')/(1 − q) to f_Y and
+        // ±(g'(t') + g(t') q)/(1 − q)² to f_Y'.
         let (over, other, sign) = if self.over_den {
             (self.den, self.num, 1.0)
         } else {
@@ -328,22 +371,28 @@ impl<'q, 'a> Ratio<'q, 'a> {
         };
         let shift = sign * y;
         let grow = shift.exp_m1();
-        let (mut cdf, mut density) = (0.0, 0.0);
+        let (mut cdf, mut density, mut slope) = (0.0, 0.0, 0.0);
         let mut cursor = 0;
+        let series = grid.series(other);
         let mut add = |node: &UpliftNode| {
             if node.mass == 0.0 {
                 return;
             }
-            let one_minus = node.sig_neg - node.sig * grow;
-            let (f, d) = if one_minus > 0.0 {
-                let t = shift + node.ln_sig - one_minus.ln();
-                let (f, d) = grid.cdf_density_at(other, t, &mut cursor);
-                (f, d / one_minus)
+            // 1 − q = σ(−t) (1 − e^t (e^shift − 1)), and its log without
+            // cancellation.
+            let z = -node.odds * grow;
+            if z > -1.0 {
+                let one_minus = node.sig_neg * (1.0 + z);
+                let t = shift + node.ln_sig - node.ln_sig_neg - ln_1p_near_zero(z);
+                let point = grid.point_in::<SLOPE>(other, series, t, &mut cursor);
+                let inverse = 1.0 / one_minus;
+                let q = node.sig * (1.0 + grow);
+                cdf += node.mass * point.cdf;
+                density += node.mass * point.density * inverse;
+                slope += node.mass * (point.slope + point.density * q) * inverse * inverse;
             } else {
-                (1.0, 0.0)
-            };
-            cdf += node.mass * f;
-            density += node.mass * d;
+                cdf += node.mass;
+            }
         };
         // Scaled up (shift > 0), the point passes p = 1 at t_k = logit(e^-shift),
         // beyond which the CDF is 1: a kink the rule must not straddle. The
@@ -378,26 +427,28 @@ impl<'q, 'a> Ratio<'q, 'a> {
             cdf += (beyond - below).max(0.0);
         }
         let cdf = if self.over_den { cdf } else { 1.0 - cdf };
-        (cdf.clamp(0.0, 1.0), density.max(0.0))
+        YPoint {
+            y,
+            cdf: cdf.clamp(0.0, 1.0),
+            density: density.max(0.0),
+            slope: sign * slope,
+        }
     }
 
-    /// The `q`-quantile of Y, with f_Y there: Newton's method from `start`,
-    /// kept inside a bracket that bisection shrinks when a step leaves it.
-    fn quantile(&self, q: f64, start: f64) -> (f64, f64) {
+    /// The `q`-quantile of Y: Newton's method from `start`, kept inside a
+    /// bracket that bisection shrinks when a step leaves it.
+    fn quantile(&self, q: f64, start: f64) -> YPoint {
         if q <= 0.0 {
-            return (self.lo, self.cdf_density(self.lo).1);
+            return self.at::<false>(self.lo);
         }
         if q >= 1.0 {
-            return (self.hi, self.cdf_density(self.hi).1);
+            return self.at::<false>(self.hi);
         }
         let (mut lo, mut hi) = (self.lo, self.hi);
-        let tolerance = 1e-12 * self.spread;
         let mut y = start.clamp(lo, hi);
-        let mut density = 0.0;
+        let mut point = self.at::<false>(y);
         for _ in 0..200 {
-            let (cdf, d) = self.cdf_density(y);
-            density = d;
-            let gap = cdf - q;
+            let gap = point.cdf - q;
             if gap == 0.0 {
                 break;
             }
@@ -406,35 +457,91 @@ impl<'q, 'a> Ratio<'q, 'a> {
             } else {
                 hi = y;
             }
-            let newton = y - gap / d;
-            let next = if newton > lo && newton < hi {
-                newton
+            let newton = y - gap / point.density;
+            if newton > lo && newton < hi {
+                let step = (newton - y).abs();
+                y = newton;
+                // Newton's error squares at each step: after a small enough
+                // step, what is left is far below the tolerance.
+                if step <= NEWTON_DONE * self.spread {
+                    break;
+                }
             } else {
-                0.5 * (lo + hi)
-            };
-            let step = (next - y).abs();
-            y = next;
-            if step <= tolerance || hi - lo <= tolerance {
-                break;
+                y = 0.5 * (lo + hi);
+                if hi - lo <= 1e-12 * self.spread {
+                    break;
+                }
             }
+            point = self.at::<false>(y);
         }
-        (y, density)
+        YPoint { y, ..point }
     }
 
-    /// The HPDI of U = e^Y − 1 at `mass`: the interval [Q(s), Q(s + mass)]
-    /// where U's density f_U(u) = f_Y(y) e^-y is equal at both ends, or an
-    /// end of the range when the density is monotone there.
+    /// The HPDI of U = e^Y − 1 at `mass`: the interval [y1, y2] of Y with
+    /// F_Y(y2) − F_Y(y1) = mass where U's density f_U = f_Y(y) e^-y is the
+    /// same at both ends. Newton's method on the two ends at once, from the
+    /// normal approximation, converges in a few steps when U is near normal;
+    /// otherwise (the density monotone at an end, small counts) the robust
+    /// search over the lower tail's probability decides.
     fn hpdi(&self, mass: f64, median: f64) -> Interval {
+        let (lower, upper) = self
+            .hpdi_by_newton(mass, median)
+            .unwrap_or_else(|| self.hpdi_by_search(mass, median));
+        Interval {
+            lower: lower.exp_m1(),
+            upper: upper.exp_m1(),
+        }
+    }
+
+    fn hpdi_by_newton(&self, mass: f64, median: f64) -> Option<(f64, f64)> {
+        // For a normal Y, ln f_U = −(y − μ)²/2σ² − y peaks at μ − σ².
+        let z = normal_upper_quantile((1.0 - mass) / 2.0);
+        let centre = median - self.spread * self.spread;
+        let (mut y1, mut y2) = (centre - z * self.spread, centre + z * self.spread);
+        for _ in 0..12 {
+            if !(self.lo < y1 && y1 < y2 && y2 < self.hi) {
+                return None;
+            }
+            let (a, b) = (self.at::<true>(y1), self.at::<true>(y2));
+            if !(a.density > 0.0 && b.density > 0.0) {
+                return None;
+            }
+            let e1 = b.cdf - a.cdf - mass;
+            let e2 = a.log_density_u() - b.log_density_u();
+            let (s1, s2) = (a.log_density_u_slope(), b.log_density_u_slope());
+            // J = [[−f1, f2], [φ1', −φ2']] times (d1, d2) = −(e1, e2).
+            let det = a.density * s2 - b.density * s1;
+            if !(det.is_finite() && det != 0.0) {
+                return None;
+            }
+            let d1 = (e1 * s2 + b.density * e2) / det;
+            let d2 = (a.density * e2 + s1 * e1) / det;
+            if !(d1.is_finite() && d2.is_finite()) {
+                return None;
+            }
+            y1 += d1;
+            y2 += d2;
+            // The HPDI is asked to ~1e-6 of the spread, not the median's
+            // 1e-12: after a step of 1e-4 spreads, Newton's error is of the
+            // order of its square (~1e-8, far less for near-normal U), and
+            // each further step costs two integrals.
+            if d1.abs().max(d2.abs()) <= 1e-4 * self.spread {
+                return (self.lo < y1 && y1 < y2 && y2 < self.hi).then_some((y1, y2));
+            }
+        }
+        None
+    }
+
+    fn hpdi_by_search(&self, mass: f64, median: f64) -> (f64, f64) {
         let span = 1.0 - mass;
-        let log_density_u = |(y, d): (f64, f64)| d.ln() - y;
         let ends = |s: f64| {
             let lower = self.quantile(s, median);
-            let upper = self.quantile(s + mass, lower.0.max(median));
+            let upper = self.quantile(s + mass, lower.y.max(median));
             (lower, upper)
         };
         let g = |s: f64| {
             let (lower, upper) = ends(s);
-            log_density_u(lower) - log_density_u(upper)
+            lower.log_density_u() - upper.log_density_u()
         };
         // g rises with s for a unimodal U: the lower end climbs the density
         // while the upper end descends it.
@@ -449,17 +556,14 @@ impl<'q, 'a> Ratio<'q, 'a> {
             root_in_bracket(g, 0.0, span, g_lo, g_hi, 1e-10)
         };
         let (lower, upper) = ends(s);
-        Interval {
-            lower: lower.0.exp_m1(),
-            upper: upper.0.exp_m1(),
-        }
+        (lower.y, upper.y)
     }
 
     /// P(1 − rope <= p_num / p_den <= 1 + rope).
     fn prob_within(&self, rope: f64) -> f64 {
-        let upper = self.cdf_density(rope.ln_1p()).0;
+        let upper = self.at::<false>(rope.ln_1p()).cdf;
         let lower = if rope < 1.0 {
-            self.cdf_density((-rope).ln_1p()).0
+            self.at::<false>((-rope).ln_1p()).cdf
         } else {
             0.0
         };
@@ -467,14 +571,21 @@ impl<'q, 'a> Ratio<'q, 'a> {
     }
 }
 
-/// (E[ln p], sd of ln p) over an arm's uplift nodes.
-fn log_moments(nodes: &[UpliftNode]) -> (f64, f64) {
-    let mean: f64 = nodes.iter().map(|n| n.mass * n.ln_sig).sum();
-    let var: f64 = nodes
-        .iter()
-        .map(|n| n.mass * (n.ln_sig - mean) * (n.ln_sig - mean))
-        .sum();
-    (mean, var.max(0.0).sqrt())
+/// z with P(Z > z) = `tail` for a standard normal Z (0 < tail <= 1/2), by
+/// Newton's method on P(Z > z) = Q(1/2, z²/2)/2: a starting point, so a few
+/// steps are plenty.
+fn normal_upper_quantile(tail: f64) -> f64 {
+    let mut z = (-2.0 * tail.ln()).sqrt().min(8.0);
+    for _ in 0..20 {
+        let upper = 0.5 * upper_incomplete_gamma(0.5, 0.5 * z * z);
+        let density = (-0.5 * z * z).exp() / (2.0 * std::f64::consts::PI).sqrt();
+        let step = (upper - tail) / density;
+        z = (z + step).max(0.0);
+        if step.abs() < 1e-12 {
+            break;
+        }
+    }
+    z
 }
 
 /// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
@@ -586,6 +697,10 @@ struct Quadrature<'a> {
     weights: Vec<f64>,
     /// p = σ(t) at each node.
     ps: Vec<f64>,
+    /// ln p at each node.
+    ln_ps: Vec<f64>,
+    /// 1 / half-width of each piece.
+    inverse_halves: Vec<f64>,
     arms: Vec<ArmQuadrature<'a>>,
 }
 
@@ -625,6 +740,14 @@ struct UpliftRule {
     nodes: Vec<UpliftNode>,
 }
 
+/// An arm's CDF, logit-space density and the density's slope at one point.
+#[derive(Clone, Copy, Default)]
+struct Point {
+    cdf: f64,
+    density: f64,
+    slope: f64,
+}
+
 /// An arm's density on one piece as a Legendre series in the piece's
 /// coordinate x ∈ [-1, 1], and its integral from the piece's left edge.
 struct Series {
@@ -632,13 +755,16 @@ struct Series {
     integral: [f64; NODES + 1],
 }
 
-/// A node of an arm's uplift rule: σ(t), σ(−t), ln σ(t) at its logit t,
-/// and its weight times the arm's density there (they sum to 1).
+/// A node of an arm's uplift rule: σ(t), σ(−t), e^t, ln σ(t), ln σ(−t) at
+/// its logit t, and its weight times the arm's density there (they sum to 1).
 #[derive(Clone, Copy)]
 struct UpliftNode {
     sig: f64,
     sig_neg: f64,
+    /// e^t = σ(t)/σ(−t).
+    odds: f64,
     ln_sig: f64,
+    ln_sig_neg: f64,
     mass: f64,
 }
 
@@ -647,16 +773,68 @@ impl UpliftNode {
         UpliftNode {
             sig: sigmoid(t),
             sig_neg: sigmoid(-t),
+            odds: t.exp(),
             ln_sig: ln_sigmoid(t),
+            ln_sig_neg: ln_sigmoid(-t),
             mass,
         }
+    }
+}
+
+/// ln(1 + z), by its series Σ (−1)^(k+1) z^k / k where |z| < 1/32, where
+/// 12 terms are exact in f64 (the usual case: the uplift's scaled points move
+/// little), which saves a libm call per node.
+fn ln_1p_near_zero(z: f64) -> f64 {
+    if z.abs() < 1.0 / 32.0 {
+        // Horner from the 12th term down: the first omitted term is below
+        // (1/32)^12 / 13 ≈ 8e-20 of z.
+        const INVERSES: [f64; 12] = [
+            1.0,
+            1.0 / 2.0,
+            1.0 / 3.0,
+            1.0 / 4.0,
+            1.0 / 5.0,
+            1.0 / 6.0,
+            1.0 / 7.0,
+            1.0 / 8.0,
+            1.0 / 9.0,
+            1.0 / 10.0,
+            1.0 / 11.0,
+            1.0 / 12.0,
+        ];
+        // z (1 − z (1/2 − z (1/3 − …))).
+        z * INVERSES
+            .iter()
+            .rev()
+            .fold(0.0, |sum, inverse| inverse - z * sum)
+    } else {
+        z.ln_1p()
     }
 }
 
 impl<'a> Quadrature<'a> {
     fn over(arms: &[Posterior<'a>]) -> Self {
         let rule = rule();
-        let windows: Vec<(f64, f64, usize)> = arms.iter().map(Posterior::logit_window).collect();
+        let windows: Vec<Window> = arms
+            .iter()
+            .map(|arm| {
+                let (lo, hi, cells) = arm.logit_window();
+                // A grid prior's density has a kink at every knot: as many
+                // pieces as its posterior needed cells / 8.
+                let pieces = match arm.prior() {
+                    Prior::Grid { .. } => PIECES_PER_WINDOW.max(cells / 8),
+                    _ => PIECES_PER_WINDOW,
+                };
+                Window {
+                    lo,
+                    hi,
+                    width: (hi - lo) / pieces as f64,
+                    // A step or grid prior's window can end where its support
+                    // does, where the density jumps to 0.
+                    hard: matches!(arm.prior(), Prior::Step { .. } | Prior::Grid { .. }),
+                }
+            })
+            .collect();
         let edges = piece_edges(&windows);
         let pieces = edges.len() - 1;
         let nodes = pieces * NODES;
@@ -670,19 +848,37 @@ impl<'a> Quadrature<'a> {
             }
         }
         let ps = ts.iter().map(|t| sigmoid(*t)).collect();
+        let ln_ps = ts.iter().map(|t| ln_sigmoid(*t)).collect();
+        let inverse_halves = edges.windows(2).map(|e| 2.0 / (e[1] - e[0])).collect();
         let arms = arms
             .iter()
             .zip(&windows)
-            .map(|(arm, &(lo, hi, _))| {
-                ArmQuadrature::new(arm.kernel(), lo, hi, &edges, &ts, &weights)
-            })
+            .map(|(arm, window)| ArmQuadrature::new(arm.kernel(), window, &edges, &ts, &weights))
             .collect();
         Quadrature {
             edges,
             weights,
             ps,
+            ln_ps,
+            inverse_halves,
             arms,
         }
+    }
+
+    /// (mean, variance, third central moment) of ln p for arm `arm`, over
+    /// its nodes.
+    fn log_moments(&self, arm: usize) -> (f64, f64, f64) {
+        let q = &self.arms[arm];
+        let nodes = q.pieces.start * NODES..q.pieces.end * NODES;
+        let mass = |n: usize| self.weights[n] * q.density[n];
+        let mean: f64 = nodes.clone().map(|n| mass(n) * self.ln_ps[n]).sum();
+        let (mut var, mut third) = (0.0, 0.0);
+        for n in nodes {
+            let d = self.ln_ps[n] - mean;
+            var += mass(n) * d * d;
+            third += mass(n) * d * d * d;
+        }
+        (mean, var.max(0.0), third)
     }
 
     /// The Legendre series of arm `arm` on the pieces inside its window.
@@ -711,18 +907,28 @@ impl<'a> Quadrature<'a> {
         })
     }
 
-    /// Arm `arm`'s (CDF, logit-space density) at `t`, from the Legendre
-    /// series through its nodes on the piece holding `t`: the same
+    /// Arm `arm`'s CDF, logit-space density and its slope at `t`, from the
+    /// Legendre series through its nodes (`series`, from [`Self::series`])
+    /// on the piece holding `t`: the same
     /// polynomial the nodes' CDF integrates, so the two agree at the nodes.
     /// `cursor` is a piece to start looking from (the points of one integral
     /// come in increasing order).
-    fn cdf_density_at(&self, arm: usize, t: f64, cursor: &mut usize) -> (f64, f64) {
+    fn point_in<const SLOPE: bool>(
+        &self,
+        arm: usize,
+        series: &[Series],
+        t: f64,
+        cursor: &mut usize,
+    ) -> Point {
         let q = &self.arms[arm];
         if t <= q.lo {
-            return (0.0, 0.0);
+            return Point::default();
         }
         if t >= q.hi {
-            return (1.0, 0.0);
+            return Point {
+                cdf: 1.0,
+                ..Point::default()
+            };
         }
         let mut piece = (*cursor).clamp(q.pieces.start, q.pieces.end - 1);
         while piece > q.pieces.start && self.edges[piece] > t {
@@ -732,26 +938,40 @@ impl<'a> Quadrature<'a> {
             piece += 1;
         }
         *cursor = piece;
-        let (left, right) = (self.edges[piece], self.edges[piece + 1]);
-        let half = 0.5 * (right - left);
-        let x = ((t - left) / half - 1.0).clamp(-1.0, 1.0);
-        let series = &self.series(arm)[piece - q.pieces.start];
-        // P_0..P_NODES at x by the three-term recurrence, summed as they come.
+        let inverse_half = self.inverse_halves[piece];
+        let x = ((t - self.edges[piece]) * inverse_half - 1.0).clamp(-1.0, 1.0);
+        let series = &series[piece - q.pieces.start];
+        let recurrence = &rule().recurrence;
+        // P_n(x) by the three-term recurrence and P_n'(x) by
+        // P'_{n+1} = P'_{n−1} + (2n + 1) P_n, summed as they come: step n
+        // makes P_{n+1}, which the density's series has up to n + 1 = NODES − 1
+        // and the integral's up to NODES.
         let (mut p0, mut p1) = (1.0, x);
+        let (mut d0, mut d1) = (0.0, 1.0);
         let mut density = series.density[0] + series.density[1] * x;
+        let mut slope = series.density[1];
         let mut integral = series.integral[0] + series.integral[1] * x;
-        for n in 1..NODES {
-            let nf = n as f64;
-            (p0, p1) = (p1, ((2.0 * nf + 1.0) * x * p1 - nf * p0) / (nf + 1.0));
-            if n + 1 < NODES {
-                density += series.density[n + 1] * p1;
+        let steps = recurrence[1..NODES - 1]
+            .iter()
+            .zip(&series.density[2..])
+            .zip(&series.integral[2..NODES]);
+        for ((&(a, b, c), density_n), integral_n) in steps {
+            let next = a * x * p1 - b * p0;
+            if SLOPE {
+                (d0, d1) = (d1, d0 + c * p1);
+                slope += density_n * d1;
             }
-            integral += series.integral[n + 1] * p1;
+            (p0, p1) = (p1, next);
+            density += density_n * p1;
+            integral += integral_n * p1;
         }
-        (
-            (q.before[piece] + half * integral).clamp(0.0, 1.0),
-            density.max(0.0),
-        )
+        let (a, b, _) = recurrence[NODES - 1];
+        integral += series.integral[NODES] * (a * x * p1 - b * p0);
+        Point {
+            cdf: (q.before[piece] + integral / inverse_half).clamp(0.0, 1.0),
+            density: density.max(0.0),
+            slope: slope * inverse_half,
+        }
     }
 
     /// Arm `arm`'s own rule for the uplift: 16-point Gauss–Legendre on
@@ -811,8 +1031,7 @@ impl<'a> Quadrature<'a> {
 impl<'a> ArmQuadrature<'a> {
     fn new(
         kernel: Kernel<'a>,
-        lo: f64,
-        hi: f64,
+        window: &Window,
         edges: &[f64],
         ts: &[f64],
         weights: &[f64],
@@ -821,35 +1040,47 @@ impl<'a> ArmQuadrature<'a> {
         let pieces = edges.len() - 1;
         let nodes = ts.len();
         // Outside its window an arm has no mass (none at all for a step
-        // prior, below e^-36 otherwise); its window's ends are edges, so
-        // no piece straddles them.
-        let first = edges.partition_point(|e| *e < lo).min(pieces);
-        let last = edges
-            .partition_point(|e| *e <= hi)
+        // prior, below e^-36 otherwise). Its pieces are those that meet the
+        // window; a hard window end is an edge, so none straddles it, and
+        // past a soft one the kernel is still exact (and below e^-36).
+        let first = edges
+            .partition_point(|e| *e <= window.lo)
             .saturating_sub(1)
-            .max(first);
-        let logs: Vec<f64> = ts
+            .min(pieces - 1);
+        let last = edges
+            .partition_point(|e| *e < window.hi)
+            .clamp(first + 1, pieces);
+        let (lo, hi) = (edges[first], edges[last]);
+        // Only the nodes of its own pieces are evaluated: elsewhere the
+        // density is 0 and the CDF 0 before the window, 1 after it.
+        let inside = first * NODES..last * NODES;
+        let mut values = vec![0.0; nodes];
+        for n in inside.clone() {
+            values[n] = kernel.eval(ts[n]).log_t;
+        }
+        let log_peak = values[inside.clone()]
             .iter()
-            .map(|t| {
-                if *t < lo || *t > hi {
-                    f64::NEG_INFINITY
-                } else {
-                    kernel.eval(*t).log_t
-                }
-            })
-            .collect();
-        let log_peak = logs.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        let mut values: Vec<f64> = logs.iter().map(|l| (l - log_peak).exp()).collect();
-        let total: f64 = values.iter().zip(weights).map(|(v, w)| v * w).sum();
-        for v in &mut values {
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        for v in &mut values[inside.clone()] {
+            *v = (*v - log_peak).exp();
+        }
+        let total: f64 = values[inside.clone()]
+            .iter()
+            .zip(&weights[inside.clone()])
+            .map(|(v, w)| v * w)
+            .sum();
+        for v in &mut values[inside.clone()] {
             *v /= total;
         }
         // The CDF: whole pieces summed, and inside a piece the integral
         // of the density's interpolating polynomial up to each node.
-        let mut cdf = Vec::with_capacity(nodes);
-        let mut before = Vec::with_capacity(pieces + 1);
+        let mut cdf = vec![0.0; first * NODES];
+        cdf.reserve(nodes - first * NODES);
+        let mut before = vec![0.0; first];
+        before.reserve(pieces + 1 - first);
         let mut sum = 0.0f64;
-        for piece in 0..pieces {
+        for piece in first..last {
             before.push(sum);
             let start = piece * NODES;
             let half = weights[start] / rule.weights[0];
@@ -864,7 +1095,9 @@ impl<'a> ArmQuadrature<'a> {
                 .map(|(v, w)| v * w)
                 .sum::<f64>();
         }
-        before.push(sum);
+        let sum = sum.clamp(0.0, 1.0);
+        cdf.resize(nodes, sum);
+        before.resize(pieces + 1, sum);
         ArmQuadrature {
             kernel,
             log_peak,
@@ -880,27 +1113,59 @@ impl<'a> ArmQuadrature<'a> {
     }
 }
 
-/// The edges of the pieces: each window cut into pieces on its own scale
-/// (more for a grid prior, as many as its posterior needed cells / 8), the
-/// union of all the cuts sorted, and any piece wider than `MAX_PIECE` split.
-fn piece_edges(windows: &[(f64, f64, usize)]) -> Vec<f64> {
-    let mut cuts = Vec::new();
-    for (lo, hi, cells) in windows {
-        let pieces = PIECES_PER_WINDOW.max(cells / 8);
-        let width = (hi - lo) / pieces as f64;
-        cuts.extend((0..pieces).map(|j| lo + width * j as f64));
-        cuts.push(*hi);
-    }
-    cuts.sort_by(f64::total_cmp);
-    cuts.dedup();
-    let mut edges = Vec::with_capacity(cuts.len());
-    for pair in cuts.windows(2) {
-        let gap = pair[1] - pair[0];
-        let split = (gap / MAX_PIECE).ceil().max(1.0) as usize;
-        edges.extend((0..split).map(|j| pair[0] + gap * j as f64 / split as f64));
-    }
-    if let Some(last) = cuts.last() {
-        edges.push(*last);
+/// An arm's window in logit space, the widest piece it needs, and whether
+/// its ends must be edges.
+struct Window {
+    lo: f64,
+    hi: f64,
+    width: f64,
+    hard: bool,
+}
+
+/// The edges of the pieces, from the leftmost window's start to the
+/// rightmost's end: each piece as wide as the narrowest arm whose window
+/// holds its left edge needs (its window cut into `PIECES_PER_WINDOW`, more
+/// for a grid prior: as many as its posterior needed cells / 8), never wider
+/// than `MAX_PIECE` nor than any arm whose window it meets, and never
+/// stepping over a hard window end or far into a much narrower window. Where arms overlap, that costs the narrowest arm's
+/// pieces, not the union of every arm's cuts; a soft window end (a density
+/// down to e^-36) may fall inside a piece.
+fn piece_edges(windows: &[Window]) -> Vec<f64> {
+    let start = windows.iter().map(|w| w.lo).fold(f64::INFINITY, f64::min);
+    let end = windows
+        .iter()
+        .map(|w| w.hi)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let mut edges = vec![start];
+    let mut t = start;
+    while t < end {
+        let width = windows
+            .iter()
+            .filter(|w| w.lo <= t && t < w.hi)
+            .fold(MAX_PIECE, |narrowest, w| narrowest.min(w.width));
+        let mut next = t + width;
+        for w in windows {
+            // A window starting inside the piece: a much narrower one (the
+            // next arm across a gap) starts a piece of its own; one of
+            // about the same width only caps this piece's width, so that
+            // arms starting a little apart do not leave slivers.
+            if w.lo > t && w.lo < next {
+                if w.hard || w.width < 0.5 * width {
+                    next = w.lo;
+                } else {
+                    next = next.min(t + w.width);
+                }
+            }
+            if w.hard && w.hi > t && w.hi < next {
+                next = w.hi;
+            }
+        }
+        // No sliver of a piece at the end.
+        if next >= end - 1e-9 * width {
+            next = end;
+        }
+        edges.push(next);
+        t = next;
     }
     edges
 }
@@ -917,6 +1182,10 @@ struct Rule {
     /// at the nodes gives the coefficient of P_n in their interpolating
     /// polynomial (the rule is exact for the products, of degree < 2 NODES).
     legendre: [[f64; NODES]; NODES],
+    /// recurrence[n] = ((2n + 1)/(n + 1), n/(n + 1), 2n + 1): P_{n+1}(x) =
+    /// a x P_n(x) − b P_{n−1}(x) and P'_{n+1} = P'_{n−1} + c P_n, without a
+    /// division or a conversion per step.
+    recurrence: [(f64, f64, f64); NODES],
 }
 
 fn rule() -> &'static Rule {
@@ -953,11 +1222,16 @@ fn rule() -> &'static Rule {
                 }
             }
         }
+        let recurrence = std::array::from_fn(|n| {
+            let n = n as f64;
+            ((2.0 * n + 1.0) / (n + 1.0), n / (n + 1.0), 2.0 * n + 1.0)
+        });
         Rule {
             nodes,
             weights,
             integration,
             legendre,
+            recurrence,
         }
     })
 }
@@ -994,6 +1268,19 @@ fn gauss_legendre() -> ([f64; NODES], [f64; NODES]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_short_series_of_ln_1p_agrees_with_libm() {
+        for z in [
+            0.0, 1e-12, -3e-7, 1e-4, -0.002, 0.01, -0.0312, 0.0312, 0.2, -0.5,
+        ] {
+            let (got, want) = (ln_1p_near_zero(z), f64::ln_1p(z));
+            assert!(
+                (got - want).abs() <= 2.0 * f64::EPSILON * want.abs(),
+                "{z}: {got} vs {want}"
+            );
+        }
+    }
 
     #[test]
     fn the_rule_integrates_polynomials_and_its_matrix_their_antiderivatives() {
