@@ -24,9 +24,16 @@ fn figures(counts: &[(u64, u64)], rope: f64) -> ExperimentFigures {
 #[test]
 fn a_clear_winner_below_the_threshold_of_caring_is_shipped() {
     let got = figures(&[(1_000, 9_000), (1_500, 8_500), (1_020, 8_980)], 0.01);
-    let verdict = decide(&got, 0, 0.001, 0.95);
+    let verdict = decide(&got, &["old", "new", "other"], 0, 0.001, 0.95);
     assert_eq!(verdict.decision, Decision::Ship { arm: 1 }, "{verdict:?}");
-    assert!(verdict.reason.contains("Arm 1"), "{}", verdict.reason);
+    assert!(verdict.reason.starts_with("new has"), "{}", verdict.reason);
+    // Arms without a name are called by their index.
+    let unnamed = decide(&got, &[], 0, 0.001, 0.95);
+    assert!(
+        unnamed.reason.starts_with("arm 1 has"),
+        "{}",
+        unnamed.reason
+    );
 }
 
 #[test]
@@ -37,7 +44,7 @@ fn arms_inside_the_rope_keep_the_control_even_when_a_loss_is_below_the_threshold
     let n = 1_000_000_000u64;
     let got = figures(&[(n / 2, n / 2), (n / 2 + 5_000, n / 2 - 5_000)], 0.01);
     assert!(got.arms[1].expected_loss < 0.001);
-    let verdict = decide(&got, 0, 0.001, 0.95);
+    let verdict = decide(&got, &[], 0, 0.001, 0.95);
     assert_eq!(
         verdict.decision,
         Decision::NoMeaningfulDifference,
@@ -53,7 +60,7 @@ fn arms_inside_the_rope_keep_the_control_even_when_a_loss_is_below_the_threshold
 #[test]
 fn an_experiment_short_of_evidence_keeps_running() {
     let got = figures(&[(3, 5), (4, 4)], 0.01);
-    let verdict = decide(&got, 0, 0.001, 0.95);
+    let verdict = decide(&got, &[], 0, 0.001, 0.95);
     assert_eq!(verdict.decision, Decision::KeepRunning, "{verdict:?}");
     assert!(
         verdict.reason.contains("keep running"),

@@ -64,12 +64,20 @@ pub struct Verdict {
 /// In order: no meaningful difference when every non-control arm's
 /// P(uplift in ROPE) >= `mass`; else ship the arm with the smallest expected
 /// loss if that loss is below the threshold; else keep running.
+///
+/// `names` name the arms in the reason (an arm without one is "arm <index>").
 pub fn decide(
     figures: &ExperimentFigures,
+    names: &[&str],
     control: usize,
     threshold_of_caring: f64,
     mass: f64,
 ) -> Verdict {
+    let name = |arm: usize| -> String {
+        names
+            .get(arm)
+            .map_or_else(|| format!("arm {arm}"), |n| (*n).to_owned())
+    };
     let variants: Vec<(usize, f64)> = figures
         .arms
         .iter()
@@ -84,7 +92,8 @@ pub fn decide(
                 decision: Decision::NoMeaningfulDifference,
                 reason: format!(
                     "Every variant's uplift over the control is inside the ROPE with probability \
-                     at least {prob:.4} (arm {arm} the least), which reaches {mass}: keep the control."
+                     at least {prob:.4} ({} the least), which reaches {mass}: keep the control.",
+                    name(arm)
                 ),
             };
         }
@@ -99,9 +108,11 @@ pub fn decide(
             return Verdict {
                 decision: Decision::Ship { arm },
                 reason: format!(
-                    "Arm {arm} has the smallest expected loss, {:.3e}, below the threshold of \
-                     caring {threshold_of_caring:e}, and P(best) {:.4}: ship it.",
-                    figures.expected_loss, figures.prob_best
+                    "{} has the smallest expected loss, {}, below the threshold of \
+                     caring {threshold_of_caring}, and P(best) {:.4}: ship it.",
+                    name(arm),
+                    small(figures.expected_loss),
+                    figures.prob_best
                 ),
             };
         }
@@ -111,10 +122,20 @@ pub fn decide(
     Verdict {
         decision: Decision::KeepRunning,
         reason: format!(
-            "The smallest expected loss, {loss:.3e}, is not below the threshold of caring \
-             {threshold_of_caring:e}, and the least P(uplift in ROPE), {rope:.4}, is below \
-             {mass}: keep running."
+            "The smallest expected loss, {}, is not below the threshold of caring \
+             {threshold_of_caring}, and the least P(uplift in ROPE), {rope:.4}, is below \
+             {mass}: keep running.",
+            small(loss)
         ),
+    }
+}
+
+/// A loss as people read it: 0.0123, or 4.56e-5 when small.
+fn small(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() || x >= 1e-3 {
+        format!("{x:.4}")
+    } else {
+        format!("{x:.2e}")
     }
 }
 

@@ -375,7 +375,13 @@ impl Figures {
             .iter()
             .map(|p| p.summary(mass))
             .collect::<Result<Vec<_>, _>>()?;
-        let verdict = decide(&figures, control, spec.threshold_of_caring, mass);
+        let verdict = decide(
+            &figures,
+            &spec.arms.iter().map(ModelId::as_str).collect::<Vec<_>>(),
+            control,
+            spec.threshold_of_caring,
+            mass,
+        );
         Ok(Figures {
             figures,
             summaries,

@@ -96,7 +96,7 @@ async fn an_experiment_serves_the_engines_figures_and_decision_for_its_arms() {
             }
         }
     }
-    let verdict = decide(&want, 0, 0.001, 0.89);
+    let verdict = decide(&want, &["a", "b", "c"], 0, 0.001, 0.89);
     assert_eq!(served["decision"]["reason"], json!(verdict.reason));
     let want_srm = srm(&[1000, 1000, 2000], &[1.0, 1.0, 2.0]).unwrap();
     close(&served["srm"]["p_value"], want_srm.p_value, "SRM p-value");
