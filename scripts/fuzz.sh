@@ -133,7 +133,7 @@ fuzz() {
     tail -n 40 "$WORK/$name.log" >&2
   fi
 }
-fuzz producer "$PRODUCER_PORT" '^/(observations|update_model/|healthz$|readyz$|metrics$)'
+fuzz producer "$PRODUCER_PORT" '^/(observations|update_model/|uploads|healthz$|readyz$|metrics$)'
 fuzz model-service "$MODEL_PORT" '^/(posterior$|models|compare$|healthz$|readyz$|metrics$|openapi\.json$|$)'
 
 [ -z "$FAILED" ] || die "fuzzing found failures in:$FAILED"
