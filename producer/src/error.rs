@@ -175,19 +175,23 @@ pub struct CsvErrorDetail {
     #[schema(example = "invalid_csv")]
     pub code: &'static str,
     pub message: String,
-    /// How many lines are invalid in all.
-    pub count: u64,
-    /// The first of them (at most `uploads.max_errors`), in line order.
-    pub errors: Vec<LineError>,
+    /// How many lines are invalid in all (only for `invalid_csv`: other
+    /// 422s, such as `invalid_parameter`, have the common shape).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub count: Option<u64>,
+    /// The first of them (at most `uploads.max_errors`), in line order
+    /// (only for `invalid_csv`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<Vec<LineError>>,
 }
 
 fn invalid_csv(code: &'static str, message: String, count: u64, errors: &[LineError]) -> Response {
     let body = CsvErrorBody {
         error: CsvErrorDetail {
             code,
-            count,
+            count: Some(count),
             message,
-            errors: errors.to_vec(),
+            errors: Some(errors.to_vec()),
         },
     };
     let mut response = (StatusCode::UNPROCESSABLE_ENTITY, axum::Json(body)).into_response();

@@ -16,10 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, CsvErrorBody, ErrorBody};
 use crate::state::AppState;
-use crate::uploads::{self, Source};
-
-/// The longest file name kept (longer ones are cut).
-const MAX_FILENAME_CHARS: usize = 255;
+use crate::uploads::{self, Source, MAX_FILENAME_CHARS};
 
 /// `POST /uploads` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -208,9 +205,14 @@ pub async fn post_upload(
                 .map_err(|e| ApiError::BadRequest(e.body_text()))?,
         ),
     };
-    let filename = query
-        .filename
-        .map(|name| name.chars().take(MAX_FILENAME_CHARS).collect());
+    if let Some(name) = &query.filename {
+        if name.chars().count() > MAX_FILENAME_CHARS {
+            return Err(ApiError::InvalidParameter(format!(
+                "filename must be at most {MAX_FILENAME_CHARS} characters"
+            )));
+        }
+    }
+    let filename = query.filename.as_deref().map(uploads::filename);
     let request = uploads::Request {
         filename,
         model,

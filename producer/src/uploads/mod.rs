@@ -219,7 +219,7 @@ async fn feed(
                 continue;
             }
             if request.filename.is_none() {
-                request.filename = field.file_name().map(str::to_owned);
+                request.filename = field.file_name().map(filename);
             }
             loop {
                 let chunk = field.chunk().await.map_err(|e| e.to_string());
@@ -235,4 +235,16 @@ async fn feed(
             }
         },
     }
+}
+
+/// The longest file name kept, in characters (the column's width).
+pub const MAX_FILENAME_CHARS: usize = 255;
+
+/// A file name as it is kept: without NUL characters (which Postgres text
+/// cannot hold) and cut to [`MAX_FILENAME_CHARS`].
+pub fn filename(name: &str) -> String {
+    name.chars()
+        .filter(|c| *c != '\0')
+        .take(MAX_FILENAME_CHARS)
+        .collect()
 }
