@@ -91,6 +91,26 @@ struct ErrorBody {
 struct ErrorDetail {
     code: String,
     message: String,
+    /// An invalid CSV's first bad lines (`invalid_csv`).
+    #[serde(default)]
+    errors: Vec<LineError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct LineError {
+    line: u64,
+    message: String,
+}
+
+impl ErrorDetail {
+    /// The message, and for an invalid CSV its first bad line: the one
+    /// line a person needs to fix the file.
+    fn into_message(self) -> String {
+        match self.errors.first() {
+            Some(first) => format!("{}; line {}: {}", self.message, first.line, first.message),
+            None => self.message,
+        }
+    }
 }
 
 impl Service {
@@ -131,8 +151,8 @@ impl Service {
         Err(match serde_json::from_str::<ErrorBody>(&text) {
             Ok(body) => ClientError::Service {
                 status: status.as_u16(),
-                code: body.error.code,
-                message: body.error.message,
+                code: body.error.code.clone(),
+                message: body.error.into_message(),
             },
             Err(_) => ClientError::Status {
                 service: self.name,

@@ -230,6 +230,22 @@ async fn an_upload_reaches_applied_and_the_same_file_again_fails_naming_the_firs
     );
     stack.model_with_trials(&model, 12).await;
 
+    // An invalid file names its first bad line.
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "outcome\nw\nbanana\n").unwrap();
+    let err = error_line(
+        &run_on(
+            &stack,
+            &["upload", bad.to_str().unwrap(), "--model", &model],
+        )
+        .await,
+    );
+    assert!(
+        err.contains("; line 3: ") && err.contains("banana"),
+        "{err}"
+    );
+    assert!(err.ends_with("(422 invalid_csv)"), "{err}");
+
     let missing = dir.path().join("missing.csv");
     let err = error_line(&run_on(&stack, &["upload", missing.to_str().unwrap()]).await);
     assert!(
