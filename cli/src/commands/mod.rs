@@ -10,6 +10,7 @@ mod watch;
 
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -54,6 +55,9 @@ fn print_json(value: &serde_json::Value) -> Result<(), CommandError> {
     print(&format!("{text}\n"))
 }
 
+/// How often a progress bar's spinner turns.
+const TICK: Duration = Duration::from_millis(100);
+
 /// A progress bar on stderr, drawn only when stderr is a terminal: output
 /// that is piped or captured stays free of control characters.
 fn progress_bar(length: u64, template: &str) -> ProgressBar {
@@ -61,6 +65,9 @@ fn progress_bar(length: u64, template: &str) -> ProgressBar {
     if let Ok(style) = ProgressStyle::with_template(template) {
         bar.set_style(style.progress_chars("=> "));
     }
+    // The spinner keeps turning while nothing moves (the producer
+    // validating a large file), so a wait does not look like a hang.
+    bar.enable_steady_tick(TICK);
     bar
 }
 

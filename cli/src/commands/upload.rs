@@ -75,8 +75,14 @@ pub async fn upload(
     );
     bar.set_message(filename.clone());
     let counter = bar.clone();
-    let chunks = ReaderStream::with_capacity(file, CHUNK_BYTES)
-        .inspect_ok(move |chunk| counter.inc(chunk.len() as u64));
+    let sent_all = format!("{filename}, validated by the producer");
+    let chunks = ReaderStream::with_capacity(file, CHUNK_BYTES).inspect_ok(move |chunk| {
+        counter.inc(chunk.len() as u64);
+        // The producer validates the whole file before it answers.
+        if counter.position() >= length {
+            counter.set_message(sent_all.clone());
+        }
+    });
 
     let mut query = vec![("filename", filename.clone())];
     if let Some(model) = &options.model {
@@ -94,8 +100,6 @@ pub async fn upload(
         )
         .header(CONTENT_LENGTH, length)
         .body(reqwest::Body::wrap_stream(chunks));
-    // The producer validates the whole file before it answers.
-    bar.set_message(format!("{filename} (validating when sent)"));
     let sent = producer.json::<Upload>(request).await;
     bar.finish_and_clear();
     let upload = sent?;
