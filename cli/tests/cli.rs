@@ -7,7 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader, Write};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Instant;
 
@@ -94,6 +94,16 @@ fn upload_id(line: &str) -> &str {
     line.strip_prefix("upload ")
         .and_then(|rest| rest.split(':').next())
         .unwrap_or_else(|| panic!("no upload id in {line:?}"))
+}
+
+/// A child process that does not outlive a failed test.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// A port nothing listens on: bound by the system, then released.
@@ -390,14 +400,16 @@ async fn watch_prints_the_posterior_again_when_the_model_changes() {
     success(&run_on(&stack, &["post", &model, "w"]).await);
     stack.model_with_trials(&model, 1).await;
 
-    let mut child = bayes(&stack.producer, &stack.model)
-        .args(["watch", &model])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        bayes(&stack.producer, &stack.model)
+            .args(["watch", &model])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let (tx, lines) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
+    let stdout = child.0.stdout.take().unwrap();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines() {
             if tx.send(line.unwrap()).is_err() {
@@ -423,8 +435,10 @@ async fn watch_prints_the_posterior_again_when_the_model_changes() {
     success(&run_on(&stack, &["post", &model, "w", "l"]).await);
     tokio::task::block_in_place(|| wait_for_trials(3));
 
-    child.kill().unwrap();
-    let output = child.wait_with_output().unwrap();
-    assert_eq!(String::from_utf8_lossy(&output.stderr), "");
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.0.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert_eq!(stderr, "");
     stack.stop().await;
 }
