@@ -13,11 +13,12 @@ COPY producer/Cargo.toml producer/
 COPY consumer/Cargo.toml consumer/
 COPY model-service/Cargo.toml model-service/
 COPY system-tests/Cargo.toml system-tests/
-RUN for crate in domain platform test-support producer consumer model-service system-tests; do \
+COPY cli/Cargo.toml cli/
+RUN for crate in domain platform test-support producer consumer model-service system-tests cli; do \
       mkdir -p "$crate/src" && touch "$crate/src/lib.rs" && echo 'fn main() {}' > "$crate/src/main.rs"; \
     done \
     && cargo build --release --locked -p producer -p consumer -p model-service \
-    && rm -rf domain/src platform/src test-support/src producer/src consumer/src model-service/src system-tests/src
+    && rm -rf domain/src platform/src test-support/src producer/src consumer/src model-service/src system-tests/src cli/src
 # Then the sources.
 COPY . .
 RUN touch domain/src/lib.rs platform/src/lib.rs producer/src/lib.rs consumer/src/lib.rs model-service/src/lib.rs \

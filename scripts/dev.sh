@@ -205,7 +205,9 @@ fi
 log "building ($PROFILE)"
 cargo_flags=()
 [ "$PROFILE" = release ] && cargo_flags+=(--release)
-cargo build "${cargo_flags[@]}" -p producer -p consumer -p model-service --bins
+# One invocation for the services and the `bayes` client: one feature set,
+# nothing compiled twice.
+cargo build "${cargo_flags[@]}" -p producer -p consumer -p model-service -p cli --bins
 BIN="$CARGO_TARGET_DIR/$PROFILE"
 
 # Postgres.
@@ -359,6 +361,12 @@ Try:
   curl -sS localhost:$MODEL_PORT/posterior | head -c 600; echo
   echo 'globe:WLWWWLWLW' | kcat -b $BROKERS -t observations -P -K:
   open http://127.0.0.1:$MODEL_PORT/ in a browser
+
+The command-line client (its defaults are these ports):
+  ${BIN#"$ROOT"/}/bayes post globe WLWWWLWLW
+  ${BIN#"$ROOT"/}/bayes posterior globe
+  ${BIN#"$ROOT"/}/bayes watch globe
+  or put it on your PATH:  export PATH="$BIN:\$PATH"
 
 $CONSOLE
 ${FALLBACK_WHY:+

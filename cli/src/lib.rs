@@ -1,0 +1,133 @@
+//! `bayes`, the command-line client: the arguments ([`Cli`]), one HTTP
+//! client per service (`client`), one module per command (`commands`) and the
+//! aligned tables they print (`table`).
+//!
+//! Output for people goes to stdout; progress bars go to stderr and only when
+//! it is a terminal, so scripts and tests read clean output. Every failure
+//! ends as one line on stderr and exit code 1 (clap's usage errors exit 2).
+
+mod client;
+mod commands;
+mod table;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use reqwest::Url;
+
+pub use client::ClientError;
+pub use commands::CommandError;
+
+/// Talk to the Bayesian pipeline's producer and model service.
+#[derive(Debug, Parser)]
+#[command(name = "bayes", version)]
+pub struct Cli {
+    /// The producer's base URL (observations and uploads).
+    #[arg(
+        long,
+        env = "BAYES_PRODUCER_URL",
+        default_value = "http://127.0.0.1:8000",
+        global = true
+    )]
+    pub producer_url: Url,
+    /// The model service's base URL (posteriors, models, experiments, events).
+    #[arg(
+        long,
+        env = "BAYES_MODEL_URL",
+        default_value = "http://127.0.0.1:8001",
+        global = true
+    )]
+    pub model_url: Url,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to do.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Send outcomes of one model: `bayes post globe WLWWWLWLW` or `bayes post globe w l w`.
+    Post {
+        /// The model, e.g. `globe`.
+        model: String,
+        /// Outcomes `w`/`l` (also `1`/`0`, `success`/`failure`) or runs like `WLWWWLWLW`.
+        #[arg(required = true)]
+        outcomes: Vec<String>,
+    },
+    /// Upload a CSV file (possibly `.gz`) and follow it until the consumer applied it.
+    Upload {
+        /// The CSV: a header row with `model` (optional with --model), `outcome` or `successes` and `trials`.
+        file: PathBuf,
+        /// The model of rows that name none.
+        #[arg(long)]
+        model: Option<String>,
+        /// Count a file that was uploaded before once more.
+        #[arg(long)]
+        force: bool,
+        /// Print the upload's id and return as soon as the producer accepted it.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// A model's posterior: counts, version, mean, sd, median, PI and HPDI.
+    Posterior {
+        /// The model, e.g. `globe`.
+        model: String,
+        /// The mass of the intervals, strictly between 0 and 1 (the service's default: 0.89).
+        #[arg(long)]
+        mass: Option<f64>,
+        /// As of this version (0: the prior alone).
+        #[arg(long)]
+        version: Option<u64>,
+        /// Print the service's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Every model with its counts.
+    Models {
+        /// Print JSON (`{"models": [...]}`) instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a model's posterior and redraw it whenever it changes, until Ctrl-C.
+    Watch {
+        /// The model, e.g. `globe`.
+        model: String,
+    },
+    /// An experiment's arms, decision and sample-ratio check.
+    Experiment {
+        /// The experiment's id.
+        id: String,
+        /// Print the service's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs one command to its end.
+pub async fn run(cli: Cli) -> Result<(), CommandError> {
+    let services = client::Services::new(cli.producer_url, cli.model_url)?;
+    match cli.command {
+        Command::Post { model, outcomes } => commands::post(&services, &model, &outcomes).await,
+        Command::Upload {
+            file,
+            model,
+            force,
+            no_wait,
+        } => {
+            let options = commands::UploadOptions {
+                model,
+                force,
+                wait: !no_wait,
+            };
+            commands::upload(&services, &file, options).await
+        }
+        Command::Posterior {
+            model,
+            mass,
+            version,
+            json,
+        } => commands::posterior(&services, &model, mass, version, json).await,
+        Command::Models { json } => commands::models(&services, json).await,
+        Command::Watch { model } => commands::watch(&services, &model).await,
+        Command::Experiment { id, json } => commands::experiment(&services, &id, json).await,
+    }
+}
