@@ -11,7 +11,7 @@ use platform::store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::uploads::LineError;
+use crate::uploads::spool::LineError;
 
 pub use platform::http::{ErrorBody, ErrorDetail};
 

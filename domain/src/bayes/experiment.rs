@@ -62,8 +62,8 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::decision::upper_incomplete_gamma;
 use super::posterior::{ln_sigmoid, sigmoid, Kernel};
+use super::special::upper_incomplete_gamma;
 use super::{
     check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior, DEFAULT_MASS,
 };

@@ -31,6 +31,7 @@ mod decision;
 mod display;
 mod experiment;
 mod posterior;
+mod special;
 
 pub use decision::{
     bandit_weights, decide, srm, BanditOptions, BanditWeights, Decision, Srm, Verdict,
