@@ -137,7 +137,7 @@ fuzz() {
 # request it generated from an invalid query as accepted (ST201), not yet
 # understood; it found no 5xx there. GET /uploads/{id} is fuzzed.
 fuzz producer "$PRODUCER_PORT" '^/(observations|update_model/|uploads/|healthz$|readyz$|metrics$)'
-fuzz model-service "$MODEL_PORT" '^/(posterior$|models|compare$|healthz$|readyz$|metrics$|openapi\.json$|$)'
+fuzz model-service "$MODEL_PORT" '^/(posterior$|models|compare$|experiments|healthz$|readyz$|metrics$|openapi\.json$|$)'
 
 [ -z "$FAILED" ] || die "fuzzing found failures in:$FAILED"
 log "fuzzing found nothing"

@@ -6,7 +6,10 @@ that kind, and the schema states them in words only:
 
 - a `step` prior needs `lower < upper`;
 - a `grid` prior needs at least one weight above zero;
-- an observation's `successes` may not exceed its `trials`.
+- an observation's `successes` may not exceed its `trials`;
+- an experiment's arms are distinct, its control is one of them, its
+  `planned_weights` has one positive weight an arm and its bandit's
+  `floor` is at most 1/arms.
 
 Left alone, the fuzzer would count the server's 422 for such a body as a
 valid request rejected. The hook repairs exactly these cases, and only
@@ -74,6 +77,26 @@ def _repair_upload(case):
         body["file"] = _valid_csv().encode()
 
 
+def _repair_experiment(body):
+    arms = body.get("arms")
+    if not (isinstance(arms, list) and 2 <= len(arms) <= 20 and all(isinstance(a, str) for a in arms)):
+        return
+    seen = set()
+    for i, arm in enumerate(arms):
+        if arm in seen:
+            arms[i] = "arm%d-%s" % (i, uuid.uuid4().hex[:8])
+        seen.add(arms[i])
+    if isinstance(body.get("control"), str) and body["control"] not in arms:
+        body["control"] = arms[0]
+    weights = body.get("planned_weights")
+    if isinstance(weights, list) and all(_number(w) for w in weights):
+        fixed = [w if w > 0 else 1 for w in weights][: len(arms)]
+        body["planned_weights"] = fixed + [1] * (len(arms) - len(fixed))
+    bandit = body.get("bandit")
+    if isinstance(bandit, dict) and _number(bandit.get("floor")) and bandit["floor"] * len(arms) > 1:
+        bandit["floor"] = 0
+
+
 @schemathesis.hook
 def before_call(context, case, kwargs):
     # Runs before every request of every phase (explicit examples, coverage,
@@ -84,6 +107,7 @@ def before_call(context, case, kwargs):
         _repair_upload(case)
         return
     if isinstance(body, dict):
+        _repair_experiment(body)
         _repair_prior(body.get("prior"))
         _repair_observation(body)
     elif isinstance(body, list):

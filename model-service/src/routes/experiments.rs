@@ -35,7 +35,7 @@ const DEFAULT_PAGE: u32 = 100;
 const MAX_PAGE: u32 = 1_000;
 /// Points drawn in an experiment's history plot at most.
 const HISTORY_PLOT_POINTS: u64 = 200;
-/// The longest unit id, as stored.
+/// The longest unit id, in characters (the column is VARCHAR(255)).
 const MAX_UNIT_LEN: usize = 255;
 
 /// An experiment id from a path: one that cannot be valid names none (404).
@@ -166,13 +166,8 @@ async fn arms_at(
     }
     if let Some(since) = since {
         let start = merged(state, arms, Points::AtOrBefore(since)).await?;
-        let from_version = start.as_ref().map_or(0, |p| p.position);
-        if from_version > point.version {
-            return Err(ApiError::invalid(format!(
-                "the window starts at {since}, after the version answered ({})",
-                point.version
-            )));
-        }
+        // A window that starts after the point answered holds nothing.
+        let from_version = start.as_ref().map_or(0, |p| p.position).min(point.version);
         for (i, snapshot) in snapshots.iter_mut().enumerate() {
             let before = start
                 .as_ref()
@@ -184,18 +179,11 @@ async fn arms_at(
                 .successes
                 .checked_sub(before.counts.successes)
                 .zip(snapshot.counts.failures.checked_sub(before.counts.failures))
-                .map(|(s, f)| Counts::new(s, f))
-                .ok_or_else(|| {
-                    ApiError::Internal(anyhow::anyhow!(
-                        "arm {} has fewer counts at version {} than at {since}",
-                        snapshot.model,
-                        snapshot.version
-                    ))
-                })?;
+                .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f));
             snapshot.counts = counts;
             snapshot.window = Some(Window {
                 since,
-                from_version: before.version,
+                from_version: before.version.min(snapshot.version),
             });
         }
         point.window = Some(ExperimentWindow {
@@ -388,6 +376,7 @@ pub struct ExperimentParams {
     #[param(format = DateTime)]
     since: Option<String>,
     /// Only the observations committed within this span before `at` (or now): `7d`, `24h`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     window: Option<String>,
 }
 
@@ -677,6 +666,7 @@ pub struct PosteriorsPlotParams {
     #[param(format = DateTime)]
     since: Option<String>,
     /// Only the observations committed within this span: `7d`, `24h`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     window: Option<String>,
 }
 
@@ -920,9 +910,10 @@ pub async fn assign(
     let body: AssignmentBody = serde_json::from_value(serde_json::Value::Object(body))
         .map_err(|e| ApiError::Rejected(Rejection::InvalidBody(e.to_string())))?;
     let unit = body.unit;
-    if unit.is_empty() || unit.len() > MAX_UNIT_LEN || unit.chars().any(char::is_control) {
+    let length = unit.chars().count();
+    if length == 0 || length > MAX_UNIT_LEN || unit.chars().any(char::is_control) {
         return Err(ApiError::invalid(format!(
-            "unit must be 1 to {MAX_UNIT_LEN} bytes without control characters"
+            "unit must be 1 to {MAX_UNIT_LEN} characters without control characters"
         )));
     }
     let record = load_experiment(&state, &id).await?;

@@ -196,36 +196,34 @@ impl TimeTravel {
     }
 
     /// Where the window starts, if one was asked for: `since`, or `window`
-    /// before `at` (now when `at` is absent). Both at once is a mistake.
+    /// before `at` (now when `at` is absent); with both, the later start.
     pub fn window_start(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
-        match (&self.since, &self.window) {
-            (Some(_), Some(_)) => Err(ApiError::invalid(
-                "give either `since` or `window`, not both",
-            )),
-            (Some(since), None) => parse_time("since", since).map(Some),
-            (None, Some(window)) => {
-                let span = humantime::parse_duration(window.trim()).map_err(|e| {
-                    ApiError::invalid(format!(
-                        "`window` must be a duration such as 7d, 24h or 90m: {e}"
-                    ))
-                })?;
+        let since = self
+            .since
+            .as_deref()
+            .map(|since| parse_time("since", since))
+            .transpose()?;
+        let by_span = match &self.window {
+            Some(window) => {
+                let span = parse_window(window)?;
                 let end = match &self.at {
                     Some(at) => parse_time("at", at)?,
                     None => Utc::now(),
                 };
-                let span = chrono::Duration::from_std(span)
-                    .ok()
-                    .filter(|span| *span > chrono::Duration::zero())
-                    .ok_or_else(|| {
-                        ApiError::invalid(
-                            "`window` must be positive and at most ~290 million years",
-                        )
-                    })?;
-                end.checked_sub_signed(span)
-                    .map(Some)
-                    .ok_or_else(|| ApiError::invalid("`window` reaches before the earliest time"))
+                // Before year 1 nothing was committed (and Postgres's
+                // timestamps end at 4713 BC): start there at the earliest.
+                let earliest = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)
+                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
+                Some(
+                    end.checked_sub_signed(span)
+                        .map_or(earliest, |t| t.max(earliest)),
+                )
             }
-            (None, None) => Ok(None),
+            None => None,
+        };
+        match (since, by_span) {
+            (Some(a), Some(b)) => Ok(Some(a.max(b))),
+            (a, b) => Ok(a.or(b)),
         }
     }
 }
@@ -306,18 +304,14 @@ async fn windowed(
     )
     .await?
     .map_or((Counts::ZERO, 0), |row| (row.counts, row.version));
+    // A window that starts after the point answered holds nothing.
     let counts = end
         .counts
         .successes
         .checked_sub(start.successes)
         .zip(end.counts.failures.checked_sub(start.failures))
-        .map(|(s, f)| Counts::new(s, f))
-        .ok_or_else(|| {
-            ApiError::invalid(format!(
-                "the window starts at {since}, after the version answered ({})",
-                end.version
-            ))
-        })?;
+        .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f));
+    let from_version = from_version.min(end.version);
     Ok(Snapshot {
         counts,
         window: Some(Window {
@@ -390,6 +384,36 @@ async fn as_of(
         Some(config) => counts.configured(config),
         None => counts,
     })
+}
+
+/// A window such as `7d`, `24h` or `90m`: a whole number from 1 to 999999
+/// and one unit, `s`, `m` (minutes), `h`, `d` or `w`; the OpenAPI document
+/// declares the same as the pattern `^[1-9][0-9]{0,5}[smhdw]$`, and
+/// anything else is refused, so the schema and the service agree.
+fn parse_window(raw: &str) -> Result<chrono::Duration, ApiError> {
+    let invalid = || {
+        ApiError::invalid(format!(
+            "`window` must be a whole number from 1 to 999999 and a unit (s, m, h, d or w), \
+             such as 7d, 24h or 90m; got {raw:?}"
+        ))
+    };
+    let unit = raw.chars().last().ok_or_else(invalid)?;
+    let digits = &raw[..raw.len() - unit.len_utf8()];
+    let valid_digits = (1..=6).contains(&digits.len())
+        && !digits.starts_with('0')
+        && digits.bytes().all(|b| b.is_ascii_digit());
+    if !valid_digits {
+        return Err(invalid());
+    }
+    let n: i64 = digits.parse().map_err(|_| invalid())?;
+    match unit {
+        's' => Ok(chrono::Duration::seconds(n)),
+        'm' => Ok(chrono::Duration::minutes(n)),
+        'h' => Ok(chrono::Duration::hours(n)),
+        'd' => Ok(chrono::Duration::days(n)),
+        'w' => Ok(chrono::Duration::weeks(n)),
+        _ => Err(invalid()),
+    }
 }
 
 /// RFC 3339. A `+` of an offset arrives as a space when the client did not

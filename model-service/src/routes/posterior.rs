@@ -39,6 +39,7 @@ pub struct PosteriorParams {
     #[param(format = DateTime)]
     since: Option<String>,
     /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     window: Option<String>,
 }
 
@@ -341,6 +342,7 @@ pub struct CompareParams {
     #[param(format = DateTime)]
     since: Option<String>,
     /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     window: Option<String>,
 }
 

@@ -30,7 +30,7 @@ pub const DEFAULT_BANDIT: BanditConfig = BanditConfig {
 pub struct ExperimentBody {
     /// The arms: 2 to 20 distinct model ids (models that do not exist yet
     /// are created with the default prior).
-    #[schema(example = json!(["checkout-a", "checkout-b", "checkout-c"]))]
+    #[schema(schema_with = arms_schema)]
     pub arms: Vec<String>,
     /// The arm the others are compared with; the first arm when absent.
     #[schema(example = "checkout-a")]
@@ -48,6 +48,30 @@ pub struct ExperimentBody {
     #[schema(example = json!([1, 1, 1]))]
     pub planned_weights: Option<Vec<f64>>,
     pub bandit: Option<BanditBody>,
+}
+
+/// `arms` in the OpenAPI document: 2 to 20 distinct model ids.
+fn arms_schema() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    ArrayBuilder::new()
+        .items(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(domain::schema::MODEL_ID_PATTERN)),
+        )
+        .min_items(Some(domain::bayes::MIN_ARMS))
+        .max_items(Some(domain::bayes::MAX_ARMS))
+        .unique_items(true)
+        .description(Some(
+            "The arms: 2 to 20 distinct model ids (models that do not exist yet are created \
+             with the default prior).",
+        ))
+        .examples([serde_json::json!([
+            "checkout-a",
+            "checkout-b",
+            "checkout-c"
+        ])])
+        .build()
 }
 
 /// How `/weights` and `/assignments` allocate units.
@@ -613,8 +637,14 @@ impl WeightsView {
 #[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AssignmentBody {
-    /// The unit to assign (a user, a session): 1 to 255 printable characters.
-    #[schema(example = "user-42", min_length = 1, max_length = 255)]
+    /// The unit to assign (a user, a session): 1 to 255 characters, none of
+    /// them a control character.
+    #[schema(
+        example = "user-42",
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub unit: String,
 }
 

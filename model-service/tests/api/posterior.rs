@@ -588,7 +588,8 @@ async fn a_window_answers_from_the_observations_committed_inside_it_only() {
         "since=yesterday",
         "window=soon",
         "window=0s",
-        "since=2020-01-01T00:00:00Z&window=1d",
+        "window=1 d",
+        "window=1000000d",
     ] {
         app.get_error(
             &format!("/models/globe/posterior?{bad}"),
@@ -597,11 +598,31 @@ async fn a_window_answers_from_the_observations_committed_inside_it_only() {
         )
         .await;
     }
-    // A window that starts after the version answered.
-    app.get_error(
-        &format!("/models/globe/posterior?version=1&since={}", stamp(second)),
-        422,
-        "invalid_parameter",
-    )
-    .await;
+    // With both, the later start: `since` here, inside the last ten years.
+    let body = app
+        .get_json(
+            &format!(
+                "/models/globe/posterior?window=3650d&since={}",
+                stamp(first)
+            ),
+            200,
+        )
+        .await;
+    assert_eq!(body["window"]["from_version"], 1);
+    // A window that starts after the version answered holds nothing.
+    let body = app
+        .get_json(
+            &format!("/models/globe/posterior?version=1&since={}", stamp(second)),
+            200,
+        )
+        .await;
+    assert_eq!(body["trials"], 0);
+    // One that reaches before year 1 starts there: everything.
+    let body = app
+        .get_json(
+            "/models/globe/posterior?window=999999w&at=0163-09-06T15:08:44Z",
+            200,
+        )
+        .await;
+    assert_eq!(body["trials"], 0);
 }
