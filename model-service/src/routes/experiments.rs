@@ -15,13 +15,15 @@ use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::bayes::Counts;
 use domain::ModelId;
-use platform::http::{ApiJson, ApiPath, ApiQuery, Rejection};
+use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store::{self, ExperimentRecord, MergedPoint, ModelRecord, Points};
 use serde::Deserialize;
 
 use super::models::BearerAuth;
 use super::plots::{dimension, DEFAULT_HEIGHT, DEFAULT_WIDTH};
-use super::{blocking, data_key, mass, parse_time, timed, TimeTravel};
+use super::{
+    blocking, data_key, mass, object_body, page_limit, parse_time, timed, window_counts, TimeTravel,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::plot::{self, ExperimentPlot, Format};
 use crate::state::{AppState, FiguresKey};
@@ -31,8 +33,6 @@ use crate::views::experiment::{
 };
 use crate::views::{Snapshot, Window};
 
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
 /// Points drawn in an experiment's history plot at most.
 const HISTORY_PLOT_POINTS: u64 = 200;
 /// The longest unit id, in characters (the column is VARCHAR(255)).
@@ -174,13 +174,7 @@ async fn arms_at(
                 .and_then(|p| p.states.get(i))
                 .copied()
                 .unwrap_or_default();
-            let counts = snapshot
-                .counts
-                .successes
-                .checked_sub(before.counts.successes)
-                .zip(snapshot.counts.failures.checked_sub(before.counts.failures))
-                .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f));
-            snapshot.counts = counts;
+            snapshot.counts = window_counts(snapshot.counts, before.counts);
             snapshot.window = Some(Window {
                 since,
                 from_version: before.version.min(snapshot.version),
@@ -287,17 +281,6 @@ pub async fn list(
     }))
 }
 
-fn page_limit(raw: Option<u32>) -> Result<u32, ApiError> {
-    let limit = raw.unwrap_or(DEFAULT_PAGE);
-    if (1..=MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )))
-    }
-}
-
 const ID_PARAM: &str = "Experiment id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit";
 
 /// Creates an experiment or redefines it. Its arms are ordinary models
@@ -329,9 +312,7 @@ pub async fn put(
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
-    // An object first, as for models: serde would also accept an array.
-    let body: ExperimentBody = serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| ApiError::Rejected(Rejection::InvalidBody(e.to_string())))?;
+    let body: ExperimentBody = object_body(body)?;
     let spec = body.validate().map_err(ApiError::InvalidParameter)?;
     let (record, created) = timed(
         "put_experiment",
@@ -907,8 +888,7 @@ pub async fn assign(
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let id = experiment_id(&id)?;
-    let body: AssignmentBody = serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| ApiError::Rejected(Rejection::InvalidBody(e.to_string())))?;
+    let body: AssignmentBody = object_body(body)?;
     let unit = body.unit;
     let length = unit.chars().count();
     if length == 0 || length > MAX_UNIT_LEN || unit.chars().any(char::is_control) {

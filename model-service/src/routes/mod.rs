@@ -304,13 +304,7 @@ async fn windowed(
     )
     .await?
     .map_or((Counts::ZERO, 0), |row| (row.counts, row.version));
-    // A window that starts after the point answered holds nothing.
-    let counts = end
-        .counts
-        .successes
-        .checked_sub(start.successes)
-        .zip(end.counts.failures.checked_sub(start.failures))
-        .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f));
+    let counts = window_counts(end.counts, start);
     let from_version = from_version.min(end.version);
     Ok(Snapshot {
         counts,
@@ -320,6 +314,16 @@ async fn windowed(
         }),
         ..end
     })
+}
+
+/// The counts committed between two points of one model: `end`'s
+/// cumulative counts minus `start`'s. A window that starts after the point
+/// answered holds nothing.
+fn window_counts(end: Counts, start: Counts) -> Counts {
+    end.successes
+        .checked_sub(start.successes)
+        .zip(end.failures.checked_sub(start.failures))
+        .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f))
 }
 
 /// The model at `?version=` / `?at=` (see [`snapshot`]).
@@ -423,6 +427,32 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
     DateTime::parse_from_rfc3339(&fixed)
         .map(|t| t.with_timezone(&Utc))
         .map_err(|e| ApiError::invalid(format!("`{name}` must be an RFC 3339 time: {e}")))
+}
+
+/// Items per page of every paginated route unless `?limit=` says otherwise, and the most.
+const DEFAULT_PAGE: u32 = 100;
+const MAX_PAGE: u32 = 1_000;
+
+/// `?limit=` checked: 1..=1000, default 100.
+fn page_limit(raw: Option<u32>) -> Result<u32, ApiError> {
+    let limit = raw.unwrap_or(DEFAULT_PAGE);
+    if (1..=MAX_PAGE).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(ApiError::invalid(format!(
+            "limit must be between 1 and {MAX_PAGE}, got {limit}"
+        )))
+    }
+}
+
+/// A request body read as a JSON object first, then as `T`: serde would
+/// also fill a struct from an array of its fields (`[null, null]`), which
+/// no client means.
+fn object_body<T: serde::de::DeserializeOwned>(
+    body: serde_json::Map<String, serde_json::Value>,
+) -> Result<T, ApiError> {
+    serde_json::from_value(serde_json::Value::Object(body))
+        .map_err(|e| ApiError::Rejected(platform::http::Rejection::InvalidBody(e.to_string())))
 }
 
 /// `?mass=` checked: strictly between 0 and 1, default 0.89.

@@ -8,19 +8,16 @@ use axum_extra::headers::authorization::Bearer;
 use axum_extra::headers::Authorization;
 use axum_extra::TypedHeader;
 use domain::ModelId;
-use platform::http::{ApiJson, ApiPath, ApiQuery, Rejection};
+use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store::{self, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{load_model, model_id, timed};
+use super::{load_model, model_id, object_body, page_limit, timed};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::views::{ModelConfigBody, ModelInfo, ModelList};
-
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -49,12 +46,7 @@ pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<ModelList>, ApiError> {
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     let after = params
         .after
         .as_deref()
@@ -127,10 +119,7 @@ pub async fn put(
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
     let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
-    // Read as a JSON object first: serde would also fill a struct from an
-    // array of its fields (`[null, null]`), which no client means.
-    let body: ModelConfigBody = serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| ApiError::Rejected(Rejection::InvalidBody(e.to_string())))?;
+    let body: ModelConfigBody = object_body(body)?;
     let config = ModelConfig {
         prior: body.prior,
         grid_size: body.grid_size,

@@ -8,7 +8,9 @@ use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store;
 use serde::Deserialize;
 
-use super::{blocking, data_key, load_model, mass, model_id, snapshot, timed, TimeTravel};
+use super::{
+    blocking, data_key, load_model, mass, model_id, page_limit, snapshot, timed, TimeTravel,
+};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::{AppState, PosteriorKey};
 use crate::views::{
@@ -17,9 +19,6 @@ use crate::views::{
 
 /// Draws returned by `/samples` unless `?n=` says otherwise.
 const DEFAULT_SAMPLES: usize = 1_000;
-/// History versions per page unless `?limit=` says otherwise, and the most.
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -162,12 +161,7 @@ pub async fn history(
 ) -> Result<ApiJson<HistoryView>, ApiError> {
     let id = model_id(&id)?;
     let mass = mass(params.mass)?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
-    if !(1..=MAX_PAGE).contains(&limit) {
-        return Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )));
-    }
+    let limit = page_limit(params.limit)?;
     if let Some(after) = params.after.filter(|a| i64::try_from(*a).is_err()) {
         return Err(ApiError::invalid(format!(
             "after must be at most {}, got {after}",
