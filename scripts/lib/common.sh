@@ -41,6 +41,20 @@ ensure_build_tools() {
   [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 }
 
+# ensure_disk MIB: stops with a clear message unless the filesystem of
+# $CARGO_TARGET_DIR has room for a build of MIB mebibytes in all, counting what
+# the target directory already holds (a warm one needs little more).
+ensure_disk() {
+  local want="$1" dir="$CARGO_TARGET_DIR" have=0 free
+  while [ ! -d "$dir" ]; do dir=$(dirname "$dir"); done
+  [ -d "$CARGO_TARGET_DIR" ] && have=$(du -sm "$CARGO_TARGET_DIR" | cut -f1)
+  free=$(df -Pm "$dir" | awk 'NR == 2 { print $4 }')
+  if [ $((free + have)) -lt "$want" ]; then
+    die "not enough disk: the build and test run need about $want MiB in $CARGO_TARGET_DIR (it holds $have MiB, $free MiB free on its filesystem)"
+  fi
+  log "disk: $free MiB free, the target directory holds $have MiB (about $want MiB needed in all)"
+}
+
 # pg_reachable URL: true when a Postgres answers at URL.
 pg_reachable() {
   command -v psql >/dev/null || apt_install postgresql-client >/dev/null 2>&1 || return 1
