@@ -505,56 +505,67 @@ async fn state_of(db: &DatabaseConnection, model: &str) -> (i64, i64, i64) {
 async fn an_observation_whose_id_was_applied_is_skipped_and_counted_as_a_duplicate() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
+    // Numbered ids on both sides of a chunk boundary (1023 | 1024), and a
+    // plain one: the two tables deduplicate alike.
     let first = [
-        identified("order-1:0", "globe", 1, 0, 0),
-        identified("order-1:1", "globe", 0, 1, 1),
+        identified("order-1:1023", "globe", 1, 0, 0),
+        identified("order-1:1024", "globe", 0, 1, 1),
+        identified("order-1", "globe", 0, 3, 2),
     ];
-    let plain = [delta("globe", 2, 0, 2)];
-    let applied = apply_batch(&db, &batch_with(0, None, 3, &plain, &first), &defaults, "c")
+    let plain = [delta("globe", 2, 0, 3)];
+    let applied = apply_batch(&db, &batch_with(0, None, 4, &plain, &first), &defaults, "c")
         .await
         .unwrap();
     assert_eq!((applied.duplicates, applied.duplicate_trials), (0, 0));
-    assert_eq!(state_of(&db, "globe").await, (3, 1, 1));
+    assert_eq!(state_of(&db, "globe").await, (3, 4, 1));
 
-    // The client retried the whole batch: both ids again, plus a new one.
+    // The client retried the whole batch: the ids again, plus new ones, one
+    // of them `order-1:01024`, which is not `order-1:1024`.
     let retry = [
-        identified("order-1:0", "globe", 1, 0, 3),
-        identified("order-1:1", "globe", 0, 1, 4),
-        identified("order-1:2", "globe", 5, 0, 5),
+        identified("order-1:1023", "globe", 1, 0, 4),
+        identified("order-1:1024", "globe", 0, 1, 5),
+        identified("order-1", "globe", 0, 3, 6),
+        identified("order-1:2", "globe", 5, 0, 7),
+        identified("order-1:01024", "globe", 0, 7, 8),
     ];
-    let applied = apply_batch(&db, &batch_with(0, Some(3), 6, &[], &retry), &defaults, "c")
+    let applied = apply_batch(&db, &batch_with(0, Some(4), 9, &[], &retry), &defaults, "c")
         .await
         .unwrap();
-    assert_eq!((applied.duplicates, applied.duplicate_trials), (2, 2));
-    assert_eq!(state_of(&db, "globe").await, (8, 1, 2));
+    assert_eq!((applied.duplicates, applied.duplicate_trials), (3, 5));
+    assert_eq!(state_of(&db, "globe").await, (8, 11, 2));
 
     // A batch of nothing but repeats moves the offset and touches no model.
     let applied = apply_batch(
         &db,
-        &batch_with(0, Some(6), 7, &[], &retry[..1]),
+        &batch_with(0, Some(9), 10, &[], &retry[..3]),
         &defaults,
         "c",
     )
     .await
     .unwrap();
-    assert_eq!(applied.duplicates, 1);
+    assert_eq!(applied.duplicates, 3);
     assert!(applied.states.is_empty(), "{applied:?}");
-    assert_eq!(state_of(&db, "globe").await, (8, 1, 2));
+    assert_eq!(state_of(&db, "globe").await, (8, 11, 2));
     assert_eq!(
         load_offset(&db, "g", "observations", 0).await.unwrap(),
-        Some(7)
+        Some(10)
     );
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 2);
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_id_bits").await, 2);
 }
 
 #[tokio::test]
 async fn a_rejected_batch_remembers_none_of_its_ids() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
-    let ids = [identified("k", "globe", 1, 0, 0)];
+    let ids = [
+        identified("k", "globe", 1, 0, 0),
+        identified("k:5", "globe", 1, 0, 0),
+    ];
     apply_batch(&db, &batch(None, 1, &[]), &defaults, "c")
         .await
         .unwrap();
-    // A zombie's batch: the compare-and-set fails, so "k" must stay unknown.
+    // A zombie's batch: the compare-and-set fails, so "k" and "k:5" must stay unknown.
     let err = apply_batch(&db, &batch_with(0, Some(0), 1, &[], &ids), &defaults, "c")
         .await
         .unwrap_err();
@@ -563,7 +574,7 @@ async fn a_rejected_batch_remembers_none_of_its_ids() {
         .await
         .unwrap();
     assert_eq!(applied.duplicates, 0);
-    assert_eq!(state_of(&db, "globe").await, (1, 0, 1));
+    assert_eq!(state_of(&db, "globe").await, (2, 0, 1));
 }
 
 #[tokio::test]
@@ -571,9 +582,17 @@ async fn two_partitions_applying_the_same_id_at_once_count_it_once() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
     for round in 0..20i64 {
-        // The same ids on both partitions, in opposite orders.
+        // The same ids on both partitions, in opposite orders: plain ones,
+        // and numbered ones over three chunks.
         let ids: Vec<_> = (0..50)
-            .map(|i| identified(&format!("r{round}-{i}"), "globe", 1, 0, round))
+            .map(|i| {
+                let id = if i % 2 == 0 {
+                    format!("r{round}-{i}")
+                } else {
+                    format!("r{round}:{}", i * 97)
+                };
+                identified(&id, "globe", 1, 0, round)
+            })
             .collect();
         let reversed: Vec<_> = ids.iter().rev().cloned().collect();
         let expected = (round > 0).then_some(round);
@@ -593,7 +612,10 @@ async fn two_partitions_applying_the_same_id_at_once_count_it_once() {
 async fn ids_older_than_the_retention_are_forgotten() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
-    let ids = [identified("old", "globe", 1, 0, 0)];
+    let ids = [
+        identified("old", "globe", 1, 0, 0),
+        identified("old:3", "globe", 1, 0, 0),
+    ];
     apply_batch(&db, &batch_with(0, None, 1, &[], &ids), &defaults, "c")
         .await
         .unwrap();
@@ -604,23 +626,144 @@ async fn ids_older_than_the_retention_are_forgotten() {
         0,
         "a fresh id is kept"
     );
-    db.execute_unprepared("UPDATE applied_ids SET applied_at = now() - interval '2 hours'")
-        .await
-        .unwrap();
+    db.execute_unprepared(
+        "UPDATE applied_ids SET applied_at = now() - interval '2 hours';
+         UPDATE applied_id_bits SET applied_at = now() - interval '2 hours';",
+    )
+    .await
+    .unwrap();
     assert_eq!(
         purge_applied_ids(&db, Duration::from_secs(3600))
             .await
             .unwrap(),
-        1
+        2,
+        "an id and a chunk of numbered ids"
     );
     // Past the retention the same id counts again, as documented.
     let applied = apply_batch(&db, &batch_with(0, Some(1), 2, &[], &ids), &defaults, "c")
         .await
         .unwrap();
     assert_eq!(applied.duplicates, 0);
-    assert_eq!(state_of(&db, "globe").await, (2, 0, 2));
+    assert_eq!(state_of(&db, "globe").await, (4, 0, 2));
     // A retention beyond the calendar keeps everything.
     assert_eq!(purge_applied_ids(&db, Duration::MAX).await.unwrap(), 0);
+}
+
+/// A small deterministic generator (xorshift64*), so a failure reproduces.
+fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_f491_4f6c_dd1d)
+}
+
+#[tokio::test]
+async fn random_batches_of_repeated_ids_count_each_id_once() {
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    // Ids drawn with repeats from a pool: numbered ones of two prefixes over
+    // several chunks (one of them an upload's `<hash>:<line>`), and plain
+    // ones, on two models with counts that vary by id.
+    let pool: Vec<(String, &str, u64, u64)> = (0..3000u64)
+        .map(|i| {
+            let id = match i % 3 {
+                0 => format!("9f86d081884c7d659a2f:{}", i * 7),
+                1 => format!("client-7:{i}"),
+                _ => format!("plain-{i}"),
+            };
+            let model = if i % 5 == 0 { "globe" } else { "coin" };
+            (id, model, i % 4, (i / 4) % 3)
+        })
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    let mut expected = std::collections::HashMap::from([("globe", (0, 0)), ("coin", (0, 0))]);
+    let mut random = 0x5eed_u64;
+    let mut offset = 0i64;
+    for round in 0..40 {
+        let mut in_batch = std::collections::HashSet::new();
+        let mut ids = Vec::new();
+        let mut duplicates = 0;
+        for _ in 0..150 {
+            let pick = (next_random(&mut random) % pool.len() as u64) as usize;
+            let (id, model, s, f) = &pool[pick];
+            // Ids are distinct within a batch (the consumer drops repeats).
+            if !in_batch.insert(pick) {
+                continue;
+            }
+            ids.push(identified(id, model, *s, *f, offset));
+            offset += 1;
+            if seen.insert(pick) {
+                let e = expected.get_mut(model).unwrap();
+                *e = (e.0 + *s as i64, e.1 + *f as i64);
+            } else {
+                duplicates += 1;
+            }
+        }
+        let expected_offset = (round > 0).then_some(round);
+        let applied = apply_batch(
+            &db,
+            &batch_with(0, expected_offset, round + 1, &[], &ids),
+            &defaults,
+            "c",
+        )
+        .await
+        .unwrap();
+        assert_eq!(applied.duplicates, duplicates, "round {round}");
+    }
+    for (model, (s, f)) in expected {
+        let (got_s, got_f, _) = state_of(&db, model).await;
+        assert_eq!((got_s, got_f), (s, f), "{model}");
+    }
+}
+
+#[tokio::test]
+async fn numbered_ids_applied_before_the_bits_table_are_still_recognised() {
+    use platform::store::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let defaults = ModelDefaults::default();
+    // Back to the schema before `applied_id_bits`, with ids applied then.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    db.execute_unprepared(
+        "INSERT INTO applied_ids (id, model_id, source_partition, source_offset) VALUES
+            ('0123456789abcdef0123:1', 'globe', 0, 0),
+            ('0123456789abcdef0123:2048', 'globe', 0, 1),
+            ('a:b:7', 'globe', 0, 2),
+            ('a:07', 'globe', 0, 3),
+            ('plain', 'globe', 0, 4)",
+    )
+    .await
+    .unwrap();
+    Migrator::up(&db, None).await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM applied_ids").await,
+        2,
+        "a:07 and plain stay, the numbered ones move"
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_id_bits").await, 3);
+
+    let retry: Vec<_> = [
+        "0123456789abcdef0123:1",
+        "0123456789abcdef0123:2048",
+        "a:b:7",
+        "a:07",
+        "plain",
+        "a:7",
+    ]
+    .iter()
+    .map(|id| identified(id, "globe", 1, 0, 0))
+    .collect();
+    let applied = apply_batch(&db, &batch_with(0, None, 1, &[], &retry), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!(applied.duplicates, 5, "only a:7 is new");
+    assert_eq!(state_of(&db, "globe").await, (1, 0, 1));
+
+    // And down again: the numbered ids go back to `applied_ids`.
+    Migrator::down(&db, Some(1)).await.unwrap();
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 6);
+    Migrator::up(&db, None).await.unwrap();
 }
 
 #[tokio::test]

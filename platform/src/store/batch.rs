@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
 
 use super::convert::{self, to_i64, to_u64};
+use super::dedup::{numbered_id, NumberedGroups};
 use super::StoreError;
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
@@ -100,16 +101,28 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// $4 expected next offset (NULL: no row yet), $5 new next offset, $6 the
 /// deltas as a JSON array, $7 the default prior, $8 the default grid size,
 /// $9 the notify channel, $10 the longest notify payload, $11 the
-/// identified observations as a JSON array, $12 the model locks' class.
+/// identified observations as a JSON array, $12 the model locks' class, $13
+/// the numbered observations' groups as a JSON array.
 ///
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
 ///   when a row appeared meanwhile (it waits for that row's transaction).
-/// - `identified`/`fresh`: the observations with an id, empty unless the
-///   offset moved; `fresh` are those whose id was not applied before (the
-///   primary key of `applied_ids` decides, waiting for a concurrent batch
-///   that holds the same id, so only one of them counts it). Inserted in id
-///   order, so two batches cannot wait for each other's ids.
+/// - `identified`/`fresh`: the observations with an id that is not
+///   numbered, empty unless the offset moved; `fresh` are those whose id was
+///   not applied before (the primary key of `applied_ids` decides, waiting
+///   for a concurrent batch that holds the same id, so only one of them
+///   counts it). Inserted in id order, so two batches cannot wait for each
+///   other's ids.
+/// - `numbered`/`marked`/`counted`: the observations with a numbered id
+///   (see [`numbered_id`]), grouped by the caller into one bit mask per
+///   prefix, chunk of [`ID_CHUNK_BITS`] numbers, model and counts. `marked`
+///   ORs each chunk's bits into `applied_id_bits` and returns, in `fresh`,
+///   the bits that were not set before: the upsert computes them under the
+///   row lock from the newest row, so of two batches racing on one id only
+///   the first counts it. Chunks are upserted in key order after every id
+///   of `fresh`, so batches take ids, then chunks, then model locks, always
+///   in that order. `counted` is each group's fresh observations: the
+///   popcount of its mask AND the chunk's fresh bits.
 /// - `d`: the deltas without id plus the fresh identified ones, per model.
 ///   Sorted by model so concurrent batches of different partitions lock
 ///   model rows in the same order and cannot deadlock.
@@ -151,6 +164,26 @@ WITH moved AS (
     SELECT id, model_id, $3, last_offset FROM identified ORDER BY id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
+), numbered AS MATERIALIZED (
+    SELECT g.prefix, g.chunk, g.model_id, g.ds, g.df, g.last_offset, ('x' || g.mask)::bit(1024) AS mask
+    FROM jsonb_to_recordset($13::jsonb)
+        AS g(prefix text, chunk bigint, model_id text, ds bigint, df bigint, last_offset bigint, mask text), cas
+    WHERE cas.n = 1
+), marked AS (
+    INSERT INTO applied_id_bits AS b (prefix, chunk, bits, fresh)
+    SELECT prefix, chunk, bit_or(mask), bit_or(mask)
+    FROM numbered, (SELECT count(*) FROM fresh) ids_first
+    GROUP BY prefix, chunk
+    ORDER BY prefix, chunk
+    ON CONFLICT (prefix, chunk) DO UPDATE SET
+        fresh = EXCLUDED.bits & ~b.bits,
+        bits = b.bits | EXCLUDED.bits,
+        applied_at = now()
+    RETURNING b.prefix, b.chunk, b.fresh
+), counted AS MATERIALIZED (
+    SELECT n.model_id, n.ds, n.df, n.last_offset,
+           bit_count(n.mask & m.fresh) AS applied, bit_count(n.mask) AS observations
+    FROM numbered n JOIN marked m USING (prefix, chunk)
 ), d AS MATERIALIZED (
     SELECT model_id, sum(ds)::bigint AS ds, sum(df)::bigint AS df, max(last_offset) AS last_offset
     FROM (
@@ -159,6 +192,8 @@ WITH moved AS (
         WHERE cas.n = 1
         UNION ALL
         SELECT i.model_id, i.ds, i.df, i.last_offset FROM identified i JOIN fresh USING (id)
+        UNION ALL
+        SELECT c.model_id, c.ds * c.applied, c.df * c.applied, c.last_offset FROM counted c WHERE c.applied > 0
     ) u
     GROUP BY model_id
     ORDER BY model_id
@@ -190,8 +225,10 @@ WITH moved AS (
     WHERE p IS NOT NULL
 )
 SELECT cas.n AS moved, (SELECT count(*) FROM created) AS created,
-       (SELECT count(*) FROM identified) - (SELECT count(*) FROM fresh) AS duplicates,
+       (SELECT count(*) FROM identified) - (SELECT count(*) FROM fresh)
+           + (SELECT coalesce(sum(observations - applied), 0) FROM counted)::bigint AS duplicates,
        (SELECT coalesce(sum(ds + df), 0) FROM identified WHERE id NOT IN (SELECT id FROM fresh))::bigint
+           + (SELECT coalesce(sum((observations - applied) * (ds + df)), 0) FROM counted)::bigint
            AS duplicate_trials,
        (SELECT count(*) FROM notified) AS notified,
        s.model_id, s.successes, s.failures, s.version
@@ -230,8 +267,14 @@ pub async fn apply_batch(
             "last_offset": last_offset,
         }));
     }
-    let mut identified = Vec::with_capacity(batch.identified.len());
+    let mut identified = Vec::new();
+    let mut numbered = NumberedGroups::default();
     for i in batch.identified {
+        if let Some((prefix, number)) = numbered_id(&i.id) {
+            let d = &i.delta;
+            numbered.add(prefix, number, d.model.as_str(), d.counts, d.last_offset);
+            continue;
+        }
         identified.push(serde_json::json!({
             "id": i.id,
             "model_id": i.delta.model.as_str(),
@@ -240,6 +283,7 @@ pub async fn apply_batch(
             "last_offset": i.delta.last_offset,
         }));
     }
+    let numbered = numbered.into_json()?;
     let prior = convert::prior_json(&Prior::default())?;
     let grid_size = convert::grid_size_i32(defaults.default_grid_size)?;
 
@@ -259,6 +303,7 @@ pub async fn apply_batch(
             MAX_NOTIFY_PAYLOAD.into(),
             serde_json::Value::Array(identified).into(),
             super::models::MODEL_LOCK_CLASS.into(),
+            numbered.into(),
         ],
     ))
     .all(db)

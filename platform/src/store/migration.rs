@@ -15,6 +15,7 @@ impl MigratorTrait for Migrator {
             Box::new(PRIOR_HISTORY),
             Box::new(EXPERIMENTS),
             Box::new(UPLOADS),
+            Box::new(APPLIED_ID_BITS),
         ]
     }
 }
@@ -234,4 +235,54 @@ CREATE INDEX uploads_sha256 ON uploads (sha256, validated_at);
 CREATE INDEX uploads_validated_at ON uploads (validated_at);
 "#,
     down: "DROP TABLE uploads",
+};
+
+/// Numbered ids (`<prefix>:<n>`, as an upload's `<upload>:<line>`) kept as
+/// bits: one row a prefix and 1024 consecutive numbers instead of one row an
+/// id, so a 50-million-row upload costs some 50 000 small rows, not 50
+/// million index entries. See `store::batch` for which ids go here.
+const APPLIED_ID_BITS: Sql = Sql {
+    name: "m0007_applied_id_bits",
+    up: r#"
+-- Bit k of `bits` (counted from the left, as get_bit does) is set when the id
+-- `<prefix>:<chunk * 1024 + k>` was applied. `fresh` is the batch
+-- statement's scratch: the bits its own upsert added, computed under the
+-- row lock, so two batches racing on one id cannot both count it.
+-- `applied_at` is the last time a bit was added: the row is forgotten a
+-- retention after that.
+CREATE TABLE applied_id_bits (
+    prefix      VARCHAR(255) NOT NULL,
+    chunk       BIGINT       NOT NULL CHECK (chunk >= 0),
+    bits        BIT(1024)    NOT NULL,
+    fresh       BIT(1024)    NOT NULL,
+    applied_at  TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    PRIMARY KEY (prefix, chunk)
+);
+CREATE INDEX applied_id_bits_applied_at ON applied_id_bits (applied_at);
+
+-- The numbered ids applied so far move over, so a retry of one of them is
+-- still recognised. The pattern is the one store::batch uses: a canonical
+-- decimal of at most 18 digits after the last colon.
+WITH numbered AS (
+    SELECT m[1] AS prefix, m[2]::bigint AS n, applied_at
+    FROM applied_ids, regexp_match(id, '^(.*):(0|[1-9][0-9]{0,17})$') AS m
+    WHERE m IS NOT NULL
+)
+INSERT INTO applied_id_bits (prefix, chunk, bits, fresh, applied_at)
+SELECT prefix, n / 1024,
+       bit_or(set_bit(B'0'::bit(1024), (n % 1024)::integer, 1)),
+       B'0'::bit(1024),
+       max(applied_at)
+FROM numbered
+GROUP BY prefix, n / 1024;
+DELETE FROM applied_ids WHERE id ~ '^(.*):(0|[1-9][0-9]{0,17})$';
+"#,
+    down: r#"
+INSERT INTO applied_ids (id, model_id, source_partition, source_offset, applied_at)
+SELECT prefix || ':' || (chunk * 1024 + k), '', -1, -1, applied_at
+FROM applied_id_bits, generate_series(0, 1023) AS k
+WHERE get_bit(bits, k) = 1
+ON CONFLICT (id) DO NOTHING;
+DROP TABLE applied_id_bits;
+"#,
 };
