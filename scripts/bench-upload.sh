@@ -15,9 +15,13 @@
 # then a table of the targets (>= 1 000 000 rows/s validated; produce >= 50 %
 # of the raw rate).
 #
-# Usage: scripts/bench-upload.sh [--rows N] [--no-consumer] [--keep]
+# Usage: scripts/bench-upload.sh [--rows N] [--no-consumer] [--cli] [--keep]
 #   --rows N        rows in the file (default 50000000)
 #   --no-consumer   stop once produced (no time to applied)
+#   --cli           as a user would: the consumer runs from the start and the
+#                   file goes up with one `bayes upload`, which returns once
+#                   the upload is applied; prints its wall time and peak RSS
+#                   and the counts (no perf test, no repeat)
 #   --keep          keep the generated file and logs (printed at the end)
 # The broker: a throwaway Apache Kafka started here (stopped and removed on
 # exit), or $KAFKA_BROKERS when set. Postgres: $DATABASE_URL, else the local
@@ -30,11 +34,13 @@ cd "$ROOT"
 
 ROWS=50000000
 CONSUME=1
+CLI=""
 KEEP=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rows) ROWS="$2"; shift 2 ;;
     --no-consumer) CONSUME=""; shift ;;
+    --cli) CLI=1; shift ;;
     --keep) KEEP=1; shift ;;
     *) die "unknown option $1 (see the header of $0)" ;;
   esac
@@ -58,8 +64,8 @@ trap 'exit 130' INT TERM
 
 ensure_build_tools
 ensure_postgres "${TMPDIR:-/tmp}/bayes-bench-postgres" 55434
-log "building the producer and the consumer (release)"
-cargo build --release -p producer -p consumer --bins
+log "building the producer, the consumer and the bayes client (release)"
+cargo build --release -p producer -p consumer -p cli --bins
 bench_broker kafka-producer-perf-test.sh
 # bench_broker replaced the EXIT trap with its own cleanup: put ours back.
 trap upload_cleanup EXIT
@@ -101,6 +107,40 @@ for _ in $(seq 1 300); do
   sleep 0.1
 done
 curl -fsS "$URL/uploads?limit=1" >/dev/null || die "the producer's uploads are not open (database?): see $WORK/producer.log"
+
+if [ -n "$CLI" ]; then
+  "$CARGO_TARGET_DIR/release/consumer" >"$WORK/consumer.log" 2>&1 &
+  CONSUMER_PID=$!
+  log "bayes upload ($ROWS rows), the consumer running"
+  started=$(now)
+  /usr/bin/time -f '%M %e' -o "$WORK/bayes.time" \
+    "$CARGO_TARGET_DIR/release/bayes" upload --producer-url "$URL" "$CSV" >"$WORK/bayes.out" 2>"$WORK/bayes.err" \
+    || { cat "$WORK/bayes.out" "$WORK/bayes.err" >&2; die "bayes upload failed"; }
+  finished=$(now)
+  cat "$WORK/bayes.out" >&2
+  ID=$(awk '/^upload [0-9a-f]+:/ { sub(":", "", $2); print $2; exit }' "$WORK/bayes.out")
+  curl -fsS "$URL/uploads/$ID" -o "$WORK/upload.json" || die "GET /uploads/$ID failed"
+  COUNTED=$(psql "$DB_URL" -qtAc "SELECT coalesce(sum(successes + failures), 0) FROM model_states")
+  HWM_KB=$(awk '/VmHWM/ { print $2 }' "/proc/$PRODUCER_PID/status")
+  read -r CLI_KB _ <"$WORK/bayes.time"
+  awk -v rows="$ROWS" -v bytes="$BYTES" -v a="$started" -v b="$finished" -v counted="$COUNTED" \
+      -v hwm="$HWM_KB" -v cli="$CLI_KB" \
+      -v status="$(json_field "$WORK/upload.json" status)" \
+      -v p="$(seconds_between "$(json_field "$WORK/upload.json" received_at)" "$(json_field "$WORK/upload.json" validated_at)")" \
+      -v q="$(seconds_between "$(json_field "$WORK/upload.json" validated_at)" "$(json_field "$WORK/upload.json" produced_at)")" 'BEGIN {
+    t = b - a
+    printf "\nbayes upload: %d rows, %.2f GiB, the consumer running throughout\n", rows, bytes / 1073741824
+    printf "received to validated:     %8.1f s   %12.0f rows/s\n", p, rows / p
+    printf "validated to produced:     %8.1f s   %12.0f rows/s\n", q, rows / q
+    printf "bayes upload, start to end:%8.1f s   %12.0f rows/s (status %s)\n", t, rows / t, status
+    printf "counted:                   %s of %d trials\n", counted, rows
+    printf "bayes peak RSS:            %8.1f MiB\n", cli / 1024
+    printf "producer peak RSS (VmHWM): %8.1f MiB\n", hwm / 1024
+    printf "\n%-36s %-14s %s\n", "target", "measured", "met"
+    printf "%-36s %-14s %s\n", "applied, every row counted once", counted, (status == "applied" && counted == rows ? "yes" : "NO")
+  }'
+  exit 0
+fi
 
 log "POST /uploads ($ROWS rows)"
 started=$(now)
