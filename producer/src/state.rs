@@ -11,6 +11,7 @@ use rdkafka::error::KafkaError;
 
 use crate::database::Database;
 use crate::kafka::Publisher;
+use crate::uploads::validating::Validations;
 
 #[derive(Debug, Clone)]
 pub struct AppState {
@@ -27,6 +28,8 @@ struct Inner {
     consumer_group: String,
     default_model: ModelId,
     metrics: PrometheusHandle,
+    /// The uploads whose POST is still reading and validating the file.
+    validations: Validations,
 }
 
 impl AppState {
@@ -43,6 +46,7 @@ impl AppState {
                 consumer_group: settings.consumer.group_id.clone(),
                 default_model: settings.models.default_model.clone(),
                 metrics: platform::telemetry::metrics_handle(),
+                validations: Validations::default(),
             }),
         })
     }
@@ -74,6 +78,10 @@ impl AppState {
 
     pub fn metrics(&self) -> &PrometheusHandle {
         &self.inner.metrics
+    }
+
+    pub fn validations(&self) -> &Validations {
+        &self.inner.validations
     }
 
     /// How long `/readyz` waits for the broker.

@@ -25,6 +25,9 @@ use super::StoreError;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum UploadStatus {
+    /// Its POST is still reading and validating the file (never stored: the
+    /// producer lists such uploads from memory, under a provisional id).
+    Validating,
     /// Validated; its records are being written to Kafka.
     Producing,
     /// Every record is acknowledged by the broker.
@@ -38,6 +41,7 @@ pub enum UploadStatus {
 impl UploadStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            Self::Validating => "validating",
             Self::Producing => "producing",
             Self::Produced => "produced",
             Self::Applied => "applied",

@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, CsvErrorBody, ErrorBody};
 use crate::state::AppState;
+use crate::uploads::validating::{Validating, ID_PREFIX};
 use crate::uploads::{self, Source, MAX_FILENAME_CHARS};
 
 /// `POST /uploads` parameters.
@@ -56,7 +57,8 @@ pub struct UploadPath {
 #[derive(Debug, Clone, Serialize, ToSchema)]
 #[schema(example = json!({"id": "3f2a9c1b7d4e5f608192", "status": "applied", "filename": "conversions.csv", "sha256": "3f2a9c1b7d4e5f6081920a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f", "bytes": 1048576, "rows": 50000, "trials": 50000, "models": ["checkout"], "model_count": 1, "rows_produced": 50000, "offsets": [{"partition": 0, "first_offset": 100, "last_offset": 50099, "records": 50000}], "received_at": "2024-05-01T10:00:00Z", "validated_at": "2024-05-01T10:00:01Z", "produced_at": "2024-05-01T10:00:02Z", "applied_at": "2024-05-01T10:00:05Z"}))]
 pub struct Upload {
-    /// Derived from the file's SHA-256; records carry `<id>:<line>`.
+    /// Derived from the file's SHA-256; records carry `<id>:<line>`. While
+    /// `validating`, a provisional `validating-<n>` of this producer process.
     pub id: String,
     pub status: UploadStatus,
     /// Why producing stopped (status `failed`).
@@ -64,9 +66,11 @@ pub struct Upload {
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filename: Option<String>,
-    /// SHA-256 of the CSV (after gzip decoding), in hex.
-    pub sha256: String,
-    /// Bytes of CSV.
+    /// SHA-256 of the CSV (after gzip decoding), in hex; absent while
+    /// `validating`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sha256: Option<String>,
+    /// Bytes of CSV (while `validating`: the bytes received so far, as sent).
     pub bytes: u64,
     /// Data rows: one record each.
     pub rows: u64,
@@ -81,7 +85,9 @@ pub struct Upload {
     /// The records' offsets, per partition.
     pub offsets: Vec<UploadRange>,
     pub received_at: DateTime<Utc>,
-    pub validated_at: DateTime<Utc>,
+    /// Absent while `validating`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub validated_at: Option<DateTime<Utc>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub produced_at: Option<DateTime<Utc>>,
     /// When a reader first found every record applied by the consumer.
@@ -96,7 +102,7 @@ impl From<UploadRecord> for Upload {
             status: record.status,
             reason: record.reason,
             filename: record.filename,
-            sha256: record.sha256,
+            sha256: Some(record.sha256),
             bytes: record.bytes,
             rows: record.rows,
             trials: record.trials,
@@ -105,9 +111,32 @@ impl From<UploadRecord> for Upload {
             rows_produced: record.rows_produced,
             offsets: record.offsets,
             received_at: record.received_at,
-            validated_at: record.validated_at,
+            validated_at: Some(record.validated_at),
             produced_at: record.produced_at,
             applied_at: record.applied_at,
+        }
+    }
+}
+
+impl From<Validating> for Upload {
+    fn from(upload: Validating) -> Self {
+        Self {
+            id: upload.id,
+            status: UploadStatus::Validating,
+            reason: None,
+            filename: upload.filename,
+            sha256: None,
+            bytes: upload.bytes_received,
+            rows: 0,
+            trials: 0,
+            models: Vec::new(),
+            model_count: 0,
+            rows_produced: 0,
+            offsets: Vec::new(),
+            received_at: upload.received_at,
+            validated_at: None,
+            produced_at: None,
+            applied_at: None,
         }
     }
 }
@@ -223,7 +252,10 @@ pub async fn post_upload(
 }
 
 /// One upload. A `produced` upload turns `applied` once the consumer's
-/// stored offsets pass its last record in every partition it touched.
+/// stored offsets pass its last record in every partition it touched. An
+/// upload whose POST is still validating the file is found under its
+/// provisional id (`validating-<n>`, as `GET /uploads` lists it) until the
+/// POST answers.
 #[utoipa::path(
     get,
     path = "/uploads/{id}",
@@ -239,6 +271,12 @@ pub async fn get_upload(
     State(state): State<AppState>,
     ApiPath(path): ApiPath<UploadPath>,
 ) -> Result<Json<Upload>, ApiError> {
+    if path.id.starts_with(ID_PREFIX) {
+        return match state.validations().get(&path.id) {
+            Some(upload) => Ok(Json(upload.into())),
+            None => Err(ApiError::UploadNotFound(path.id.clone())),
+        };
+    }
     let db = connection(&state)?;
     let record = store::get_upload(db, &path.id)
         .await?
@@ -247,7 +285,8 @@ pub async fn get_upload(
     Ok(Json(record.into()))
 }
 
-/// The uploads, newest first.
+/// The uploads, newest first: first those whose POST is still validating
+/// the file (status `validating`), then the recorded ones.
 #[utoipa::path(
     get,
     path = "/uploads",
@@ -270,8 +309,21 @@ pub async fn list_uploads(
         )));
     }
     let db = connection(&state)?;
-    let mut uploads = Vec::new();
-    for record in store::list_uploads(db, limit).await? {
+    // The ones still validating are the newest.
+    let mut uploads: Vec<Upload> = state
+        .validations()
+        .list()
+        .into_iter()
+        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .map(Upload::from)
+        .collect();
+    let stored = limit.saturating_sub(uploads.len() as u64);
+    let records = if stored == 0 {
+        Vec::new()
+    } else {
+        store::list_uploads(db, stored).await?
+    };
+    for record in records {
         let record = store::refresh_applied(db, record, state.consumer_group()).await?;
         uploads.push(record.into());
     }

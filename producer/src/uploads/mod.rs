@@ -25,6 +25,7 @@
 pub mod produce;
 pub mod rows;
 pub mod spool;
+pub mod validating;
 
 use axum::body::{Body, Bytes};
 use chrono::Utc;
@@ -39,6 +40,7 @@ use crate::error::ApiError;
 use crate::observability::UPLOAD_ROWS_VALIDATED;
 use crate::state::AppState;
 use spool::{BodyReader, SpoolError, Spooled};
+use validating::Registration;
 
 /// Hex digits of the SHA-256 in an upload's id: 80 bits, so two different
 /// files never share one, and short enough that `<upload>:<line>` stays far
@@ -81,6 +83,10 @@ pub async fn accept(
         .ok_or_else(|| ApiError::DatabaseUnavailable("not connected yet".into()))?
         .clone();
     let received_at = Utc::now();
+    // Listed as `validating` until this function returns, whatever it returns.
+    let registration = state
+        .validations()
+        .register(request.filename.clone(), received_at);
     let settings = state.uploads().clone();
     let spool_dir = settings.spool_dir();
     let file = tempfile::tempfile_in(&spool_dir).map_err(|e| {
@@ -103,7 +109,7 @@ pub async fn accept(
     });
     // Feeds the validating thread; stops when it stops reading (it
     // finished early, or the limit was passed).
-    let fed = feed(source, &tx, &mut request).await;
+    let fed = feed(source, &tx, &mut request, &registration).await;
     drop(tx);
     let spooled = validation
         .await
@@ -144,7 +150,10 @@ pub async fn accept(
         None => (hash_id.to_owned(), false),
         Some(latest) => match latest.status {
             UploadStatus::Failed => (latest.id, true),
-            UploadStatus::Producing => return Err(ApiError::UploadInProgress { id: latest.id }),
+            // (A stored upload is never `validating`; treated as in progress.)
+            UploadStatus::Validating | UploadStatus::Producing => {
+                return Err(ApiError::UploadInProgress { id: latest.id })
+            }
             UploadStatus::Produced | UploadStatus::Applied if request.force => {
                 (format!("{hash_id}-{uploads_of_it}"), false)
             }
@@ -192,6 +201,7 @@ async fn feed(
     source: Source,
     tx: &mpsc::Sender<Result<Bytes, String>>,
     request: &mut Request,
+    registration: &Registration<'_>,
 ) -> Result<(), ApiError> {
     match source {
         Source::Body(body) => {
@@ -199,6 +209,9 @@ async fn feed(
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| e.to_string());
                 let failed = chunk.is_err();
+                if let Ok(chunk) = &chunk {
+                    registration.received(chunk.len());
+                }
                 if tx.send(chunk).await.is_err() || failed {
                     break;
                 }
@@ -229,6 +242,9 @@ async fn feed(
                     Err(error) => Err(error),
                 };
                 let failed = chunk.is_err();
+                if let Ok(chunk) = &chunk {
+                    registration.received(chunk.len());
+                }
                 if tx.send(chunk).await.is_err() || failed {
                     return Ok(());
                 }

@@ -263,6 +263,93 @@ async fn the_same_file_twice_is_409_with_the_first_upload_unless_forced() {
     assert_eq!(listed, [forced.as_str(), first.as_str()], "newest first");
 }
 
+/// A POST whose body is sent as the test feeds it: the request runs in a
+/// task until the sender is dropped (the body ends) or the task is aborted
+/// (the client goes away).
+fn slow_post(
+    app: &TestApp,
+    query: &str,
+) -> (
+    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
+    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let body = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    let request = app
+        .client
+        .post(format!("{}/uploads{query}", app.address))
+        .header("content-type", "text/csv")
+        .body(reqwest::Body::wrap_stream(body));
+    (tx, tokio::spawn(request.send()))
+}
+
+/// The uploads `GET /uploads` lists as `validating`.
+async fn validating(app: &TestApp) -> Vec<Value> {
+    let list = app.get("/uploads").await;
+    assert_eq!(list.status, 200, "{}", list.text);
+    list.json()["uploads"]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .filter(|u| u["status"] == "validating")
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn an_upload_is_listed_as_validating_until_its_post_answers_or_its_client_leaves() {
+    let app = spawn_app_with_database(|_| {}).await;
+    let (tx, post) = slow_post(&app, "?filename=slow.csv");
+    let head = b"model,outcome\nglobe,w\n";
+    tx.send(Ok(head.to_vec()))
+        .await
+        .expect("the request reads on");
+
+    // Listed first, with the bytes received so far, while the POST reads on.
+    let listed = eventually("the upload is listed as validating", async || {
+        let first = validating(&app).await.into_iter().next()?;
+        (first["bytes"] == head.len()).then_some(first)
+    })
+    .await;
+    assert_eq!(listed["filename"], "slow.csv");
+    assert!(listed.get("sha256").is_none(), "{listed}");
+    let id = listed["id"].as_str().expect("an id").to_owned();
+    assert!(id.starts_with("validating-"), "{id}");
+    let one = app.get(&format!("/uploads/{id}")).await;
+    assert_eq!(one.status, 200, "{}", one.text);
+    assert_eq!(one.json()["status"], "validating");
+
+    // The body ends: 202 under the content's id, and the provisional one is gone.
+    tx.send(Ok(b"globe,l\n".to_vec()))
+        .await
+        .expect("the request reads on");
+    drop(tx);
+    let answer = post.await.expect("the request task").expect("an answer");
+    assert_eq!(answer.status(), 202);
+    assert!(validating(&app).await.is_empty());
+    app.get(&format!("/uploads/{id}"))
+        .await
+        .assert_error(404, "upload_not_found", &id);
+
+    // A client that goes away half-way takes its validating upload along.
+    let (tx, post) = slow_post(&app, "");
+    tx.send(Ok(head.to_vec()))
+        .await
+        .expect("the request reads on");
+    eventually("the second upload is listed", async || {
+        (validating(&app).await.len() == 1).then_some(())
+    })
+    .await;
+    post.abort();
+    drop(tx);
+    eventually("the abandoned upload is gone", async || {
+        validating(&app).await.is_empty().then_some(())
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn unknown_uploads_and_bad_parameters_are_4xx_in_the_common_shape() {
     let app = spawn_app_with_database(|_| {}).await;
