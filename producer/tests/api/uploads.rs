@@ -266,13 +266,10 @@ async fn the_same_file_twice_is_409_with_the_first_upload_unless_forced() {
 /// A POST whose body is sent as the test feeds it: the request runs in a
 /// task until the sender is dropped (the body ends) or the task is aborted
 /// (the client goes away).
-fn slow_post(
-    app: &TestApp,
-    query: &str,
-) -> (
-    tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>,
-    tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>,
-) {
+type BodySender = tokio::sync::mpsc::Sender<Result<Vec<u8>, std::io::Error>>;
+type PendingAnswer = tokio::task::JoinHandle<reqwest::Result<reqwest::Response>>;
+
+fn slow_post(app: &TestApp, query: &str) -> (BodySender, PendingAnswer) {
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     let body = futures::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|chunk| (chunk, rx))
