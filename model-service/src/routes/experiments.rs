@@ -22,7 +22,8 @@ use serde::Deserialize;
 use super::models::BearerAuth;
 use super::plots::{dimension, DEFAULT_HEIGHT, DEFAULT_WIDTH};
 use super::{
-    blocking, data_key, mass, object_body, page_limit, parse_time, timed, window_counts, TimeTravel,
+    blocking, data_key, mass, object_body, page_after, page_limit, page_of, parse_time, timed,
+    window_counts, TimeTravel,
 };
 use crate::error::{ApiError, ErrorBody};
 use crate::plot::{self, ExperimentPlot, Format};
@@ -259,22 +260,13 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<ExperimentList>, ApiError> {
     let limit = page_limit(params.limit)?;
-    let after = params
-        .after
-        .as_deref()
-        .map(ModelId::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("after: {e}")))?;
-    let mut records = timed(
+    let after = page_after(params.after.as_deref())?;
+    let records = timed(
         "list_experiments",
         store::list_experiments(state.db(), after.as_ref(), u64::from(limit) + 1),
     )
     .await?;
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_after = more
-        .then(|| records.last().map(|r| r.id.to_string()))
-        .flatten();
+    let (records, next_after) = page_of(records, limit, |r| &r.id);
     Ok(ApiJson(ExperimentList {
         experiments: records.iter().map(ExperimentInfo::from).collect(),
         next_after,

@@ -429,20 +429,33 @@ fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
         .map_err(|e| ApiError::invalid(format!("`{name}` must be an RFC 3339 time: {e}")))
 }
 
-/// Items per page of every paginated route unless `?limit=` says otherwise, and the most.
-const DEFAULT_PAGE: u32 = 100;
-const MAX_PAGE: u32 = 1_000;
-
-/// `?limit=` checked: 1..=1000, default 100.
+/// `?limit=` checked: 1..=1000, default 100 (the same in both services).
 fn page_limit(raw: Option<u32>) -> Result<u32, ApiError> {
-    let limit = raw.unwrap_or(DEFAULT_PAGE);
-    if (1..=MAX_PAGE).contains(&limit) {
-        Ok(limit)
-    } else {
-        Err(ApiError::invalid(format!(
-            "limit must be between 1 and {MAX_PAGE}, got {limit}"
-        )))
-    }
+    platform::http::page_limit(raw).map_err(ApiError::invalid)
+}
+
+/// `?after=` of an id-ordered page: the id the previous page ended with.
+fn page_after(raw: Option<&str>) -> Result<Option<ModelId>, ApiError> {
+    raw.map(ModelId::parse)
+        .transpose()
+        .map_err(|e| ApiError::invalid(format!("after: {e}")))
+}
+
+/// A page read with one record more than `limit` (which tells whether
+/// another page follows): the page itself, and `next_after`, the id to
+/// continue from, when there is more.
+fn page_of<T>(
+    mut records: Vec<T>,
+    limit: u32,
+    id: impl Fn(&T) -> &ModelId,
+) -> (Vec<T>, Option<String>) {
+    let limit = limit as usize;
+    let more = records.len() > limit;
+    records.truncate(limit);
+    let next_after = more
+        .then(|| records.last().map(|r| id(r).to_string()))
+        .flatten();
+    (records, next_after)
 }
 
 /// A request body read as a JSON object first, then as `T`: serde would

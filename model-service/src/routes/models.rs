@@ -14,7 +14,7 @@ use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use super::{load_model, model_id, object_body, page_limit, timed};
+use super::{load_model, model_id, object_body, page_after, page_limit, page_of, timed};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::views::{ModelConfigBody, ModelInfo, ModelList};
@@ -47,23 +47,13 @@ pub async fn list(
     ApiQuery(params): ApiQuery<ListParams>,
 ) -> Result<ApiJson<ModelList>, ApiError> {
     let limit = page_limit(params.limit)?;
-    let after = params
-        .after
-        .as_deref()
-        .map(ModelId::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("after: {e}")))?;
-    // One more than asked tells whether there is a next page.
-    let mut records = timed(
+    let after = page_after(params.after.as_deref())?;
+    let records = timed(
         "list_models",
         store::list_models(state.db(), after.as_ref(), u64::from(limit) + 1),
     )
     .await?;
-    let more = records.len() > limit as usize;
-    records.truncate(limit as usize);
-    let next_after = more
-        .then(|| records.last().map(|r| r.id.to_string()))
-        .flatten();
+    let (records, next_after) = page_of(records, limit, |r| &r.id);
     Ok(ApiJson(ModelList {
         models: records.iter().map(ModelInfo::from).collect(),
         next_after,

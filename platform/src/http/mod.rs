@@ -26,8 +26,10 @@ mod error;
 mod extract;
 mod health;
 mod metrics;
+mod page;
 
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorResponse};
 pub use extract::{ApiJson, ApiPath, ApiQuery, Rejection};
 pub use health::{Check, Health, Readiness};
 pub use metrics::{with_request_metrics, ERRORS, REQUESTS, REQUEST_SECONDS, UNMATCHED_ROUTE};
+pub use page::{page_limit, DEFAULT_PAGE, MAX_PAGE};

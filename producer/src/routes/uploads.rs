@@ -40,7 +40,7 @@ pub struct UploadQuery {
 pub struct ListQuery {
     /// The most uploads listed (newest first); 100 by default.
     #[param(minimum = 1, maximum = 1000, example = 20)]
-    pub limit: Option<u64>,
+    pub limit: Option<u32>,
 }
 
 /// An upload's id (`GET /uploads/{id}`).
@@ -302,22 +302,17 @@ pub async fn list_uploads(
     State(state): State<AppState>,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<UploadList>, ApiError> {
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::InvalidParameter(format!(
-            "limit must be 1 to 1000, not {limit}"
-        )));
-    }
+    let limit = platform::http::page_limit(query.limit).map_err(ApiError::InvalidParameter)?;
     let db = connection(&state)?;
     // The ones still validating are the newest.
     let mut uploads: Vec<Upload> = state
         .validations()
         .list()
         .into_iter()
-        .take(usize::try_from(limit).unwrap_or(usize::MAX))
+        .take(limit as usize)
         .map(Upload::from)
         .collect();
-    let stored = limit.saturating_sub(uploads.len() as u64);
+    let stored = u64::from(limit).saturating_sub(uploads.len() as u64);
     let records = if stored == 0 {
         Vec::new()
     } else {
