@@ -220,6 +220,25 @@ const PRIOR_COLOUR: RGBColor = RGBColor(90, 90, 90);
 const POSTERIOR_COLOUR: RGBColor = RGBColor(31, 119, 180);
 
 /// Font sizes that grow with the picture, within readable bounds.
+/// Every plot ends alike: the legend in the `corner` the curves leave free,
+/// then the image written out.
+fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    root: &DrawingArea<DB, Shift>,
+    corner: SeriesLabelPosition,
+    label_size: f64,
+) -> Result<(), PlotError> {
+    chart
+        .configure_series_labels()
+        .position(corner)
+        .label_font((FAMILY, label_size))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .draw()
+        .map_err(plot_error)?;
+    root.present().map_err(plot_error)
+}
+
 fn font_sizes(width: u32, height: u32) -> (f64, f64) {
     let base = f64::from(width.min(height * 4 / 3));
     let title = (base / 30.0).clamp(12.0, 40.0);
@@ -318,16 +337,7 @@ fn draw_posterior<DB: DrawingBackend>(
                 POSTERIOR_COLOUR.stroke_width(stroke),
             )
         });
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FAMILY, label_size))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(&mut chart, root, SeriesLabelPosition::UpperLeft, label_size)
 }
 
 fn draw_history<DB: DrawingBackend>(
@@ -413,16 +423,12 @@ fn draw_history<DB: DrawingBackend>(
                 .map(|p| Circle::new((p.trials, p.mean), stroke + 1, POSTERIOR_COLOUR.filled())),
         )
         .map_err(plot_error)?;
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, label_size))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(
+        &mut chart,
+        root,
+        SeriesLabelPosition::UpperRight,
+        label_size,
+    )
 }
 
 /// One colour an arm, in order (Tableau 10); the 11th arm starts over.
@@ -505,16 +511,12 @@ fn draw_densities<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(stroke))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font((FAMILY, label_size))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(
+        &mut chart,
+        root,
+        SeriesLabelPosition::UpperRight,
+        label_size,
+    )
 }
 
 fn draw_experiment<DB: DrawingBackend>(
@@ -587,16 +589,7 @@ fn draw_experiment<DB: DrawingBackend>(
                 PathElement::new(vec![(x, y), (x + 20, y)], colour.stroke_width(stroke))
             });
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .label_font((FAMILY, label_size))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(plot_error)?;
-    root.present().map_err(plot_error)?;
-    Ok(())
+    finish(&mut chart, root, SeriesLabelPosition::UpperLeft, label_size)
 }
 
 /// At most about `max_points` points that keep the curve's shape: each bin of
