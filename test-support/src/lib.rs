@@ -19,6 +19,7 @@ pub mod broker;
 pub mod database;
 pub mod kafka_process;
 pub mod proxy;
+pub mod service_process;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -4,13 +4,12 @@
 //! worth the name, so they fail (never skip) without `KAFKA_BROKERS`.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use secrecy::ExposeSecret;
 use test_support::eventually_within;
+use test_support::service_process::spawn_service;
 
 use crate::helpers::{unique, Rec, TestEnv};
 
@@ -65,21 +64,7 @@ impl Group<'_> {
     fn start(&self, instance: &str) -> ConsumerProcess {
         let settings = self.env.settings();
         let log = self.logs.join(format!("{instance}.log"));
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let err = out.try_clone().expect("log file");
-        let vars: Vec<(&str, String)> = vec![
-            (
-                "BAYES_CONFIG_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
-            ),
-            ("BAYES__KAFKA__BROKERS", settings.kafka.brokers.clone()),
-            ("BAYES__KAFKA__TOPIC", settings.kafka.topic.clone()),
-            ("BAYES__KAFKA__DLQ_TOPIC", settings.kafka.dlq_topic.clone()),
-            ("BAYES__KAFKA__CREATE_TOPICS", "false".into()),
+        let extra = [
             (
                 "BAYES__KAFKA__LIBRDKAFKA__PARTITION_ASSIGNMENT_STRATEGY",
                 self.strategy.into(),
@@ -89,16 +74,8 @@ impl Group<'_> {
                 "500".into(),
             ),
             (
-                "BAYES__DATABASE__URL",
-                settings.database.url.expose_secret().to_owned(),
-            ),
-            (
                 "BAYES__DATABASE__NOTIFY_CHANNEL",
                 settings.database.notify_channel.clone(),
-            ),
-            (
-                "BAYES__CONSUMER__GROUP_ID",
-                settings.consumer.group_id.clone(),
             ),
             ("BAYES__CONSUMER__BATCH_SIZE", self.batch_size.to_string()),
             ("BAYES__CONSUMER__ADMIN_PORT", "0".into()),
@@ -108,14 +85,7 @@ impl Group<'_> {
                 self.session_timeout.into(),
             ),
         ];
-        let child = Command::new(env!("CARGO_BIN_EXE_consumer"))
-            .env_clear()
-            .envs(vars)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("start the consumer binary");
+        let child = spawn_service(env!("CARGO_BIN_EXE_consumer"), &settings, &extra, &log);
         ConsumerProcess { child, log }
     }
 

@@ -4,17 +4,16 @@
 //! id, and the consumer (run here, in-process) counts every row exactly
 //! once, although some of them reached the log twice.
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use domain::ModelId;
 use platform::settings::Settings;
-use secrecy::ExposeSecret;
 use serde_json::Value;
 use test_support::broker::TestBroker;
 use test_support::database::TestDatabase;
+use test_support::service_process::spawn_service;
 use test_support::{eventually, eventually_within, unique};
 use tokio::sync::watch;
 
@@ -42,42 +41,13 @@ impl ProducerProcess {
     /// Starts the producer binary with its settings in the environment,
     /// as an operator would; `max_in_flight` paces it.
     fn start(settings: &Settings, port: u16, max_in_flight: usize, log: PathBuf) -> Self {
-        let out = File::options()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .expect("log file");
-        let err = out.try_clone().expect("log file");
-        let vars: Vec<(&str, String)> = vec![
-            (
-                "BAYES_CONFIG_DIR",
-                concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
-            ),
-            ("BAYES__KAFKA__BROKERS", settings.kafka.brokers.clone()),
-            ("BAYES__KAFKA__TOPIC", settings.kafka.topic.clone()),
-            ("BAYES__KAFKA__DLQ_TOPIC", settings.kafka.dlq_topic.clone()),
-            ("BAYES__KAFKA__CREATE_TOPICS", "false".into()),
-            (
-                "BAYES__DATABASE__URL",
-                settings.database.url.expose_secret().to_owned(),
-            ),
+        let extra = [
             ("BAYES__PRODUCER__PORT", port.to_string()),
             ("BAYES__UPLOADS__MAX_IN_FLIGHT", max_in_flight.to_string()),
             ("BAYES__UPLOADS__PROGRESS_INTERVAL", "20ms".into()),
-            (
-                "BAYES__CONSUMER__GROUP_ID",
-                settings.consumer.group_id.clone(),
-            ),
             ("RUST_LOG", "info".into()),
         ];
-        let child = Command::new(env!("CARGO_BIN_EXE_producer"))
-            .env_clear()
-            .envs(vars)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("starting the producer binary");
+        let child = spawn_service(env!("CARGO_BIN_EXE_producer"), settings, &extra, &log);
         Self {
             child,
             log,
