@@ -31,7 +31,6 @@ ensure_build_tools
 # Postgres's throwaway data, under the system's temporary directory, add
 # several hundred MiB more.
 ensure_disk 4500
-# The dashboard test drives headless Chromium.
 # The dashboard test drives headless Chromium through chromedriver.
 apt_install chromium chromium-driver
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
