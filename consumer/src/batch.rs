@@ -2,15 +2,27 @@
 //! they are polled and folded into per-model deltas, poison records copied
 //! aside for the dead-letter topic. Pure bookkeeping: no I/O.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::hash_map::Entry;
+use std::collections::HashMap;
 
 use domain::bayes::Counts;
-use domain::observation::{parse_record, Observation};
+use domain::observation::{parse_record, upload_line_id, Observation};
 use domain::ModelId;
 use platform::store::{IdentifiedDelta, ModelDelta};
 use rdkafka::message::OwnedHeaders;
 
-/// A record that is not an observation, kept as it arrived.
+/// A record as it arrived: what a dead letter carries.
+#[derive(Debug)]
+pub(crate) struct Record {
+    pub offset: i64,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    /// The record's own headers (a trace id, say), passed on to the DLQ.
+    pub headers: Option<OwnedHeaders>,
+}
+
+/// A record that is not an observation, or one the store refused, kept as
+/// it arrived.
 #[derive(Debug)]
 pub(crate) struct Poison {
     pub offset: i64,
@@ -18,8 +30,28 @@ pub(crate) struct Poison {
     pub value: Option<Vec<u8>>,
     /// The record's own headers (a trace id, say), passed on to the DLQ.
     pub headers: Option<OwnedHeaders>,
-    /// Why it was refused: the parser's message.
+    /// Why it was refused: the parser's message, or the store's.
     pub error: String,
+}
+
+impl Record {
+    fn into_poison(self, error: String) -> Poison {
+        Poison {
+            offset: self.offset,
+            key: self.key,
+            value: self.value,
+            headers: self.headers,
+            error,
+        }
+    }
+}
+
+/// What an identified observation carried: what its id stands for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Content {
+    model: ModelId,
+    counts: Counts,
+    offset: i64,
 }
 
 /// The records of one partition since the last flush.
@@ -38,15 +70,23 @@ pub(crate) struct PartitionBatch {
     deltas: HashMap<ModelId, (Counts, i64)>,
     /// Observations with an id, one by one: the store applies each once.
     pub identified: Vec<IdentifiedDelta>,
-    ids: HashSet<String>,
-    /// Observations whose id came earlier in this same batch: skipped.
+    /// The first observation of each id in this batch.
+    ids: HashMap<String, Content>,
+    /// The records behind `identified` whose id the store keeps with its
+    /// content (every id but an upload's line), as they arrived: the store
+    /// may refuse one (its id was applied with other content, or it holds a
+    /// value Postgres cannot store), and then it is dead-lettered whole.
+    held: HashMap<String, Record>,
+    /// Observations whose id came earlier in this same batch, with the same
+    /// content: skipped.
     pub duplicates: u64,
     pub poison: Vec<Poison>,
 }
 
 impl PartitionBatch {
     /// Parses one record and folds it in. `headers` is called only for a
-    /// poison record, so valid records cost no copy.
+    /// record that may go to the dead-letter topic, so most valid records
+    /// cost no copy.
     pub fn push(
         &mut self,
         offset: i64,
@@ -59,6 +99,12 @@ impl PartitionBatch {
         self.next_offset = offset + 1;
         self.records += 1;
         self.bytes += key.map_or(0, <[u8]>::len) + value.map_or(0, <[u8]>::len);
+        let record = |headers: Option<OwnedHeaders>| Record {
+            offset,
+            key: key.map(<[u8]>::to_vec),
+            value: value.map(<[u8]>::to_vec),
+            headers,
+        };
         // A record without a value (a tombstone) is empty, hence poison.
         let error = match parse_record(key, value.unwrap_or_default(), default_model) {
             Ok(Observation {
@@ -68,21 +114,46 @@ impl PartitionBatch {
                 failures,
                 ..
             }) => {
-                // A client's retry that landed in the same batch counts once.
-                if self.ids.insert(id.clone()) {
-                    self.observations += successes + failures;
-                    self.identified.push(IdentifiedDelta {
-                        id,
-                        delta: ModelDelta {
-                            model,
-                            counts: Counts::new(successes, failures),
-                            last_offset: offset,
-                        },
-                    });
-                } else {
-                    self.duplicates += 1;
+                let content = Content {
+                    model,
+                    counts: Counts::new(successes, failures),
+                    offset,
+                };
+                match self.ids.entry(id) {
+                    Entry::Vacant(entry) => {
+                        let id = entry.key().clone();
+                        if upload_line_id(&id).is_none() {
+                            self.held.insert(id.clone(), record(headers()));
+                        }
+                        self.observations += successes + failures;
+                        self.identified.push(IdentifiedDelta {
+                            id,
+                            delta: ModelDelta {
+                                model: content.model.clone(),
+                                counts: content.counts,
+                                last_offset: offset,
+                            },
+                        });
+                        entry.insert(content);
+                        return;
+                    }
+                    // A client's retry that landed in the same batch counts once.
+                    Entry::Occupied(first)
+                        if first.get().model == content.model
+                            && first.get().counts == content.counts =>
+                    {
+                        self.duplicates += 1;
+                        return;
+                    }
+                    Entry::Occupied(first) => format!(
+                        "id conflict: {:?} came earlier in the partition (offset {}) with other content (model {}, {} successes, {} failures)",
+                        domain::observation::truncate_for_message(first.key()),
+                        first.get().offset,
+                        first.get().model,
+                        first.get().counts.successes,
+                        first.get().counts.failures,
+                    ),
                 }
-                return;
             }
             Ok(obs) => {
                 let delta = Counts::new(obs.successes, obs.failures);
@@ -103,17 +174,32 @@ impl PartitionBatch {
             }
             Err(err) => err.to_string(),
         };
-        self.poison.push(Poison {
-            offset,
-            key: key.map(<[u8]>::to_vec),
-            value: value.map(<[u8]>::to_vec),
-            headers: headers(),
-            error,
-        });
+        self.poison.push(record(headers()).into_poison(error));
     }
 
     pub fn is_empty(&self) -> bool {
         self.records == 0
+    }
+
+    /// Takes the identified observations whose ids `reasons` names out of
+    /// the batch and returns their records as poison, each with its reason,
+    /// in offset order. Their observations are no longer the batch's. An id
+    /// the batch does not hold, or holds as an upload's line, is ignored.
+    pub fn refuse(&mut self, mut reasons: HashMap<String, String>) -> Vec<Poison> {
+        let mut refused = Vec::new();
+        self.identified.retain(|i| {
+            let Some(reason) = reasons.remove(&i.id) else {
+                return true;
+            };
+            let Some(record) = self.held.remove(&i.id) else {
+                return true;
+            };
+            self.observations -= i.delta.counts.successes + i.delta.counts.failures;
+            refused.push(record.into_poison(reason));
+            false
+        });
+        refused.sort_by_key(|p| p.offset);
+        refused
     }
 
     /// The per-model deltas for the store, sorted by model.
@@ -171,5 +257,55 @@ mod tests {
         assert_eq!(deltas.len(), 1);
         assert_eq!(deltas[0].counts, Counts::new(1, 1));
         assert_eq!(deltas[0].last_offset, 4);
+    }
+
+    #[test]
+    fn an_id_repeated_within_a_batch_with_other_content_is_poison_naming_the_first() {
+        let batch = batch_of(&[
+            r#"{"model":"a","outcome":"w","id":"k"}"#,
+            r#"{"model":"b","successes":3,"trials":5,"id":"k"}"#,
+            r#"{"model":"a","outcome":"l","id":"k"}"#,
+            r#"{"model":"a","outcome":"w","id":"k"}"#,
+        ]);
+        assert_eq!(batch.identified.len(), 1);
+        assert_eq!(batch.duplicates, 1);
+        assert_eq!(batch.observations, 1);
+        let offsets: Vec<_> = batch.poison.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [1, 2]);
+        for poison in &batch.poison {
+            assert!(
+                poison.error.starts_with("id conflict: \"k\" came earlier")
+                    && poison.error.contains("(offset 0)")
+                    && poison.error.contains("model a, 1 successes, 0 failures"),
+                "{}",
+                poison.error
+            );
+            assert!(poison.value.is_some());
+        }
+    }
+
+    #[test]
+    fn refused_ids_leave_the_batch_as_poison_with_their_reasons_and_records() {
+        let mut batch = batch_of(&[
+            r#"{"model":"a","outcome":"w","id":"x"}"#,
+            r#"{"model":"a","successes":2,"trials":3,"id":"y"}"#,
+            r#"{"model":"a","outcome":"w","id":"9f86d081884c7d659a2f:1"}"#,
+            "w",
+        ]);
+        assert_eq!(batch.observations, 6);
+        let refused = batch.refuse(HashMap::from([
+            ("y".to_owned(), "because".to_owned()),
+            ("9f86d081884c7d659a2f:1".to_owned(), "never".to_owned()),
+            ("unknown".to_owned(), "never".to_owned()),
+        ]));
+        assert_eq!(refused.len(), 1);
+        assert_eq!((refused[0].offset, refused[0].error.as_str()), (1, "because"));
+        assert_eq!(
+            refused[0].value.as_deref(),
+            Some(br#"{"model":"a","successes":2,"trials":3,"id":"y"}"#.as_slice())
+        );
+        let ids: Vec<_> = batch.identified.iter().map(|i| i.id.as_str()).collect();
+        assert_eq!(ids, ["x", "9f86d081884c7d659a2f:1"]);
+        assert_eq!(batch.observations, 3);
     }
 }

@@ -13,6 +13,11 @@
 //! - offset conflict: another consumer moved the stored offset (or an earlier
 //!   attempt whose reply was lost had committed): reload it, seek there, drop
 //!   the batch.
+//!
+//! Only what a record carries is never a reason to stop: a record whose id
+//! was applied with other content, or that holds a value the database
+//! cannot store, is dead-lettered with its reason and the rest of the batch
+//! written (see [`crate::refusals`]).
 
 use std::time::{Duration, Instant};
 
@@ -25,17 +30,19 @@ use rdkafka::topic_partition_list::{Offset, TopicPartitionList};
 use rdkafka::util::Timeout;
 use sea_orm::DatabaseConnection;
 
-use crate::batch::PartitionBatch;
+use crate::batch::{PartitionBatch, Poison};
 use crate::bridge::{Bridge, INITIAL_BACKOFF};
 use crate::dlq::{refused, DeadLetters, DlqError};
 use crate::faults::{Checkpoint, Stage};
 use crate::halt::{Checkpoints, Halt};
 use crate::kafka::DlqProducer;
 use crate::metrics::{
-    BATCHES, BATCH_SIZE, DB_APPLY_LATENCY, DUPLICATES_SKIPPED, OBSERVATIONS_APPLIED,
-    OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RETRIES,
+    BATCHES, BATCH_SIZE, DB_APPLY_LATENCY, DUPLICATES_SKIPPED, ID_CONFLICTS, OBSERVATIONS_APPLIED,
+    OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED,
+    RECORDS_UNSTORABLE, RETRIES,
 };
 use crate::rebalance::RebalanceContext;
+use crate::refusals::{self, Reasons};
 use crate::stalls::{Stall, StallKind};
 
 /// How long a seek after an offset conflict may take.
@@ -54,6 +61,19 @@ enum Written {
     },
     /// The stored offset was not the expected one: why, as Postgres said.
     Conflict(String),
+    /// Nothing was written: Postgres refused these records of the batch
+    /// (ids with their reasons), which go to the dead-letter topic before
+    /// the rest is written again.
+    Refused { reasons: Reasons, cause: Refusal },
+}
+
+/// Why Postgres refused some records of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Their ids were applied before with other content.
+    IdConflict,
+    /// They carry a value the database cannot hold.
+    Unstorable,
 }
 
 /// Where a partition stands.
@@ -84,19 +104,42 @@ impl BatchWriter<'_> {
         consumer: &PollingConsumer,
         partition: i32,
         offsets: &mut PartitionOffsets,
-        batch: &PartitionBatch,
+        batch: &mut PartitionBatch,
     ) -> Result<(), Halt> {
         self.pass(Stage::Consumed, partition, batch)?;
         metrics::counter!(RECORDS_CONSUMED).increment(batch.records as u64);
-        self.dead_letter(partition, batch)?;
+        self.dead_letter(partition, batch, &batch.poison)?;
         self.pass(Stage::DeadLettered, partition, batch)?;
-        let (duplicates, duplicate_trials) = match self.apply(partition, offsets.stored, batch)? {
-            Written::Committed {
-                duplicates,
-                duplicate_trials,
-            } => (duplicates, duplicate_trials),
-            Written::Conflict(reason) => {
-                return self.resolve_conflict(consumer, partition, offsets, batch, &reason);
+        let (duplicates, duplicate_trials) = loop {
+            match self.apply(partition, offsets.stored, batch)? {
+                Written::Committed {
+                    duplicates,
+                    duplicate_trials,
+                } => break (duplicates, duplicate_trials),
+                Written::Conflict(reason) => {
+                    return self.resolve_conflict(consumer, partition, offsets, batch, &reason);
+                }
+                // Each round takes at least one record out, so this ends.
+                Written::Refused { reasons, cause } => {
+                    let refused = batch.refuse(reasons);
+                    if refused.is_empty() {
+                        continue;
+                    }
+                    let counter = match cause {
+                        Refusal::IdConflict => ID_CONFLICTS,
+                        Refusal::Unstorable => RECORDS_UNSTORABLE,
+                    };
+                    metrics::counter!(counter).increment(refused.len() as u64);
+                    tracing::warn!(
+                        partition,
+                        records = refused.len(),
+                        first_offset = refused[0].offset,
+                        reason = %refused[0].error,
+                        "the database refuses records of the batch; dead-lettering them and writing the rest"
+                    );
+                    self.dead_letter(partition, batch, &refused)?;
+                    batch.poison.extend(refused);
+                }
             }
         };
         offsets.stored = Some(batch.next_offset);
@@ -125,8 +168,13 @@ impl BatchWriter<'_> {
     /// until they all are acknowledged. A refusal no retry cures (a record
     /// too large for the topic) is counted and stalls the partition (one
     /// error-level line, the gauge, `/readyz`) until the batch goes through.
-    fn dead_letter(&self, partition: i32, batch: &PartitionBatch) -> Result<(), Halt> {
-        if batch.poison.is_empty() {
+    fn dead_letter(
+        &self,
+        partition: i32,
+        batch: &PartitionBatch,
+        poison: &[Poison],
+    ) -> Result<(), Halt> {
+        if poison.is_empty() {
             return Ok(());
         }
         let dead_letters = DeadLetters {
@@ -153,13 +201,13 @@ impl BatchWriter<'_> {
             self.bridge.retry(
                 &mut self.backoff(),
                 "dead-lettering failed; the batch waits",
-                move || dead_letters.send(partition, &batch.poison),
+                move || dead_letters.send(partition, poison),
                 stuck,
                 count_retry,
             )
         });
         sent?;
-        metrics::counter!(RECORDS_DEAD_LETTERED).increment(batch.poison.len() as u64);
+        metrics::counter!(RECORDS_DEAD_LETTERED).increment(poison.len() as u64);
         Ok(())
     }
 
@@ -200,6 +248,27 @@ impl BatchWriter<'_> {
                 }
                 // Not a failure to retry: the answer is to reload the offset.
                 Err(StoreError::Conflict(reason)) => Ok(Written::Conflict(reason)),
+                Err(StoreError::IdConflict(_)) => Ok(Written::Refused {
+                    reasons: refusals::id_conflicts(db, write.identified).await?,
+                    cause: Refusal::IdConflict,
+                }),
+                Err(StoreError::Unstorable(err)) => {
+                    let reasons = refusals::unstorable(
+                        db,
+                        write,
+                        &settings.models,
+                        &settings.database.notify_channel,
+                    )
+                    .await?;
+                    if reasons.is_empty() {
+                        // Not a record's value: held like any refusal.
+                        return Err(StoreError::Unstorable(err));
+                    }
+                    Ok(Written::Refused {
+                        reasons,
+                        cause: Refusal::Unstorable,
+                    })
+                }
                 Err(err) => Err(err),
             }
         };
@@ -375,7 +444,7 @@ impl BatchWriter<'_> {
 /// never the next one.
 fn stuck_write(err: &StoreError) -> Option<&'static str> {
     match err {
-        StoreError::Corrupt(_) | StoreError::Rejected(_) => {
+        StoreError::Corrupt(_) | StoreError::Rejected(_) | StoreError::Unstorable(_) => {
             Some("the stored data or the statement must be repaired first; holding the partition")
         }
         _ => None,

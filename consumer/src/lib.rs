@@ -47,6 +47,7 @@ mod offset_gap;
 mod pipeline;
 mod poll_loop;
 mod rebalance;
+mod refusals;
 mod stalls;
 
 use std::future::Future;

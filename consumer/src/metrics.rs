@@ -23,6 +23,13 @@ pub const OBSERVATIONS_APPLIED: &str = "consumer_observations_applied_total";
 /// Observations skipped because an observation with the same `id` had been
 /// applied (a client's retry).
 pub const DUPLICATES_SKIPPED: &str = "consumer_duplicates_skipped_total";
+/// Records whose id had been applied with other content, dead-lettered
+/// with reason `id conflict` (also counted in [`RECORDS_DEAD_LETTERED`]).
+pub const ID_CONFLICTS: &str = "consumer_id_conflicts_total";
+/// Records Postgres refused for a value they carry (a character the
+/// database's encoding lacks), dead-lettered with its reason (also counted
+/// in [`RECORDS_DEAD_LETTERED`]).
+pub const RECORDS_UNSTORABLE: &str = "consumer_records_unstorable_total";
 /// Records sent to the dead-letter topic and acknowledged.
 pub const RECORDS_DEAD_LETTERED: &str = "consumer_records_dead_lettered_total";
 /// Dead-letter sends refused for good (a record too large for the topic, a
@@ -73,6 +80,14 @@ pub(crate) fn describe() {
     describe_counter!(
         DUPLICATES_SKIPPED,
         "Observations skipped because their id had been applied (a client's retry)."
+    );
+    describe_counter!(
+        ID_CONFLICTS,
+        "Records whose id had been applied with other content, dead-lettered."
+    );
+    describe_counter!(
+        RECORDS_UNSTORABLE,
+        "Records Postgres refused for a value they carry, dead-lettered."
     );
     describe_counter!(
         RECORDS_DEAD_LETTERED,

@@ -228,10 +228,10 @@ impl<'a> PollLoop<'a> {
             if state.batch.is_empty() {
                 continue;
             }
-            let batch = std::mem::take(&mut state.batch);
+            let mut batch = std::mem::take(&mut state.batch);
             let result = self
                 .writer
-                .write(consumer, partition, &mut state.offsets, &batch);
+                .write(consumer, partition, &mut state.offsets, &mut batch);
             if let Some(started) = started {
                 metrics::histogram!(BATCH_LATENCY).record(started.elapsed().as_secs_f64());
             }

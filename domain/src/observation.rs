@@ -27,6 +27,14 @@ pub const MAX_ID_LEN: usize = 160;
 pub const MAX_IDEMPOTENCY_KEY_LEN: usize = 128;
 const _: () =
     assert!(MAX_IDEMPOTENCY_KEY_LEN + ":".len() + "18446744073709551615".len() <= MAX_ID_LEN);
+/// Hex digits of the SHA-256 in an upload's id (80 bits). An upload's
+/// records carry the ids `<upload>:<line>`, where `<upload>` is that many
+/// lowercase hex digits, optionally followed by `-<n>` for the n-th forced
+/// re-upload of the same file (see [`upload_line_id`]).
+pub const UPLOAD_ID_HEX_CHARS: usize = 20;
+/// The digits a line number of an upload line id has at most: below 10^18,
+/// so it fits a signed 64-bit integer with room for arithmetic.
+const MAX_LINE_DIGITS: usize = 18;
 /// The most characters of the offending input an error message quotes. A
 /// record may be a megabyte long, and its error message travels in a
 /// dead-letter header and in HTTP answers: it must say what is wrong, not
@@ -74,8 +82,83 @@ pub enum WireError {
     ModelMismatch { key: String, body: String },
     #[error("invalid model id: {0}")]
     ModelId(#[from] ModelIdError),
-    #[error("`id` must be 1 to {MAX_ID_LEN} characters")]
-    BadId,
+    #[error("`id` {0}")]
+    BadId(IdError),
+    #[error("no trials: a record must carry at least one outcome (`trials` of 1 or more)")]
+    NoTrials,
+}
+
+/// Why a string cannot be an observation's id. An id is stored in Postgres
+/// and travels in logs and dead-letter headers, so it holds no control
+/// character (NUL above all, which Postgres text cannot hold).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdError {
+    #[error("must be 1 to {MAX_ID_LEN} characters; it is empty")]
+    Empty,
+    #[error("must be 1 to {MAX_ID_LEN} characters; it has {len}")]
+    TooLong { len: usize },
+    #[error("must not hold control characters; found U+{code:04X} at character {position}")]
+    ControlCharacter { code: u32, position: usize },
+}
+
+/// Checks that `id` can name an observation: 1 to [`MAX_ID_LEN`]
+/// characters, none of them a control character (Unicode's Cc: U+0000 to
+/// U+001F and U+007F to U+009F). Any other Unicode scalar value is allowed.
+pub fn check_id(id: &str) -> Result<(), IdError> {
+    if id.is_empty() {
+        return Err(IdError::Empty);
+    }
+    let mut len = 0;
+    for (position, c) in id.chars().enumerate() {
+        if c.is_control() {
+            return Err(IdError::ControlCharacter {
+                code: u32::from(c),
+                position,
+            });
+        }
+        len += 1;
+    }
+    if len > MAX_ID_LEN {
+        return Err(IdError::TooLong { len });
+    }
+    Ok(())
+}
+
+/// `Some((upload, line))` when `id` is an upload's line id,
+/// `<upload>:<line>`: `<upload>` is [`UPLOAD_ID_HEX_CHARS`] lowercase hex
+/// digits, optionally with `-<n>` (`n` a canonical decimal), and `<line>` a
+/// canonical decimal (no sign, no leading zero) of at most 18 digits.
+///
+/// The producer writes such ids for the rows of an upload, whose id is the
+/// hash of its file, so the id alone fixes what the record holds; clients may
+/// not send ids of this form (the producer refuses them).
+pub fn upload_line_id(id: &str) -> Option<(&str, i64)> {
+    let (upload, line) = id.rsplit_once(':')?;
+    if !canonical_decimal(line, MAX_LINE_DIGITS) || !is_upload_id(upload) {
+        return None;
+    }
+    Some((upload, line.parse().ok()?))
+}
+
+/// Whether `upload` is an upload's id: [`UPLOAD_ID_HEX_CHARS`] lowercase hex
+/// digits, optionally followed by `-<n>` (`n` a canonical decimal from 1).
+pub fn is_upload_id(upload: &str) -> bool {
+    let (hash, copy) = match upload.split_once('-') {
+        Some((hash, n)) => (hash, Some(n)),
+        None => (upload, None),
+    };
+    hash.len() == UPLOAD_ID_HEX_CHARS
+        && hash.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && copy.is_none_or(|n| canonical_decimal(n, 20) && n != "0")
+}
+
+/// A non-empty decimal of at most `max_digits` digits, without sign or
+/// leading zero, so that each number has exactly one spelling.
+fn canonical_decimal(digits: &str, max_digits: usize) -> bool {
+    !digits.is_empty()
+        && digits.len() <= max_digits
+        && digits.bytes().all(|b| b.is_ascii_digit())
+        && (digits == "0" || !digits.starts_with('0'))
 }
 
 impl WireError {
@@ -164,17 +247,27 @@ pub fn parse_record(
 ) -> Result<Observation, WireError> {
     let key = match key {
         Some(k) if !k.is_empty() => {
+            // Not trimmed: " globe" is not `globe` but an invalid id, so a
+            // stray space never moves a record into another model.
             let k = std::str::from_utf8(k).map_err(|_| WireError::NotUtf8)?;
-            Some(ModelId::parse(k.trim())?)
+            Some(ModelId::parse(k)?)
         }
         _ => None,
     };
     let text = std::str::from_utf8(value)
         .map_err(|_| WireError::NotUtf8)?
         .trim();
+    if text.starts_with('{') {
+        // Straight into the body type: the common case, a producer's
+        // canonical record, builds no intermediate value. A derived struct
+        // refuses a repeated field as the strict parser does; anything else
+        // wrong goes the general way, which says precisely what.
+        if let Ok(ObjectBody(body)) = serde_json::from_str(text) {
+            return body.into_observation(key.as_ref(), default_model);
+        }
+    }
     if text.starts_with('{') || text.starts_with('[') || text.starts_with('"') {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| WireError::json(&e))?;
+        let value = crate::json::from_str(text).map_err(|e| WireError::json(&e))?;
         parse_json(value, key.as_ref(), default_model)
     } else {
         let model = key.unwrap_or_else(|| default_model.clone());
@@ -245,10 +338,11 @@ impl ObservationBody {
             }
             _ => return Err(WireError::OutcomeShape),
         };
+        if successes + failures == 0 {
+            return Err(WireError::NoTrials);
+        }
         if let Some(id) = &self.id {
-            if id.is_empty() || id.chars().count() > MAX_ID_LEN {
-                return Err(WireError::BadId);
-            }
+            check_id(id).map_err(WireError::BadId)?;
         }
         Ok(Observation {
             model,
@@ -257,6 +351,34 @@ impl ObservationBody {
             id: self.id,
             observed_at: self.observed_at,
         })
+    }
+}
+
+/// An [`ObservationBody`] read from a JSON object only: serde would also
+/// fill the struct from an array of its fields (`["globe", "w"]`), which the
+/// general path refuses, as every item must be an object.
+#[derive(Debug)]
+pub struct ObjectBody(pub ObservationBody);
+
+impl<'de> Deserialize<'de> for ObjectBody {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ObjectOnly;
+        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
+            type Value = ObjectBody;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<ObjectBody, A::Error> {
+                ObservationBody::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(ObjectBody)
+            }
+        }
+        deserializer.deserialize_map(ObjectOnly)
     }
 }
 
@@ -275,7 +397,7 @@ fn outcome_counts(outcome: &Outcome) -> Result<(u64, u64), WireError> {
         Outcome::Token(token) => match single_outcome(token.trim()) {
             Some(success) => Ok(if success { (1, 0) } else { (0, 1) }),
             None => Err(WireError::UnknownToken {
-                token: truncate(token),
+                token: truncate_for_message(token),
             }),
         },
     }
@@ -319,7 +441,7 @@ fn count_outcomes(text: &str) -> Result<(u64, u64), WireError> {
                     'l' | 'L' => failures += 1,
                     _ => {
                         return Err(WireError::UnknownToken {
-                            token: truncate(token),
+                            token: truncate_for_message(token),
                         })
                     }
                 }
@@ -338,8 +460,9 @@ fn count_outcomes(text: &str) -> Result<(u64, u64), WireError> {
     Ok((successes, failures))
 }
 
-/// Keeps error messages short when a client sends a huge bad token.
-fn truncate(token: &str) -> String {
+/// `token` cut to [`MAX_QUOTED_CHARS`] characters with an ellipsis: error
+/// messages quote a client's input, and must stay short when it is huge.
+pub fn truncate_for_message(token: &str) -> String {
     if token.chars().nth(MAX_QUOTED_CHARS).is_none() {
         token.to_owned()
     } else {
@@ -486,7 +609,91 @@ mod tests {
             r#"{"model":"globe","successes":6,"trials":9}"#,
             Ok(("globe", 6, 3)),
         );
-        check(None, r#"{"successes":0,"trials":0}"#, Ok(("globe", 0, 0)));
+    }
+
+    #[test]
+    fn a_record_without_trials_is_refused_in_every_form() {
+        check(None, r#"{"successes":0,"trials":0}"#, Err("no trials"));
+        check(Some("coin"), r#"{"successes":0,"trials":0,"id":"x"}"#, Err("no trials"));
+    }
+
+    #[test]
+    fn a_key_is_never_trimmed_into_another_model() {
+        check(Some(" globe"), "w", Err("must start with a lowercase letter"));
+        check(Some("globe "), "w", Err("may only contain"));
+        check(Some("globe\n"), "w", Err("may only contain"));
+    }
+
+    #[test]
+    fn a_repeated_json_key_is_refused_whichever_value_comes_last() {
+        check(
+            None,
+            r#"{"model":"a","model":"b","outcome":"w"}"#,
+            Err("duplicate"),
+        );
+        check(
+            None,
+            r#"{"model":"a","outcome":"w","outcome":"l"}"#,
+            Err("duplicate"),
+        );
+        // The general path, for a record the fast path does not take.
+        check(None, r#"{"model":"a","outcome":"x","model":"b"}"#, Err("duplicate"));
+    }
+
+    #[test]
+    fn ids_hold_any_character_but_control_characters() {
+        for id in ["a", "order 17", "é-日本-😀", "\u{2028}", &"x".repeat(MAX_ID_LEN)] {
+            assert_eq!(check_id(id), Ok(()), "{id:?}");
+        }
+        assert_eq!(check_id(""), Err(IdError::Empty));
+        assert_eq!(
+            check_id(&"é".repeat(MAX_ID_LEN + 1)),
+            Err(IdError::TooLong { len: MAX_ID_LEN + 1 })
+        );
+        for (id, code, position) in [
+            ("a\0b", 0, 1),
+            ("\tx", 9, 0),
+            ("x\u{7f}", 0x7f, 1),
+            ("x\u{9f}", 0x9f, 1),
+        ] {
+            assert_eq!(
+                check_id(id),
+                Err(IdError::ControlCharacter { code, position }),
+                "{id:?}"
+            );
+        }
+        check(None, r#"{"outcome":"w","id":"a\u0000b"}"#, Err("U+0000"));
+        check(None, r#"{"outcome":"w","id":"\ud800"}"#, Err("invalid JSON"));
+    }
+
+    #[test]
+    fn upload_line_ids_are_the_hash_form_with_a_canonical_line() {
+        let hash = "9f86d081884c7d659a2f";
+        assert_eq!(upload_line_id(&format!("{hash}:17")), Some((hash, 17)));
+        assert_eq!(
+            upload_line_id(&format!("{hash}-2:0")),
+            Some((&*format!("{hash}-2"), 0))
+        );
+        assert_eq!(
+            upload_line_id(&format!("{hash}:999999999999999999")),
+            Some((hash, 999_999_999_999_999_999))
+        );
+        for other in [
+            format!("{hash}:07"),
+            format!("{hash}:"),
+            format!("{hash}:1000000000000000000"),
+            format!("{hash}-0:1"),
+            format!("{hash}-01:1"),
+            format!("{}:1", &hash[1..]),
+            format!("{hash}0:1"),
+            format!("{}:1", hash.to_uppercase()),
+            format!("x{hash}:1"),
+            "order:17".to_owned(),
+            "a:b:0".to_owned(),
+            hash.to_owned(),
+        ] {
+            assert_eq!(upload_line_id(&other), None, "{other}");
+        }
     }
 
     #[test]

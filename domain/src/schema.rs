@@ -19,6 +19,11 @@ use crate::observation::{ObservationBody, MAX_ID_LEN, MAX_TRIALS_PER_RECORD};
 /// letter or digit.
 pub const MODEL_ID_PATTERN: &str = "^[a-z0-9][a-z0-9_.-]{0,63}$";
 
+/// An observation's id (`observation::check_id`): no control character.
+/// Written with `\u` escapes, which every JSON Schema dialect's regular
+/// expressions read the same way.
+pub const ID_PATTERN: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]+$";
+
 /// What `str::trim` and `char::is_whitespace` call white space (Unicode's
 /// White_Space), spelled out: `\s` means slightly different sets in
 /// different regex dialects.
@@ -56,11 +61,11 @@ fn absent() -> ObjectBuilder {
     ObjectBuilder::new().schema_type(Type::Null)
 }
 
-fn count(description: &str) -> ObjectBuilder {
+fn count(description: &str, minimum: u64) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::Integer)
         .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
-        .minimum(Some(0))
+        .minimum(Some(minimum))
         .maximum(Some(MAX_TRIALS_PER_RECORD))
         .description(Some(description))
 }
@@ -87,7 +92,12 @@ fn shape(title: &str, own: Vec<(&str, RefOr<Schema>)>, others: &[&str]) -> Schem
                 .schema_type(nullable(Type::String))
                 .min_length(Some(1))
                 .max_length(Some(MAX_ID_LEN))
-                .description(Some("The client's idempotency key.")),
+                .pattern(Some(ID_PATTERN))
+                .description(Some(
+                    "The client's idempotency key: no control characters, and not of the form \
+                     of an upload's line ids (20 hex digits, optionally `-n`, then `:` and a \
+                     line number), which the producer refuses.",
+                )),
         )
         .property(
             "observed_at",
@@ -142,9 +152,9 @@ impl utoipa::PartialSchema for ObservationBody {
             vec![
                 (
                     "successes",
-                    count("Successes among `trials`: at most `trials`.").into(),
+                    count("Successes among `trials`: at most `trials`.", 0).into(),
                 ),
-                ("trials", count("Trials in this record.").into()),
+                ("trials", count("Trials in this record: at least 1.", 1).into()),
             ],
             &["outcome", "outcomes"],
         );
@@ -154,7 +164,7 @@ impl utoipa::PartialSchema for ObservationBody {
             .item(counts)
             .description(Some(
                 "One observation: exactly one of `outcome`, `outcomes`, or `successes` with \
-                 `trials` (successes at most trials, trials at most 1000000).",
+                 `trials` (successes at most trials, trials from 1 to 1000000).",
             ))
             .into()
     }

@@ -126,13 +126,15 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     /// The store classifies its errors: a transient one is 503 (try again
-    /// shortly); a rejected statement, a conflict or corrupt data is a fault
-    /// on this side, 500.
+    /// shortly); a value the database cannot hold is the request's, 422; a
+    /// rejected statement, a conflict or corrupt data is a fault on this
+    /// side, 500.
     fn from(err: StoreError) -> Self {
-        if err.is_transient() {
-            ApiError::Unavailable(err)
-        } else {
-            ApiError::Internal(err.into())
+        match err {
+            err if err.is_transient() => ApiError::Unavailable(err),
+            // A value of the request the database cannot hold: the client's.
+            StoreError::Unstorable(_) => ApiError::InvalidParameter(err.to_string()),
+            err => ApiError::Internal(err.into()),
         }
     }
 }

@@ -180,6 +180,10 @@ pub struct ProducerSettings {
     /// How long `/readyz` and the start-up topic creation wait for the broker.
     #[serde(with = "humantime_serde")]
     pub admin_timeout: Duration,
+    /// The most `Idempotency-Key`s remembered, each bound to its request's
+    /// observations for `consumer.dedup_retention`: a key sent again with
+    /// other observations is refused with 422 while it is remembered.
+    pub idempotency_keys: u64,
 }
 
 impl Default for ProducerSettings {
@@ -192,6 +196,7 @@ impl Default for ProducerSettings {
             ack_timeout: Duration::from_secs(5),
             linger: Duration::from_millis(1),
             admin_timeout: Duration::from_secs(2),
+            idempotency_keys: 100_000,
         }
     }
 }

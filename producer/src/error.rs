@@ -11,6 +11,7 @@ use platform::store::StoreError;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::idempotency::KeyError;
 use crate::uploads::spool::LineError;
 
 pub use platform::http::{ErrorBody, ErrorDetail};
@@ -65,6 +66,10 @@ pub enum ApiError {
     /// Postgres, which uploads need, does not answer.
     #[error("the database is unavailable ({0}); retry later")]
     DatabaseUnavailable(String),
+    /// The Idempotency-Key is in use by a request in progress (409), or was
+    /// used for other observations (422).
+    #[error("{0}")]
+    IdempotencyKey(#[from] crate::idempotency::KeyError),
     /// A bug. Logged in full; the client sees an opaque message.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -84,6 +89,8 @@ impl ApiError {
             | Self::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) | Self::UploadNotFound(_) => StatusCode::NOT_FOUND,
             Self::DuplicateUpload { .. } | Self::UploadInProgress { .. } => StatusCode::CONFLICT,
+            Self::IdempotencyKey(KeyError::InUse) => StatusCode::CONFLICT,
+            Self::IdempotencyKey(KeyError::Reused) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BrokerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -108,6 +115,8 @@ impl ApiError {
             Self::NotFound(_) => "not_found",
             Self::MethodNotAllowed(_) => "method_not_allowed",
             Self::BrokerUnavailable { .. } => "broker_unavailable",
+            Self::IdempotencyKey(KeyError::InUse) => "idempotency_key_in_use",
+            Self::IdempotencyKey(KeyError::Reused) => "idempotency_key_reused",
             Self::Internal(_) => "internal",
         }
     }
@@ -149,13 +158,14 @@ impl IntoResponse for ApiError {
 }
 
 impl From<StoreError> for ApiError {
-    /// A database that does not answer is a 503; anything else the store
-    /// says is not the client's doing.
+    /// A database that does not answer is a 503, a value it cannot hold a
+    /// 422; anything else the store says is not the client's doing.
     fn from(error: StoreError) -> Self {
-        if error.is_transient() {
-            Self::DatabaseUnavailable(error.to_string())
-        } else {
-            Self::Internal(error.into())
+        match error {
+            error if error.is_transient() => Self::DatabaseUnavailable(error.to_string()),
+            // A value of the request the database cannot hold: the client's.
+            StoreError::Unstorable(_) => Self::InvalidParameter(error.to_string()),
+            error => Self::Internal(error.into()),
         }
     }
 }

@@ -31,9 +31,16 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+        let mut values = parts.headers.get_all(IDEMPOTENCY_KEY).iter();
+        let Some(value) = values.next() else {
             return Ok(Self(None));
         };
+        // Two keys would leave it to chance which one the request is bound to.
+        if values.next().is_some() {
+            return Err(ApiError::BadRequest(
+                "send one Idempotency-Key header, not several".into(),
+            ));
+        }
         let bytes = value.as_bytes();
         let printable = |b: &u8| (b' '..=b'~').contains(b);
         let valid = (1..=MAX_KEY_LEN).contains(&bytes.len())

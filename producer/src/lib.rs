@@ -11,6 +11,7 @@
 mod database;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod kafka;
 pub mod observability;
 mod openapi;

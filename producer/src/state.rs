@@ -10,6 +10,7 @@ use platform::settings::{ProducerSettings, Settings, UploadSettings};
 use rdkafka::error::KafkaError;
 
 use crate::database::Database;
+use crate::idempotency::Keys;
 use crate::kafka::Publisher;
 use crate::uploads::validating::Validations;
 
@@ -30,6 +31,8 @@ struct Inner {
     metrics: PrometheusHandle,
     /// The uploads whose POST is still reading and validating the file.
     validations: Validations,
+    /// The Idempotency-Keys of the requests answered lately.
+    keys: Keys,
 }
 
 impl AppState {
@@ -47,6 +50,11 @@ impl AppState {
                 default_model: settings.models.default_model.clone(),
                 metrics: platform::telemetry::metrics_handle(),
                 validations: Validations::default(),
+                // As long as the consumer remembers the records' ids.
+                keys: Keys::new(
+                    settings.producer.idempotency_keys,
+                    settings.consumer.dedup_retention,
+                ),
             }),
         })
     }
@@ -82,6 +90,10 @@ impl AppState {
 
     pub fn validations(&self) -> &Validations {
         &self.inner.validations
+    }
+
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
     }
 
     /// How long `/readyz` waits for the broker.

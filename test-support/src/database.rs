@@ -21,6 +21,23 @@ pub struct TestDatabase {
 impl TestDatabase {
     /// Creates `test_<unix seconds>_<uuid>` on the test server and runs the migrations.
     pub async fn create() -> Result<(Self, DatabaseConnection), StoreError> {
+        Self::create_with("").await
+    }
+
+    /// As [`TestDatabase::create`], in a database whose server-side encoding
+    /// is `encoding` (`LATIN1`, say), as an operator may have made it: some
+    /// characters a client sends have no equivalent there, and Postgres
+    /// refuses them.
+    pub async fn create_with_encoding(
+        encoding: &str,
+    ) -> Result<(Self, DatabaseConnection), StoreError> {
+        Self::create_with(&format!(
+            " ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0"
+        ))
+        .await
+    }
+
+    async fn create_with(options: &str) -> Result<(Self, DatabaseConnection), StoreError> {
         let server = TestEnvironment::from_env().database_url;
         let admin = Database::connect(&server).await?;
         let created = std::time::SystemTime::now()
@@ -28,7 +45,7 @@ impl TestDatabase {
             .map_or(0, |d| d.as_secs());
         let name = format!("test_{created}_{}", uuid::Uuid::new_v4().simple());
         admin
-            .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+            .execute_unprepared(&format!("CREATE DATABASE \"{name}\"{options}"))
             .await?;
         admin.close().await?;
         let url = replace_database(&server, &name);

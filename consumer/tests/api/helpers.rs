@@ -54,6 +54,14 @@ impl Rec {
         self
     }
 
+    /// The value as text (empty when it has none or is not UTF-8).
+    pub fn text(&self) -> &str {
+        self.value
+            .as_deref()
+            .and_then(|v| std::str::from_utf8(v).ok())
+            .unwrap_or_default()
+    }
+
     /// What the shared parser makes of it: `(model, successes, failures)` or `None` for poison.
     pub fn parsed(&self) -> Option<(String, u64, u64)> {
         let default = ModelId::parse("globe").expect("model id");
@@ -137,12 +145,29 @@ impl TestEnv {
         Self::on(TestBroker::mock_cluster(), partitions).await
     }
 
+    /// With a database whose server-side encoding is `encoding`, as an
+    /// operator may have created it (see `TestDatabase::create_with_encoding`).
+    pub async fn with_database_encoding(partitions: i32, encoding: &str) -> Self {
+        let database = TestDatabase::create_with_encoding(encoding)
+            .await
+            .expect("test database");
+        Self::on_database(TestBroker::start(), partitions, database).await
+    }
+
     async fn on(kafka: TestBroker, partitions: i32) -> Self {
+        let database = TestDatabase::create().await.expect("test database");
+        Self::on_database(kafka, partitions, database).await
+    }
+
+    async fn on_database(
+        kafka: TestBroker,
+        partitions: i32,
+        (test_db, db): (TestDatabase, DatabaseConnection),
+    ) -> Self {
         let topic = unique("observations");
         let dlq_topic = format!("{topic}.dlq");
         kafka.create_topic(&topic, partitions).await;
         kafka.create_topic(&dlq_topic, 1).await;
-        let (test_db, db) = TestDatabase::create().await.expect("test database");
         Self {
             kafka,
             topic,

@@ -15,10 +15,12 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement};
+use sea_orm::{
+    ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionTrait,
+};
 
 use super::convert::{self, to_i64, to_u64};
-use super::dedup::{numbered_id, NumberedGroups};
+use super::dedup::{upload_line, NumberedGroups};
 use super::StoreError;
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
@@ -107,15 +109,23 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
 ///   when a row appeared meanwhile (it waits for that row's transaction).
-/// - `identified`/`fresh`: the observations with an id that is not
-///   numbered, empty unless the offset moved; `fresh` are those whose id was
-///   not applied before (the primary key of `applied_ids` decides, waiting
-///   for a concurrent batch that holds the same id, so only one of them
-///   counts it). Inserted in id order, so two batches cannot wait for each
-///   other's ids.
-/// - `numbered`/`marked`/`counted`: the observations with a numbered id
-///   (see [`numbered_id`]), grouped by the caller into one bit mask per
-///   prefix, chunk of [`ID_CHUNK_BITS`] numbers, model and counts. `marked`
+/// - `identified`/`fresh`: the observations with an id that is not an
+///   upload's line, empty unless the offset moved; `fresh` are those whose
+///   id was not applied before (the primary key of `applied_ids` decides,
+///   waiting for a concurrent batch that holds the same id, so only one of
+///   them counts it), each kept with its model and counts. Inserted in id
+///   order, so two batches cannot wait for each other's ids.
+/// - `conflicts`: an id applied before with other content (the database's
+///   `id_content_differs` decides, on the newest row: `DO UPDATE` locks and
+///   rereads it, where a plain read would miss one a concurrent batch just
+///   committed) is returned by `fresh` with the stored content, not the
+///   batch's. `refuse_id_conflicts` then raises (`unique_violation` on the
+///   constraint name `applied_ids_content`), so the whole statement is
+///   undone: the caller dead-letters those records and writes the rest.
+///   An id whose stored content matches is a retry, returned by nothing.
+/// - `numbered`/`marked`/`counted`: the observations with an upload's line
+///   id (see [`upload_line`]), grouped by the caller into one bit mask per
+///   upload, chunk of [`ID_CHUNK_BITS`] lines, model and counts. `marked`
 ///   ORs each chunk's bits into `applied_id_bits` and returns, in `fresh`,
 ///   the bits that were not set before: the upsert computes them under the
 ///   row lock from the newest row, so of two batches racing on one id only
@@ -160,10 +170,16 @@ WITH moved AS (
     FROM jsonb_to_recordset($11::jsonb) AS i(id text, model_id text, ds bigint, df bigint, last_offset bigint), cas
     WHERE cas.n = 1
 ), fresh AS (
-    INSERT INTO applied_ids (id, model_id, source_partition, source_offset)
-    SELECT id, model_id, $3, last_offset FROM identified ORDER BY id
-    ON CONFLICT (id) DO NOTHING
-    RETURNING id
+    INSERT INTO applied_ids AS a (id, model_id, successes, failures, source_partition, source_offset)
+    SELECT id, model_id, ds, df, $3, last_offset FROM identified ORDER BY id
+    ON CONFLICT (id) DO UPDATE SET source_offset = a.source_offset
+    WHERE id_content_differs(a.model_id, a.successes, a.failures,
+                             EXCLUDED.model_id, EXCLUDED.successes, EXCLUDED.failures)
+    RETURNING a.id, a.model_id, a.successes, a.failures
+), conflicts AS MATERIALIZED (
+    SELECT refuse_id_conflicts(count(*)) AS n
+    FROM fresh f JOIN identified i USING (id)
+    WHERE (f.model_id, f.successes, f.failures) IS DISTINCT FROM (i.model_id, i.ds, i.df)
 ), numbered AS MATERIALIZED (
     SELECT g.prefix, g.chunk, g.model_id, g.ds, g.df, g.last_offset, ('x' || g.mask)::bit(1024) AS mask
     FROM jsonb_to_recordset($13::jsonb)
@@ -225,6 +241,7 @@ WITH moved AS (
     WHERE p IS NOT NULL
 )
 SELECT cas.n AS moved, (SELECT count(*) FROM created) AS created,
+       (SELECT n FROM conflicts) AS conflicts,
        (SELECT count(*) FROM identified) - (SELECT count(*) FROM fresh)
            + (SELECT coalesce(sum(observations - applied), 0) FROM counted)::bigint AS duplicates,
        (SELECT coalesce(sum(ds + df), 0) FROM identified WHERE id NOT IN (SELECT id FROM fresh))::bigint
@@ -270,7 +287,7 @@ pub async fn apply_batch(
     let mut identified = Vec::new();
     let mut numbered = NumberedGroups::default();
     for i in batch.identified {
-        if let Some((prefix, number)) = numbered_id(&i.id) {
+        if let Some((prefix, number)) = upload_line(&i.id) {
             let d = &i.delta;
             numbered.add(prefix, number, d.model.as_str(), d.counts, d.last_offset);
             continue;
@@ -358,4 +375,21 @@ pub async fn apply_batch(
         duplicates: to_u64(duplicates)?,
         duplicate_trials: to_u64(duplicate_trials)?,
     })
+}
+
+/// Runs the batch statement in a transaction that is always rolled back:
+/// whether Postgres would take `batch`, with nothing written (no counts, no
+/// offset, no NOTIFY, which is only sent on commit). The consumer asks this
+/// of parts of a batch that Postgres refused for a value it carries
+/// ([`StoreError::Unstorable`]) to find the records to blame.
+pub async fn try_batch(
+    db: &impl TransactionTrait,
+    batch: &BatchWrite<'_>,
+    defaults: &ModelDefaults,
+    notify_channel: &str,
+) -> Result<(), StoreError> {
+    let txn = db.begin().await?;
+    let tried = apply_batch(&txn, batch, defaults, notify_channel).await;
+    txn.rollback().await?;
+    tried.map(|_| ())
 }

@@ -1,11 +1,16 @@
 //! The ids of applied observations, written by the batch statement (see
 //! [`super::apply_batch`]) and forgotten after the retention, in two tables:
 //!
-//! - `applied_id_bits` for numbered ids, `<prefix>:<n>` ([`numbered_id`]):
-//!   an upload's `<upload>:<line>`, or a client's own sequence. One row holds
-//!   [`ID_CHUNK_BITS`] consecutive numbers of a prefix as bits, so a file of
-//!   50 million rows is some 50 000 rows here, written a chunk at a time;
-//! - `applied_ids` for every other id, a row each.
+//! - `applied_id_bits` for an upload's line ids, `<upload>:<line>`
+//!   (`domain::observation::upload_line_id`): one row holds
+//!   [`ID_CHUNK_BITS`] consecutive lines of an upload as bits, so a file of
+//!   50 million rows is some 50 000 rows here, written a chunk at a time. A
+//!   bit is all that is kept: the upload's id is its file's hash, so the id
+//!   alone fixes what the line holds, and clients may not use such ids;
+//! - `applied_ids` for every other id, a row each with the model and counts
+//!   it carried, so that the same id with other content is told from a
+//!   retry (an id conflict, which the batch refuses: see
+//!   [`stored_contents`]).
 //!
 //! Which table an id belongs to depends on its text alone, so a retry always
 //! meets its first delivery in the same table.
@@ -17,7 +22,8 @@ use std::time::Duration;
 use chrono::Utc;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 
-use super::convert::to_i64;
+use super::convert::{to_i64, to_u64};
+use super::IdentifiedDelta;
 use super::entities::applied_ids::{Column, Entity};
 use super::StoreError;
 use domain::bayes::Counts;
@@ -26,28 +32,12 @@ use domain::bayes::Counts;
 pub const ID_CHUNK_BITS: i64 = 1024;
 const MASK_WORDS: usize = (ID_CHUNK_BITS / 64) as usize;
 
-/// The digits a numbered id's number has at most: below 10^18, so it fits a
-/// signed 64-bit integer with room for the chunk arithmetic.
-const MAX_NUMBER_DIGITS: usize = 18;
-
-/// `Some((prefix, n))` when `id` is `<prefix>:<n>` with `n` written as a
-/// canonical decimal (no sign, no leading zero, at most 18 digits), split at
-/// the last colon. Canonical, so the pair names exactly one id: `a:7` and
-/// `a:07` are different ids, and only the first is numbered. The migration
-/// `m0007_applied_id_bits` matches the same ids with a regular expression.
-pub(crate) fn numbered_id(id: &str) -> Option<(&str, i64)> {
-    let (prefix, digits) = id.rsplit_once(':')?;
-    let canonical = !digits.is_empty()
-        && digits.len() <= MAX_NUMBER_DIGITS
-        && digits.bytes().all(|b| b.is_ascii_digit())
-        && (digits == "0" || !digits.starts_with('0'));
-    if !canonical {
-        return None;
-    }
-    Some((prefix, digits.parse().ok()?))
+/// `Some((upload, line))` when `id` is kept as a bit: an upload's line id.
+pub(crate) fn upload_line(id: &str) -> Option<(&str, i64)> {
+    domain::observation::upload_line_id(id)
 }
 
-/// A batch's numbered observations, folded into one bit mask per prefix,
+/// A batch's upload lines, folded into one bit mask per upload,
 /// chunk, model and counts: an upload's 5 000 rows become a few dozen
 /// groups, and the statement's work per row is a bit in a mask.
 #[derive(Debug, Default)]
@@ -108,6 +98,85 @@ impl<'a> NumberedGroups<'a> {
     }
 }
 
+/// An id of a batch that was applied before with other content: what was
+/// applied under it (as far as it is known), for the dead letter's reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdConflict {
+    pub id: String,
+    /// `None` when the first observation's model is not known.
+    pub applied_model: Option<String>,
+    /// `None` when its counts are not known.
+    pub applied_counts: Option<Counts>,
+}
+
+impl std::fmt::Display for IdConflict {
+    /// Says what the id first carried, in a dead letter's reason.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let id = domain::observation::truncate_for_message(&self.id);
+        write!(f, "id conflict: {id:?} was applied before with other content")?;
+        match (&self.applied_model, self.applied_counts) {
+            (Some(model), Some(c)) => write!(
+                f,
+                " (model {model}, {} successes, {} failures)",
+                c.successes, c.failures
+            ),
+            (Some(model), None) => write!(f, " (model {model})"),
+            (None, Some(c)) => write!(f, " ({} successes, {} failures)", c.successes, c.failures),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// The ids of `identified` that were applied before with other content, by
+/// the same rule the batch statement refuses them with
+/// (`id_content_differs`). A batch refused for its conflicts asks this to
+/// learn which records to dead-letter. Upload line ids are never conflicts:
+/// their upload's hash fixes what they hold.
+pub async fn conflicting_ids(
+    db: &impl ConnectionTrait,
+    identified: &[IdentifiedDelta],
+) -> Result<Vec<IdConflict>, StoreError> {
+    let mut asked = Vec::new();
+    for i in identified.iter().filter(|i| upload_line(&i.id).is_none()) {
+        asked.push(serde_json::json!({
+            "id": i.id,
+            "model_id": i.delta.model.as_str(),
+            "ds": to_i64(i.delta.counts.successes)?,
+            "df": to_i64(i.delta.counts.failures)?,
+        }));
+    }
+    if asked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = db
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            "SELECT a.id, a.model_id, a.successes, a.failures
+             FROM jsonb_to_recordset($1::jsonb) AS i(id text, model_id text, ds bigint, df bigint)
+             JOIN applied_ids a USING (id)
+             WHERE id_content_differs(a.model_id, a.successes, a.failures, i.model_id, i.ds, i.df)
+             ORDER BY a.id",
+            [serde_json::Value::Array(asked).into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            let model: String = row.try_get("", "model_id")?;
+            let successes: Option<i64> = row.try_get("", "successes")?;
+            let failures: Option<i64> = row.try_get("", "failures")?;
+            let applied_counts = match (successes, failures) {
+                (Some(s), Some(f)) => Some(Counts::new(to_u64(s)?, to_u64(f)?)),
+                _ => None,
+            };
+            Ok(IdConflict {
+                id: row.try_get("", "id")?,
+                applied_model: (!model.is_empty()).then_some(model),
+                applied_counts,
+            })
+        })
+        .collect()
+}
+
 /// Forgets the ids applied more than `retention` ago; returns how many rows
 /// went (an id each from `applied_ids`, a chunk of numbered ids each from
 /// `applied_id_bits`, which goes a retention after its latest id). A retry
@@ -142,30 +211,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_ids_are_split_at_the_last_colon_into_a_canonical_number() {
+    fn only_an_uploads_line_ids_are_kept_as_bits() {
         assert_eq!(
-            numbered_id("9f86d081884c7d659a2f:17"),
+            upload_line("9f86d081884c7d659a2f:17"),
             Some(("9f86d081884c7d659a2f", 17))
         );
-        assert_eq!(numbered_id("a:b:0"), Some(("a:b", 0)));
-        assert_eq!(numbered_id(":5"), Some(("", 5)));
         assert_eq!(
-            numbered_id("a:999999999999999999"),
-            Some(("a", 999_999_999_999_999_999))
+            upload_line("9f86d081884c7d659a2f-3:0"),
+            Some(("9f86d081884c7d659a2f-3", 0))
         );
         for plain in [
             "a",
-            "a:",
-            "a:07",
-            "a:00",
-            "a:-1",
-            "a:+1",
-            "a:1e3",
-            "a:1 ",
-            "a:１",
-            "a:1000000000000000000",
+            "a:7",
+            "order-1:1024",
+            "9f86d081884c7d659a2f:07",
+            "9f86d081884c7d659a2f",
+            "9f86d081884c7d659a2:1",
         ] {
-            assert_eq!(numbered_id(plain), None, "{plain}");
+            assert_eq!(upload_line(plain), None, "{plain}");
         }
     }
 

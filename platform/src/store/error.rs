@@ -31,6 +31,18 @@ pub enum StoreError {
     /// cannot take its column's type.
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// Permanent, and the data's fault: Postgres refused a value the
+    /// statement carried (a character the database's encoding cannot hold,
+    /// a string longer than its column, a key too large for its index).
+    /// The same statement without that value can succeed: a service answers
+    /// 422, the consumer dead-letters the record that carried it.
+    #[error("the database cannot store a value: {0}")]
+    Unstorable(#[source] DbErr),
+    /// A batch carried observation ids applied before with other content
+    /// (the batch statement raises on `applied_ids_content`); nothing was
+    /// written. The caller finds them with `conflicting_ids`.
+    #[error("observation ids conflict: {0}")]
+    IdConflict(String),
 }
 
 impl StoreError {
@@ -46,6 +58,8 @@ enum Class {
     Unavailable,
     Rejected,
     Corrupt,
+    Unstorable,
+    IdConflict,
 }
 
 impl From<DbErr> for StoreError {
@@ -54,6 +68,8 @@ impl From<DbErr> for StoreError {
             Class::Unavailable => StoreError::Unavailable(err),
             Class::Rejected => StoreError::Rejected(err),
             Class::Corrupt => StoreError::Corrupt(err.to_string()),
+            Class::Unstorable => StoreError::Unstorable(err),
+            Class::IdConflict => StoreError::IdConflict(err.to_string()),
         }
     }
 }
@@ -71,9 +87,13 @@ fn classify(err: &DbErr) -> Class {
         _ => return Class::Rejected,
     };
     match sqlx {
-        SqlxError::Database(db) => db
-            .code()
-            .map_or(Class::Rejected, |code| classify_sqlstate(&code)),
+        SqlxError::Database(db) => {
+            if db.constraint() == Some(ID_CONFLICT_CONSTRAINT) {
+                return Class::IdConflict;
+            }
+            db.code()
+                .map_or(Class::Rejected, |code| classify_sqlstate(&code))
+        }
         SqlxError::Io(_)
         | SqlxError::Tls(_)
         | SqlxError::Protocol(_)
@@ -109,12 +129,26 @@ fn classify_sqlstate(code: &str) -> Class {
         "3D000" => true,
         _ => false,
     };
+    // A value the statement carried that the database cannot hold:
+    // 22001 string data right truncation, 22021 character not in
+    // repertoire (a NUL, bytes that are not UTF-8), 22P05 untranslatable
+    // character (no equivalent in the database's encoding), 54000 program
+    // limit exceeded (an index entry too large). Not 22003 (numeric value
+    // out of range): a count past BIGINT is the stored state's, not the
+    // record's.
+    let unstorable = matches!(code, "22001" | "22021" | "22P05" | "54000");
     if transient {
         Class::Unavailable
+    } else if unstorable {
+        Class::Unstorable
     } else {
         Class::Rejected
     }
 }
+
+/// The constraint name the batch statement raises a conflict under (the
+/// `refuse_id_conflicts` function of migration m0008).
+const ID_CONFLICT_CONSTRAINT: &str = "applied_ids_content";
 
 #[cfg(test)]
 mod tests {
@@ -174,6 +208,8 @@ mod tests {
             Class::Unavailable => matches!(store, StoreError::Unavailable(_)),
             Class::Rejected => matches!(store, StoreError::Rejected(_)),
             Class::Corrupt => matches!(store, StoreError::Corrupt(_)),
+            Class::Unstorable => matches!(store, StoreError::Unstorable(_)),
+            Class::IdConflict => matches!(store, StoreError::IdConflict(_)),
         };
         assert!(variant_matches, "{shown} became {store:?}");
     }
@@ -215,7 +251,7 @@ mod tests {
             "23505", // unique violation
             "23503", // foreign key violation
             "23514", // check violation
-            "22003", // numeric value out of range
+            "22003", // numeric value out of range: the stored counts' doing
             "22P02", // invalid text representation
             "22023", // invalid parameter value (a NOTIFY channel name)
             "42704", // undefined object
@@ -231,6 +267,13 @@ mod tests {
             ))),
             Class::Rejected,
         );
+    }
+
+    #[test]
+    fn values_the_database_cannot_hold_are_the_datas_fault() {
+        for code in ["22001", "22021", "22P05", "54000"] {
+            check(exec(code), Class::Unstorable);
+        }
     }
 
     #[test]
@@ -251,6 +294,7 @@ mod tests {
     #[test]
     fn only_unavailable_is_transient() {
         assert!(!StoreError::Conflict("moved".to_owned()).is_transient());
+        assert!(!StoreError::IdConflict("id".to_owned()).is_transient());
         assert!(!StoreError::Corrupt("bad".to_owned()).is_transient());
     }
 }

@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(EXPERIMENTS),
             Box::new(UPLOADS),
             Box::new(APPLIED_ID_BITS),
+            Box::new(APPLIED_ID_CONTENT),
         ]
     }
 }
@@ -284,5 +285,71 @@ FROM applied_id_bits, generate_series(0, 1023) AS k
 WHERE get_bit(bits, k) = 1
 ON CONFLICT (id) DO NOTHING;
 DROP TABLE applied_id_bits;
+"#,
+};
+
+/// An id names one observation: `applied_ids` keeps what each id carried, so
+/// a record with a known id and other content is a conflict, not a retry.
+/// Only an upload's line ids stay as bits (their upload's hash fixes what
+/// they hold); other numbered ids, which m0007 moved to bits, become rows
+/// again, their content unknown.
+const APPLIED_ID_CONTENT: Sql = Sql {
+    name: "m0008_applied_id_content",
+    up: r#"
+-- NULL (and a model_id of ''): applied before content was kept; any content
+-- is then taken for a retry, as it was.
+ALTER TABLE applied_ids ADD COLUMN successes BIGINT, ADD COLUMN failures BIGINT;
+
+INSERT INTO applied_ids (id, model_id, source_partition, source_offset, applied_at)
+SELECT prefix || ':' || (chunk * 1024 + k), '', -1, -1, applied_at
+FROM applied_id_bits, generate_series(0, 1023) AS k
+WHERE prefix !~ '^[0-9a-f]{20}(-[1-9][0-9]*)?$' AND get_bit(bits, k) = 1
+ON CONFLICT (id) DO NOTHING;
+DELETE FROM applied_id_bits WHERE prefix !~ '^[0-9a-f]{20}(-[1-9][0-9]*)?$';
+
+-- The one rule for "same id, other content", used by the batch statement
+-- and by the consumer's look-up of a refused batch's conflicts. What is not
+-- known (an empty model, NULL counts) differs from nothing.
+CREATE FUNCTION id_content_differs(
+    stored_model text, stored_successes bigint, stored_failures bigint,
+    model text, successes bigint, failures bigint
+) RETURNS boolean LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (stored_model <> '' AND stored_model <> model)
+        OR (stored_successes IS NOT NULL
+            AND (stored_successes, stored_failures) IS DISTINCT FROM (successes, failures))
+$$;
+
+-- Raised by the batch statement when any of its ids conflicts, so that the
+-- whole statement is undone; the constraint name tells the caller why.
+CREATE FUNCTION refuse_id_conflicts(conflicts bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF conflicts > 0 THEN
+        RAISE EXCEPTION '% observation id(s) of the batch were applied before with other content', conflicts
+            USING ERRCODE = 'unique_violation', CONSTRAINT = 'applied_ids_content';
+    END IF;
+    RETURN conflicts;
+END
+$$;
+"#,
+    down: r#"
+DROP FUNCTION refuse_id_conflicts(bigint);
+DROP FUNCTION id_content_differs(text, bigint, bigint, text, bigint, bigint);
+WITH numbered AS (
+    SELECT m[1] AS prefix, m[2]::bigint AS n, applied_at
+    FROM applied_ids, regexp_match(id, '^(.*):(0|[1-9][0-9]{0,17})$') AS m
+    WHERE m IS NOT NULL
+)
+INSERT INTO applied_id_bits AS b (prefix, chunk, bits, fresh, applied_at)
+SELECT prefix, n / 1024,
+       bit_or(set_bit(B'0'::bit(1024), (n % 1024)::integer, 1)),
+       B'0'::bit(1024),
+       max(applied_at)
+FROM numbered
+GROUP BY prefix, n / 1024
+ON CONFLICT (prefix, chunk) DO UPDATE SET
+    bits = b.bits | EXCLUDED.bits,
+    applied_at = greatest(b.applied_at, EXCLUDED.applied_at);
+DELETE FROM applied_ids WHERE id ~ '^(.*):(0|[1-9][0-9]{0,17})$';
+ALTER TABLE applied_ids DROP COLUMN successes, DROP COLUMN failures;
 "#,
 };

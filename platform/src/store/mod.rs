@@ -18,8 +18,10 @@ mod models;
 mod offsets;
 mod uploads;
 
-pub use batch::{apply_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta};
-pub use dedup::purge_applied_ids;
+pub use batch::{
+    apply_batch, try_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta,
+};
+pub use dedup::{conflicting_ids, purge_applied_ids, IdConflict};
 pub use error::StoreError;
 pub use experiments::{
     assign_unit, assignment_counts, get_experiment, get_models, list_experiments, merged_history,

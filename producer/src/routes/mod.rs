@@ -9,13 +9,14 @@ pub mod uploads;
 use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use domain::observation::Observation;
+use domain::observation::{upload_line_id, Observation};
 use serde::Serialize;
 use tokio::time::Instant;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::idempotency::Fingerprint;
 use crate::kafka::{Acked, PublishError};
 use crate::observability::{PRODUCE_FAILURES, PRODUCE_SECONDS, RECORDS_PRODUCED, REQUEST_RECORDS};
 use crate::state::AppState;
@@ -107,10 +108,17 @@ impl IntoResponse for Accepted {
 
 /// Publishes validated observations under a fresh trace id and answers once
 /// the broker acknowledged all of them, or with 503 when it did not in time.
+/// `key` is the request's `Idempotency-Key`: claimed for these observations
+/// while they are published, and bound to them after (see [`crate::idempotency`]).
 pub(crate) async fn publish(
     state: &AppState,
     observations: &[Observation],
+    key: Option<&str>,
 ) -> Result<Accepted, ApiError> {
+    refuse_upload_ids(observations)?;
+    let _claimed = key
+        .map(|key| state.keys().claim(key, Fingerprint::of(observations)))
+        .transpose()?;
     let trace_id = Uuid::new_v4().to_string();
     let publisher = state.publisher();
     let started = Instant::now();
@@ -148,4 +156,21 @@ pub(crate) async fn publish(
         "observations acknowledged"
     );
     Ok(accepted)
+}
+
+/// Ids of the form `<upload>:<line>` are an upload's own: the consumer keeps
+/// them apart, as the upload's hash fixes what each line holds, so a
+/// client's record under one would be taken for that line (see
+/// `domain::observation::upload_line_id`).
+fn refuse_upload_ids(observations: &[Observation]) -> Result<(), ApiError> {
+    let reserved = |o: &Observation| o.id.as_deref().is_some_and(|id| upload_line_id(id).is_some());
+    let Some(index) = observations.iter().position(reserved) else {
+        return Ok(());
+    };
+    let message = "`id` has the form of an upload's line id (20 hex digits, optionally `-n`, then `:` and a line number), which only uploads use; choose another id or Idempotency-Key".to_owned();
+    Err(if observations.len() == 1 {
+        ApiError::Invalid(message)
+    } else {
+        ApiError::InvalidItem { index, message }
+    })
 }

@@ -12,7 +12,9 @@
 //! that name none; a `model` in the body wins.
 
 use axum::extract::State;
-use domain::observation::{parse_json, parse_text, Observation, ObservationBody};
+use domain::observation::{
+    parse_json, parse_text, ObjectBody, Observation, ObservationBody,
+};
 use domain::ModelId;
 use platform::http::ApiQuery;
 use serde::Deserialize;
@@ -117,11 +119,11 @@ pub async fn post_observations(
     let observations = decode(
         body,
         query.model,
-        key,
+        key.clone(),
         state.default_model(),
         state.settings().max_batch,
     )?;
-    publish(&state, &observations).await
+    publish(&state, &observations, key.as_deref()).await
 }
 
 /// Turns a request into validated observations, or says what is wrong with it.
@@ -158,8 +160,14 @@ fn decode(
             {
                 return Ok(observations);
             }
-            let value: Value = serde_json::from_slice(&bytes)
-                .map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            // Strict: a repeated key is refused (422), never last-wins.
+            let value = domain::json::from_slice(&bytes).map_err(|e| {
+                if e.is_data() {
+                    ApiError::Invalid(format!("invalid JSON: {e}"))
+                } else {
+                    ApiError::MalformedJson(e.to_string())
+                }
+            })?;
             match value {
                 Value::Object(mut object) => {
                     if let Some(key) = key {
@@ -220,33 +228,6 @@ fn decode_fast(
                 .map(|observation| vec![observation])
         }
         _ => None,
-    }
-}
-
-/// An [`ObservationBody`] read from a JSON object only: serde would also
-/// fill the struct from an array of its fields (`["globe", "w"]`), which the
-/// general path refuses, as every item must be an object.
-struct ObjectBody(ObservationBody);
-
-impl<'de> Deserialize<'de> for ObjectBody {
-    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct ObjectOnly;
-        impl<'de> serde::de::Visitor<'de> for ObjectOnly {
-            type Value = ObjectBody;
-
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a JSON object")
-            }
-
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<ObjectBody, A::Error> {
-                ObservationBody::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(ObjectBody)
-            }
-        }
-        deserializer.deserialize_map(ObjectOnly)
     }
 }
 

@@ -50,8 +50,8 @@ pub async fn update_model(
         model: state.default_model().clone(),
         successes: u64::from(success),
         failures: u64::from(!success),
-        id: key,
+        id: key.clone(),
         observed_at: None,
     };
-    publish(&state, &[observation]).await
+    publish(&state, &[observation], key.as_deref()).await
 }

@@ -17,7 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, CsvErrorBody, ErrorBody};
 use crate::state::AppState;
 use crate::uploads::validating::{Validating, ID_PREFIX};
-use crate::uploads::{self, Source, MAX_FILENAME_CHARS};
+use domain::observation::is_upload_id;
+use crate::uploads::{self, Source};
 
 /// `POST /uploads` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -29,8 +30,9 @@ pub struct UploadQuery {
     /// Count a file that was uploaded before once more, as a new upload.
     #[param(example = false)]
     pub force: Option<bool>,
-    /// The file's name, kept with the upload (a multipart part's own name wins).
-    #[param(example = "conversions-2024-05.csv", max_length = 255)]
+    /// The file's name, kept with the upload (a multipart part's own name wins):
+    /// at most 255 characters, none a control character.
+    #[param(example = "conversions-2024-05.csv", max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
     pub filename: Option<String>,
 }
 
@@ -47,8 +49,9 @@ pub struct ListQuery {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Path)]
 pub struct UploadPath {
-    /// As `POST /uploads` answered it.
-    #[param(example = "3f2a9c1b7d4e5f608192", max_length = 64)]
+    /// As `POST /uploads` answered it: 20 hex digits (with `-n` for a forced
+    /// re-upload), or `validating-n` while its POST reads the file.
+    #[param(example = "3f2a9c1b7d4e5f608192", max_length = 64, pattern = "^([0-9a-f]{20}(-[1-9][0-9]*)?|validating-(0|[1-9][0-9]*))$")]
     pub id: String,
 }
 
@@ -235,15 +238,10 @@ pub async fn post_upload(
         ),
     };
     if let Some(name) = &query.filename {
-        if name.chars().count() > MAX_FILENAME_CHARS {
-            return Err(ApiError::InvalidParameter(format!(
-                "filename must be at most {MAX_FILENAME_CHARS} characters"
-            )));
-        }
+        uploads::check_filename(name).map_err(ApiError::InvalidParameter)?;
     }
-    let filename = query.filename.as_deref().map(uploads::filename);
     let request = uploads::Request {
-        filename,
+        filename: query.filename,
         model,
         force: query.force.unwrap_or(false),
     };
@@ -272,10 +270,18 @@ pub async fn get_upload(
     ApiPath(path): ApiPath<UploadPath>,
 ) -> Result<Json<Upload>, ApiError> {
     if path.id.starts_with(ID_PREFIX) {
+        // Only the validating list is asked: nothing of the id reaches Postgres.
         return match state.validations().get(&path.id) {
             Some(upload) => Ok(Json(upload.into())),
             None => Err(ApiError::UploadNotFound(path.id.clone())),
         };
+    }
+    // No upload has an id of another form; nothing of it reaches Postgres
+    // (which cannot even hold some strings, a NUL among them).
+    if !is_upload_id(&path.id) {
+        return Err(ApiError::UploadNotFound(
+            domain::observation::truncate_for_message(&path.id),
+        ));
     }
     let db = connection(&state)?;
     let record = store::get_upload(db, &path.id)

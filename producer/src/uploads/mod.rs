@@ -232,7 +232,10 @@ async fn feed(
                 continue;
             }
             if request.filename.is_none() {
-                request.filename = field.file_name().map(filename);
+                if let Some(name) = field.file_name() {
+                    check_filename(name).map_err(ApiError::InvalidParameter)?;
+                    request.filename = Some(name.to_owned());
+                }
             }
             loop {
                 let chunk = field.chunk().await.map_err(|e| e.to_string());
@@ -256,11 +259,22 @@ async fn feed(
 /// The longest file name kept, in characters (the column's width).
 pub const MAX_FILENAME_CHARS: usize = 255;
 
-/// A file name as it is kept: without NUL characters (which Postgres text
-/// cannot hold) and cut to [`MAX_FILENAME_CHARS`].
-pub fn filename(name: &str) -> String {
-    name.chars()
-        .filter(|c| *c != '\0')
-        .take(MAX_FILENAME_CHARS)
-        .collect()
+/// Checks a file name before it is kept: at most [`MAX_FILENAME_CHARS`]
+/// characters (the column's width) and no control character (NUL, which
+/// Postgres text cannot hold, above all; the others would garble listings
+/// and logs). The message names what is wrong.
+pub fn check_filename(name: &str) -> Result<(), String> {
+    if let Some((position, c)) = name.chars().enumerate().find(|(_, c)| c.is_control()) {
+        return Err(format!(
+            "filename must not hold control characters; found U+{:04X} at character {position}",
+            u32::from(c)
+        ));
+    }
+    let len = name.chars().count();
+    if len > MAX_FILENAME_CHARS {
+        return Err(format!(
+            "filename must be at most {MAX_FILENAME_CHARS} characters; it has {len}"
+        ));
+    }
+    Ok(())
 }

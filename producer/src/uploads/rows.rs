@@ -13,7 +13,7 @@
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
 use domain::observation::{
-    parse_text, single_outcome, WireError, MAX_ID_LEN, MAX_TRIALS_PER_RECORD,
+    check_id, parse_text, single_outcome, upload_line_id, WireError, MAX_TRIALS_PER_RECORD,
 };
 use domain::ModelId;
 
@@ -166,6 +166,9 @@ impl Columns {
                         WireError::TooManyTrials { trials }.to_string(),
                     ));
                 }
+                if trials == 0 {
+                    return Err(CellError::new("trials", WireError::NoTrials.to_string()));
+                }
                 if successes > trials {
                     return Err(CellError::new(
                         "successes",
@@ -178,10 +181,19 @@ impl Columns {
         let id = match self.id {
             Some(index) => match cell(index, "id")? {
                 "" => None,
-                id if id.chars().count() > MAX_ID_LEN => {
-                    return Err(CellError::new("id", WireError::BadId.to_string()))
+                id => {
+                    check_id(id)
+                        .map_err(|e| CellError::new("id", WireError::BadId(e).to_string()))?;
+                    // The upload's own ids, `<upload>:<line>`, are kept apart
+                    // by the consumer; a row may not take one.
+                    if upload_line_id(id).is_some() {
+                        return Err(CellError::new(
+                            "id",
+                            "has the form of an upload's line id (20 hex digits, optionally `-n`, then `:` and a line number); choose another",
+                        ));
+                    }
+                    Some(id)
                 }
-                id => Some(id),
             },
             None => None,
         };
@@ -332,14 +344,31 @@ mod tests {
     }
 
     #[test]
+    fn ids_postgres_or_the_consumer_could_not_keep_apart_are_refused() {
+        let Ok(mut columns) = header(&["model", "outcome", "id"], None) else {
+            panic!("valid header")
+        };
+        for id in ["a\0b", "tab\there", "9f86d081884c7d659a2f:3"] {
+            let error = row(&mut columns, &["globe", "w", id]).err();
+            assert_eq!(error.and_then(|e| e.column), Some("id"), "{id:?}");
+        }
+        assert!(row(&mut columns, &["globe", "w", "order:17"]).is_ok());
+        let Ok(mut counts) = header(&["model", "successes", "trials"], None) else {
+            panic!("valid header")
+        };
+        let error = row(&mut counts, &["globe", "0", "0"]).err();
+        assert_eq!(error.and_then(|e| e.column), Some("trials"));
+    }
+
+    #[test]
     fn ids_longer_than_the_domain_allows_are_refused() {
         let Ok(mut columns) = header(&["model", "outcome", "id"], None) else {
             panic!("valid header")
         };
-        let long = "x".repeat(MAX_ID_LEN + 1);
+        let long = "x".repeat(domain::observation::MAX_ID_LEN + 1);
         let error = row(&mut columns, &["globe", "w", &long]).err();
         assert_eq!(error.and_then(|e| e.column), Some("id"));
-        let fits = "x".repeat(MAX_ID_LEN);
+        let fits = "x".repeat(domain::observation::MAX_ID_LEN);
         assert!(row(&mut columns, &["globe", "w", &fits]).is_ok());
     }
 }

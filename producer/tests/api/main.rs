@@ -9,6 +9,7 @@
 mod broker;
 mod errors;
 mod helpers;
+mod hostile;
 mod observations;
 mod operations;
 mod processes;

@@ -1,5 +1,6 @@
-//! `applied_ids`: the ids of the observations applied, kept for the
-//! deduplication retention, so a client's retry is counted once.
+//! `applied_ids`: the ids of the observations applied, with what each
+//! carried, kept for the deduplication retention, so a client's retry is
+//! counted once and the same id with other content is told apart.
 
 use sea_orm::entity::prelude::*;
 
@@ -8,7 +9,11 @@ use sea_orm::entity::prelude::*;
 pub struct Model {
     #[sea_orm(primary_key, auto_increment = false)]
     pub id: String,
+    /// Empty when not known (applied before contents were kept).
     pub model_id: String,
+    /// `None` when not known.
+    pub successes: Option<i64>,
+    pub failures: Option<i64>,
     pub source_partition: i32,
     pub source_offset: i64,
     pub applied_at: DateTimeUtc,

@@ -1,0 +1,89 @@
+//! When Postgres refuses a batch for what some of its records carry, which
+//! records, and why: a record is dead-lettered with its reason and the rest
+//! of the batch is written, so one record can never hold its partition.
+//!
+//! - An id applied before with other content: the batch statement raises
+//!   (`StoreError::IdConflict`, nothing written), and the store names the
+//!   ids by the same rule (`conflicting_ids`).
+//! - A value the database cannot hold (`StoreError::Unstorable`: a
+//!   character its encoding lacks, say): the statement is tried again on
+//!   halves of the batch's identified records, in transactions that are
+//!   rolled back, down to the single records it refuses. Only records with
+//!   an id can be told apart this way; the others are folded into per-model
+//!   sums whose strings are model ids, which the parser keeps to ASCII.
+
+use std::collections::HashMap;
+
+use platform::settings::ModelDefaults;
+use platform::store::{conflicting_ids, try_batch, BatchWrite, IdentifiedDelta, StoreError};
+use sea_orm::DatabaseConnection;
+
+/// The ids of a refused batch to dead-letter, each with its reason.
+pub(crate) type Reasons = HashMap<String, String>;
+
+/// The ids of `identified` applied before with other content.
+pub(crate) async fn id_conflicts(
+    db: &DatabaseConnection,
+    identified: &[IdentifiedDelta],
+) -> Result<Reasons, StoreError> {
+    Ok(conflicting_ids(db, identified)
+        .await?
+        .into_iter()
+        .map(|conflict| (conflict.id.clone(), conflict.to_string()))
+        .collect())
+}
+
+/// The identified records of `write` that Postgres refuses on their own,
+/// each with Postgres's reason. Empty when the refusal is not theirs (the
+/// statement is refused without any of them, or only with all of them
+/// together): then the partition is held as for any statement Postgres
+/// refuses. A transient error is returned, so the caller retries.
+pub(crate) async fn unstorable(
+    db: &DatabaseConnection,
+    write: &BatchWrite<'_>,
+    defaults: &ModelDefaults,
+    notify_channel: &str,
+) -> Result<Reasons, StoreError> {
+    let probe = |identified: &[IdentifiedDelta]| {
+        let part = BatchWrite {
+            deltas: &[],
+            identified,
+            ..write.clone()
+        };
+        async move { refusal(try_batch(db, &part, defaults, notify_channel).await) }
+    };
+    let mut reasons = Reasons::new();
+    let Some(reason) = probe(write.identified).await? else {
+        return Ok(reasons);
+    };
+    // Parts known to be refused; halved until single records remain.
+    let mut refused = vec![(write.identified, reason)];
+    while let Some((part, reason)) = refused.pop() {
+        if let [record] = part {
+            reasons.insert(record.id.clone(), reason);
+            continue;
+        }
+        let (left, right) = part.split_at(part.len() / 2);
+        for half in [left, right] {
+            if let Some(reason) = probe(half).await? {
+                refused.push((half, reason));
+            }
+        }
+    }
+    Ok(reasons)
+}
+
+/// What a trial says: `Some(reason)` when Postgres refuses a value the
+/// part carries, `None` when it takes the part (or refuses it for another
+/// reason, which the real write meets again), the error when it may pass
+/// later.
+fn refusal(tried: Result<(), StoreError>) -> Result<Option<String>, StoreError> {
+    match tried {
+        Ok(()) => Ok(None),
+        Err(StoreError::Unstorable(err)) => Ok(Some(format!(
+            "the database cannot store this record: {err}"
+        ))),
+        Err(err) if err.is_transient() => Err(err),
+        Err(_) => Ok(None),
+    }
+}
