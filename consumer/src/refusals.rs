@@ -44,16 +44,14 @@ pub(crate) async fn unstorable(
     defaults: &ModelDefaults,
     notify_channel: &str,
 ) -> Result<Reasons, StoreError> {
-    let probe = |identified: &[IdentifiedDelta]| {
-        let part = BatchWrite {
-            deltas: &[],
-            identified,
-            ..write.clone()
-        };
-        async move { refusal(try_batch(db, &part, defaults, notify_channel).await) }
+    let probe = Probe {
+        db,
+        write,
+        defaults,
+        notify_channel,
     };
     let mut reasons = Reasons::new();
-    let Some(reason) = probe(write.identified).await? else {
+    let Some(reason) = probe.refuses(write.identified).await? else {
         return Ok(reasons);
     };
     // Parts known to be refused; halved until single records remain.
@@ -65,12 +63,36 @@ pub(crate) async fn unstorable(
         }
         let (left, right) = part.split_at(part.len() / 2);
         for half in [left, right] {
-            if let Some(reason) = probe(half).await? {
+            if let Some(reason) = probe.refuses(half).await? {
                 refused.push((half, reason));
             }
         }
     }
     Ok(reasons)
+}
+
+/// Tries parts of one batch: its identified records only, or some of them.
+struct Probe<'a> {
+    db: &'a DatabaseConnection,
+    write: &'a BatchWrite<'a>,
+    defaults: &'a ModelDefaults,
+    notify_channel: &'a str,
+}
+
+impl Probe<'_> {
+    /// Whether Postgres refuses the batch's statement holding only
+    /// `identified` (and why), in a transaction that is rolled back.
+    async fn refuses(
+        &self,
+        identified: &[IdentifiedDelta],
+    ) -> Result<Option<String>, StoreError> {
+        let part = BatchWrite {
+            deltas: &[],
+            identified,
+            ..self.write.clone()
+        };
+        refusal(try_batch(self.db, &part, self.defaults, self.notify_channel).await)
+    }
 }
 
 /// What a trial says: `Some(reason)` when Postgres refuses a value the

@@ -27,9 +27,10 @@ use crate::state::AppState;
     responses(
         (status = 202, description = "The record is acknowledged by the broker.", body = Accepted,
             headers(("trace-id" = String, description = "The trace id written into the record's `trace-id` header."))),
-        (status = 400, description = "The Idempotency-Key header is malformed.", body = ErrorBody,
+        (status = 400, description = "The Idempotency-Key header is malformed or repeated.", body = ErrorBody,
             example = json!({"error": {"code": "bad_request", "message": "the Idempotency-Key header must be 1 to 128 printable ASCII characters, with no space at either end"}})),
-        (status = 422, description = "The outcome is not one of `w` or `l`.", body = ErrorBody,
+        (status = 409, description = "`idempotency_key_in_use`: a request with this Idempotency-Key is still waiting for the broker.", body = ErrorBody),
+        (status = 422, description = "The outcome is not one of `w` or `l` (`invalid_observation`), the Idempotency-Key has the form of an upload's line id, or it was used before for another outcome (`idempotency_key_reused`).", body = ErrorBody,
             example = json!({"error": {"code": "invalid_observation", "message": "expected one outcome, `w` or `l`; got \"x\""}})),
         (status = 503, description = "The broker did not acknowledge within `ack_timeout`.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying.")),

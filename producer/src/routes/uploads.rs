@@ -210,7 +210,7 @@ pub struct UploadForm {
             headers(("Location" = String, description = "`/uploads/{id}` of the earlier upload"))),
         (status = 413, description = "Larger than `uploads.max_bytes`, as sent or decoded.", body = ErrorBody),
         (status = 415, description = "Neither `text/csv` nor `multipart/form-data`.", body = ErrorBody),
-        (status = 422, description = "Invalid rows or header, or an empty file (`invalid_csv`, the first `uploads.max_errors` lines listed), or an invalid parameter. Nothing was produced.", body = CsvErrorBody),
+        (status = 422, description = "Invalid rows or header, or an empty file (`invalid_csv`, the first `uploads.max_errors` lines listed), or an invalid parameter (`invalid_parameter`: a model id, a file name with control characters). Nothing was produced.", body = CsvErrorBody),
         (status = 503, description = "The database, which uploads need, is unavailable.", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
     ),
@@ -261,7 +261,7 @@ pub async fn post_upload(
     params(UploadPath),
     responses(
         (status = 200, description = "The upload.", body = Upload),
-        (status = 404, description = "No such upload.", body = ErrorBody),
+        (status = 404, description = "No such upload (and none can have an id of another form).", body = ErrorBody),
         (status = 503, description = "The database is unavailable.", body = ErrorBody),
     ),
 )]

@@ -19,7 +19,7 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
     // A lone surrogate is not a string at all.
     app.post_json(r#"{"outcome":"w","id":"\ud800"}"#)
         .await
-        .assert_error(400, "malformed_json", "surrogate");
+        .assert_error(400, "malformed_json", "escape");
     let csv = app
         .send(
             reqwest::Method::POST,
@@ -74,7 +74,7 @@ async fn an_idempotency_key_reused_for_other_observations_is_422_and_a_retry_is_
         202
     );
     let keys: Vec<Option<String>> = app.records().await.into_iter().map(|r| r.key).collect();
-    assert_eq!(keys, [Some("a".to_owned()); 3], "b was never produced");
+    assert_eq!(keys, vec![Some("a".to_owned()); 3], "b was never produced");
 }
 
 #[tokio::test]

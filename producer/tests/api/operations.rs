@@ -122,11 +122,11 @@ fn the_openapi_document_describes_every_endpoint_and_its_errors() {
     };
     assert_eq!(
         responses("/observations", "post"),
-        ["202", "400", "413", "415", "422", "503"]
+        ["202", "400", "409", "413", "415", "422", "503"]
     );
     assert_eq!(
         responses("/update_model/{outcome}", "post"),
-        ["202", "400", "422", "503"]
+        ["202", "400", "409", "422", "503"]
     );
     assert_eq!(responses("/healthz", "get"), ["200"]);
     assert_eq!(responses("/readyz", "get"), ["200", "503"]);
