@@ -7,8 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
+mod cross_site;
 mod errors;
 mod helpers;
+mod limits;
 mod observations;
 mod operations;
 mod processes;
