@@ -180,6 +180,12 @@ pub struct HttpSettings {
     /// `uploads.min_bytes_per_second`). Past it: 408 `request_timeout`.
     #[serde(with = "humantime_serde")]
     pub body_timeout: Duration,
+    /// How long an answer may wait for a client that reads none of it (a
+    /// write to the connection that makes no progress at all); then the
+    /// connection is closed. Any progress starts the time anew, so a slow
+    /// reader is served; one that stopped reading is not held forever.
+    #[serde(with = "humantime_serde")]
+    pub write_stall_timeout: Duration,
     /// The most connections one service keeps open at once. A client that
     /// connects past it is answered 503 `too_many_connections` with
     /// `Retry-After` and the connection is closed. The process's soft
@@ -208,6 +214,7 @@ impl Default for HttpSettings {
         Self {
             header_read_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(30),
+            write_stall_timeout: Duration::from_secs(30),
             max_connections: 4_096,
             trusted_origins: Vec::new(),
             allowed_hosts: Vec::new(),
@@ -630,6 +637,11 @@ impl Settings {
         check("http.body_timeout", !http.body_timeout.is_zero(), || {
             "0s would refuse every request body".to_owned()
         })?;
+        check(
+            "http.write_stall_timeout",
+            !http.write_stall_timeout.is_zero(),
+            || "0s would close every connection that answers".to_owned(),
+        )?;
         check("http.max_connections", http.max_connections >= 1, || {
             "0 would refuse every connection".to_owned()
         })?;
@@ -853,6 +865,10 @@ mod tests {
             (
                 "http.body_timeout",
                 Box::new(|s| s.http.body_timeout = Duration::ZERO),
+            ),
+            (
+                "http.write_stall_timeout",
+                Box::new(|s| s.http.write_stall_timeout = Duration::ZERO),
             ),
             (
                 "http.max_connections",

@@ -73,6 +73,26 @@ impl RawConnection {
         }
     }
 
+    /// Connects to `127.0.0.1:port` with a receive buffer of about `bytes`,
+    /// so that an answer the test does not read soon fills it and the
+    /// server's writes wait.
+    pub async fn open_with_receive_buffer(port: u16, bytes: u32) -> Self {
+        let socket = TcpSocket::new_v4().expect("a socket");
+        socket
+            .set_recv_buffer_size(bytes)
+            .expect("setting the receive buffer");
+        let stream = socket
+            .connect(([127, 0, 0, 1], port).into())
+            .await
+            .expect("connecting");
+        Self::over(stream)
+    }
+
+    /// The connection's local port: the peer port the server sees.
+    pub fn local_port(&self) -> u16 {
+        self.reader.local_addr().map_or(0, |a| a.port())
+    }
+
     /// Gives the sending half away; this one keeps reading.
     pub fn split(mut self) -> (RawWriter, Self) {
         let writer = self.writer.take().expect("not split yet");

@@ -102,7 +102,8 @@ impl Drop for ServiceProcess {
 }
 
 impl ServiceProcess {
-    async fn start() -> Self {
+    /// The service with `extra` settings in its environment.
+    async fn start(extra: &[(&str, String)]) -> Self {
         let (database, _connection) = TestDatabase::create().await.expect("a test database");
         let mut settings = Settings::default();
         settings.database = database.settings.clone();
@@ -112,14 +113,10 @@ impl ServiceProcess {
             .port();
         let log =
             std::env::temp_dir().join(format!("{}.log", test_support::unique("model-service")));
-        let extra = [
-            ("BAYES__MODEL_SERVICE__PORT", port.to_string()),
-            (
-                "BAYES__MODEL_SERVICE__MAX_EVENT_STREAMS_PER_CLIENT",
-                "100".into(),
-            ),
-        ];
-        let child = spawn_service(env!("CARGO_BIN_EXE_model-service"), &settings, &extra, &log);
+        let mut environment = vec![("BAYES__MODEL_SERVICE__PORT", port.to_string())];
+        environment.extend(extra.iter().cloned());
+        let binary = env!("CARGO_BIN_EXE_model-service");
+        let child = spawn_service(binary, &settings, &environment, &log);
         let service = Self {
             child,
             port,
@@ -145,6 +142,45 @@ impl ServiceProcess {
             .count()
     }
 
+    /// Whether the process holds a TCP socket whose peer is `client_port`
+    /// on this machine: its descriptors' socket inodes, looked up in the
+    /// kernel's table of TCP sockets.
+    fn holds_connection_from(&self, client_port: u16) -> bool {
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|fd| std::fs::read_link(fd.path()).ok())
+            .filter_map(|link| {
+                let link = link.to_string_lossy().into_owned();
+                link.strip_prefix("socket:[")?
+                    .strip_suffix(']')
+                    .map(str::to_owned)
+            })
+            .collect();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let peer_port = fields
+                .get(2)
+                .and_then(|peer| peer.rsplit(':').next())
+                .and_then(|port| u16::from_str_radix(port, 16).ok());
+            peer_port == Some(client_port)
+                && fields.get(9).is_some_and(|i| inodes.iter().any(|x| x == i))
+        })
+    }
+
+    /// Sends one request on a connection of its own and reads the answer.
+    async fn request(&self, head: &str, body: &str) -> RawResponse {
+        let mut connection = RawConnection::open(self.port).await;
+        let request = format!(
+            "{head}\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        connection.send(request.as_bytes()).await.unwrap();
+        connection.response_within(DEADLINE).await
+    }
+
     /// The value of the open-streams gauge.
     async fn open_streams(&self) -> Option<u64> {
         let mut connection = RawConnection::open(self.port).await;
@@ -165,7 +201,11 @@ impl ServiceProcess {
 #[tokio::test]
 async fn a_closed_event_stream_gives_back_its_descriptors_and_its_place() {
     const STREAMS: usize = 40;
-    let service = ServiceProcess::start().await;
+    let service = ServiceProcess::start(&[(
+        "BAYES__MODEL_SERVICE__MAX_EVENT_STREAMS_PER_CLIENT",
+        "100".into(),
+    )])
+    .await;
     let before = service.open_files();
     let mut streams = Vec::new();
     for _ in 0..STREAMS {
@@ -174,8 +214,9 @@ async fn a_closed_event_stream_gives_back_its_descriptors_and_its_place() {
         streams.push(stream);
     }
     let during = service.open_files();
+    // (The start-up probe's connection may still have been open before.)
     assert!(
-        during >= before + STREAMS,
+        during + 1 >= before + STREAMS,
         "{STREAMS} streams hold a socket each: {before} descriptors before, {during} during"
     );
     assert_eq!(service.open_streams().await, Some(STREAMS as u64));
@@ -284,4 +325,58 @@ async fn a_client_that_sends_half_a_request_head_is_disconnected_after_the_heade
         .unwrap();
     let closed = connection.closed_within(DEADLINE).await;
     assert!(closed.is_ok(), "{closed:?}");
+}
+
+#[tokio::test]
+async fn an_answer_the_client_never_reads_is_given_up_after_the_write_stall_timeout() {
+    let service = ServiceProcess::start(&[
+        ("BAYES__HTTP__WRITE_STALL_TIMEOUT", "500ms".into()),
+        ("BAYES__MODEL_SERVICE__MAX_SAMPLES", "1000000".into()),
+    ])
+    .await;
+    let created = service
+        .request(
+            "PUT /models/globe HTTP/1.1\r\nContent-Type: application/json",
+            "{}",
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    // Once, so the pool holds the connections a request needs.
+    let sampled = service
+        .request("GET /models/globe/samples?n=1 HTTP/1.1", "")
+        .await;
+    assert_eq!(sampled.status, 200, "{sampled:?}");
+
+    // Some 20 MB of samples, far more than the socket buffers hold, asked
+    // for by a client that reads none of it.
+    let mut reader = RawConnection::open_with_receive_buffer(service.port, 4_096).await;
+    reader
+        .send(b"GET /models/globe/samples?n=1000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let client_port = reader.local_port();
+    eventually("the service holds the connection", async || {
+        service.holds_connection_from(client_port).then_some(())
+    })
+    .await;
+    eventually("the service gives the connection up", async || {
+        (!service.holds_connection_from(client_port)).then_some(())
+    })
+    .await;
+    // What the client finds when it reads at last: a cut-off answer.
+    let seen = reader.closed_within(DEADLINE).await.expect("closed");
+    let length: usize = seen
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("a Content-Length");
+    let body = seen
+        .split_once("\r\n\r\n")
+        .map_or(0, |(_, body)| body.len());
+    assert!(
+        seen.starts_with("HTTP/1.1 200"),
+        "{}",
+        &seen[..seen.len().min(200)]
+    );
+    assert!(body < length, "{body} of {length} bytes arrived");
 }

@@ -45,6 +45,7 @@ mod openapi;
 mod origin;
 mod page;
 mod serve;
+mod stall;
 
 pub use body::{BodyTimeout, Pace};
 pub use error::{ErrorBody, ErrorCode, ErrorDetail, ErrorResponse};

@@ -11,6 +11,8 @@
 //!   keep-alive connections and no separate idle timeout is needed (the
 //!   tests hold both cases to it);
 //! - a request body: see [`super::body`];
+//! - an answer it does not read: at most `http.write_stall_timeout` without
+//!   any progress ([`super::stall`]);
 //! - a connection at all: one of `http.max_connections`. A client that
 //!   connects past the cap is answered `503 too_many_connections` with
 //!   `Retry-After` on a connection that is then closed, so it learns why
@@ -48,6 +50,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceExt;
 
+use super::stall::WriteStallGuard;
 use super::ErrorResponse;
 use crate::settings::HttpSettings;
 
@@ -103,6 +106,7 @@ pub async fn serve(
                 }
             }
         };
+        let stream = WriteStallGuard::new(stream, settings.write_stall_timeout);
         match connections.clone().try_acquire_owned() {
             Ok(permit) => {
                 let connection = http.serve_connection(TokioIo::new(stream), app(&router, peer));
@@ -179,7 +183,7 @@ impl Drop for Open {
 /// Answers a connection past the cap with 503 and closes it; drops it
 /// without an answer when [`REFUSALS_AT_ONCE`] answers are under way.
 fn refuse(
-    stream: TcpStream,
+    stream: WriteStallGuard<TcpStream>,
     peer: SocketAddr,
     refusals: &Arc<Semaphore>,
     http: &http1::Builder,
