@@ -20,8 +20,8 @@
 //!   [`REFUSALS_AT_ONCE`] such answers are being written at once, and past
 //!   that too the connection is closed without one.
 //!
-//! Only HTTP/1.1 is spoken: cleartext HTTP/2 (which no browser uses, and
-//! which `axum::serve` also accepted) would bypass the header timeout.
+//! Only HTTP/1.1 is spoken, as before (axum's `http2` feature is off):
+//! cleartext HTTP/2, which no browser uses, would bypass the header timeout.
 //!
 //! Shutdown, as `axum::serve`'s and hyper-util's graceful example do it: stop
 //! accepting, tell every connection to finish the request in flight and
