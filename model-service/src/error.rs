@@ -7,6 +7,12 @@ use domain::bayes::BayesError;
 use platform::http::{ErrorResponse, Rejection};
 use platform::store::StoreError;
 
+use crate::streams::StreamRefusal;
+
+/// How long a client refused a stream is asked to wait: streams end when
+/// their clients leave, which a few seconds often sees.
+const STREAM_RETRY_AFTER_SECONDS: u64 = 5;
+
 /// Everything a handler can answer other than success.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -49,6 +55,10 @@ pub enum ApiError {
     /// 401: a bearer token is required and was missing or wrong.
     #[error("a valid bearer token is required")]
     Unauthorized,
+    /// 503: as many `/events` streams are open as allowed, in all or for
+    /// this client.
+    #[error("{0}")]
+    TooManyStreams(StreamRefusal),
     /// 503: the database does not answer.
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
@@ -73,7 +83,9 @@ impl ApiError {
             }
             ApiError::Rejected(rejection) => rejection.status(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -92,6 +104,7 @@ impl ApiError {
             ApiError::Rejected(rejection) => rejection.code(),
             ApiError::Unauthorized => "unauthorized",
             ApiError::Unavailable(_) => "database_unavailable",
+            ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -113,6 +126,10 @@ impl IntoResponse for ApiError {
                     "the database is unavailable; try again shortly",
                 )
                 .retry_after(1)
+            }
+            ApiError::TooManyStreams(_) => {
+                ErrorResponse::new(self.status(), self.code(), self.to_string())
+                    .retry_after(STREAM_RETRY_AFTER_SECONDS)
             }
             ApiError::Unauthorized => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())

@@ -13,6 +13,7 @@ pub mod plot;
 mod routes;
 pub mod startup;
 pub mod state;
+pub mod streams;
 pub mod views;
 
 pub use error::ApiError;

@@ -63,7 +63,8 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` resolves, then ends the event streams, lets
+    /// Serves until `shutdown` resolves (within the limits of `[http]`, see
+    /// [`platform::http::serve`]), then ends the event streams, lets
     /// requests in flight finish and returns.
     pub async fn run_until_stopped(
         self,
@@ -84,14 +85,20 @@ impl Application {
         ));
         tracing::info!(address = %listener.local_addr()?, "model service listening");
         let stopping = state.clone();
-        axum::serve(listener, router(state.clone()))
-            .with_graceful_shutdown(async move {
+        platform::http::serve(
+            listener,
+            router(state.clone()),
+            state.http(),
+            crate::routes::SERVICE,
+            async move {
                 shutdown.await;
                 tracing::info!("shutting down");
+                // Streams never end by themselves: end them, or the
+                // connections holding them would never close.
                 stopping.begin_shutdown();
-            })
-            .await
-            .context("serving HTTP")?;
+            },
+        )
+        .await;
         // The forwarder stops on the same signal; wait so the listener's
         // connection goes back cleanly.
         state.begin_shutdown();

@@ -8,12 +8,13 @@ use chrono::{DateTime, Utc};
 use domain::bayes::Counts;
 use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
-use platform::settings::{ModelDefaults, ModelServiceSettings, Settings};
+use platform::settings::{HttpSettings, ModelDefaults, ModelServiceSettings, Settings};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::cache::Cache;
 use crate::plot::Format;
+use crate::streams::EventStreams;
 use crate::views::experiment::Figures;
 use crate::views::ModelEvent;
 
@@ -94,12 +95,14 @@ pub struct AppState {
 struct Inner {
     db: DatabaseConnection,
     settings: ModelServiceSettings,
+    http: HttpSettings,
     defaults: ModelDefaults,
     notify_channel: String,
     posteriors: Cache<PosteriorKey, Bytes>,
     plots: Cache<PlotKey, Bytes>,
     figures: Cache<FiguresKey, Arc<Figures>>,
     events: broadcast::Sender<ModelEvent>,
+    streams: EventStreams,
     render_permits: Semaphore,
     metrics: PrometheusHandle,
     shutdown: watch::Sender<bool>,
@@ -118,12 +121,17 @@ impl AppState {
             inner: Arc::new(Inner {
                 db,
                 settings: settings.model_service.clone(),
+                http: settings.http.clone(),
                 defaults: settings.models.clone(),
                 notify_channel: settings.database.notify_channel.clone(),
                 posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),
                 plots: Cache::new(settings.model_service.plot_cache_entries),
                 figures: Cache::new(FIGURES_CACHE_ENTRIES),
                 events,
+                streams: EventStreams::new(
+                    settings.model_service.max_event_streams,
+                    settings.model_service.max_event_streams_per_client,
+                ),
                 render_permits: Semaphore::new(cores),
                 metrics: platform::telemetry::metrics_handle(),
                 shutdown,
@@ -137,6 +145,10 @@ impl AppState {
 
     pub fn settings(&self) -> &ModelServiceSettings {
         &self.inner.settings
+    }
+
+    pub fn http(&self) -> &HttpSettings {
+        &self.inner.http
     }
 
     pub fn defaults(&self) -> &ModelDefaults {
@@ -180,6 +192,11 @@ impl AppState {
     /// How many `/events` streams are open.
     pub fn subscribers(&self) -> usize {
         self.inner.events.receiver_count()
+    }
+
+    /// The caps on `/events` streams, and the places taken under them.
+    pub fn streams(&self) -> &EventStreams {
+        &self.inner.streams
     }
 
     /// Ends every `/events` stream and the listener, so graceful shutdown

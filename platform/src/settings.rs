@@ -34,6 +34,7 @@ pub struct Settings {
     pub models: ModelDefaults,
     pub kafka: KafkaSettings,
     pub database: DatabaseSettings,
+    pub http: HttpSettings,
     pub producer: ProducerSettings,
     pub uploads: UploadSettings,
     pub consumer: ConsumerSettings,
@@ -161,6 +162,86 @@ impl Default for DatabaseSettings {
     }
 }
 
+/// What the producer and the model service hold to on every HTTP
+/// connection and request: the limits a client cannot outgrow, and which
+/// requests from browsers they refuse.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// How long a client has to send a request's head (request line and
+    /// headers) once the server waits for one: on a new connection and on
+    /// an idle keep-alive connection between two requests alike, so this is
+    /// also how long an idle connection stays open. Past it the connection
+    /// is closed.
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+    /// How long a client has to send a whole request body on every route
+    /// but `POST /uploads` (whose pace is `uploads.body_idle_timeout` and
+    /// `uploads.min_bytes_per_second`). Past it: 408 `request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub body_timeout: Duration,
+    /// How long an answer may wait for a client that reads none of it (a
+    /// write to the connection that makes no progress at all); then the
+    /// connection is closed. Any progress starts the time anew, so a slow
+    /// reader is served; one that stopped reading is not held forever.
+    #[serde(with = "humantime_serde")]
+    pub write_stall_timeout: Duration,
+    /// The most connections one service keeps open at once. A client that
+    /// connects past it is answered 503 `too_many_connections` with
+    /// `Retry-After` and the connection is closed. The process's soft
+    /// open-file limit is raised to its hard limit at start, and a warning
+    /// says so when this does not fit under it.
+    pub max_connections: usize,
+    /// Origins (`scheme://host[:port]`) whose pages may send requests that
+    /// change state (`POST`, `PUT`, ..., and `GET /update_model/{outcome}`)
+    /// from a browser. Every other cross-site browser request is refused
+    /// with 403 `cross_origin_request`; requests without `Sec-Fetch-Site`
+    /// and `Origin` (curl, scripts) are not browsers' and pass. A list, or
+    /// one comma-separated string in an environment variable.
+    #[serde(deserialize_with = "string_list")]
+    pub trusted_origins: Vec<String>,
+    /// The `Host` values served (`name` for any port, or `name:port`),
+    /// case-insensitive; empty: any. Another host is refused with 421
+    /// `misdirected_request`, except on `/healthz`, `/readyz` and
+    /// `/metrics`, which probes and scrapers reach by address. A list, or
+    /// one comma-separated string in an environment variable.
+    #[serde(deserialize_with = "string_list")]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            write_stall_timeout: Duration::from_secs(30),
+            max_connections: 4_096,
+            trusted_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+        }
+    }
+}
+
+/// A list setting: a list in a file, or one comma-separated string (which
+/// is all an environment variable can hold); empty items are dropped.
+fn string_list<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum ListOrText {
+        List(Vec<String>),
+        Text(String),
+    }
+    let items = match ListOrText::deserialize(deserializer)? {
+        ListOrText::List(items) => items,
+        ListOrText::Text(text) => text.split(',').map(str::to_owned).collect(),
+    };
+    Ok(items
+        .into_iter()
+        .map(|item| item.trim().to_owned())
+        .filter(|item| !item.is_empty())
+        .collect())
+}
+
 /// The producer's HTTP service.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -222,6 +303,20 @@ pub struct UploadSettings {
     /// offsets) to its row.
     #[serde(with = "humantime_serde")]
     pub progress_interval: Duration,
+    /// The longest an upload's body may stay silent (no byte arrives while
+    /// the producer waits for one) before the upload is cut off with 408
+    /// `request_timeout`.
+    #[serde(with = "humantime_serde")]
+    pub body_idle_timeout: Duration,
+    /// The slowest average pace an upload's body may arrive at, in bytes per
+    /// second, counted over the time the producer waited for it (so a busy
+    /// producer never counts against the client); slower: 408
+    /// `request_timeout`. 0 turns the check off.
+    pub min_bytes_per_second: u64,
+    /// How long the producer waits for an upload's body before it judges
+    /// the pace (`min_bytes_per_second`), so a slow start is not cut off.
+    #[serde(with = "humantime_serde")]
+    pub min_rate_grace: Duration,
 }
 
 impl Default for UploadSettings {
@@ -232,6 +327,9 @@ impl Default for UploadSettings {
             max_errors: 100,
             max_in_flight: 100_000,
             progress_interval: Duration::from_secs(1),
+            body_idle_timeout: Duration::from_secs(30),
+            min_bytes_per_second: 4_096,
+            min_rate_grace: Duration::from_secs(10),
         }
     }
 }
@@ -359,6 +457,13 @@ pub struct ModelServiceSettings {
     pub max_plot_height: u32,
     /// The largest request body accepted (a `grid` prior of 100000 weights needs ~2 MiB), in bytes.
     pub max_body_bytes: usize,
+    /// The most `/events` streams open at once; past it a new stream is
+    /// refused with 503 `too_many_streams` and `Retry-After`.
+    pub max_event_streams: usize,
+    /// The most `/events` streams one client holds at once (a client is an
+    /// IPv4 address, or an IPv6 /64 network, as the service sees it: behind
+    /// a proxy, the proxy); past it: 503 `too_many_streams`.
+    pub max_event_streams_per_client: usize,
 }
 
 impl Default for ModelServiceSettings {
@@ -373,6 +478,8 @@ impl Default for ModelServiceSettings {
             max_plot_width: 4_000,
             max_plot_height: 4_000,
             max_body_bytes: 4 * 1024 * 1024,
+            max_event_streams: 1_024,
+            max_event_streams_per_client: 16,
         }
     }
 }
@@ -490,6 +597,7 @@ impl Settings {
         check("database.notify_channel", !channel.contains('\0'), || {
             "contains a NUL byte".to_owned()
         })?;
+        self.validate_http()?;
         check("producer.max_batch", self.producer.max_batch >= 1, || {
             "0 would refuse every request".to_owned()
         })?;
@@ -506,8 +614,77 @@ impl Settings {
             !self.consumer.lag_refresh.is_zero(),
             || "0s would ask the broker in a busy loop".to_owned(),
         )?;
+        check(
+            "uploads.body_idle_timeout",
+            !self.uploads.body_idle_timeout.is_zero(),
+            || "0s would cut off every upload".to_owned(),
+        )?;
+        check(
+            "model_service.max_event_streams",
+            self.model_service.max_event_streams >= 1,
+            || "0 would refuse every /events stream".to_owned(),
+        )?;
+        check(
+            "model_service.max_event_streams_per_client",
+            self.model_service.max_event_streams_per_client >= 1,
+            || "0 would refuse every /events stream".to_owned(),
+        )?;
         Ok(())
     }
+
+    fn validate_http(&self) -> Result<(), SettingsError> {
+        let http = &self.http;
+        check(
+            "http.header_read_timeout",
+            !http.header_read_timeout.is_zero(),
+            || "0s would close every connection before its first request".to_owned(),
+        )?;
+        check("http.body_timeout", !http.body_timeout.is_zero(), || {
+            "0s would refuse every request body".to_owned()
+        })?;
+        check(
+            "http.write_stall_timeout",
+            !http.write_stall_timeout.is_zero(),
+            || "0s would close every connection that answers".to_owned(),
+        )?;
+        check("http.max_connections", http.max_connections >= 1, || {
+            "0 would refuse every connection".to_owned()
+        })?;
+        for origin in &http.trusted_origins {
+            check("http.trusted_origins", is_origin(origin), || {
+                format!("{origin:?} is not an origin: write scheme://host[:port], without a path")
+            })?;
+        }
+        for host in &http.allowed_hosts {
+            check("http.allowed_hosts", is_host(host), || {
+                format!("{host:?} is not a host: write name or name:port")
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// `scheme://host[:port]` and nothing more, as a browser's `Origin` header
+/// spells it.
+fn is_origin(origin: &str) -> bool {
+    let Ok(uri) = origin.parse::<axum::http::Uri>() else {
+        return false;
+    };
+    match (uri.scheme_str(), uri.authority()) {
+        // Rebuilt from its parts, it must read the same: no path, query,
+        // user or trailing slash was there.
+        (Some(scheme), Some(authority)) => {
+            !authority.as_str().contains('@')
+                && format!("{scheme}://{authority}").eq_ignore_ascii_case(origin)
+        }
+        _ => false,
+    }
+}
+
+/// `name` or `name:port`, as a `Host` header spells it.
+fn is_host(host: &str) -> bool {
+    host.parse::<axum::http::uri::Authority>()
+        .is_ok_and(|a| !a.as_str().contains('@'))
 }
 
 fn check(
@@ -686,6 +863,46 @@ mod tests {
                 "consumer.lag_refresh",
                 Box::new(|s| s.consumer.lag_refresh = Duration::ZERO),
             ),
+            (
+                "http.header_read_timeout",
+                Box::new(|s| s.http.header_read_timeout = Duration::ZERO),
+            ),
+            (
+                "http.body_timeout",
+                Box::new(|s| s.http.body_timeout = Duration::ZERO),
+            ),
+            (
+                "http.write_stall_timeout",
+                Box::new(|s| s.http.write_stall_timeout = Duration::ZERO),
+            ),
+            (
+                "http.max_connections",
+                Box::new(|s| s.http.max_connections = 0),
+            ),
+            (
+                "http.trusted_origins",
+                Box::new(|s| s.http.trusted_origins = vec!["https://a.example/path".into()]),
+            ),
+            (
+                "http.trusted_origins",
+                Box::new(|s| s.http.trusted_origins = vec!["a.example".into()]),
+            ),
+            (
+                "http.allowed_hosts",
+                Box::new(|s| s.http.allowed_hosts = vec!["https://a.example".into()]),
+            ),
+            (
+                "uploads.body_idle_timeout",
+                Box::new(|s| s.uploads.body_idle_timeout = Duration::ZERO),
+            ),
+            (
+                "model_service.max_event_streams",
+                Box::new(|s| s.model_service.max_event_streams = 0),
+            ),
+            (
+                "model_service.max_event_streams_per_client",
+                Box::new(|s| s.model_service.max_event_streams_per_client = 0),
+            ),
         ];
         for (setting, change) in cases {
             assert_eq!(refused(change), Some(setting));
@@ -716,6 +933,31 @@ mod tests {
         assert!(
             err.to_string().contains("models.default_grid_size"),
             "{err}"
+        );
+    }
+
+    #[test]
+    fn http_lists_read_from_one_comma_separated_environment_variable() {
+        let settings = Settings::load_from([
+            ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
+            (
+                "BAYES__HTTP__ALLOWED_HOSTS".to_owned(),
+                "api.example.com, localhost:8000,".to_owned(),
+            ),
+            (
+                "BAYES__HTTP__TRUSTED_ORIGINS".to_owned(),
+                "https://app.example.com".to_owned(),
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            settings.http.allowed_hosts,
+            ["api.example.com", "localhost:8000"]
+        );
+        assert_eq!(settings.http.trusted_origins, ["https://app.example.com"]);
+        assert_eq!(
+            refused(|s| s.http.trusted_origins = vec!["http://localhost:8000".into()]),
+            None
         );
     }
 

@@ -2,7 +2,7 @@
 //! handlers' `#[utoipa::path]` annotations; merged into the workspace's
 //! `openapi.json` together with the model service's.
 
-use platform::http::{Check, Health, Readiness};
+use platform::http::{Check, GuardResponses, Health, Readiness};
 use utoipa::OpenApi;
 
 use crate::error::{CsvErrorBody, CsvErrorDetail, ErrorBody, ErrorDetail};
@@ -15,7 +15,7 @@ use crate::uploads::LineError;
 #[openapi(
     info(
         title = "Bayesian pipeline: producer",
-        description = "Clients send Bernoulli observations (globe tosses: `w` water, `l` land; conversions; pass/fail tests). Each request is validated as a whole, written to Kafka (key = model id, value = canonical JSON, `trace-id` header) and answered `202` only after the broker acknowledged every record (`acks=all`, idempotent producer). Errors are `{\"error\":{\"code\",\"message\"}}`.",
+        description = "Clients send Bernoulli observations (globe tosses: `w` water, `l` land; conversions; pass/fail tests). Each request is validated as a whole, written to Kafka (key = model id, value = canonical JSON, `trace-id` header) and answered `202` only after the broker acknowledged every record (`acks=all`, idempotent producer). Errors are `{\"error\":{\"code\",\"message\"}}`. A connection past `http.max_connections` is answered 503 `too_many_connections` with `Retry-After`.",
     ),
     paths(
         observations::post_observations,
@@ -53,8 +53,14 @@ use crate::uploads::LineError;
         (name = "uploads", description = "Bulk CSV uploads: validated whole, produced in the background, followed to `applied`."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
+    modifiers(&GUARDS),
 )]
 struct ApiDoc;
+
+/// What the request guards answer, on the operations they guard.
+const GUARDS: GuardResponses = GuardResponses {
+    state_changing_gets: &[crate::startup::UPDATE_MODEL_ROUTE],
+};
 
 /// The producer's OpenAPI document.
 pub fn openapi() -> utoipa::openapi::OpenApi {

@@ -9,7 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::Router;
-use platform::http::with_request_metrics;
+use platform::http::{upload_pace, with_request_metrics, RequestGuards};
 use platform::settings::Settings;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -24,19 +24,24 @@ use crate::state::AppState;
 /// How often the Prometheus recorder's histograms are maintained.
 const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 
+/// The seed-compatible route, whose `GET` records an observation.
+pub(crate) const UPDATE_MODEL_ROUTE: &str = "/update_model/{outcome}";
+/// Bulk uploads, whose `POST` body is streamed.
+const UPLOADS_ROUTE: &str = "/uploads";
+
 /// The HTTP API over `state`. Tests can call it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().max_body_bytes;
     let routes = Router::new()
         .route("/observations", post(observations::post_observations))
         .route(
-            "/update_model/{outcome}",
+            UPDATE_MODEL_ROUTE,
             get(update_model::update_model).post(update_model::update_model),
         )
         // The upload's own limits apply (uploads.max_bytes, before and after
         // decoding), not the request body limit.
         .route(
-            "/uploads",
+            UPLOADS_ROUTE,
             post(uploads::post_upload)
                 .layer(DefaultBodyLimit::disable())
                 .get(uploads::list_uploads),
@@ -47,7 +52,12 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
-    with_request_metrics(routes, observability::SERVICE)
+    let guards = RequestGuards::new(state.http())
+        // The seed's clients record an observation with a GET.
+        .state_changing_get(UPDATE_MODEL_ROUTE)
+        // An upload may rightly take long; it must only keep arriving.
+        .streaming_body(Method::POST, UPLOADS_ROUTE, upload_pace(state.uploads()));
+    with_request_metrics(guards.apply(routes), observability::SERVICE)
         .layer(DefaultBodyLimit::max(body_limit))
         // Request spans at debug level; failures are logged once, by ApiError.
         .layer(TraceLayer::new_for_http().on_failure(()))
@@ -115,9 +125,10 @@ impl Application {
         &self.state
     }
 
-    /// Serves until `shutdown` completes, then stops accepting connections,
-    /// lets in-flight requests finish (each is bounded by the ack timeout),
-    /// and flushes records still queued for the broker.
+    /// Serves until `shutdown` completes (within the limits of `[http]`, see
+    /// [`platform::http::serve`]), then stops accepting connections, lets
+    /// in-flight requests finish (each is bounded by the ack timeout), and
+    /// flushes records still queued for the broker.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -130,15 +141,20 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
-        let served = axum::serve(self.listener, router(self.state.clone()))
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP");
+        let app = router(self.state.clone());
+        platform::http::serve(
+            self.listener,
+            app,
+            self.state.http(),
+            observability::SERVICE,
+            shutdown,
+        )
+        .await;
         upkeep.abort();
         tracing::info!("HTTP server stopped; flushing the Kafka producer");
         if let Err(error) = self.state.publisher().flush(self.flush_timeout).await {
             tracing::warn!(%error, "records still queued at shutdown were not delivered");
         }
-        served
+        Ok(())
     }
 }

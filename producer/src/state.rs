@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
-use platform::settings::{ProducerSettings, Settings, UploadSettings};
+use platform::settings::{HttpSettings, ProducerSettings, Settings, UploadSettings};
 use rdkafka::error::KafkaError;
 
 use crate::database::Database;
@@ -23,6 +23,7 @@ pub struct AppState {
 struct Inner {
     publisher: Publisher,
     settings: ProducerSettings,
+    http: HttpSettings,
     uploads: UploadSettings,
     database: Database,
     /// The consumer group whose stored offsets say when an upload is applied.
@@ -44,6 +45,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 publisher: Publisher::new(&settings.kafka, &settings.producer)?,
                 settings: settings.producer.clone(),
+                http: settings.http.clone(),
                 uploads: settings.uploads.clone(),
                 database,
                 consumer_group: settings.consumer.group_id.clone(),
@@ -65,6 +67,10 @@ impl AppState {
 
     pub fn settings(&self) -> &ProducerSettings {
         &self.inner.settings
+    }
+
+    pub fn http(&self) -> &HttpSettings {
+        &self.inner.http
     }
 
     pub fn uploads(&self) -> &UploadSettings {

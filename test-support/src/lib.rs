@@ -8,6 +8,8 @@
 //!   kill and restart or to start with settings of the test's;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
+//! - [`raw_http::RawConnection`]: HTTP/1.1 by hand on a socket, for the
+//!   tests of slow, partial and odd requests;
 //! - [`eventually`] and [`unique`]: waiting by polling with a deadline, and
 //!   names no other test uses;
 //! - [`bench`]: the benchmarks' HTTP load loop and latency histograms.
@@ -19,6 +21,7 @@ pub mod broker;
 pub mod database;
 pub mod kafka_process;
 pub mod proxy;
+pub mod raw_http;
 pub mod service_process;
 
 use std::path::{Path, PathBuf};

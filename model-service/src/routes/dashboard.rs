@@ -2,14 +2,18 @@
 //! tell it which models changed.
 
 use std::convert::Infallible;
+use std::net::SocketAddr;
 
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Html;
+use axum::Extension;
 use futures::stream::{self, Stream, StreamExt};
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
+use crate::streams::Client;
 use crate::views::ModelEvent;
 
 static PAGE: &str = include_str!("../../assets/dashboard.html");
@@ -29,15 +33,30 @@ pub async fn index() -> Html<&'static str> {
 /// [`ModelEvent`] (`{"models": [...], "all": false}`) whenever a commit
 /// changed models. `all: true` means any model may have changed (the feed
 /// fell behind or lost its database connection): reload everything.
+///
+/// Streams are capped in all (`model_service.max_event_streams`) and per
+/// client (`model_service.max_event_streams_per_client`): past either, 503.
 #[utoipa::path(
     get,
     path = "/events",
     operation_id = "getModelEvents", tag = "operations",
-    responses((status = 200, description = "text/event-stream of `ready` and `update` events", content_type = "text/event-stream"))
+    responses(
+        (status = 200, description = "text/event-stream of `ready` and `update` events", content_type = "text/event-stream"),
+        (status = 503, description = "As many streams are open as allowed, in all or for this client (`too_many_streams`).", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying."))),
+    )
 )]
 pub async fn events(
     State(state): State<AppState>,
-) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let client = Client::of(peer.map(|Extension(ConnectInfo(address))| address.ip()));
+    // Held by the stream below: freed when the stream ends or is dropped
+    // (the client went away), with the broadcast receiver.
+    let slot = state
+        .streams()
+        .open(client)
+        .map_err(ApiError::TooManyStreams)?;
     // Subscribe before answering, so nothing published after the client
     // saw the response headers is missed.
     let updates = BroadcastStream::new(state.subscribe()).map(|item| {
@@ -50,8 +69,11 @@ pub async fn events(
     let stream = ready
         .chain(updates)
         .take_until(state.shutdown_signal())
-        .map(Ok);
-    Sse::new(stream).keep_alive(KeepAlive::default())
+        .map(move |event| {
+            let _held = &slot;
+            Ok(event)
+        });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 fn update_event(event: &ModelEvent) -> Event {

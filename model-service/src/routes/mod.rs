@@ -16,7 +16,9 @@ use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::bayes::{check_mass, Counts, DEFAULT_MASS};
 use domain::ModelId;
-use platform::http::{with_request_metrics, Check, Health, Readiness};
+use platform::http::{
+    with_request_metrics, Check, GuardResponses, Health, Readiness, RequestGuards,
+};
 use platform::store::{self, ModelRecord};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
@@ -26,7 +28,7 @@ use crate::state::{AppState, DataKey};
 use crate::views::{Snapshot, Window};
 
 /// The `service` label of the common HTTP metrics.
-const SERVICE: &str = "model-service";
+pub(crate) const SERVICE: &str = "model-service";
 /// Histogram: store queries, labelled `query`.
 const QUERY_SECONDS: &str = "model_service_query_duration_seconds";
 /// Histogram: plot rendering, labelled `plot` and `format`.
@@ -86,7 +88,8 @@ pub fn router(state: AppState) -> Router {
         .route("/openapi.json", get(ops::openapi_json))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
-    with_request_metrics(routes, SERVICE)
+    let guards = RequestGuards::new(state.http());
+    with_request_metrics(guards.apply(routes), SERVICE)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -97,9 +100,12 @@ pub fn router(state: AppState) -> Router {
     info(
         title = "model-service",
         description = "Posterior queries, plots and a live dashboard over the models kept in Postgres. \
-                       Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON), 401 \
-                       (bearer token), 404 (unknown model or experiment), 413, 415, 422 (invalid parameter or body), \
-                       503 (database unavailable)."
+                       Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON, two \
+                       Content-Type headers), 401 (bearer token), 403 (`cross_origin_request`: a state-changing \
+                       request from another site's page), 404 (unknown model or experiment), 408 \
+                       (`request_timeout`: the body did not arrive within `http.body_timeout`), 413, 415, 421 \
+                       (`misdirected_request`: a Host not in `http.allowed_hosts`), 422 (invalid parameter or \
+                       body), 503 (database unavailable; `too_many_connections`; `too_many_streams` on /events)."
     ),
     paths(
         posterior::default_posterior,
@@ -134,7 +140,7 @@ pub fn router(state: AppState) -> Router {
         ops::openapi_json,
     ),
     components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::views::ModelEvent)),
-    modifiers(&BearerScheme),
+    modifiers(&BearerScheme, &GUARDS),
     tags(
         (name = "models", description = "Posterior queries"),
         (name = "experiments", description = "A/B/n tests over models: exact P(best), expected loss, uplift, decisions, bandit allocation"),
@@ -143,6 +149,11 @@ pub fn router(state: AppState) -> Router {
     )
 )]
 struct ApiDoc;
+
+/// What the request guards answer, on the operations they guard.
+const GUARDS: GuardResponses = GuardResponses {
+    state_changing_gets: &[],
+};
 
 /// Declares the bearer token `PUT /models/{id}` may require.
 struct BearerScheme;

@@ -11,6 +11,7 @@ mod errors;
 mod events;
 mod experiments;
 mod helpers;
+mod limits;
 mod models;
 mod ops;
 mod plots;

@@ -7,9 +7,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod broker;
+mod cross_site;
 mod errors;
 mod helpers;
 mod hostile;
+mod limits;
 mod observations;
 mod operations;
 mod processes;

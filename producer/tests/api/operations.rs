@@ -122,12 +122,15 @@ fn the_openapi_document_describes_every_endpoint_and_its_errors() {
     };
     assert_eq!(
         responses("/observations", "post"),
-        ["202", "400", "409", "413", "415", "422", "503"]
+        ["202", "400", "403", "408", "409", "413", "415", "421", "422", "503"]
     );
-    assert_eq!(
-        responses("/update_model/{outcome}", "post"),
-        ["202", "400", "409", "422", "503"]
-    );
+    // The seed's GET changes state too: cross-site refusal applies to both.
+    for method in ["get", "post"] {
+        assert_eq!(
+            responses("/update_model/{outcome}", method),
+            ["202", "400", "403", "409", "421", "422", "503"]
+        );
+    }
     assert_eq!(responses("/healthz", "get"), ["200"]);
     assert_eq!(responses("/readyz", "get"), ["200", "503"]);
     assert_eq!(responses("/metrics", "get"), ["200"]);

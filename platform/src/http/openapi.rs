@@ -1,0 +1,91 @@
+//! [`GuardResponses`]: the answers of the request guards and the serving
+//! loop added to every operation of a service's OpenAPI document they can
+//! come from, so the document lists them without every handler repeating
+//! them.
+
+use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+
+use super::HOST_EXEMPT_ROUTES;
+
+/// Adds 421 (a `Host` outside `http.allowed_hosts`) to every operation but
+/// the probes', 403 (`cross_origin_request`) to every state-changing one,
+/// and 408 (`request_timeout`) and 400 (two `Content-Type` headers) to
+/// every one with a body. An answer an operation already documents is kept.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GuardResponses {
+    /// Paths whose `GET` changes state (as given to
+    /// [`super::RequestGuards::state_changing_get`]).
+    pub state_changing_gets: &'static [&'static str],
+}
+
+impl utoipa::Modify for GuardResponses {
+    fn modify(&self, openapi: &mut OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let state_changing_get = self.state_changing_gets.contains(&path.as_str());
+            let exempt = HOST_EXEMPT_ROUTES.contains(&path.as_str());
+            let PathItem {
+                get,
+                head,
+                post,
+                put,
+                patch,
+                delete,
+                options,
+                ..
+            } = item;
+            for operation in [get, head, options].into_iter().flatten() {
+                add(operation, exempt, state_changing_get);
+            }
+            for operation in [post, put, patch, delete].into_iter().flatten() {
+                add(operation, exempt, true);
+            }
+        }
+    }
+}
+
+fn add(operation: &mut Operation, host_exempt: bool, changes_state: bool) {
+    let responses = &mut operation.responses.responses;
+    let mut insert = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| error(description));
+    };
+    if !host_exempt {
+        insert(
+            "421",
+            "The request's `Host` is not one of `http.allowed_hosts` (`misdirected_request`).",
+        );
+    }
+    if changes_state {
+        insert(
+            "403",
+            "A browser sent it from a page of another site (`cross_origin_request`): \
+             `Sec-Fetch-Site` other than `same-origin` or `none`, or an `Origin` whose host is not \
+             the request's, and not one of `http.trusted_origins`.",
+        );
+    }
+    if operation.request_body.is_some() {
+        insert(
+            "408",
+            "The body did not arrive in time (`request_timeout`): within `http.body_timeout`, or, \
+             for uploads, at the pace of `uploads.body_idle_timeout` and `uploads.min_bytes_per_second`.",
+        );
+        insert(
+            "400",
+            "The request cannot be read: two `Content-Type` headers (`bad_request`).",
+        );
+    }
+}
+
+fn error(description: &str) -> RefOr<Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
+            )
+            .build(),
+    )
+}
