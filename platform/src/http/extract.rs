@@ -3,10 +3,12 @@
 //! with the statuses of the table in the module above.
 
 use axum::extract::path::ErrorKind;
+use axum::body::Bytes;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
-use axum::extract::{FromRequest, FromRequestParts};
-use axum::http::StatusCode;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use super::ErrorResponse;
@@ -99,10 +101,71 @@ impl From<PathRejection> for Rejection {
     }
 }
 
-/// `axum::Json` whose rejections are [`Rejection`]s; also a JSON response.
-#[derive(Debug, Clone, Copy, Default, FromRequest)]
-#[from_request(via(axum::Json), rejection(Rejection))]
+/// A JSON body, as `axum::Json` reads it but strict: an object that repeats
+/// a key is refused (422 `invalid_body`), since parsers disagree on which of
+/// the two counts. Rejections are [`Rejection`]s; also a JSON response.
+#[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Rejection;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Rejection> {
+        if !is_json(request.headers()) {
+            return Err(Rejection::UnsupportedMediaType(
+                "Expected request with `Content-Type: application/json`".to_owned(),
+            ));
+        }
+        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Rejection::PayloadTooLarge
+            } else {
+                Rejection::BadRequest(rejection.body_text())
+            }
+        })?;
+        // The strict pass finds repeated keys (and syntax errors); the typed
+        // one then says what does not fit the type, with its position.
+        domain::json::from_slice(&bytes).map_err(|e| json_error(&e))?;
+        serde_json::from_slice(&bytes)
+            .map(ApiJson)
+            .map_err(|e| json_error(&e))
+    }
+}
+
+/// The rejection of a body that is not the JSON expected, worded as axum's.
+fn json_error(err: &serde_json::Error) -> Rejection {
+    if err.is_data() {
+        Rejection::InvalidBody(format!(
+            "Failed to deserialize the JSON body into the target type: {err}"
+        ))
+    } else {
+        Rejection::MalformedJson(format!("Failed to parse the request body as JSON: {err}"))
+    }
+}
+
+/// `application/json`, or any `application/*+json`, as axum's `Json` decides.
+fn is_json(headers: &HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || essence
+            .strip_prefix("application/")
+            .is_some_and(|subtype| subtype.ends_with("+json"))
+}
 
 impl<T: Serialize> IntoResponse for ApiJson<T> {
     fn into_response(self) -> Response {
@@ -172,6 +235,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_json_body_is_read_strictly_whatever_its_json_media_type() {
+        let response = app()
+            .oneshot(put_("application/vnd.x+json; charset=utf-8", "{\"n\":1}"))
+            .await
+            .expect("an answer");
+        assert_eq!(response.status(), 200);
+        let (status, body) = answer(put_("application/json", "{\"n\":1,\"n\":2}")).await;
+        assert_eq!(status, 422);
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains("duplicate key `n`"), "{body}");
+    }
+
+    #[tokio::test]
     async fn every_rejection_has_the_status_and_code_of_the_convention() {
         let long = format!("{{\"n\":1,\"pad\":\"{}\"}}", "x".repeat(100));
         for (request, status, code) in [
@@ -180,6 +256,7 @@ mod tests {
             (get_("/p/%FF"), 400, "bad_request"),
             (put_("application/json", "{\"n\":"), 400, "malformed_json"),
             (put_("application/json", "{\"n\":-1}"), 422, "invalid_body"),
+            (put_("application/json", "{\"n\":1,\"n\":2}"), 422, "invalid_body"),
             (
                 put_("text/plain", "{\"n\":1}"),
                 415,
