@@ -10,6 +10,7 @@
 
 pub mod bayes;
 pub mod model_id;
+pub mod number;
 pub mod observation;
 pub mod prior;
 pub mod schema;
