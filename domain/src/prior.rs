@@ -55,8 +55,9 @@ pub enum Prior {
 }
 
 /// The unchecked serde mirror of [`Prior`], and its OpenAPI schema: every
-/// range a JSON Schema can state. Two rules it cannot: a step's `lower <
-/// upper`, and a grid's weights not all zero.
+/// range a JSON Schema can state. The rules it cannot are in the variants'
+/// descriptions: a step's `lower < upper`, its bounds and its width, and a
+/// grid's weights not all zero, none negligible beside the largest.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum PriorRepr {
@@ -71,7 +72,8 @@ enum PriorRepr {
         b: f64,
     },
     /// Flat on [lower, upper], zero elsewhere (Statistical Rethinking's step
-    /// prior); `lower < upper`.
+    /// prior); `lower < upper`, each bound 0 or at least 1e-300, and at
+    /// least 1e-9 of its distance from the nearer of 0 and 1 wide.
     Step {
         #[schema(minimum = 0, maximum = 1)]
         lower: f64,
@@ -79,7 +81,9 @@ enum PriorRepr {
         upper: f64,
     },
     /// Non-negative weights at evenly spaced points 0, 1/(K-1), ..., 1,
-    /// linearly interpolated in between; not all zero.
+    /// linearly interpolated in between, at any scale (only their ratios
+    /// matter); not all zero, and none other than 0 below 2.2e-308 times
+    /// the largest.
     Grid {
         #[schema(value_type = Vec<GridWeight>, min_items = 2, max_items = 100000)]
         weights: Vec<f64>,
