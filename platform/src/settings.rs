@@ -354,6 +354,11 @@ pub struct ModelServiceSettings {
     pub max_plot_height: u32,
     /// The largest request body accepted (a `grid` prior of 100000 weights needs ~2 MiB), in bytes.
     pub max_body_bytes: usize,
+    /// The most changes of one model's prior or grid size within any hour
+    /// (`PUT /models/{id}` past it answers 429 with `Retry-After`); creating
+    /// a model is not a change, and a PUT that changes nothing is not
+    /// counted. Counted in Postgres, so it holds across replicas. 0: no bound.
+    pub max_config_changes_per_hour: u32,
 }
 
 impl Default for ModelServiceSettings {
@@ -368,6 +373,7 @@ impl Default for ModelServiceSettings {
             max_plot_width: 4_000,
             max_plot_height: 4_000,
             max_body_bytes: 4 * 1024 * 1024,
+            max_config_changes_per_hour: 10,
         }
     }
 }

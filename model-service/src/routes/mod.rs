@@ -99,7 +99,7 @@ pub fn router(state: AppState) -> Router {
         description = "Posterior queries, plots and a live dashboard over the models kept in Postgres. \
                        Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON), 401 \
                        (bearer token), 404 (unknown model or experiment), 413, 415, 422 (invalid parameter or body), \
-                       503 (database unavailable)."
+                       429 (a model reconfigured too often; see `Retry-After`), 503 (database unavailable)."
     ),
     paths(
         posterior::default_posterior,
