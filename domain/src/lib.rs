@@ -11,6 +11,7 @@
 pub mod bayes;
 pub mod json;
 pub mod model_id;
+pub mod number;
 pub mod observation;
 pub mod prior;
 pub mod schema;

@@ -15,6 +15,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::number::Shown;
+
 /// The most weights a `grid` prior may have.
 pub const MAX_GRID_WEIGHTS: usize = 100_000;
 
@@ -22,6 +24,19 @@ pub const MAX_GRID_WEIGHTS: usize = 100_000;
 /// for every prior between them (outside, the prior's mass sits closer to 0
 /// or 1 than a double can resolve).
 pub const BETA_RANGE: std::ops::RangeInclusive<f64> = 1e-6..=1e6;
+
+/// The smallest bound of a step prior other than 0. The engine works in
+/// logit space, which it ends at ±700: p = e^-700 ≈ 1e-304 is as close to 0
+/// as it resolves, so a step ending below that would hold no point of it
+/// (a step on [0, 5e-324] is a posterior the engine cannot form).
+pub const MIN_STEP_BOUND: f64 = 1e-300;
+
+/// The narrowest step prior, as a share of its distance from the nearer of
+/// 0 and 1 (`min(upper, 1 - lower)`): in logit space, where the engine
+/// integrates, such a step is at least ~1e-9 wide, thousands of the
+/// doubles there, so its quadrature has cells to place. A narrower one
+/// would fall between two logits (a step one double wide at 0.3 does).
+pub const MIN_STEP_WIDTH: f64 = 1e-9;
 
 /// A prior density over `p` in [0, 1], known up to a constant.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -40,8 +55,9 @@ pub enum Prior {
 }
 
 /// The unchecked serde mirror of [`Prior`], and its OpenAPI schema: every
-/// range a JSON Schema can state. Two rules it cannot: a step's `lower <
-/// upper`, and a grid's weights not all zero.
+/// range a JSON Schema can state. The rules it cannot are in the variants'
+/// descriptions: a step's `lower < upper`, its bounds and its width, and a
+/// grid's weights not all zero, none negligible beside the largest.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum PriorRepr {
@@ -56,7 +72,8 @@ enum PriorRepr {
         b: f64,
     },
     /// Flat on [lower, upper], zero elsewhere (Statistical Rethinking's step
-    /// prior); `lower < upper`.
+    /// prior); `lower < upper`, each bound 0 or at least 1e-300, and at
+    /// least 1e-9 of its distance from the nearer of 0 and 1 wide.
     Step {
         #[schema(minimum = 0, maximum = 1)]
         lower: f64,
@@ -64,7 +81,9 @@ enum PriorRepr {
         upper: f64,
     },
     /// Non-negative weights at evenly spaced points 0, 1/(K-1), ..., 1,
-    /// linearly interpolated in between; not all zero.
+    /// linearly interpolated in between, at any scale (only their ratios
+    /// matter); not all zero, and none other than 0 below 2.2e-308 times
+    /// the largest.
     Grid {
         #[schema(value_type = Vec<GridWeight>, min_items = 2, max_items = 100000)]
         weights: Vec<f64>,
@@ -127,19 +146,54 @@ impl utoipa::PartialSchema for GridWeight {
 
 impl utoipa::ToSchema for GridWeight {}
 
-/// Why a prior is invalid; the message is shown to clients as is.
+/// Why a prior is invalid; the message is shown to clients as is (numbers
+/// as [`Shown`] writes them).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PriorError {
-    #[error("beta prior needs 1e-6 <= a <= 1e6 and 1e-6 <= b <= 1e6, got a = {a}, b = {b}")]
+    #[error(
+        "beta prior needs 1e-6 <= a <= 1e6 and 1e-6 <= b <= 1e6, got a = {}, b = {}",
+        Shown(*.a),
+        Shown(*.b)
+    )]
     BetaParameters { a: f64, b: f64 },
-    #[error("step prior needs 0 <= lower < upper <= 1, got lower = {lower}, upper = {upper}")]
+    #[error(
+        "step prior needs 0 <= lower < upper <= 1, got lower = {}, upper = {}",
+        Shown(*.lower),
+        Shown(*.upper)
+    )]
     StepBounds { lower: f64, upper: f64 },
+    #[error(
+        "step prior bounds must be 0 or at least {} (closer to 0 the engine cannot \
+         place them), got {which} = {}",
+        Shown(MIN_STEP_BOUND),
+        Shown(*.value)
+    )]
+    StepTooSmall { which: &'static str, value: f64 },
+    #[error(
+        "step prior must be at least {} of its distance from 0 or 1 wide (narrower, the \
+         engine cannot resolve it), got lower = {}, upper = {}",
+        Shown(MIN_STEP_WIDTH),
+        Shown(*.lower),
+        Shown(*.upper)
+    )]
+    StepTooNarrow { lower: f64, upper: f64 },
     #[error("grid prior needs between 2 and {MAX_GRID_WEIGHTS} weights, got {len}")]
     GridLength { len: usize },
-    #[error("grid prior weights must be finite and non-negative; weight {index} is {value}")]
+    #[error(
+        "grid prior weights must be finite and non-negative; weight {index} is {}",
+        Shown(*.value)
+    )]
     GridWeight { index: usize, value: f64 },
     #[error("grid prior weights are all zero")]
     GridAllZero,
+    #[error(
+        "grid prior weight {index} is {}, less than {} times the largest weight ({}): \
+         a double cannot hold it relative to the largest; make it 0 or larger",
+        Shown(*.value),
+        Shown(f64::MIN_POSITIVE),
+        Shown(*.max)
+    )]
+    GridRange { index: usize, value: f64, max: f64 },
 }
 
 impl TryFrom<PriorRepr> for Prior {
@@ -179,6 +233,17 @@ impl Prior {
                         upper: *upper,
                     });
                 }
+                for (which, value) in [("lower", *lower), ("upper", *upper)] {
+                    if value != 0.0 && value < MIN_STEP_BOUND {
+                        return Err(PriorError::StepTooSmall { which, value });
+                    }
+                }
+                if upper - lower < MIN_STEP_WIDTH * upper.min(1.0 - lower) {
+                    return Err(PriorError::StepTooNarrow {
+                        lower: *lower,
+                        upper: *upper,
+                    });
+                }
             }
             Prior::Grid { weights } => {
                 if !(2..=MAX_GRID_WEIGHTS).contains(&weights.len()) {
@@ -193,6 +258,19 @@ impl Prior {
                 }
                 if weights.iter().all(|w| *w == 0.0) {
                     return Err(PriorError::GridAllZero);
+                }
+                // The engine divides every weight by the largest (a grid
+                // prior means the same at any scale), so each ratio must be
+                // a normal double: below, it would lose its digits or
+                // vanish, turning a region the prior allows into one it
+                // excludes.
+                let max = weights.iter().copied().fold(0.0, f64::max);
+                if let Some((index, &value)) = weights
+                    .iter()
+                    .enumerate()
+                    .find(|(_, w)| **w > 0.0 && !(**w / max).is_normal())
+                {
+                    return Err(PriorError::GridRange { index, value, max });
                 }
             }
         }
@@ -283,6 +361,68 @@ mod tests {
         check(r#"{"type":"cauchy"}"#, Err("unknown variant"));
         check(r#"{"type":"beta","a":1,"b":1,"c":1}"#, Err("unknown field"));
         check(r#"{"type":"uniform","c":1}"#, Err("unknown field"));
+    }
+
+    #[test]
+    fn steps_the_engine_cannot_place_are_refused_with_their_numbers() {
+        // A bound below 1e-300 lies past the engine's logit range: the
+        // posterior could not be formed, so every read of the model failed.
+        check(
+            r#"{"type":"step","lower":0,"upper":5e-324}"#,
+            Err("must be 0 or at least 1e-300 (closer to 0 the engine cannot place them), got upper = 5e-324"),
+        );
+        check(
+            r#"{"type":"step","lower":1e-310,"upper":0.5}"#,
+            Err("got lower = 1e-310"),
+        );
+        // One double wide at 0.3: narrower than the logits there.
+        check(
+            r#"{"type":"step","lower":0.3,"upper":0.30000000000000004}"#,
+            Err("at least 1e-9 of its distance from 0 or 1 wide"),
+        );
+        // What stays: tiny but placeable bounds, and narrow steps near 1.
+        for json in [
+            r#"{"type":"step","lower":0,"upper":1e-300}"#,
+            r#"{"type":"step","lower":1e-300,"upper":2e-300}"#,
+            r#"{"type":"step","lower":0.9999999999999998,"upper":0.9999999999999999}"#,
+            r#"{"type":"step","lower":0.3,"upper":0.3000000003}"#,
+        ] {
+            assert!(serde_json::from_str::<Prior>(json).is_ok(), "{json}");
+        }
+    }
+
+    #[test]
+    fn grid_weights_are_relative_so_only_a_ratio_a_double_cannot_hold_is_refused() {
+        // Subnormal and huge weights are fine: the engine divides by the largest.
+        check(
+            r#"{"type":"grid","weights":[5e-324,0,0]}"#,
+            Ok(Prior::Grid {
+                weights: vec![5e-324, 0.0, 0.0],
+            }),
+        );
+        check(
+            r#"{"type":"grid","weights":[1e308,1.7976931348623157e308]}"#,
+            Ok(Prior::Grid {
+                weights: vec![1e308, f64::MAX],
+            }),
+        );
+        // 1e-300 next to 1e10: the ratio, 1e-310, is below every normal double.
+        check(
+            r#"{"type":"grid","weights":[1e10,1e-300]}"#,
+            Err("grid prior weight 1 is 1e-300, less than 2.2250738585072014e-308 times the largest weight (10000000000)"),
+        );
+    }
+
+    #[test]
+    fn messages_show_numbers_as_the_double_holds_them() {
+        let err =
+            serde_json::from_str::<Prior>(r#"{"type":"beta","a":1e300,"b":18446744073709551616}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("got a = 1e300, b = 1.8446744073709552e19"),
+            "{err}"
+        );
     }
 
     #[test]

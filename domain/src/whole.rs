@@ -8,6 +8,8 @@ use std::fmt;
 use serde::de::{Error, Visitor};
 use serde::{Deserialize, Deserializer};
 
+use crate::number::Shown;
+
 /// `2^64`, the first `f64` above every `u64`.
 const U64_END: f64 = 18_446_744_073_709_551_616.0;
 
@@ -42,13 +44,24 @@ impl Visitor<'_> for WholeVisitor {
             .map_err(|_| E::custom(format!("expected a non-negative whole number, got {n}")))
     }
 
+    /// A number JSON wrote with a fraction or exponent, or an integer
+    /// beyond `u64` (which serde_json reads as a double). The message shows
+    /// the double as [`Shown`] does: a double near 2^64 holds no digit past
+    /// the 16th of what was sent, so it is never written as if it did.
     fn visit_f64<E: Error>(self, x: f64) -> Result<Whole, E> {
         if x.fract() == 0.0 && (0.0..U64_END).contains(&x) {
             // The cast is exact: the value is whole and within range.
             Ok(Whole(x as u64))
+        } else if x >= U64_END {
+            Err(E::custom(format!(
+                "expected a whole number of at most {}, got {}",
+                u64::MAX,
+                Shown(x)
+            )))
         } else {
             Err(E::custom(format!(
-                "expected a non-negative whole number, got {x}"
+                "expected a non-negative whole number, got {}",
+                Shown(x)
             )))
         }
     }
@@ -83,6 +96,20 @@ mod tests {
         assert_eq!(read(r#"{"n": 1e6}"#), Ok(Some(1_000_000)));
         assert_eq!(read(r#"{"n": null}"#), Ok(None));
         assert_eq!(read(r#"{}"#), Ok(None));
+    }
+
+    #[test]
+    fn a_number_past_u64_is_refused_without_inventing_its_digits() {
+        // 2^64, and a number a double can only hold as a rounding.
+        let err = read(r#"{"n": 18446744073709551616}"#).unwrap_err();
+        assert!(err.contains("at most 18446744073709551615"), "{err}");
+        assert!(err.contains("got 1.8446744073709552e19"), "{err}");
+        assert!(!err.contains("18446744073709552000"), "{err}");
+        let err = read(r#"{"n": 1e30}"#).unwrap_err();
+        assert!(err.contains("got 1e30"), "{err}");
+        let err = read(r#"{"n": -1e300}"#).unwrap_err();
+        assert!(err.contains("got -1e300"), "{err}");
+        assert_eq!(read(r#"{"n": 18446744073709551615}"#), Ok(Some(u64::MAX)));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use domain::bayes::{
     ExperimentFigures, ExperimentOptions, Posterior, SRM_THRESHOLD,
 };
 use domain::Prior;
+use proptest::prelude::*;
 use statrs::distribution::{ChiSquared, ContinuousCDF};
 
 const UNIFORM: Prior = Prior::Uniform;
@@ -151,6 +152,73 @@ fn srm_refuses_mismatched_lengths_one_group_and_bad_weights() {
             srm(&[5, 5], &[1.0, weight]).unwrap_err(),
             ExperimentError::Weight { index: 1, .. }
         ));
+    }
+}
+
+#[test]
+fn an_even_split_is_an_even_split_at_any_scale() {
+    // Summed as they were, two weights of 1e308 made an infinite total:
+    // every expected count 0, χ² NaN (`null` in JSON), p-value 0, flagged.
+    let even = srm(&[5_100, 4_900], &[1.0, 1.0]).unwrap();
+    for weights in [
+        [1e308, 1e308],
+        [f64::MAX, f64::MAX],
+        [5e-324, 5e-324],
+        [1e-300, 1e-300],
+    ] {
+        let got = srm(&[5_100, 4_900], &weights).unwrap();
+        assert_eq!(got, even, "{weights:?}");
+    }
+    // And an uneven one: 1:2 however it is written.
+    let want = srm(&[3_000, 7_000], &[1.0, 2.0]).unwrap();
+    for weights in [[5e-324, 1e-323], [0.5e308, 1e308]] {
+        let got = srm(&[3_000, 7_000], &weights).unwrap();
+        assert!(
+            (got.chi_square - want.chi_square).abs() < 1e-9,
+            "{weights:?}: {got:?}"
+        );
+        assert!(
+            (got.p_value - want.p_value).abs() < 1e-12,
+            "{weights:?}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn a_planned_weight_a_trillion_times_below_the_largest_is_refused() {
+    assert!(matches!(
+        srm(&[5, 5], &[1e308, 1.0]).unwrap_err(),
+        ExperimentError::WeightRatio { index: 1, .. }
+    ));
+    let message = srm(&[5, 5], &[1.0, 1e-13]).unwrap_err().to_string();
+    assert!(
+        message.contains("planned weight 1 is 1e-13, less than 1e-12 of the largest (1)"),
+        "{message}"
+    );
+    // At the bound the statistic is finite even for the largest counts.
+    let big = u64::MAX / 20;
+    let got = srm(&[big, 0, big], &[1.0, 1.0, 1e-12]).unwrap();
+    assert!(got.chi_square.is_finite() && got.flagged, "{got:?}");
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    #[test]
+    fn srm_is_finite_for_every_split_it_accepts(
+        observed in prop::collection::vec(prop_oneof![0u64..1_000, 0u64..=u64::MAX / 20], 2..=20),
+        exponents in prop::collection::vec(-12.0f64..=0.0, 20),
+        scale in -300.0f64..300.0,
+    ) {
+        let weights: Vec<f64> = observed
+            .iter()
+            .zip(&exponents)
+            .map(|(_, e)| 10f64.powf(e + scale))
+            .collect();
+        if let Ok(got) = srm(&observed, &weights) {
+            prop_assert!(got.chi_square.is_finite() && got.chi_square >= 0.0, "{got:?}");
+            prop_assert!((0.0..=1.0).contains(&got.p_value), "{got:?}");
+        }
     }
 }
 

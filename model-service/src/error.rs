@@ -59,6 +59,18 @@ pub enum ApiError {
     /// this client.
     #[error("{0}")]
     TooManyStreams(StreamRefusal),
+    /// 429: the model's configuration changed as often as
+    /// `model_service.max_config_changes_per_hour` allows within the last hour.
+    #[error(
+        "model {model} was reconfigured {per_hour} times within the last hour, the most \
+         allowed (model_service.max_config_changes_per_hour); it may change again in {} s",
+        retry_after.as_secs()
+    )]
+    TooManyChanges {
+        model: String,
+        per_hour: u32,
+        retry_after: std::time::Duration,
+    },
     /// 503: the database does not answer.
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
@@ -83,6 +95,7 @@ impl ApiError {
             }
             ApiError::Rejected(rejection) => rejection.status(),
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::TooManyChanges { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
@@ -103,6 +116,7 @@ impl ApiError {
             ApiError::Unanswerable(_) => "unanswerable",
             ApiError::Rejected(rejection) => rejection.code(),
             ApiError::Unauthorized => "unauthorized",
+            ApiError::TooManyChanges { .. } => "too_many_changes",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::Internal(_) => "internal",
@@ -134,6 +148,10 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())
                     .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+            }
+            ApiError::TooManyChanges { retry_after, .. } => {
+                ErrorResponse::new(self.status(), self.code(), self.to_string())
+                    .retry_after(retry_after.as_secs().max(1))
             }
             other => ErrorResponse::new(other.status(), other.code(), other.to_string()),
         };

@@ -464,6 +464,11 @@ pub struct ModelServiceSettings {
     /// IPv4 address, or an IPv6 /64 network, as the service sees it: behind
     /// a proxy, the proxy); past it: 503 `too_many_streams`.
     pub max_event_streams_per_client: usize,
+    /// The most changes of one model's prior or grid size within any hour
+    /// (`PUT /models/{id}` past it answers 429 with `Retry-After`); creating
+    /// a model is not a change, and a PUT that changes nothing is not
+    /// counted. Counted in Postgres, so it holds across replicas. 0: no bound.
+    pub max_config_changes_per_hour: u32,
 }
 
 impl Default for ModelServiceSettings {
@@ -480,6 +485,7 @@ impl Default for ModelServiceSettings {
             max_body_bytes: 4 * 1024 * 1024,
             max_event_streams: 1_024,
             max_event_streams_per_client: 16,
+            max_config_changes_per_hour: 10,
         }
     }
 }

@@ -717,6 +717,20 @@ async fn random_batches_of_repeated_ids_count_each_id_once() {
     }
 }
 
+/// Rolls the schema back to just before the migration `name`, with every
+/// migration added after it.
+async fn down_to_before(db: &DatabaseConnection, name: &str) {
+    use platform::store::migration::Migrator;
+    use sea_orm_migration::MigratorTrait;
+    let names: Vec<String> = Migrator::migrations()
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    let position = names.iter().position(|n| n == name).unwrap();
+    let steps = u32::try_from(names.len() - position).unwrap();
+    Migrator::down(db, Some(steps)).await.unwrap();
+}
+
 #[tokio::test]
 async fn numbered_ids_applied_before_the_bits_table_are_still_recognised() {
     use platform::store::migration::Migrator;
@@ -724,9 +738,8 @@ async fn numbered_ids_applied_before_the_bits_table_are_still_recognised() {
 
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
-    // Back to the schema before `applied_id_bits` (m0008 and m0007 undone),
-    // with ids applied then.
-    Migrator::down(&db, Some(2)).await.unwrap();
+    // Back to the schema before `applied_id_bits`, with ids applied then.
+    down_to_before(&db, "m0007_applied_id_bits").await;
     db.execute_unprepared(
         "INSERT INTO applied_ids (id, model_id, source_partition, source_offset) VALUES
             ('0123456789abcdef0123:1', 'globe', 0, 0),
@@ -767,14 +780,14 @@ async fn numbered_ids_applied_before_the_bits_table_are_still_recognised() {
     assert_eq!(state_of(&db, "globe").await, (1, 0, 1));
 
     // And down again: the numbered ids go back to `applied_ids`.
-    Migrator::down(&db, Some(2)).await.unwrap();
+    down_to_before(&db, "m0007_applied_id_bits").await;
     assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 6);
     Migrator::up(&db, None).await.unwrap();
 }
 
 #[tokio::test]
 async fn configuring_a_model_while_two_partitions_create_it_never_deadlocks_or_fails() {
-    use platform::store::{configure_model, get_model, ModelConfig};
+    use platform::store::{configure_model, get_model, ChangeLimit, ModelConfig};
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
     let prior = domain::Prior::Beta { a: 2.0, b: 2.0 };
@@ -804,7 +817,7 @@ async fn configuring_a_model_while_two_partitions_create_it_never_deadlocks_or_f
         let (a, b, put) = tokio::join!(
             apply_batch(&db, &batch_0, &defaults, "chan"),
             apply_batch(&db, &batch_1, &defaults, "chan"),
-            configure_model(&db, &id, &config, &defaults, "chan"),
+            configure_model(&db, &id, &config, &defaults, ChangeLimit::UNLIMITED, "chan"),
         );
         a.unwrap_or_else(|e| panic!("round {round}: partition 0: {e}"));
         b.unwrap_or_else(|e| panic!("round {round}: partition 1: {e}"));
@@ -1122,7 +1135,7 @@ async fn other_numbered_ids_leave_the_bits_for_rows_and_come_back_on_the_way_dow
 
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
-    Migrator::down(&db, Some(1)).await.unwrap();
+    down_to_before(&db, "m0008_applied_id_content").await;
     // Bits as m0007 kept them: an upload's lines 1 and 1025, and a client's
     // own `order:3` and `order:4`.
     db.execute_unprepared(
@@ -1140,6 +1153,386 @@ async fn other_numbered_ids_leave_the_bits_for_rows_and_come_back_on_the_way_dow
             &db,
             "SELECT count(*) FROM applied_ids
              WHERE id IN ('order:3', 'order:4') AND model_id = '' AND successes IS NULL"
+/// `configure_model` as `PUT /models/{id}` calls it.
+async fn put(
+    db: &DatabaseConnection,
+    model: &str,
+    prior: Option<domain::Prior>,
+    grid_size: Option<u32>,
+    per_hour: u32,
+) -> platform::store::Configured {
+    use platform::store::{configure_model, ChangeLimit, ModelConfig};
+    let config = ModelConfig {
+        prior,
+        grid_size: grid_size.map(|g| domain::bayes::GridSize::parse(g).unwrap()),
+    };
+    let id = ModelId::parse(model).unwrap();
+    configure_model(
+        db,
+        &id,
+        &config,
+        &ModelDefaults::default(),
+        ChangeLimit { per_hour },
+        "chan",
+    )
+    .await
+    .unwrap()
+}
+
+fn big_grid(seed: u64) -> domain::Prior {
+    domain::Prior::Grid {
+        weights: (0..100_000u64).map(|i| ((i + seed) % 7) as f64).collect(),
+    }
+}
+
+#[tokio::test]
+async fn a_prior_is_stored_once_however_many_models_and_versions_use_it() {
+    use platform::store::Configured;
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let beta = domain::Prior::Beta { a: 2.0, b: 3.0 };
+    // Three models on one 100 000-weight prior, each switched to a beta
+    // prior and back: 9 configurations, 2 priors (and the default).
+    for model in ["a", "b", "c"] {
+        assert!(matches!(
+            put(&db, model, Some(big_grid(0)), None, 0).await,
+            Configured::Created(_)
+        ));
+        assert!(matches!(
+            put(&db, model, Some(beta.clone()), None, 0).await,
+            Configured::Changed(_)
+        ));
+        assert!(matches!(
+            put(&db, model, Some(big_grid(0)), None, 0).await,
+            Configured::Changed(_)
+        ));
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM model_configs").await, 9);
+    assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 3);
+    // A configuration row holds a key, not a prior: a hundred bytes or so.
+    let widest = "SELECT max(pg_column_size(c.*))::bigint FROM model_configs c";
+    assert!(
+        count(&db, widest).await < 200,
+        "{}",
+        count(&db, widest).await
+    );
+    // Every read path sees the priors.
+    let record = platform::store::get_model(&db, &ModelId::parse("b").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.prior, big_grid(0));
+    let page = platform::store::list_models(&db, None, 10).await.unwrap();
+    assert!(
+        page.iter().all(|r| r.prior == big_grid(0)),
+        "{}",
+        page.len()
+    );
+    let then = platform::store::config_at_version(&db, &record.id, 0)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(then.prior, big_grid(0));
+    // The consumer's batch statement still creates models with the
+    // default prior written as JSON: it lands in `priors` too.
+    apply_batch(
+        &db,
+        &batch(None, 1, &[delta("fresh", 1, 0, 0)]),
+        &ModelDefaults::default(),
+        "c",
+    )
+    .await
+    .unwrap();
+    let fresh = platform::store::get_model(&db, &ModelId::parse("fresh").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(fresh.prior, domain::Prior::Uniform);
+    assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 3);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM models WHERE prior IS NOT NULL").await,
+        0
+    );
+}
+
+#[tokio::test]
+async fn a_configuration_that_changes_nothing_writes_nothing_and_tells_no_one() {
+    use platform::store::Configured;
+    use sea_orm::sqlx::postgres::PgListener;
+    let (test_db, db) = TestDatabase::create().await.unwrap();
+    let mut listener = PgListener::connect(&test_db.url()).await.unwrap();
+    listener.listen("chan").await.unwrap();
+    let prior = big_grid(3);
+    assert!(matches!(
+        put(&db, "m", Some(prior.clone()), Some(50), 1).await,
+        Configured::Created(_)
+    ));
+    let created = listener.recv().await.unwrap();
+    assert_eq!(created.payload(), "m");
+    let stamp = "SELECT (extract(epoch from updated_at) * 1e6)::bigint FROM models";
+    let (configs, configured_at) = (
+        count(&db, "SELECT count(*) FROM model_configs").await,
+        count(&db, stamp).await,
+    );
+
+    // The same prior and grid, either or both, and nothing at all: as it is.
+    // (The bound of one change an hour does not apply to what is no change.)
+    for (prior, grid) in [
+        (Some(prior.clone()), Some(50)),
+        (Some(prior.clone()), None),
+        (None, Some(50)),
+        (None, None),
+    ] {
+        match put(&db, "m", prior, grid, 1).await {
+            Configured::Unchanged(record) => {
+                assert_eq!((record.prior, record.grid_size.get()), (big_grid(3), 50))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM model_configs").await,
+        configs
+    );
+    assert_eq!(count(&db, stamp).await, configured_at);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM priors").await,
+        2,
+        "the default and the grid"
+    );
+    // No notification was sent: the next one heard is the next change's.
+    assert!(matches!(
+        put(&db, "m", None, Some(51), 1).await,
+        Configured::Changed(_)
+    ));
+    let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(heard.payload(), "m");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), listener.recv())
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn changes_past_the_hourly_bound_wait_for_the_oldest_to_age_an_hour() {
+    use platform::store::Configured;
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    let beta = |a: f64| Some(domain::Prior::Beta { a, b: 1.0 });
+    // Creating is no change; then two changes an hour.
+    assert!(matches!(
+        put(&db, "m", beta(1.0), None, 2).await,
+        Configured::Created(_)
+    ));
+    assert!(matches!(
+        put(&db, "m", beta(2.0), None, 2).await,
+        Configured::Changed(_)
+    ));
+    assert!(matches!(
+        put(&db, "m", beta(3.0), None, 2).await,
+        Configured::Changed(_)
+    ));
+    match put(&db, "m", beta(4.0), None, 2).await {
+        Configured::Limited { retry_after } => {
+            assert!(
+                (3590..=3600).contains(&retry_after.as_secs()),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(count(&db, "SELECT count(*) FROM model_configs").await, 3);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM priors").await,
+        4,
+        "the refused prior was not kept"
+    );
+    let record = platform::store::get_model(&db, &ModelId::parse("m").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(record.prior, beta(3.0).unwrap());
+    // An hour later for the first change (and the creation), half an hour
+    // for the second: one change is allowed again, the next is not.
+    db.execute_unprepared(
+        "UPDATE model_configs SET configured_at = configured_at - interval '61 minutes' WHERE seq <= 2;
+         UPDATE model_configs SET configured_at = configured_at - interval '30 minutes' WHERE seq = 3",
+    )
+    .await
+    .unwrap();
+    assert!(matches!(
+        put(&db, "m", beta(4.0), None, 2).await,
+        Configured::Changed(_)
+    ));
+    match put(&db, "m", beta(5.0), None, 2).await {
+        Configured::Limited { retry_after } => {
+            assert!(
+                (1790..=1800).contains(&retry_after.as_secs()),
+                "{retry_after:?}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // 0: no bound.
+    assert!(matches!(
+        put(&db, "m", beta(5.0), None, 0).await,
+        Configured::Changed(_)
+    ));
+}
+
+#[tokio::test]
+async fn the_hourly_bound_holds_across_two_replicas_writing_at_once() {
+    use platform::store::Configured;
+    let (test_db, db) = TestDatabase::create().await.unwrap();
+    // A second pool: another replica of the model service.
+    let other = connect(&test_db.settings).await.unwrap();
+    put(&db, "m", None, None, 3).await;
+    let mut changes = tokio::task::JoinSet::new();
+    for i in 0..10u32 {
+        let pool = if i % 2 == 0 {
+            db.clone()
+        } else {
+            other.clone()
+        };
+        changes.spawn(async move { put(&pool, "m", None, Some(100 + i), 3).await });
+    }
+    let outcomes = changes.join_all().await;
+    let changed = outcomes
+        .iter()
+        .filter(|o| matches!(o, Configured::Changed(_)))
+        .count();
+    let limited = outcomes
+        .iter()
+        .filter(|o| matches!(o, Configured::Limited { .. }))
+        .count();
+    assert_eq!((changed, limited), (3, 7), "{outcomes:?}");
+    assert_eq!(count(&db, "SELECT count(*) FROM model_configs").await, 4);
+}
+
+#[tokio::test]
+async fn the_priors_migration_moves_every_prior_out_and_back() {
+    use platform::store::{config_at_version, get_model, list_models};
+    let (_test_db, db) = TestDatabase::create().await.unwrap();
+    down_to_before(&db, "m0009_priors").await;
+    let grid = serde_json::to_string(&big_grid(1)).unwrap();
+    // Two models on one big prior (one changed from it since), one by its
+    // data, and priors the parser now refuses: a step ending at 5e-324, a
+    // step one double wide, a grid weight 1e-320 of the largest.
+    db.execute_unprepared(&format!(
+        r#"INSERT INTO models (id, prior, grid_size) VALUES
+               ('a', '{grid}', 100), ('b', '{grid}', 100), ('c', '{{"type":"beta","a":2.0,"b":2.0}}', 50),
+               ('tiny', '{{"type":"step","lower":0.0,"upper":5e-324}}', 10),
+               ('thin', '{{"type":"step","lower":0.3,"upper":0.30000000000000004}}', 10),
+               ('wide', '{{"type":"grid","weights":[1e300,0.0,1e-20]}}', 10),
+               ('data', '{{"type":"uniform"}}', 1000);
+           INSERT INTO model_states (model_id, successes, failures, version)
+               SELECT id, 3, 4, 1 FROM models;
+           INSERT INTO model_configs (model_id, from_version, prior, grid_size) VALUES
+               ('a', 0, '{grid}', 100), ('b', 0, '{grid}', 100),
+               ('c', 0, '{grid}', 100), ('c', 1, '{{"type":"beta","a":2.0,"b":2.0}}', 50),
+               ('tiny', 0, '{{"type":"step","lower":1e-310,"upper":1e-305}}', 10);"#
+    ))
+    .await
+    .unwrap();
+
+    platform::store::migrate(&db).await.unwrap();
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM priors").await,
+        7,
+        "grid, beta, uniform and 4 repaired"
+    );
+    let widest = "SELECT max(pg_column_size(c.*))::bigint FROM model_configs c";
+    assert!(
+        count(&db, widest).await < 200,
+        "{}",
+        count(&db, widest).await
+    );
+    let id = |s: &str| ModelId::parse(s).unwrap();
+    assert_eq!(
+        get_model(&db, &id("a")).await.unwrap().unwrap().prior,
+        big_grid(1)
+    );
+    assert_eq!(
+        config_at_version(&db, &id("c"), 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .prior,
+        big_grid(1)
+    );
+    assert_eq!(
+        config_at_version(&db, &id("c"), 1)
+            .await
+            .unwrap()
+            .unwrap()
+            .prior,
+        domain::Prior::Beta { a: 2.0, b: 2.0 }
+    );
+    // The refused priors became the nearest the engine computes, and read.
+    let models = list_models(&db, None, 100).await.unwrap();
+    let prior_of = |name: &str| {
+        models
+            .iter()
+            .find(|r| r.id.as_str() == name)
+            .unwrap()
+            .prior
+            .clone()
+    };
+    assert_eq!(
+        prior_of("tiny"),
+        domain::Prior::Step {
+            lower: 0.0,
+            upper: 1e-300
+        }
+    );
+    match prior_of("thin") {
+        domain::Prior::Step { lower, upper } => {
+            assert_eq!(lower, 0.3);
+            assert!((upper - 0.3 - 6e-10).abs() < 1e-15, "{upper}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        prior_of("wide"),
+        domain::Prior::Grid {
+            weights: vec![1e300, 0.0, 0.0]
+        }
+    );
+    assert_eq!(
+        config_at_version(&db, &id("tiny"), 0)
+            .await
+            .unwrap()
+            .unwrap()
+            .prior,
+        domain::Prior::Step {
+            lower: 0.0,
+            upper: 1e-300
+        }
+    );
+    for record in &models {
+        domain::bayes::Posterior::new(&record.prior, record.state.counts).unwrap();
+    }
+
+    // Down: every prior back in its rows, the table gone; and up again.
+    down_to_before(&db, "m0009_priors").await;
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'priors'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM models WHERE prior IS NULL").await,
+        0
+    );
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM models WHERE prior = '{grid}'::jsonb")
         )
         .await,
         2
@@ -1230,4 +1623,18 @@ fn any_id_the_edge_accepts_is_stored_and_read_back_unchanged() {
             prop_assert_eq!(stored.as_deref(), Some(id.as_str()));
         }
     });
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM model_configs WHERE prior = '{grid}'::jsonb")
+        )
+        .await,
+        3
+    );
+    platform::store::migrate(&db).await.unwrap();
+    assert_eq!(
+        get_model(&db, &id("b")).await.unwrap().unwrap().prior,
+        big_grid(1)
+    );
+    assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 7);
 }

@@ -11,7 +11,9 @@
 //! - [`srm`]: Pearson's chi-square of the observed counts against the planned
 //!   split, its p-value the regularized upper incomplete gamma function
 //!   Q(df/2, χ²/2), computed here by its series or continued fraction;
-//!   flagged below [`SRM_THRESHOLD`] (gbstats's default). With no
+//!   flagged below [`SRM_THRESHOLD`] (gbstats's default). The planned
+//!   weights may have any scale; a weight below [`MIN_PLANNED_WEIGHT_RATIO`]
+//!   of the largest is refused. With no
 //!   observations at all there is no evidence of a mismatch: χ² = 0,
 //!   p-value 1, not flagged, as gbstats answers.
 //! - [`bandit_weights`]: Thompson sampling allocates to each arm its P(best),
@@ -33,6 +35,10 @@ use super::special::upper_incomplete_gamma;
 
 /// The p-value below which a sample ratio mismatch is flagged.
 pub const SRM_THRESHOLD: f64 = 0.001;
+/// The smallest planned weight, as a share of the largest: one unit in a
+/// trillion, a share no experiment can tell from 0 (which is refused too).
+/// It keeps the chi-square finite for any counts.
+pub const MIN_PLANNED_WEIGHT_RATIO: f64 = 1e-12;
 /// Top-two Thompson sampling's probability of playing the leader.
 const TOP_TWO_BETA: f64 = 0.5;
 /// How far the P(best) given to [`bandit_weights`] may sum from 1: they come
@@ -150,9 +156,43 @@ pub struct Srm {
     pub flagged: bool,
 }
 
+/// Checks a planned split: every weight finite and positive, and none
+/// below [`MIN_PLANNED_WEIGHT_RATIO`] of the largest. Any scale is allowed
+/// (`[1e308, 1e308]` is an even split): [`srm`] divides by the largest.
+pub fn check_planned_weights(planned_weights: &[f64]) -> Result<(), ExperimentError> {
+    if let Some((index, weight)) = planned_weights
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, w)| !(w.is_finite() && *w > 0.0))
+    {
+        return Err(ExperimentError::Weight { index, weight });
+    }
+    let largest = planned_weights.iter().copied().fold(0.0, f64::max);
+    if let Some((index, weight)) = planned_weights
+        .iter()
+        .copied()
+        .enumerate()
+        .find(|(_, w)| w / largest < MIN_PLANNED_WEIGHT_RATIO)
+    {
+        return Err(ExperimentError::WeightRatio {
+            index,
+            weight,
+            largest,
+        });
+    }
+    Ok(())
+}
+
 /// Pearson's chi-square test of `observed` counts against the split
 /// `planned_weights` (any positive scale). Refuses lengths that differ, fewer
-/// than two groups and a weight that is not finite and positive.
+/// than two groups and weights [`check_planned_weights`] refuses.
+///
+/// The weights are divided by the largest before they are summed, so the
+/// expected counts are finite at any scale (summed as they were, two
+/// weights of 1e308 made an infinite total, every expected count 0 and the
+/// statistic NaN); with every share at least 1e-12 of the largest the
+/// statistic stays below ~1e33 even at 20 arms of 2^63 observations.
 pub fn srm(observed: &[u64], planned_weights: &[f64]) -> Result<Srm, ExperimentError> {
     if observed.len() != planned_weights.len() {
         return Err(ExperimentError::Lengths {
@@ -165,14 +205,9 @@ pub fn srm(observed: &[u64], planned_weights: &[f64]) -> Result<Srm, ExperimentE
     if observed.len() < MIN_ARMS {
         return Err(ExperimentError::Groups(observed.len()));
     }
-    if let Some((index, weight)) = planned_weights
-        .iter()
-        .copied()
-        .enumerate()
-        .find(|(_, w)| !(w.is_finite() && *w > 0.0))
-    {
-        return Err(ExperimentError::Weight { index, weight });
-    }
+    check_planned_weights(planned_weights)?;
+    let largest = planned_weights.iter().copied().fold(0.0, f64::max);
+    let relative: Vec<f64> = planned_weights.iter().map(|w| w / largest).collect();
     let degrees_of_freedom = (observed.len() - 1) as u32;
     let total: f64 = observed.iter().map(|n| *n as f64).sum();
     if total == 0.0 {
@@ -183,10 +218,10 @@ pub fn srm(observed: &[u64], planned_weights: &[f64]) -> Result<Srm, ExperimentE
             flagged: false,
         });
     }
-    let weight_sum: f64 = planned_weights.iter().sum();
+    let weight_sum: f64 = relative.iter().sum();
     let chi_square: f64 = observed
         .iter()
-        .zip(planned_weights)
+        .zip(&relative)
         .map(|(n, w)| {
             let expected = total * w / weight_sum;
             let gap = *n as f64 - expected;

@@ -4,7 +4,7 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use super::posterior::{interpolate, Posterior};
+use super::posterior::{GridWeights, Posterior};
 use super::{GridSize, MAX_GRID_SIZE};
 use crate::prior::Prior;
 
@@ -38,6 +38,10 @@ impl DisplayGrid {
             _ => (0.0, 0.0),
         };
 
+        let grid_weights = match prior {
+            Prior::Grid { weights } => Some(GridWeights::new(weights)),
+            _ => None,
+        };
         let p: Vec<f64> = (0..g).map(|i| i as f64 / last as f64).collect();
         let mut log_prior = Vec::with_capacity(g);
         let mut log_post = Vec::with_capacity(g);
@@ -54,7 +58,10 @@ impl DisplayGrid {
                         f64::NEG_INFINITY
                     }
                 }
-                Prior::Grid { weights } => interpolate(weights, pi).ln(),
+                Prior::Grid { .. } => {
+                    let qi = (last - i) as f64 / last as f64;
+                    grid_weights.map_or(0.0, |w| w.at(pi, qi).ln())
+                }
             };
             log_prior
                 .push(base + power_term(a1, ln_p, half_cell) + power_term(b1, ln_q, half_cell));

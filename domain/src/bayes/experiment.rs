@@ -67,6 +67,7 @@ use super::special::upper_incomplete_gamma;
 use super::{
     check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior, DEFAULT_MASS,
 };
+use crate::number::Shown;
 use crate::prior::Prior;
 
 /// The fewest arms an experiment has.
@@ -102,9 +103,9 @@ pub enum ExperimentError {
     Arms(usize),
     #[error("the control arm {control} is not one of the {arms} arms")]
     Control { control: usize, arms: usize },
-    #[error("mass must be strictly between 0 and 1, got {0}")]
+    #[error("mass must be strictly between 0 and 1, got {}", Shown(*.0))]
     Mass(f64),
-    #[error("rope must be a finite relative half-width >= 0, got {0}")]
+    #[error("rope must be a finite relative half-width >= 0, got {}", Shown(*.0))]
     Rope(f64),
     #[error("{first} has {first_len} entries but {second} has {second_len}")]
     Lengths {
@@ -115,13 +116,28 @@ pub enum ExperimentError {
     },
     #[error("a sample ratio check needs at least 2 groups, got {0}")]
     Groups(usize),
-    #[error("planned weight {index} must be finite and > 0, got {weight}")]
+    #[error("planned weight {index} must be finite and > 0, got {}", Shown(*.weight))]
     Weight { index: usize, weight: f64 },
-    #[error("P(best) of arm {index} must be between 0 and 1, got {value}")]
+    #[error(
+        "planned weight {index} is {}, less than {} of the largest ({}): a share that \
+         small cannot be told from 0",
+        Shown(*.weight),
+        Shown(super::decision::MIN_PLANNED_WEIGHT_RATIO),
+        Shown(*.largest)
+    )]
+    WeightRatio {
+        index: usize,
+        weight: f64,
+        largest: f64,
+    },
+    #[error("P(best) of arm {index} must be between 0 and 1, got {}", Shown(*.value))]
     ProbBest { index: usize, value: f64 },
-    #[error("the P(best) of all arms must sum to 1, got {0}")]
+    #[error("the P(best) of all arms must sum to 1, got {}", Shown(*.0))]
     ProbBestSum(f64),
-    #[error("the floor must be between 0 and 1/{arms} (every arm gets it), got {floor}")]
+    #[error(
+        "the floor must be between 0 and 1/{arms} (every arm gets it), got {}",
+        Shown(*.floor)
+    )]
     Floor { floor: f64, arms: usize },
 }
 

@@ -34,8 +34,8 @@ mod posterior;
 mod special;
 
 pub use decision::{
-    bandit_weights, decide, srm, BanditOptions, BanditWeights, Decision, Srm, Verdict,
-    SRM_THRESHOLD,
+    bandit_weights, check_planned_weights, decide, srm, BanditOptions, BanditWeights, Decision,
+    Srm, Verdict, MIN_PLANNED_WEIGHT_RATIO, SRM_THRESHOLD,
 };
 pub use display::DisplayGrid;
 pub use experiment::{
@@ -45,6 +45,8 @@ pub use experiment::{
 pub use posterior::{Comparison, DifferenceSummary, Interval, Posterior, Summary};
 
 use serde::{Deserialize, Serialize};
+
+use crate::number::Shown;
 
 /// The grid size a model gets unless configured otherwise.
 pub const DEFAULT_GRID_SIZE: u32 = 1000;
@@ -152,9 +154,9 @@ pub enum BayesError {
     Overflow,
     #[error("grid size must be between {MIN_GRID_SIZE} and {MAX_GRID_SIZE}, got {0}")]
     GridSize(u32),
-    #[error("mass must be strictly between 0 and 1, got {0}")]
+    #[error("mass must be strictly between 0 and 1, got {}", Shown(*.0))]
     Mass(f64),
-    #[error("probability must be between 0 and 1, got {0}")]
+    #[error("probability must be between 0 and 1, got {}", Shown(*.0))]
     Probability(f64),
     #[error("the posterior has no mass: the prior excludes everything the data allows")]
     NoMass,

@@ -105,7 +105,8 @@ pub fn router(state: AppState) -> Router {
                        request from another site's page), 404 (unknown model or experiment), 408 \
                        (`request_timeout`: the body did not arrive within `http.body_timeout`), 413, 415, 421 \
                        (`misdirected_request`: a Host not in `http.allowed_hosts`), 422 (invalid parameter or \
-                       body), 503 (database unavailable; `too_many_connections`; `too_many_streams` on /events)."
+                       body), 429 (a model reconfigured too often; see `Retry-After`), 503 (database \
+                       unavailable; `too_many_connections`; `too_many_streams` on /events)."
     ),
     paths(
         posterior::default_posterior,

@@ -9,7 +9,7 @@ use axum_extra::headers::Authorization;
 use axum_extra::TypedHeader;
 use domain::ModelId;
 use platform::http::{ApiJson, ApiPath, ApiQuery};
-use platform::store::{self, ModelConfig};
+use platform::store::{self, ChangeLimit, Configured, ModelConfig};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
@@ -83,6 +83,10 @@ pub async fn get(
 
 /// Creates a model or changes its prior and grid size. Allowed after data
 /// arrived: the counts are kept and the posterior is recomputed from them.
+/// A request that changes nothing writes nothing and answers 200 with the
+/// model as it is. At most `model_service.max_config_changes_per_hour`
+/// changes of one model within any hour (10 unless configured); past it,
+/// 429 with `Retry-After`.
 /// Requires `Authorization: Bearer <token>` when `model_service.api_token` is set.
 #[utoipa::path(
     put,
@@ -92,13 +96,15 @@ pub async fn get(
     request_body = ModelConfigBody,
     security((), ("bearer" = [])),
     responses(
-        (status = 200, description = "Reconfigured", body = ModelInfo),
+        (status = 200, description = "Reconfigured, or already so configured (nothing written)", body = ModelInfo),
         (status = 201, description = "Created", body = ModelInfo),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
         (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid model id, prior or grid size", body = ErrorBody),
+        (status = 429, description = "The model changed `max_config_changes_per_hour` times within the last hour", body = ErrorBody,
+            headers(("Retry-After" = u64, description = "Seconds until the model may change again."))),
         (status = 503, description = "Database unavailable", body = ErrorBody),
     )
 )]
@@ -114,6 +120,7 @@ pub async fn put(
         prior: body.prior,
         grid_size: body.grid_size,
     };
+    let per_hour = state.settings().max_config_changes_per_hour;
     let configured = timed(
         "configure_model",
         store::configure_model(
@@ -121,22 +128,33 @@ pub async fn put(
             &id,
             &config,
             state.defaults(),
+            ChangeLimit { per_hour },
             state.notify_channel(),
         ),
     )
     .await?;
-    let info = ModelInfo::from(&configured.record);
-    if configured.created {
-        tracing::info!(model = %id, prior = %info.prior.label(), "model created");
-        Ok((
-            StatusCode::CREATED,
-            [(header::LOCATION, format!("/models/{id}"))],
-            ApiJson(info),
-        )
-            .into_response())
-    } else {
-        tracing::info!(model = %id, prior = %info.prior.label(), "model reconfigured");
-        Ok(ApiJson(info).into_response())
+    match configured {
+        Configured::Created(record) => {
+            let info = ModelInfo::from(&record);
+            tracing::info!(model = %id, prior = %info.prior.label(), "model created");
+            Ok((
+                StatusCode::CREATED,
+                [(header::LOCATION, format!("/models/{id}"))],
+                ApiJson(info),
+            )
+                .into_response())
+        }
+        Configured::Changed(record) => {
+            let info = ModelInfo::from(&record);
+            tracing::info!(model = %id, prior = %info.prior.label(), "model reconfigured");
+            Ok(ApiJson(info).into_response())
+        }
+        Configured::Unchanged(record) => Ok(ApiJson(ModelInfo::from(&record)).into_response()),
+        Configured::Limited { retry_after } => Err(ApiError::TooManyChanges {
+            model: id.to_string(),
+            per_hour,
+            retry_after,
+        }),
     }
 }
 

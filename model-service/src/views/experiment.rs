@@ -5,9 +5,11 @@
 
 use chrono::{DateTime, Utc};
 use domain::bayes::{
-    bandit_weights, decide, experiment, srm, BanditOptions, BayesError, Decision, ExperimentError,
-    ExperimentFigures, ExperimentOptions, Interval, Posterior, Srm, Summary, Verdict, DEFAULT_ROPE,
+    bandit_weights, check_planned_weights, decide, experiment, srm, BanditOptions, BayesError,
+    Decision, ExperimentError, ExperimentFigures, ExperimentOptions, Interval, Posterior, Srm,
+    Summary, Verdict, DEFAULT_ROPE,
 };
+use domain::number::Shown;
 use domain::ModelId;
 use platform::store::{BanditConfig, ExperimentRecord, ExperimentSpec};
 use serde::{Deserialize, Serialize};
@@ -43,8 +45,9 @@ pub struct ExperimentBody {
     /// counts as no difference. 0 to below 1 (default 0.01, ±1 %).
     #[schema(minimum = 0, exclusive_maximum = 1, example = 0.01)]
     pub rope: Option<f64>,
-    /// The planned split, one positive weight an arm (any scale), for the
-    /// sample-ratio-mismatch check; no check without it.
+    /// The planned split, one positive weight an arm (any scale; none below
+    /// 1e-12 of the largest), for the sample-ratio-mismatch check; no check
+    /// without it.
     #[schema(example = json!([1, 1, 1]))]
     pub planned_weights: Option<Vec<f64>>,
     pub bandit: Option<BanditBody>,
@@ -119,12 +122,16 @@ impl ExperimentBody {
             .unwrap_or(DEFAULT_THRESHOLD_OF_CARING);
         if !(threshold_of_caring > 0.0 && threshold_of_caring <= 1.0) {
             return Err(format!(
-                "threshold_of_caring must be greater than 0 and at most 1, got {threshold_of_caring}"
+                "threshold_of_caring must be greater than 0 and at most 1, got {}",
+                Shown(threshold_of_caring)
             ));
         }
         let rope = self.rope.unwrap_or(DEFAULT_ROPE);
         if !(0.0..1.0).contains(&rope) {
-            return Err(format!("rope must be at least 0 and below 1, got {rope}"));
+            return Err(format!(
+                "rope must be at least 0 and below 1, got {}",
+                Shown(rope)
+            ));
         }
         if let Some(weights) = &self.planned_weights {
             if weights.len() != k {
@@ -134,8 +141,14 @@ impl ExperimentBody {
                 ));
             }
             if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
-                return Err(format!("planned weights must be positive numbers, got {w}"));
+                return Err(format!(
+                    "planned weights must be positive numbers, got {}",
+                    Shown(*w)
+                ));
             }
+            // The sample-ratio check's own rule: any scale, but no weight a
+            // trillion times below the largest.
+            check_planned_weights(weights).map_err(|e| e.to_string())?;
         }
         let body = self.bandit.unwrap_or_default();
         let bandit = BanditConfig {
@@ -153,7 +166,7 @@ impl ExperimentBody {
         if !(bandit.floor >= 0.0 && bandit.floor * k as f64 <= 1.0) {
             return Err(format!(
                 "bandit.floor must be between 0 and 1/{k} for {k} arms, got {}",
-                bandit.floor
+                Shown(bandit.floor)
             ));
         }
         Ok(ExperimentSpec {
@@ -470,9 +483,11 @@ impl ExperimentView {
         let (srm_view, assignment_srm) = match &spec.planned_weights {
             Some(weights) => {
                 let observed: Vec<u64> = results.iter().map(|r| r.trials).collect();
+                // Weights stored before today's rules (one a trillion times
+                // below the largest) get no check rather than a failed read.
                 let by_trials = srm(&observed, weights).ok().map(SrmView::from);
                 let by_units = if assignments.iter().any(|n| *n > 0) {
-                    Some(srm(assignments, weights)?.into())
+                    srm(assignments, weights).ok().map(SrmView::from)
                 } else {
                     None
                 };

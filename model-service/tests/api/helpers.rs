@@ -157,6 +157,9 @@ impl TestApp {
                 grid_size: grid_size.map(|g| domain::bayes::GridSize::parse(g).expect("grid")),
             },
             &self.settings.models,
+            store::ChangeLimit {
+                per_hour: self.settings.model_service.max_config_changes_per_hour,
+            },
             &self.settings.database.notify_channel,
         )
         .await

@@ -7,6 +7,7 @@
 
 mod browser;
 mod dashboard;
+mod edges;
 mod errors;
 mod events;
 mod experiments;

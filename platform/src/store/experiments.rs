@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::convert::{to_i64, to_u64};
 use super::entities::{experiment_assignments, experiments, model_states, models};
-use super::models::{configure_model, record, ModelConfig, ModelRecord};
+use super::models::{configure_model, with_priors, ChangeLimit, ModelConfig, ModelRecord};
 use super::StoreError;
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
@@ -66,7 +66,16 @@ pub async fn put_experiment(
     notify_channel: &str,
 ) -> Result<(ExperimentRecord, bool), StoreError> {
     for arm in &spec.arms {
-        configure_model(db, arm, &ModelConfig::default(), defaults, notify_channel).await?;
+        // Nothing is asked of an arm that exists: never a change, never limited.
+        configure_model(
+            db,
+            arm,
+            &ModelConfig::default(),
+            defaults,
+            ChangeLimit::UNLIMITED,
+            notify_channel,
+        )
+        .await?;
     }
     let arms = serde_json::to_value(spec.arms.iter().map(ModelId::as_str).collect::<Vec<_>>())
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -170,10 +179,7 @@ pub async fn get_models(
         .find_also_related(model_states::Entity)
         .all(db)
         .await?;
-    let mut found = rows
-        .into_iter()
-        .map(record)
-        .collect::<Result<Vec<_>, _>>()?;
+    let mut found = with_priors(db, rows).await?;
     Ok(ids
         .iter()
         .map(|id| {

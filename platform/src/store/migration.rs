@@ -17,6 +17,7 @@ impl MigratorTrait for Migrator {
             Box::new(UPLOADS),
             Box::new(APPLIED_ID_BITS),
             Box::new(APPLIED_ID_CONTENT),
+            Box::new(PRIORS),
         ]
     }
 }
@@ -351,5 +352,158 @@ ON CONFLICT (prefix, chunk) DO UPDATE SET
     applied_at = greatest(b.applied_at, EXCLUDED.applied_at);
 DELETE FROM applied_ids WHERE id ~ '^(.*):(0|[1-9][0-9]{0,17})$';
 ALTER TABLE applied_ids DROP COLUMN successes, DROP COLUMN failures;
+/// Each distinct prior stored once, keyed by the SHA-256 of its canonical
+/// JSON, and referenced from `models` and `model_configs`: a 100 000-weight
+/// grid prior is ~2 MB, and every configuration row copied it, so re-putting
+/// one model added ~2 MB of history each time.
+///
+/// The canonical JSON is Postgres's own text form of the `jsonb` value
+/// (keys sorted, spacing and number forms fixed), hashed in SQL by
+/// `prior_sha256`, so the key is the same whichever writer stores the prior:
+/// the model service through `store_prior`, this migration, or the
+/// consumer's batch statement, which still inserts a new model with its
+/// default prior as JSON into `models.prior`: a trigger moves that value
+/// into `priors` and leaves the column NULL (it stays only for that
+/// statement, which this migration does not change).
+///
+/// Stored priors that the parser now refuses (see `domain::prior`: a step
+/// bound other than 0 below 1e-300, a step narrower than 1e-9 of its
+/// distance from 0 or 1, a grid weight below 2.2e-308 times the largest)
+/// made every read of their model fail; they are first moved to the
+/// nearest prior the engine computes: such a bound to 0 (lower) or 1e-300
+/// (upper), such a step widened upwards to twice the least width, such a
+/// weight to 0. That repair is not undone by `down`.
+const PRIORS: Sql = Sql {
+    name: "m0009_priors",
+    up: r#"
+CREATE FUNCTION prior_sha256(prior jsonb) RETURNS char(64)
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+AS $$ SELECT encode(sha256(convert_to(prior::text, 'UTF8')), 'hex') $$;
+
+CREATE TABLE priors (
+    sha256      CHAR(64)    PRIMARY KEY CHECK (sha256 = prior_sha256(prior)),
+    prior       JSONB       NOT NULL,
+    created_at  TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+
+-- Stores a prior unless it is there, and returns its key.
+CREATE FUNCTION store_prior(prior jsonb) RETURNS char(64)
+LANGUAGE plpgsql STRICT
+AS $$
+DECLARE
+    key char(64) := prior_sha256(prior);
+BEGIN
+    INSERT INTO priors (sha256, prior) VALUES (key, prior) ON CONFLICT (sha256) DO NOTHING;
+    RETURN key;
+END
+$$;
+
+-- The nearest prior the engine computes, for the stored ones the parser
+-- now refuses (the margins keep a bound the parser's doubles would read a
+-- hair the other side of its limit on the safe side). Anything else,
+-- including what is no prior at all, is left as it is.
+CREATE FUNCTION pg_temp.computable_prior(prior jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE
+AS $$
+DECLARE
+    lower numeric;
+    upper numeric;
+    least_width numeric;
+    largest numeric;
+BEGIN
+    IF prior->>'type' = 'step'
+       AND jsonb_typeof(prior->'lower') = 'number'
+       AND jsonb_typeof(prior->'upper') = 'number' THEN
+        lower := (prior->>'lower')::numeric;
+        upper := (prior->>'upper')::numeric;
+        IF NOT (0 <= lower AND lower < upper AND upper <= 1) THEN
+            RETURN prior;
+        END IF;
+        IF lower > 0 AND lower < 1e-300 THEN
+            lower := 0;
+        END IF;
+        IF upper < 1e-300 THEN
+            upper := 1e-300;
+        END IF;
+        least_width := 1e-9 * least(upper, 1 - lower);
+        IF upper - lower < 1.001 * least_width THEN
+            upper := least(lower + 2 * least_width, 1);
+        END IF;
+        RETURN jsonb_set(jsonb_set(prior, '{lower}', to_jsonb(lower)), '{upper}', to_jsonb(upper));
+    END IF;
+    IF prior->>'type' = 'grid' AND jsonb_typeof(prior->'weights') = 'array'
+       AND NOT EXISTS (
+           SELECT 1 FROM jsonb_array_elements(prior->'weights') AS w
+           WHERE jsonb_typeof(w) <> 'number') THEN
+        SELECT max(w::text::numeric) INTO largest
+        FROM jsonb_array_elements(prior->'weights') AS w;
+        IF largest IS NULL OR largest <= 0 THEN
+            RETURN prior;
+        END IF;
+        RETURN jsonb_set(prior, '{weights}', (
+            SELECT jsonb_agg(
+                       CASE WHEN w::text::numeric > 0
+                                 AND w::text::numeric / largest < 1.000001 * 2.2250738585072014e-308
+                            THEN to_jsonb(0) ELSE w END
+                       ORDER BY i)
+            FROM jsonb_array_elements(prior->'weights') WITH ORDINALITY AS e(w, i)));
+    END IF;
+    RETURN prior;
+END
+$$;
+
+UPDATE models SET prior = pg_temp.computable_prior(prior)
+WHERE prior IS DISTINCT FROM pg_temp.computable_prior(prior);
+UPDATE model_configs SET prior = pg_temp.computable_prior(prior)
+WHERE prior IS DISTINCT FROM pg_temp.computable_prior(prior);
+DROP FUNCTION pg_temp.computable_prior(jsonb);
+
+-- The default prior, which the consumer gives every model it creates.
+SELECT store_prior('{"type": "uniform"}');
+
+ALTER TABLE models ADD COLUMN prior_sha256 CHAR(64) REFERENCES priors (sha256);
+ALTER TABLE models ALTER COLUMN prior DROP NOT NULL;
+UPDATE models SET prior_sha256 = store_prior(prior), prior = NULL;
+ALTER TABLE models ALTER COLUMN prior_sha256 SET NOT NULL;
+ALTER TABLE models ADD CONSTRAINT models_prior_is_in_priors CHECK (prior IS NULL);
+
+-- The history's copies of the priors become keys in one rewrite of the
+-- table (a dropped column would keep its data on disk until each row was
+-- rewritten: the copies would only be hidden, not gone).
+ALTER TABLE model_configs ALTER COLUMN prior TYPE CHAR(64) USING store_prior(prior);
+ALTER TABLE model_configs RENAME COLUMN prior TO prior_sha256;
+ALTER TABLE model_configs ADD FOREIGN KEY (prior_sha256) REFERENCES priors (sha256);
+
+-- A prior written into `models.prior` (the consumer's batch statement
+-- creating a model) goes to `priors`; the row keeps its key only.
+CREATE FUNCTION models_store_prior() RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+BEGIN
+    NEW.prior_sha256 := store_prior(NEW.prior);
+    NEW.prior := NULL;
+    RETURN NEW;
+END
+$$;
+CREATE TRIGGER models_store_prior BEFORE INSERT OR UPDATE OF prior ON models
+FOR EACH ROW WHEN (NEW.prior IS NOT NULL) EXECUTE FUNCTION models_store_prior();
+"#,
+    down: r#"
+DROP TRIGGER models_store_prior ON models;
+DROP FUNCTION models_store_prior();
+
+ALTER TABLE model_configs ADD COLUMN prior JSONB;
+UPDATE model_configs c SET prior = p.prior FROM priors p WHERE p.sha256 = c.prior_sha256;
+ALTER TABLE model_configs ALTER COLUMN prior SET NOT NULL;
+ALTER TABLE model_configs DROP COLUMN prior_sha256;
+
+ALTER TABLE models DROP CONSTRAINT models_prior_is_in_priors;
+UPDATE models m SET prior = p.prior FROM priors p WHERE p.sha256 = m.prior_sha256;
+ALTER TABLE models ALTER COLUMN prior SET NOT NULL;
+ALTER TABLE models DROP COLUMN prior_sha256;
+
+DROP TABLE priors;
+DROP FUNCTION store_prior(jsonb);
+DROP FUNCTION prior_sha256(jsonb);
 "#,
 };

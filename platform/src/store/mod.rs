@@ -30,8 +30,8 @@ pub use experiments::{
 };
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use models::{
-    config_at_time, config_at_version, configure_model, get_model, list_models, ConfigRecord,
-    Configured, ModelConfig, ModelRecord,
+    config_at_time, config_at_version, configure_model, get_model, list_models, ChangeLimit,
+    ConfigRecord, Configured, ModelConfig, ModelRecord,
 };
 pub use offsets::{claim_source, load_offset, move_offset, Source};
 pub use uploads::{

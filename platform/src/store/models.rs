@@ -1,20 +1,26 @@
 //! `models` with their current state: what the model service lists and shows,
 //! and [`configure_model`], the one write it makes (`PUT /models/{id}`).
 //!
-//! A model's row and its state row are read together, one query a model or a
-//! page (the hot path: every request for a model starts here). Rows become
-//! domain types here: an invalid prior, id, grid size or count in the
-//! database is `StoreError::Corrupt`, never a panic.
+//! A model's row, its state row and its prior are read together, one query
+//! a model (the hot path: every request for a model starts here), and one
+//! more a page for the page's distinct priors. A prior is stored once in
+//! `priors`, keyed by the SHA-256 of its canonical JSON, whichever models
+//! and configurations use it. Rows become domain types here: an invalid
+//! prior, id, grid size or count in the database is `StoreError::Corrupt`,
+//! never a panic.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Alias, Expr, Func, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    QueryOrder, TransactionTrait, TryInsertResult,
+    QueryOrder, QuerySelect, TransactionTrait, TryInsertResult,
 };
 
 use super::convert::{self, to_i64, to_u64};
-use super::entities::{model_configs, model_states, models};
+use super::entities::{model_configs, model_states, models, priors};
 use super::StoreError;
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, GridSize, ModelState};
@@ -53,12 +59,31 @@ pub struct ModelConfig {
     pub grid_size: Option<GridSize>,
 }
 
-/// The outcome of [`configure_model`].
+/// What [`configure_model`] did.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Configured {
-    pub record: ModelRecord,
-    /// True when this call created the model.
-    pub created: bool,
+pub enum Configured {
+    /// The model did not exist: it does now.
+    Created(ModelRecord),
+    /// Its prior or grid size changed.
+    Changed(ModelRecord),
+    /// It already had what was asked for: nothing was written or notified.
+    Unchanged(ModelRecord),
+    /// The change would pass the bound on changes an hour: nothing was
+    /// written. A change is allowed again in `retry_after`.
+    Limited { retry_after: Duration },
+}
+
+/// How often a model's configuration may change: at most `per_hour`
+/// changes within any hour (a model's creation is not a change); 0 means
+/// no bound. Counted from `model_configs` under the model's lock, so the
+/// bound holds however many replicas of the model service write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChangeLimit {
+    pub per_hour: u32,
+}
+
+impl ChangeLimit {
+    pub const UNLIMITED: ChangeLimit = ChangeLimit { per_hour: 0 };
 }
 
 /// One model with its current state, or `None` when there is no such model.
@@ -68,9 +93,15 @@ pub async fn get_model(
 ) -> Result<Option<ModelRecord>, StoreError> {
     let row = models::Entity::find_by_id(id.as_str())
         .find_also_related(model_states::Entity)
+        .find_also_related(priors::Entity)
         .one(db)
         .await?;
-    row.map(record).transpose()
+    row.map(|(model, state, prior)| {
+        let prior = prior
+            .ok_or_else(|| StoreError::Corrupt(format!("the prior of {} is missing", model.id)))?;
+        record(model, state, &parse_prior(prior.prior, &prior.sha256)?)
+    })
+    .transpose()
 }
 
 /// Up to `limit` models in id order, starting after `after` (keyset pagination).
@@ -88,7 +119,38 @@ pub async fn list_models(
         page.after(after.as_str());
     }
     let rows = page.first(limit).all(db).await?;
-    rows.into_iter().map(record).collect()
+    with_priors(db, rows).await
+}
+
+/// Models with their state rows, their priors read in one more query:
+/// each distinct prior once (a page of models that share a 2 MB prior
+/// reads it once, not once a model).
+pub(super) async fn with_priors(
+    db: &impl ConnectionTrait,
+    rows: Vec<(models::Model, Option<model_states::Model>)>,
+) -> Result<Vec<ModelRecord>, StoreError> {
+    let mut keys: Vec<&str> = rows.iter().map(|(m, _)| m.prior_sha256.as_str()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let priors: HashMap<String, Prior> = if keys.is_empty() {
+        HashMap::new()
+    } else {
+        priors::Entity::find()
+            .filter(priors::Column::Sha256.is_in(keys))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|row| Ok((row.sha256.clone(), parse_prior(row.prior, &row.sha256)?)))
+            .collect::<Result<_, StoreError>>()?
+    };
+    rows.into_iter()
+        .map(|(model, state)| {
+            let prior = priors.get(&model.prior_sha256).ok_or_else(|| {
+                StoreError::Corrupt(format!("the prior of {} is missing", model.id))
+            })?;
+            record(model, state, prior)
+        })
+        .collect()
 }
 
 /// Creates a model, or changes its prior and grid size, in one transaction.
@@ -97,19 +159,26 @@ pub async fn list_models(
 /// so the consumer (which creates models it has not seen with
 /// `ON CONFLICT DO NOTHING`) always finds a state to add to. Fields left
 /// `None` take `defaults` on creation and keep their value otherwise. The
-/// counts are never touched: the posterior is recomputed from them. When
-/// something changed, `notify_channel` receives the model id after the commit,
-/// as it does from the consumer, so live views redraw.
+/// counts are never touched: the posterior is recomputed from them.
+///
+/// A request that changes nothing writes nothing (no configuration row, no
+/// notification). A change past `limit` writes nothing either and says
+/// when one is allowed again. When something changed, `notify_channel`
+/// receives the model id after the commit, as it does from the consumer,
+/// so live views redraw.
 pub async fn configure_model(
     db: &DatabaseConnection,
     id: &ModelId,
     config: &ModelConfig,
     defaults: &ModelDefaults,
+    limit: ChangeLimit,
     notify_channel: &str,
 ) -> Result<Configured, StoreError> {
     let txn = db.begin().await?;
     // The model's lock before its rows: a batch creating the same model
-    // takes it too (see `MODEL_LOCK_CLASS`).
+    // takes it too (see `MODEL_LOCK_CLASS`), and so does another replica
+    // configuring it, which is what makes the count of recent changes
+    // below exact.
     let lock = Query::select()
         .expr(
             Func::cust(Alias::new("pg_advisory_xact_lock"))
@@ -119,92 +188,170 @@ pub async fn configure_model(
         .to_owned();
     txn.execute(txn.get_database_backend().build(&lock)).await?;
 
-    let prior = config.prior.clone().unwrap_or_default();
-    let grid_size = match config.grid_size {
-        Some(size) => size,
-        None => GridSize::parse(defaults.default_grid_size)
-            .map_err(|e| StoreError::Corrupt(format!("default grid size: {e}")))?,
+    let before = models::Entity::find_by_id(id.as_str())
+        .find_also_related(model_states::Entity)
+        .one(&txn)
+        .await?;
+    let Some((row, state)) = before else {
+        let prior = config.prior.clone().unwrap_or_default();
+        let grid_size = match config.grid_size {
+            Some(size) => size,
+            None => GridSize::parse(defaults.default_grid_size)
+                .map_err(|e| StoreError::Corrupt(format!("default grid size: {e}")))?,
+        };
+        let sha256 = store_prior(&txn, &prior).await?;
+        let inserted = models::Entity::insert(models::ActiveModel {
+            id: Set(id.as_str().to_owned()),
+            prior_sha256: Set(sha256.clone()),
+            grid_size: Set(convert::grid_size_i32(grid_size.get())?),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+        if !matches!(inserted, TryInsertResult::Inserted(1)) {
+            // Every writer that creates models takes the model's lock first.
+            return Err(StoreError::Conflict(format!(
+                "model {id} was created by a writer that did not take its lock"
+            )));
+        }
+        model_states::Entity::insert(model_states::ActiveModel {
+            model_id: Set(id.as_str().to_owned()),
+            successes: Set(0),
+            failures: Set(0),
+            version: Set(0),
+            ..Default::default()
+        })
+        .on_conflict_do_nothing()
+        .exec_without_returning(&txn)
+        .await?;
+        insert_config(&txn, id, 0, &sha256, grid_size, None).await?;
+        notify(&txn, notify_channel, id).await?;
+        let record = reread(&txn, id).await?;
+        txn.commit().await?;
+        return Ok(Configured::Created(record));
     };
-    let inserted = models::Entity::insert(models::ActiveModel {
-        id: Set(id.as_str().to_owned()),
-        prior: Set(convert::prior_json(&prior)?),
-        grid_size: Set(convert::grid_size_i32(grid_size.get())?),
-        ..Default::default()
-    })
-    .on_conflict_do_nothing()
-    .exec_without_returning(&txn)
-    .await?;
-    let created = matches!(inserted, TryInsertResult::Inserted(1));
-    model_states::Entity::insert(model_states::ActiveModel {
-        model_id: Set(id.as_str().to_owned()),
-        successes: Set(0),
-        failures: Set(0),
-        version: Set(0),
-        ..Default::default()
-    })
-    .on_conflict_do_nothing()
-    .exec_without_returning(&txn)
-    .await?;
 
-    let mut changed = created;
-    if created {
-        insert_config(&txn, id, 0, &prior, grid_size, None).await?;
+    let grid_before = convert::grid_size(row.grid_size, id.as_str())?;
+    let grid_size = config.grid_size.unwrap_or(grid_before);
+    // Compared by key: the canonical JSON decides, not a re-read double.
+    let sha256 = match &config.prior {
+        Some(prior) => store_prior(&txn, prior).await?,
+        None => row.prior_sha256.clone(),
+    };
+    if sha256 == row.prior_sha256 && grid_size == grid_before {
+        let record = reread(&txn, id).await?;
+        // Nothing was written (the prior's row, if any, was there).
+        txn.rollback().await?;
+        return Ok(Configured::Unchanged(record));
     }
-    if !created && (config.prior.is_some() || config.grid_size.is_some()) {
-        let before = get_model(&txn, id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished while configured")))?;
-        // A model first created by its data has no history yet: its
-        // configuration so far held from its creation.
-        let recorded = model_configs::Entity::find()
-            .filter(model_configs::Column::ModelId.eq(id.as_str()))
-            .one(&txn)
-            .await?
-            .is_some();
-        if !recorded {
-            let since = Some(before.configured_at);
-            insert_config(&txn, id, 0, &before.prior, before.grid_size, since).await?;
-        }
-        let mut update = models::Entity::update_many()
-            .col_expr(models::Column::UpdatedAt, Expr::cust("clock_timestamp()"))
-            .filter(models::Column::Id.eq(id.as_str()));
-        if let Some(prior) = &config.prior {
-            update = update.col_expr(
-                models::Column::Prior,
-                Expr::value(convert::prior_json(prior)?),
-            );
-        }
-        if let Some(size) = config.grid_size {
-            update = update.col_expr(
-                models::Column::GridSize,
-                Expr::value(convert::grid_size_i32(size.get())?),
-            );
-        }
-        update.exec(&txn).await?;
-        let prior = config.prior.as_ref().unwrap_or(&before.prior);
-        let grid_size = config.grid_size.unwrap_or(before.grid_size);
-        insert_config(&txn, id, before.state.version, prior, grid_size, None).await?;
-        changed = true;
+    if let Some(retry_after) = wait_for_change(&txn, id, limit).await? {
+        txn.rollback().await?;
+        return Ok(Configured::Limited { retry_after });
     }
 
-    if changed {
-        // Delivered only if the transaction commits.
-        let notify = Query::select()
-            .expr(
-                Func::cust(Alias::new("pg_notify"))
-                    .arg(notify_channel)
-                    .arg(id.as_str()),
-            )
-            .to_owned();
-        txn.execute(txn.get_database_backend().build(&notify))
-            .await?;
-    }
-
-    let record = get_model(&txn, id)
+    // A model first created by its data has no history yet: its
+    // configuration so far held from its creation.
+    let recorded = model_configs::Entity::find()
+        .filter(model_configs::Column::ModelId.eq(id.as_str()))
+        .one(&txn)
         .await?
-        .ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished while configured")))?;
+        .is_some();
+    if !recorded {
+        let since = Some(row.updated_at);
+        insert_config(&txn, id, 0, &row.prior_sha256, grid_before, since).await?;
+    }
+    models::Entity::update_many()
+        .col_expr(models::Column::UpdatedAt, Expr::cust("clock_timestamp()"))
+        .col_expr(models::Column::PriorSha256, Expr::value(sha256.clone()))
+        .col_expr(
+            models::Column::GridSize,
+            Expr::value(convert::grid_size_i32(grid_size.get())?),
+        )
+        .filter(models::Column::Id.eq(id.as_str()))
+        .exec(&txn)
+        .await?;
+    let version = state.map_or(Ok(0), |s| to_u64(s.version))?;
+    insert_config(&txn, id, version, &sha256, grid_size, None).await?;
+    notify(&txn, notify_channel, id).await?;
+    let record = reread(&txn, id).await?;
     txn.commit().await?;
-    Ok(Configured { record, created })
+    Ok(Configured::Changed(record))
+}
+
+/// How long until `limit` allows another change of the model, or `None`
+/// when it allows one now. The newest `per_hour + 1` configurations are
+/// read: with fewer, the model has had fewer than `per_hour` changes since
+/// its creation; with that many, the `per_hour`-th newest is a change
+/// (an older row exists), and while it is less than an hour old so are
+/// all newer ones. Times are Postgres's clock, the one that stamped them.
+async fn wait_for_change(
+    txn: &impl ConnectionTrait,
+    id: &ModelId,
+    limit: ChangeLimit,
+) -> Result<Option<Duration>, StoreError> {
+    if limit.per_hour == 0 {
+        return Ok(None);
+    }
+    let remaining: Vec<f64> = model_configs::Entity::find()
+        .select_only()
+        .column_as(
+            Expr::cust(
+                "extract(epoch from configured_at + interval '1 hour' - clock_timestamp())::float8",
+            ),
+            "remaining",
+        )
+        .filter(model_configs::Column::ModelId.eq(id.as_str()))
+        .order_by_desc(model_configs::Column::Seq)
+        .limit(u64::from(limit.per_hour) + 1)
+        .into_tuple()
+        .all(txn)
+        .await?;
+    let per_hour = limit.per_hour as usize;
+    Ok(match remaining.get(per_hour - 1) {
+        Some(seconds) if remaining.len() > per_hour && *seconds > 0.0 => {
+            Some(Duration::from_secs_f64(seconds.ceil()))
+        }
+        _ => None,
+    })
+}
+
+/// Stores `prior` in `priors` unless it is there, and returns its key
+/// (computed by Postgres from the canonical JSON; see the migration).
+async fn store_prior(txn: &impl ConnectionTrait, prior: &Prior) -> Result<String, StoreError> {
+    let stored = Query::select()
+        .expr_as(
+            Func::cust(Alias::new("store_prior"))
+                .arg(Expr::value(convert::prior_json(prior)?).cast_as(Alias::new("jsonb"))),
+            Alias::new("sha256"),
+        )
+        .to_owned();
+    let row = txn
+        .query_one(txn.get_database_backend().build(&stored))
+        .await?
+        .ok_or_else(|| StoreError::Corrupt("store_prior returned no row".to_owned()))?;
+    Ok(row.try_get("", "sha256")?)
+}
+
+/// Sends the model's id on `channel`; delivered only if the transaction commits.
+async fn notify(txn: &impl ConnectionTrait, channel: &str, id: &ModelId) -> Result<(), StoreError> {
+    let notify = Query::select()
+        .expr(
+            Func::cust(Alias::new("pg_notify"))
+                .arg(channel)
+                .arg(id.as_str()),
+        )
+        .to_owned();
+    txn.execute(txn.get_database_backend().build(&notify))
+        .await?;
+    Ok(())
+}
+
+/// The model as the transaction now sees it.
+async fn reread(txn: &impl ConnectionTrait, id: &ModelId) -> Result<ModelRecord, StoreError> {
+    get_model(txn, id)
+        .await?
+        .ok_or_else(|| StoreError::Corrupt(format!("model {id} vanished while configured")))
 }
 
 /// Appends a configuration to the model's history; `since` defaults to
@@ -213,14 +360,14 @@ async fn insert_config(
     txn: &impl ConnectionTrait,
     id: &ModelId,
     from_version: u64,
-    prior: &Prior,
+    prior_sha256: &str,
     grid_size: GridSize,
     since: Option<DateTime<Utc>>,
 ) -> Result<(), StoreError> {
     let mut row = model_configs::ActiveModel {
         model_id: Set(id.as_str().to_owned()),
         from_version: Set(to_i64(from_version)?),
-        prior: Set(convert::prior_json(prior)?),
+        prior_sha256: Set(prior_sha256.to_owned()),
         grid_size: Set(convert::grid_size_i32(grid_size.get())?),
         ..Default::default()
     };
@@ -254,6 +401,7 @@ pub async fn config_at_version(
         .filter(model_configs::Column::ModelId.eq(id.as_str()))
         .filter(model_configs::Column::FromVersion.lte(to_i64(version)?))
         .order_by_desc(model_configs::Column::Seq)
+        .find_also_related(priors::Entity)
         .one(db)
         .await?;
     row.map(config_record).transpose()
@@ -272,6 +420,7 @@ pub async fn config_at_time(
     let row = match of_model()
         .filter(model_configs::Column::ConfiguredAt.lte(at))
         .order_by_desc(model_configs::Column::Seq)
+        .find_also_related(priors::Entity)
         .one(db)
         .await?
     {
@@ -279,6 +428,7 @@ pub async fn config_at_time(
         None => {
             of_model()
                 .order_by_asc(model_configs::Column::Seq)
+                .find_also_related(priors::Entity)
                 .one(db)
                 .await?
         }
@@ -286,23 +436,32 @@ pub async fn config_at_time(
     row.map(config_record).transpose()
 }
 
-fn config_record(row: model_configs::Model) -> Result<ConfigRecord, StoreError> {
-    let prior: Prior = serde_json::from_value(row.prior)
-        .map_err(|e| StoreError::Corrupt(format!("prior of {}: {e}", row.model_id)))?;
+fn config_record(
+    (row, prior): (model_configs::Model, Option<priors::Model>),
+) -> Result<ConfigRecord, StoreError> {
+    let prior = prior
+        .ok_or_else(|| StoreError::Corrupt(format!("a prior of {} is missing", row.model_id)))?;
     Ok(ConfigRecord {
-        prior,
+        prior: parse_prior(prior.prior, &prior.sha256)?,
         grid_size: convert::grid_size(row.grid_size, &row.model_id)?,
         configured_at: row.configured_at,
     })
 }
 
-/// A model's row and its state row (none: no data yet) as a [`ModelRecord`].
+/// A stored prior (the row of `priors` keyed `sha256`) as a [`Prior`].
+fn parse_prior(json: serde_json::Value, sha256: &str) -> Result<Prior, StoreError> {
+    serde_json::from_value(json).map_err(|e| StoreError::Corrupt(format!("prior {sha256}: {e}")))
+}
+
+/// A model's row, its state row (none: no data yet) and its prior as a
+/// [`ModelRecord`].
 pub(super) fn record(
-    (model, state): (models::Model, Option<model_states::Model>),
+    model: models::Model,
+    state: Option<model_states::Model>,
+    prior: &Prior,
 ) -> Result<ModelRecord, StoreError> {
     let id = ModelId::parse(model.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let prior: Prior = serde_json::from_value(model.prior)
-        .map_err(|e| StoreError::Corrupt(format!("prior of {id}: {e}")))?;
+    let prior = prior.clone();
     let grid_size = convert::grid_size(model.grid_size, id.as_str())?;
     // A model without a state row has had no data: version 0, zero counts,
     // unchanged since it was created.

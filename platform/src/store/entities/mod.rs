@@ -9,4 +9,5 @@ pub mod model_configs;
 pub mod model_history;
 pub mod model_states;
 pub mod models;
+pub mod priors;
 pub mod uploads;

@@ -13,7 +13,8 @@ pub struct Model {
     pub seq: i64,
     /// The model's version when this configuration was set.
     pub from_version: i64,
-    pub prior: Json,
+    /// The key of the prior in `priors`.
+    pub prior_sha256: String,
     pub grid_size: i32,
     pub configured_at: DateTimeUtc,
 }
@@ -26,11 +27,23 @@ pub enum Relation {
         to = "super::models::Column::Id"
     )]
     Model,
+    #[sea_orm(
+        belongs_to = "super::priors::Entity",
+        from = "Column::PriorSha256",
+        to = "super::priors::Column::Sha256"
+    )]
+    Prior,
 }
 
 impl Related<super::models::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::Model.def()
+    }
+}
+
+impl Related<super::priors::Entity> for Entity {
+    fn to() -> RelationDef {
+        Relation::Prior.def()
     }
 }
 
