@@ -1153,6 +1153,98 @@ async fn other_numbered_ids_leave_the_bits_for_rows_and_come_back_on_the_way_dow
             &db,
             "SELECT count(*) FROM applied_ids
              WHERE id IN ('order:3', 'order:4') AND model_id = '' AND successes IS NULL"
+        )
+        .await,
+        2
+    );
+    // Each is still recognised, whatever it carries: its content is not known.
+    let retry = [
+        identified("9f86d081884c7d659a2f:1", "a", 1, 0, 0),
+        identified("9f86d081884c7d659a2f:1025", "a", 1, 0, 1),
+        identified("order:3", "a", 1, 0, 2),
+        identified("order:4", "b", 0, 9, 3),
+        identified("order:5", "a", 1, 0, 4),
+    ];
+    let applied = apply_batch(&db, &batch_with(0, None, 5, &[], &retry), &defaults, "c")
+        .await
+        .unwrap();
+    assert_eq!(applied.duplicates, 4, "only order:5 is new");
+    down_to_before(&db, "m0008_applied_id_content").await;
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 0);
+    assert_eq!(count(&db, "SELECT count(*) FROM applied_id_bits").await, 3);
+    Migrator::up(&db, None).await.unwrap();
+}
+
+/// Strings as a hostile client would send them: any Unicode scalar value,
+/// with NUL, other control characters, non-characters and lengths around
+/// the limit overrepresented.
+fn hostile_string() -> impl proptest::strategy::Strategy<Value = String> {
+    use proptest::prelude::*;
+    let edge = prop_oneof![
+        Just('\0'),
+        Just('\u{1f}'),
+        Just('\u{7f}'),
+        Just('\u{9f}'),
+        Just('\u{fffe}'),
+        Just('\u{ffff}'),
+        Just('\u{10ffff}'),
+        Just('\u{2028}'),
+        Just('\u{e9}'),
+        Just('x'),
+    ];
+    let char = prop_oneof![3 => any::<char>(), 2 => edge];
+    prop_oneof![
+        proptest::collection::vec(char.clone(), 0..8),
+        proptest::collection::vec(char, 150..170),
+    ]
+    .prop_map(|chars| chars.into_iter().collect())
+}
+
+#[test]
+fn any_id_the_edge_accepts_is_stored_and_read_back_unchanged() {
+    use proptest::prelude::*;
+
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let (_test_db, db) = runtime.block_on(TestDatabase::create()).unwrap();
+    let defaults = ModelDefaults::default();
+    let next = std::cell::Cell::new(0i64);
+    let config = ProptestConfig {
+        cases: 200,
+        ..ProptestConfig::default()
+    };
+    proptest!(config, |(id in hostile_string())| {
+        let accepted = domain::observation::check_id(&id).is_ok();
+        prop_assert_eq!(
+            accepted,
+            !id.is_empty() && id.chars().count() <= 160 && !id.chars().any(char::is_control),
+            "{:?}", id
+        );
+        // The edge refuses the rest (400 or 422); an upload's line ids go
+        // to the bits and are not this test's.
+        if accepted && domain::observation::upload_line_id(&id).is_none() {
+            let offset = next.get();
+            next.set(offset + 1);
+            let ids = [identified(&id, "m", 1, 0, offset)];
+            let expected = (offset > 0).then_some(offset);
+            let write = batch_with(0, expected, offset + 1, &[], &ids);
+            runtime
+                .block_on(apply_batch(&db, &write, &defaults, "c"))
+                .map_err(|e| TestCaseError::fail(format!("{id:?}: {e}")))?;
+            // Found by its own value (a shrinking run sends one id twice,
+            // and the second is a retry that writes no row).
+            let row = runtime
+                .block_on(db.query_one(Statement::from_sql_and_values(
+                    DbBackend::Postgres,
+                    "SELECT id FROM applied_ids WHERE id = $1",
+                    [id.clone().into()],
+                )))
+                .unwrap();
+            let stored: Option<String> = row.map(|r| r.try_get("", "id").unwrap());
+            prop_assert_eq!(stored.as_deref(), Some(id.as_str()));
+        }
+    });
+}
+
 /// `configure_model` as `PUT /models/{id}` calls it.
 async fn put(
     db: &DatabaseConnection,
@@ -1537,92 +1629,6 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
         .await,
         2
     );
-    // Each is still recognised, whatever it carries: its content is not known.
-    let retry = [
-        identified("9f86d081884c7d659a2f:1", "a", 1, 0, 0),
-        identified("9f86d081884c7d659a2f:1025", "a", 1, 0, 1),
-        identified("order:3", "a", 1, 0, 2),
-        identified("order:4", "b", 0, 9, 3),
-        identified("order:5", "a", 1, 0, 4),
-    ];
-    let applied = apply_batch(&db, &batch_with(0, None, 5, &[], &retry), &defaults, "c")
-        .await
-        .unwrap();
-    assert_eq!(applied.duplicates, 4, "only order:5 is new");
-    Migrator::down(&db, Some(1)).await.unwrap();
-    assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 0);
-    assert_eq!(count(&db, "SELECT count(*) FROM applied_id_bits").await, 3);
-    Migrator::up(&db, None).await.unwrap();
-}
-
-/// Strings as a hostile client would send them: any Unicode scalar value,
-/// with NUL, other control characters, non-characters and lengths around
-/// the limit overrepresented.
-fn hostile_string() -> impl proptest::strategy::Strategy<Value = String> {
-    use proptest::prelude::*;
-    let edge = prop_oneof![
-        Just('\0'),
-        Just('\u{1f}'),
-        Just('\u{7f}'),
-        Just('\u{9f}'),
-        Just('\u{fffe}'),
-        Just('\u{ffff}'),
-        Just('\u{10ffff}'),
-        Just('\u{2028}'),
-        Just('\u{e9}'),
-        Just('x'),
-    ];
-    let char = prop_oneof![3 => any::<char>(), 2 => edge];
-    prop_oneof![
-        proptest::collection::vec(char.clone(), 0..8),
-        proptest::collection::vec(char, 150..170),
-    ]
-    .prop_map(|chars| chars.into_iter().collect())
-}
-
-#[test]
-fn any_id_the_edge_accepts_is_stored_and_read_back_unchanged() {
-    use proptest::prelude::*;
-
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let (_test_db, db) = runtime.block_on(TestDatabase::create()).unwrap();
-    let defaults = ModelDefaults::default();
-    let next = std::cell::Cell::new(0i64);
-    let config = ProptestConfig {
-        cases: 200,
-        ..ProptestConfig::default()
-    };
-    proptest!(config, |(id in hostile_string())| {
-        let accepted = domain::observation::check_id(&id).is_ok();
-        prop_assert_eq!(
-            accepted,
-            !id.is_empty() && id.chars().count() <= 160 && !id.chars().any(char::is_control),
-            "{:?}", id
-        );
-        // The edge refuses the rest (400 or 422); an upload's line ids go
-        // to the bits and are not this test's.
-        if accepted && domain::observation::upload_line_id(&id).is_none() {
-            let offset = next.get();
-            next.set(offset + 1);
-            let ids = [identified(&id, "m", 1, 0, offset)];
-            let expected = (offset > 0).then_some(offset);
-            let write = batch_with(0, expected, offset + 1, &[], &ids);
-            runtime
-                .block_on(apply_batch(&db, &write, &defaults, "c"))
-                .map_err(|e| TestCaseError::fail(format!("{id:?}: {e}")))?;
-            // Found by its own value (a shrinking run sends one id twice,
-            // and the second is a retry that writes no row).
-            let row = runtime
-                .block_on(db.query_one(Statement::from_sql_and_values(
-                    DbBackend::Postgres,
-                    "SELECT id FROM applied_ids WHERE id = $1",
-                    [id.clone().into()],
-                )))
-                .unwrap();
-            let stored: Option<String> = row.map(|r| r.try_get("", "id").unwrap());
-            prop_assert_eq!(stored.as_deref(), Some(id.as_str()));
-        }
-    });
     assert_eq!(
         count(
             &db,

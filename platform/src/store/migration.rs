@@ -352,6 +352,9 @@ ON CONFLICT (prefix, chunk) DO UPDATE SET
     applied_at = greatest(b.applied_at, EXCLUDED.applied_at);
 DELETE FROM applied_ids WHERE id ~ '^(.*):(0|[1-9][0-9]{0,17})$';
 ALTER TABLE applied_ids DROP COLUMN successes, DROP COLUMN failures;
+"#,
+};
+
 /// Each distinct prior stored once, keyed by the SHA-256 of its canonical
 /// JSON, and referenced from `models` and `model_configs`: a 100 000-weight
 /// grid prior is ~2 MB, and every configuration row copied it, so re-putting
