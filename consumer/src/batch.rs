@@ -299,7 +299,10 @@ mod tests {
             ("unknown".to_owned(), "never".to_owned()),
         ]));
         assert_eq!(refused.len(), 1);
-        assert_eq!((refused[0].offset, refused[0].error.as_str()), (1, "because"));
+        assert_eq!(
+            (refused[0].offset, refused[0].error.as_str()),
+            (1, "because")
+        );
         assert_eq!(
             refused[0].value.as_deref(),
             Some(br#"{"model":"a","successes":2,"trials":3,"id":"y"}"#.as_slice())

@@ -82,10 +82,7 @@ struct Probe<'a> {
 impl Probe<'_> {
     /// Whether Postgres refuses the batch's statement holding only
     /// `identified` (and why), in a transaction that is rolled back.
-    async fn refuses(
-        &self,
-        identified: &[IdentifiedDelta],
-    ) -> Result<Option<String>, StoreError> {
+    async fn refuses(&self, identified: &[IdentifiedDelta]) -> Result<Option<String>, StoreError> {
         let part = BatchWrite {
             deltas: &[],
             identified,

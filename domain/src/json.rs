@@ -109,9 +109,15 @@ mod tests {
             (r#"{"a":{"b":[{"c":1,"c":1}]}}"#, "c"),
         ] {
             let err = from_str(text).unwrap_err().to_string();
-            assert!(err.contains(&format!("duplicate key `{key}`")), "{text}: {err}");
+            assert!(
+                err.contains(&format!("duplicate key `{key}`")),
+                "{text}: {err}"
+            );
             let err = from_slice(text.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains(&format!("duplicate key `{key}`")), "{text}: {err}");
+            assert!(
+                err.contains(&format!("duplicate key `{key}`")),
+                "{text}: {err}"
+            );
         }
     }
 

@@ -614,12 +614,20 @@ mod tests {
     #[test]
     fn a_record_without_trials_is_refused_in_every_form() {
         check(None, r#"{"successes":0,"trials":0}"#, Err("no trials"));
-        check(Some("coin"), r#"{"successes":0,"trials":0,"id":"x"}"#, Err("no trials"));
+        check(
+            Some("coin"),
+            r#"{"successes":0,"trials":0,"id":"x"}"#,
+            Err("no trials"),
+        );
     }
 
     #[test]
     fn a_key_is_never_trimmed_into_another_model() {
-        check(Some(" globe"), "w", Err("must start with a lowercase letter"));
+        check(
+            Some(" globe"),
+            "w",
+            Err("must start with a lowercase letter"),
+        );
         check(Some("globe "), "w", Err("may only contain"));
         check(Some("globe\n"), "w", Err("may only contain"));
     }
@@ -637,18 +645,30 @@ mod tests {
             Err("duplicate"),
         );
         // The general path, for a record the fast path does not take.
-        check(None, r#"{"model":"a","outcome":"x","model":"b"}"#, Err("duplicate"));
+        check(
+            None,
+            r#"{"model":"a","outcome":"x","model":"b"}"#,
+            Err("duplicate"),
+        );
     }
 
     #[test]
     fn ids_hold_any_character_but_control_characters() {
-        for id in ["a", "order 17", "é-日本-😀", "\u{2028}", &"x".repeat(MAX_ID_LEN)] {
+        for id in [
+            "a",
+            "order 17",
+            "é-日本-😀",
+            "\u{2028}",
+            &"x".repeat(MAX_ID_LEN),
+        ] {
             assert_eq!(check_id(id), Ok(()), "{id:?}");
         }
         assert_eq!(check_id(""), Err(IdError::Empty));
         assert_eq!(
             check_id(&"é".repeat(MAX_ID_LEN + 1)),
-            Err(IdError::TooLong { len: MAX_ID_LEN + 1 })
+            Err(IdError::TooLong {
+                len: MAX_ID_LEN + 1
+            })
         );
         for (id, code, position) in [
             ("a\0b", 0, 1),
@@ -663,7 +683,11 @@ mod tests {
             );
         }
         check(None, r#"{"outcome":"w","id":"a\u0000b"}"#, Err("U+0000"));
-        check(None, r#"{"outcome":"w","id":"\ud800"}"#, Err("invalid JSON"));
+        check(
+            None,
+            r#"{"outcome":"w","id":"\ud800"}"#,
+            Err("invalid JSON"),
+        );
     }
 
     #[test]

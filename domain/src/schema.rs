@@ -154,7 +154,10 @@ impl utoipa::PartialSchema for ObservationBody {
                     "successes",
                     count("Successes among `trials`: at most `trials`.", 0).into(),
                 ),
-                ("trials", count("Trials in this record: at least 1.", 1).into()),
+                (
+                    "trials",
+                    count("Trials in this record: at least 1.", 1).into(),
+                ),
             ],
             &["outcome", "outcomes"],
         );

@@ -993,14 +993,25 @@ async fn an_id_applied_with_other_content_refuses_the_whole_batch_and_is_named()
         identified("k", "b", 3, 2, 2),
     ];
     let plain = [delta("a", 5, 0, 3)];
-    let err = apply_batch(&db, &batch_with(0, Some(1), 4, &plain, &second), &defaults, "c")
-        .await
-        .unwrap_err();
+    let err = apply_batch(
+        &db,
+        &batch_with(0, Some(1), 4, &plain, &second),
+        &defaults,
+        "c",
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::IdConflict(_)), "{err:?}");
     // Nothing of it was written: not the offset, not the fresh id, not b.
-    assert_eq!(load_offset(&db, "g", "observations", 0).await.unwrap(), Some(1));
+    assert_eq!(
+        load_offset(&db, "g", "observations", 0).await.unwrap(),
+        Some(1)
+    );
     assert_eq!(state_of(&db, "a").await, (1, 0, 1));
-    assert_eq!(count(&db, "SELECT count(*) FROM models WHERE id = 'b'").await, 0);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM models WHERE id = 'b'").await,
+        0
+    );
     assert_eq!(
         conflicting_ids(&db, &second).await.unwrap(),
         [IdConflict {
@@ -1014,9 +1025,14 @@ async fn an_id_applied_with_other_content_refuses_the_whole_batch_and_is_named()
     assert_eq!(conflicting_ids(&db, &recount).await.unwrap().len(), 1);
     assert!(conflicting_ids(&db, &first).await.unwrap().is_empty());
     // Without it, the rest is written.
-    let applied = apply_batch(&db, &batch_with(0, Some(1), 4, &plain, &second[..1]), &defaults, "c")
-        .await
-        .unwrap();
+    let applied = apply_batch(
+        &db,
+        &batch_with(0, Some(1), 4, &plain, &second[..1]),
+        &defaults,
+        "c",
+    )
+    .await
+    .unwrap();
     assert_eq!(applied.duplicates, 0);
     assert_eq!(state_of(&db, "a").await, (7, 0, 2));
 }
@@ -1042,9 +1058,14 @@ async fn an_id_applied_before_its_content_was_kept_is_a_retry_whatever_it_carrie
     assert_eq!(applied.duplicates, 2);
     // A known model still tells a conflict.
     let other_model = [identified("old-a", "b", 1, 0, 2)];
-    let err = apply_batch(&db, &batch_with(0, Some(2), 3, &[], &other_model), &defaults, "c")
-        .await
-        .unwrap_err();
+    let err = apply_batch(
+        &db,
+        &batch_with(0, Some(2), 3, &[], &other_model),
+        &defaults,
+        "c",
+    )
+    .await
+    .unwrap_err();
     assert!(matches!(err, StoreError::IdConflict(_)), "{err:?}");
 }
 
@@ -1074,11 +1095,12 @@ async fn two_partitions_racing_one_id_with_other_contents_commit_exactly_one() {
         assert_eq!(refused, 1, "round {round}: {a:?} {b:?}");
     }
     let counted = |state: Option<(i64, i64, i64)>| state.map_or(0, |(s, f, _)| s + f);
-    let (a, b) = (
-        state_if_any(&db, "a").await,
-        state_if_any(&db, "b").await,
+    let (a, b) = (state_if_any(&db, "a").await, state_if_any(&db, "b").await);
+    assert_eq!(
+        counted(a) + counted(b),
+        20,
+        "each id counted once: {a:?} {b:?}"
     );
-    assert_eq!(counted(a) + counted(b), 20, "each id counted once: {a:?} {b:?}");
 }
 
 async fn state_if_any(db: &DatabaseConnection, model: &str) -> Option<(i64, i64, i64)> {
@@ -1111,7 +1133,10 @@ async fn a_character_the_databases_encoding_lacks_is_unstorable_and_found_by_a_t
     try_batch(&db, &batch_with(0, None, 2, &[], &ids[..1]), &defaults, "c")
         .await
         .unwrap();
-    assert_eq!(load_offset(&db, "g", "observations", 0).await.unwrap(), None);
+    assert_eq!(
+        load_offset(&db, "g", "observations", 0).await.unwrap(),
+        None
+    );
     assert_eq!(count(&db, "SELECT count(*) FROM applied_ids").await, 0);
     // What LATIN1 holds is stored as it came.
     apply_batch(&db, &batch_with(0, None, 2, &[], &ids[..1]), &defaults, "c")

@@ -84,9 +84,8 @@ impl Keys {
     /// returned guard drops: after the answer, or when the client left.
     pub fn claim(&self, key: &str, fingerprint: Fingerprint) -> Result<Claimed<'_>, KeyError> {
         let mut verdict = Ok(());
-        self.cache
-            .entry(key.to_owned())
-            .and_compute_with(|held| match held.map(|entry| entry.into_value()) {
+        self.cache.entry(key.to_owned()).and_compute_with(|held| {
+            match held.map(|entry| entry.into_value()) {
                 Some(Claim::InFlight(_)) => {
                     verdict = Err(KeyError::InUse);
                     Op::Nop
@@ -96,7 +95,8 @@ impl Keys {
                     Op::Nop
                 }
                 _ => Op::Put(Claim::InFlight(fingerprint)),
-            });
+            }
+        });
         verdict.map(|()| Claimed {
             keys: self,
             key: key.to_owned(),
@@ -164,7 +164,7 @@ mod tests {
         let mut stamped = base.clone();
         stamped.observed_at = Some(chrono::Utc::now());
         assert_eq!(
-            Fingerprint::of(&[base.clone()]),
+            Fingerprint::of(std::slice::from_ref(&base)),
             Fingerprint::of(&[stamped])
         );
         for other in [
@@ -172,7 +172,10 @@ mod tests {
             observation("a", 0, 1, "k"),
             observation("a", 1, 0, "k2"),
         ] {
-            assert_ne!(Fingerprint::of(&[base.clone()]), Fingerprint::of(&[other]));
+            assert_ne!(
+                Fingerprint::of(std::slice::from_ref(&base)),
+                Fingerprint::of(&[other])
+            );
         }
         // Lengths are hashed, so moving a character between fields differs.
         assert_ne!(

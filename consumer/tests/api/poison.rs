@@ -432,9 +432,12 @@ async fn a_record_whose_id_was_applied_with_other_content_is_dead_lettered_and_t
     // The id again: a retry (same content), and for another model and
     // counts, both in a later batch and on the other partition; then one in
     // the same batch as its first use with other counts.
-    let later = vec![
+    let later = [
         Rec::new(Some("a"), r#"{"model":"a","outcome":"w","id":"k"}"#),
-        Rec::new(Some("b"), r#"{"model":"b","successes":3,"trials":5,"id":"k"}"#),
+        Rec::new(
+            Some("b"),
+            r#"{"model":"b","successes":3,"trials":5,"id":"k"}"#,
+        ),
         Rec::new(Some("a"), r#"{"model":"a","outcome":"w","id":"fresh"}"#),
         Rec::new(Some("a"), r#"{"model":"a","outcome":"l","id":"fresh"}"#),
         Rec::new(Some("a"), "l"),
@@ -466,7 +469,8 @@ async fn a_record_whose_id_was_applied_with_other_content_is_dead_lettered_and_t
     assert_eq!(partition, Some("0"));
     let error = error.unwrap_or_default();
     assert!(
-        error.starts_with("id conflict: \"fresh\" came earlier") && error.contains("model a, 1 successes, 0 failures"),
+        error.starts_with("id conflict: \"fresh\" came earlier")
+            && error.contains("model a, 1 successes, 0 failures"),
         "{error}"
     );
     let (value, partition, error) = reasons[1];
@@ -478,7 +482,9 @@ async fn a_record_whose_id_was_applied_with_other_content_is_dead_lettered_and_t
     );
     let (_, metrics) = get(&running.url("/metrics")).await;
     assert!(
-        metrics.lines().any(|l| l.starts_with("consumer_id_conflicts_total ")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("consumer_id_conflicts_total ")),
         "{metrics}"
     );
     let (status, _) = get(&running.url("/readyz")).await;
@@ -487,8 +493,8 @@ async fn a_record_whose_id_was_applied_with_other_content_is_dead_lettered_and_t
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_record_holding_what_the_databases_encoding_cannot_is_dead_lettered_and_the_rest_counted(
-) {
+async fn a_record_holding_what_the_databases_encoding_cannot_is_dead_lettered_and_the_rest_counted()
+{
     // A LATIN1 database (an operator's choice) has no Japanese characters.
     let env = TestEnv::with_database_encoding(1, "LATIN1").await;
     let records = vec![
@@ -512,8 +518,14 @@ async fn a_record_holding_what_the_databases_encoding_cannot_is_dead_lettered_an
     assert_eq!(dlq.len(), 1, "{dlq:#?}");
     assert_eq!(dlq[0].value, records[1].value);
     let error = dlq[0].headers.get("error").cloned().unwrap_or_default();
-    assert!(error.starts_with("the database cannot store this record"), "{error}");
-    assert_eq!(dlq[0].headers.get("source-offset").map(String::as_str), Some("1"));
+    assert!(
+        error.starts_with("the database cannot store this record"),
+        "{error}"
+    );
+    assert_eq!(
+        dlq[0].headers.get("source-offset").map(String::as_str),
+        Some("1")
+    );
     let (status, _) = get(&running.url("/readyz")).await;
     assert_eq!(status, 200, "nothing is held");
     running.stop().await.expect("graceful stop");

@@ -2,8 +2,8 @@
 //! rejections turned into [`Rejection`], answered in the common error shape
 //! with the statuses of the table in the module above.
 
-use axum::extract::path::ErrorKind;
 use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -120,13 +120,15 @@ where
                 "Expected request with `Content-Type: application/json`".to_owned(),
             ));
         }
-        let bytes = Bytes::from_request(request, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                Rejection::PayloadTooLarge
-            } else {
-                Rejection::BadRequest(rejection.body_text())
-            }
-        })?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    Rejection::PayloadTooLarge
+                } else {
+                    Rejection::BadRequest(rejection.body_text())
+                }
+            })?;
         // The strict pass finds repeated keys (and syntax errors); the typed
         // one then says what does not fit the type, with its position.
         domain::json::from_slice(&bytes).map_err(|e| json_error(&e))?;
@@ -256,7 +258,11 @@ mod tests {
             (get_("/p/%FF"), 400, "bad_request"),
             (put_("application/json", "{\"n\":"), 400, "malformed_json"),
             (put_("application/json", "{\"n\":-1}"), 422, "invalid_body"),
-            (put_("application/json", "{\"n\":1,\"n\":2}"), 422, "invalid_body"),
+            (
+                put_("application/json", "{\"n\":1,\"n\":2}"),
+                422,
+                "invalid_body",
+            ),
             (
                 put_("text/plain", "{\"n\":1}"),
                 415,

@@ -15,9 +15,7 @@
 
 use std::collections::BTreeMap;
 
-use sea_orm::{
-    ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DbBackend, FromQueryResult, Statement, TransactionTrait};
 
 use super::convert::{self, to_i64, to_u64};
 use super::dedup::{upload_line, NumberedGroups};

@@ -23,8 +23,8 @@ use chrono::Utc;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbBackend, EntityTrait, QueryFilter, Statement};
 
 use super::convert::{to_i64, to_u64};
-use super::IdentifiedDelta;
 use super::entities::applied_ids::{Column, Entity};
+use super::IdentifiedDelta;
 use super::StoreError;
 use domain::bayes::Counts;
 
@@ -113,7 +113,10 @@ impl std::fmt::Display for IdConflict {
     /// Says what the id first carried, in a dead letter's reason.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let id = domain::observation::truncate_for_message(&self.id);
-        write!(f, "id conflict: {id:?} was applied before with other content")?;
+        write!(
+            f,
+            "id conflict: {id:?} was applied before with other content"
+        )?;
         match (&self.applied_model, self.applied_counts) {
             (Some(model), Some(c)) => write!(
                 f,

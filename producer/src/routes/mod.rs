@@ -163,7 +163,10 @@ pub(crate) async fn publish(
 /// client's record under one would be taken for that line (see
 /// `domain::observation::upload_line_id`).
 fn refuse_upload_ids(observations: &[Observation]) -> Result<(), ApiError> {
-    let reserved = |o: &Observation| o.id.as_deref().is_some_and(|id| upload_line_id(id).is_some());
+    let reserved = |o: &Observation| {
+        o.id.as_deref()
+            .is_some_and(|id| upload_line_id(id).is_some())
+    };
     let Some(index) = observations.iter().position(reserved) else {
         return Ok(());
     };

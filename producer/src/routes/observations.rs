@@ -12,9 +12,7 @@
 //! that name none; a `model` in the body wins.
 
 use axum::extract::State;
-use domain::observation::{
-    parse_json, parse_text, ObjectBody, Observation, ObservationBody,
-};
+use domain::observation::{parse_json, parse_text, ObjectBody, Observation, ObservationBody};
 use domain::ModelId;
 use platform::http::ApiQuery;
 use serde::Deserialize;

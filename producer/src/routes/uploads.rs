@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::error::{ApiError, CsvErrorBody, ErrorBody};
 use crate::state::AppState;
 use crate::uploads::validating::{Validating, ID_PREFIX};
-use domain::observation::is_upload_id;
 use crate::uploads::{self, Source};
+use domain::observation::is_upload_id;
 
 /// `POST /uploads` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -32,7 +32,11 @@ pub struct UploadQuery {
     pub force: Option<bool>,
     /// The file's name, kept with the upload (a multipart part's own name wins):
     /// at most 255 characters, none a control character.
-    #[param(example = "conversions-2024-05.csv", max_length = 255, pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$")]
+    #[param(
+        example = "conversions-2024-05.csv",
+        max_length = 255,
+        pattern = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$"
+    )]
     pub filename: Option<String>,
 }
 
@@ -51,7 +55,11 @@ pub struct ListQuery {
 pub struct UploadPath {
     /// As `POST /uploads` answered it: 20 hex digits (with `-n` for a forced
     /// re-upload), or `validating-n` while its POST reads the file.
-    #[param(example = "3f2a9c1b7d4e5f608192", max_length = 64, pattern = "^([0-9a-f]{20}(-[1-9][0-9]*)?|validating-(0|[1-9][0-9]*))$")]
+    #[param(
+        example = "3f2a9c1b7d4e5f608192",
+        max_length = 64,
+        pattern = "^([0-9a-f]{20}(-[1-9][0-9]*)?|validating-(0|[1-9][0-9]*))$"
+    )]
     pub id: String,
 }
 

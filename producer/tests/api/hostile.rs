@@ -15,7 +15,11 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
         .assert_error(422, "invalid_observation", "U+0000");
     app.post_json(r#"[{"outcome":"w"},{"outcome":"w","id":"tab\there"}]"#)
         .await
-        .assert_error(422, "invalid_observation", "item 1: `id` must not hold control characters");
+        .assert_error(
+            422,
+            "invalid_observation",
+            "item 1: `id` must not hold control characters",
+        );
     // A lone surrogate is not a string at all.
     app.post_json(r#"{"outcome":"w","id":"\ud800"}"#)
         .await
@@ -30,7 +34,12 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
         )
         .await;
     assert_eq!(csv.status, 422, "{}", csv.text);
-    assert_eq!(csv.json()["error"]["errors"][0]["column"], "id", "{}", csv.text);
+    assert_eq!(
+        csv.json()["error"]["errors"][0]["column"],
+        "id",
+        "{}",
+        csv.text
+    );
     let named = app
         .send(
             reqwest::Method::POST,
@@ -40,7 +49,11 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
             "model,outcome\nx,w\n",
         )
         .await;
-    named.assert_error(422, "invalid_parameter", "filename must not hold control characters");
+    named.assert_error(
+        422,
+        "invalid_parameter",
+        "filename must not hold control characters",
+    );
     app.get("/uploads/%00")
         .await
         .assert_error(404, "upload_not_found", "");
@@ -97,7 +110,11 @@ async fn a_key_in_use_by_a_request_waiting_for_the_broker_is_409() {
     statuses.sort_unstable();
     assert_eq!(statuses, [409, 503], "{} / {}", first.text, second.text);
     let busy: &Answer = if first.status == 409 { &first } else { &second };
-    busy.assert_error(409, "idempotency_key_in_use", "still waiting for the broker");
+    busy.assert_error(
+        409,
+        "idempotency_key_in_use",
+        "still waiting for the broker",
+    );
     // Answered, the key is bound to what it carried: a 503 promises nothing,
     // so the records may be in the log all the same.
     send(r#"{"model":"b","outcome":"w"}"#)
@@ -134,7 +151,11 @@ async fn two_idempotency_keys_or_an_uploads_id_form_are_refused() {
             r#"[{"outcome":"w"},{"outcome":"l"}]"#,
         )
         .await;
-    batch.assert_error(422, "invalid_observation", "item 0: `id` has the form of an upload's line id");
+    batch.assert_error(
+        422,
+        "invalid_observation",
+        "item 0: `id` has the form of an upload's line id",
+    );
     let seed = app
         .send(
             reqwest::Method::GET,
