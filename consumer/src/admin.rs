@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use platform::http::{Check, Health, Readiness};
+use platform::settings::HttpSettings;
 use rdkafka::producer::Producer;
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
@@ -35,22 +36,19 @@ pub(crate) struct AdminState {
     pub metrics: PrometheusHandle,
 }
 
-/// Serves until `shutdown` completes. Errors are logged: losing the admin
-/// port must not stop the consumer.
+/// Serves until `shutdown` completes, within the same HTTP limits as the
+/// two services (`http.*`: header and idle timeouts, a connection cap).
+/// Failures are logged: losing the admin port must not stop the consumer.
 pub(crate) async fn serve(
     listener: TcpListener,
     state: AdminState,
+    limits: HttpSettings,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, "admin server listening");
     }
-    if let Err(err) = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %err, "admin server failed");
-    }
+    platform::http::serve(listener, router(state), &limits, "consumer", shutdown).await;
 }
 
 fn router(state: AdminState) -> Router {

@@ -195,9 +195,12 @@ impl SideTasks {
             metrics: platform::telemetry::metrics_handle(),
         };
         let admin_control = control.clone();
-        let admin = tokio::spawn(admin::serve(listener, admin_state, async move {
-            admin_control.stopping().await
-        }));
+        let admin = tokio::spawn(admin::serve(
+            listener,
+            admin_state,
+            settings.http.clone(),
+            async move { admin_control.stopping().await },
+        ));
         let lag = tokio::spawn(crate::metrics::report_lag(
             producer.clone(),
             control.clone(),

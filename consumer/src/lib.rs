@@ -11,6 +11,9 @@
 //!    (`dlq`) and waits for the broker's acknowledgement;
 //! 3. it writes deltas, history rows and the partition's new `next_offset`
 //!    in one Postgres transaction whose offset write is a compare-and-set;
+//!    when Postgres refuses it for what some records carry (an id applied
+//!    with other content, a value it cannot store), `refusals` names those
+//!    records, which are dead-lettered, and the rest is written;
 //! 4. it commits the offset to Kafka too, only so that lag tools see it.
 //!
 //! Kafka's committed offsets are never read back: on assignment
@@ -22,7 +25,7 @@
 //!
 //! Modules depend on each other one way, from the top down:
 //! `app` (start-up, tasks) over `pipeline` (the polling thread's work)
-//! over `poll_loop` over `offset_gap` over `batch_writer` over `rebalance` over
+//! over `poll_loop` over `offset_gap` over `batch_writer` (with `refusals`) over `rebalance` over
 //! `bridge` over `control` (stop switches, positions, and `stalls`: the
 //! partitions that cannot progress) and `assignment` (the partitions asked
 //! for and owned); `admin` and `metrics` read `control`; `batch`, `dlq`,
