@@ -13,9 +13,10 @@
 #
 # Bounded and repeatable: a fixed seed, FUZZ_EXAMPLES test cases per
 # operation and phase (default 25), FUZZ_TIMEOUT seconds per service
-# (default 300; a run here takes about 120, longer on a loaded machine). GET /events is left out: it is a stream that never ends.
-# The consumer's admin server has no schema beyond health and metrics, so
-# it is not fuzzed. scripts/fuzz/hooks.py states the three rules that
+# (default 300; a run here takes about 120, longer on a loaded machine).
+# GET /events is left out: it is a stream that never ends. The consumer's
+# admin server has no schema beyond health and metrics, so
+# it is not fuzzed. scripts/fuzz/hooks.py states the rules that
 # compare two values of one request, which JSON Schema cannot express.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"

@@ -263,7 +263,7 @@ pub struct ProducerSettings {
     pub admin_timeout: Duration,
     /// The most `Idempotency-Key`s remembered, each bound to its request's
     /// observations for `consumer.dedup_retention`: a key sent again with
-    /// other observations is refused with 422 while it is remembered.
+    /// other observations is refused with 409 while it is remembered.
     pub idempotency_keys: u64,
 }
 

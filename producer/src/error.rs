@@ -66,8 +66,8 @@ pub enum ApiError {
     /// Postgres, which uploads need, does not answer.
     #[error("the database is unavailable ({0}); retry later")]
     DatabaseUnavailable(String),
-    /// The Idempotency-Key is in use by a request in progress (409), or was
-    /// used for other observations (422).
+    /// The Idempotency-Key is in use by a request in progress, or was used
+    /// for other observations: 409 either way.
     #[error("{0}")]
     IdempotencyKey(#[from] crate::idempotency::KeyError),
     /// A bug. Logged in full; the client sees an opaque message.
@@ -89,8 +89,9 @@ impl ApiError {
             | Self::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound(_) | Self::UploadNotFound(_) => StatusCode::NOT_FOUND,
             Self::DuplicateUpload { .. } | Self::UploadInProgress { .. } => StatusCode::CONFLICT,
-            Self::IdempotencyKey(KeyError::InUse) => StatusCode::CONFLICT,
-            Self::IdempotencyKey(KeyError::Reused) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Both: the request is valid, but conflicts with the key's
+            // earlier use (which a schema cannot know about).
+            Self::IdempotencyKey(_) => StatusCode::CONFLICT,
             Self::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::BrokerUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,

@@ -1,10 +1,12 @@
 //! The `Idempotency-Key` header's promise, kept where this process can tell:
 //! one key names one request. A retry with the key and the same
 //! observations is published again (the consumer counts it once); the key
-//! with other observations is refused with 422 rather than acknowledged and
-//! dropped, and the key while its first request is still waiting for the
-//! broker is refused with 409 (the rule of the IETF draft "The
-//! Idempotency-Key HTTP Header Field", and of payment APIs).
+//! with other observations is refused rather than acknowledged and dropped,
+//! and so is the key while its first request is still waiting for the
+//! broker, both with 409 and a code of their own. (The IETF draft "The
+//! Idempotency-Key HTTP Header Field" answers the first with 422; we keep
+//! 422 for what is wrong with a request by itself, and a reused key is not:
+//! the request conflicts with the key's earlier use.)
 //!
 //! The producer keeps no state of its own but this: the keys of the requests
 //! it answered, up to `producer.idempotency_keys` of them, each for

@@ -1,15 +1,17 @@
 """Schemathesis hooks for scripts/fuzz.sh: the API's cross-field rules.
 
 openapi.json states every range, length, pattern and enum of the API, but
-JSON Schema cannot compare two values of one request. Three rules are of
+JSON Schema cannot compare two values of one request. These rules are of
 that kind, and the schema states them in words only:
 
-- a `step` prior needs `lower < upper`;
-- a `grid` prior needs at least one weight above zero;
+- a `step` prior needs `lower < upper`, and a width of at least 1e-9 of
+  its distance from 0 or 1;
+- a `grid` prior needs at least one weight above zero, and every weight
+  above zero at least 2.2250738585072014e-308 times the largest;
 - an observation's `successes` may not exceed its `trials`;
 - an experiment's arms are distinct, its control is one of them, its
-  `planned_weights` has one positive weight an arm and its bandit's
-  `floor` is at most 1/arms.
+  `planned_weights` has one positive weight an arm, none below 1e-12 of
+  the largest, and its bandit's `floor` is at most 1/arms.
 
 Left alone, the fuzzer would count the server's 422 for such a body as a
 valid request rejected. The hook repairs exactly these cases, and only
@@ -28,6 +30,11 @@ import uuid
 
 import schemathesis
 
+# The smallest ratio of a grid weight to the largest that a double holds
+# (the smallest normal double), and of a planned weight to the largest.
+_MIN_GRID_RATIO = 2.2250738585072014e-308
+_MIN_PLANNED_RATIO = 1e-12
+
 
 def _number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
@@ -44,15 +51,29 @@ def _repair_prior(prior):
                 prior["lower"], prior["upper"] = upper, lower
             elif lower == upper:
                 prior["lower"], prior["upper"] = (0, upper) if upper > 0 else (0, 1)
+            lower, upper = prior["lower"], prior["upper"]
+            # Bounds other than 0 below 1e-300 go to 0; a step too narrow
+            # for the doubles near it is widened.
+            if 0 < lower < 1e-300:
+                prior["lower"] = lower = 0
+            if 0 < upper < 1e-300:
+                prior["upper"] = upper = 1e-300
+            if upper - lower < 2e-9 * min(upper, 1 - lower):
+                prior["lower"], prior["upper"] = 0, 1
     elif kind == "grid":
         weights = prior.get("weights")
         if (
             isinstance(weights, list)
             and len(weights) >= 2
             and all(_number(w) and w >= 0 for w in weights)
-            and all(w == 0 for w in weights)
         ):
-            weights[0] = 1
+            if all(w == 0 for w in weights):
+                weights[0] = 1
+            # A weight too small to hold relative to the largest is 0 here.
+            largest = max(weights)
+            for i, w in enumerate(weights):
+                if 0 < w < 2 * _MIN_GRID_RATIO * largest:
+                    weights[i] = 0
 
 
 def _whole(value):
@@ -116,7 +137,9 @@ def _repair_experiment(body):
     weights = body.get("planned_weights")
     if isinstance(weights, list) and all(_number(w) for w in weights):
         fixed = [w if w > 0 else 1 for w in weights][: len(arms)]
-        body["planned_weights"] = fixed + [1] * (len(arms) - len(fixed))
+        fixed = fixed + [1] * (len(arms) - len(fixed))
+        largest = max(fixed)
+        body["planned_weights"] = [max(w, 2 * _MIN_PLANNED_RATIO * largest) for w in fixed]
     bandit = body.get("bandit")
     if isinstance(bandit, dict) and _number(bandit.get("floor")) and bandit["floor"] * len(arms) > 1:
         bandit["floor"] = 0

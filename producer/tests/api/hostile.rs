@@ -61,7 +61,7 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
 }
 
 #[tokio::test]
-async fn an_idempotency_key_reused_for_other_observations_is_422_and_a_retry_is_accepted() {
+async fn an_idempotency_key_reused_for_other_observations_is_409_and_a_retry_is_accepted() {
     let app = spawn_app().await;
     let key = [("idempotency-key", "order-4711")];
     let send = |body: &'static str| {
@@ -76,7 +76,7 @@ async fn an_idempotency_key_reused_for_other_observations_is_422_and_a_retry_is_
     assert_eq!(send(r#"{"model":"a","outcome":"w"}"#).await.status, 202);
     send(r#"{"model":"b","successes":3,"trials":5}"#)
         .await
-        .assert_error(422, "idempotency_key_reused", "other observations");
+        .assert_error(409, "idempotency_key_reused", "other observations");
     // The same request again is a retry: accepted (the consumer counts it once).
     assert_eq!(send(r#"{"model":"a","outcome":"w"}"#).await.status, 202);
     // A stamp of its own on each attempt does not make it another request.
@@ -119,7 +119,7 @@ async fn a_key_in_use_by_a_request_waiting_for_the_broker_is_409() {
     // so the records may be in the log all the same.
     send(r#"{"model":"b","outcome":"w"}"#)
         .await
-        .assert_error(422, "idempotency_key_reused", "");
+        .assert_error(409, "idempotency_key_reused", "");
     send(body)
         .await
         .assert_error(503, "broker_unavailable", "did not acknowledge");
