@@ -383,9 +383,10 @@ async fn a_unit_keeps_its_arm_and_assignments_follow_the_weights() {
 }
 
 #[tokio::test]
-async fn invalid_experiments_are_refused_with_the_reason_and_a_token_guards_them() {
+async fn invalid_experiments_are_refused_with_the_reason_and_a_key_guards_them() {
     let app = spawn_app_with(|s| {
-        s.model_service.api_token = Some("s3cret".to_owned().into());
+        s.auth.required = true;
+        s.auth.bootstrap_admin_key = Some(crate::keys::BOOTSTRAP.to_owned().into());
     })
     .await;
     let put = |body: Value, token: Option<&'static str>| {
@@ -428,15 +429,26 @@ async fn invalid_experiments_are_refused_with_the_reason_and_a_token_guards_them
         ),
         (json!({"arms": ["a", "b"], "colour": "red"}), "colour"),
     ] {
-        let (status, error) = put(body.clone(), Some("s3cret")).await;
+        let (status, error) = put(body.clone(), Some(crate::keys::BOOTSTRAP)).await;
         assert_eq!(status, 422, "{body}: {error}");
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{body}: {message}");
     }
-    let (status, created) = put(json!({"arms": ["a", "b"]}), Some("s3cret")).await;
+    let (status, created) = put(json!({"arms": ["a", "b"]}), Some(crate::keys::BOOTSTRAP)).await;
     assert_eq!(status, 201, "{created}");
-    let (status, _) = put(json!({"arms": ["a", "b", "c"]}), Some("s3cret")).await;
+    let (status, _) = put(
+        json!({"arms": ["a", "b", "c"]}),
+        Some(crate::keys::BOOTSTRAP),
+    )
+    .await;
     assert_eq!(status, 200);
     // Its arms are models like any other.
-    app.get_json("/models/c", 200).await;
+    let arm = app
+        .client
+        .get(app.url("/models/c"))
+        .bearer_auth(crate::keys::BOOTSTRAP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(arm.status(), 200);
 }
