@@ -817,7 +817,9 @@ fn plot_size(
     ))
 }
 
-static PAGE: &str = include_str!("../../assets/experiment.html");
+static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    super::dashboard::with_api_js(include_str!("../../assets/experiment.html"))
+});
 
 /// The experiment's live page: the arms' posteriors overlaid, P(best),
 /// expected loss and uplift per arm, the decision and SRM badges and the
@@ -841,7 +843,7 @@ pub async fn dashboard(
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::response::Html<&'static str>, ApiError> {
     experiment_id(&id)?;
-    Ok(axum::response::Html(PAGE))
+    Ok(axum::response::Html(PAGE.as_str()))
 }
 
 /// The bandit's allocation now: Thompson sampling (weights = P(best),

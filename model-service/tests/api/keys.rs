@@ -13,7 +13,7 @@ use crate::helpers::{eventually, spawn_app, spawn_app_with, TestApp};
 /// The bootstrap admin key of these tests (32 characters at least).
 pub const BOOTSTRAP: &str = "bootstrap-admin-key-for-the-tests-0123456789";
 
-fn locked(s: &mut Settings) {
+pub fn locked(s: &mut Settings) {
     s.auth.required = true;
     s.auth.bootstrap_admin_key = Some(BOOTSTRAP.to_owned().into());
 }
