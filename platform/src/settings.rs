@@ -931,6 +931,33 @@ mod tests {
                 "model_service.max_event_streams_per_client",
                 Box::new(|s| s.model_service.max_event_streams_per_client = 0),
             ),
+            (
+                "auth.bootstrap_admin_key",
+                Box::new(|s| s.auth.bootstrap_admin_key = Some("k".repeat(31).into())),
+            ),
+            (
+                "auth.bootstrap_admin_key",
+                Box::new(|s| {
+                    s.auth.bootstrap_admin_key = Some(format!("{} x", "k".repeat(32)).into())
+                }),
+            ),
+            (
+                "auth.notify_channel",
+                Box::new(|s| s.auth.notify_channel = String::new()),
+            ),
+            (
+                "auth.reload_interval",
+                Box::new(|s| s.auth.reload_interval = Duration::ZERO),
+            ),
+            (
+                "auth.last_used_interval",
+                Box::new(|s| s.auth.last_used_interval = Duration::ZERO),
+            ),
+            ("auth.max_keys", Box::new(|s| s.auth.max_keys = 0)),
+            (
+                "models.known_models_refresh",
+                Box::new(|s| s.models.known_models_refresh = Duration::ZERO),
+            ),
         ];
         for (setting, change) in cases {
             assert_eq!(refused(change), Some(setting));
@@ -946,6 +973,10 @@ mod tests {
         );
         assert_eq!(refused(|s| s.consumer.group_id = "g".repeat(255)), None);
         assert_eq!(refused(|s| s.kafka.topic = "t.-_9".repeat(49)), None);
+        assert_eq!(
+            refused(|s| s.auth.bootstrap_admin_key = Some("k".repeat(32).into())),
+            None
+        );
     }
 
     #[test]
