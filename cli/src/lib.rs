@@ -133,8 +133,11 @@ pub enum KeysCommand {
     },
     /// Revoke a key, by id or by name.
     Revoke {
-        /// The key's id (from `bayes keys list`) or its name.
-        key: String,
+        /// The key's id (from `bayes keys list`) or its name. Not called
+        /// `key`: clap would take it for the global `--key`, and send the
+        /// name as the API key.
+        #[arg(value_name = "KEY")]
+        id_or_name: String,
     },
 }
 
@@ -171,6 +174,8 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
             rate_limit,
         }) => commands::create_key(&services, &name, &scopes, rate_limit).await,
         Command::Keys(KeysCommand::List { json }) => commands::list_keys(&services, json).await,
-        Command::Keys(KeysCommand::Revoke { key }) => commands::revoke_key(&services, &key).await,
+        Command::Keys(KeysCommand::Revoke { id_or_name }) => {
+            commands::revoke_key(&services, &id_or_name).await
+        }
     }
 }

@@ -56,11 +56,15 @@ async function getJson(url) {
   return body;
 }
 
-// Loads a plot into `img`; `img.dataset.src` keeps the URL it shows.
+// Loads a plot into `img`; `img.dataset.src` keeps the URL it shows. As
+// with setting `src`, the last call wins: a slower answer to an earlier
+// call is dropped.
 async function loadImage(img, url) {
+  img.dataset.wanted = url;
   const response = await api(url);
   if (!response.ok) return;
   const blob = await response.blob();
+  if (img.dataset.wanted !== url) return;
   const old = img.src;
   img.dataset.src = url;
   img.src = URL.createObjectURL(blob);
