@@ -32,8 +32,10 @@ pub struct KeyBody {
     pub scopes: Vec<Scope>,
     /// Requests a second this key may send to each service, and as many
     /// at once (the burst); past it, 429 `rate_limited`. None: no limit.
-    #[schema(minimum = 1, maximum = 2147483647, example = 100)]
-    pub rate_limit: Option<u32>,
+    // `100.0` is 100: JSON Schema's integers may be written so.
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 2147483647, example = 100)]
+    #[serde(default, deserialize_with = "domain::whole::option_u64")]
+    pub rate_limit: Option<u64>,
 }
 
 /// A key, without its token.
@@ -138,15 +140,19 @@ pub async fn create(
             "scopes: name at least one of ingest, read, admin",
         ));
     }
-    if body
-        .rate_limit
-        .is_some_and(|r| r == 0 || i32::try_from(r).is_err())
-    {
-        return Err(ApiError::invalid(format!(
-            "rate_limit must be from 1 to {}",
-            i32::MAX
-        )));
-    }
+    // Stored as a Postgres integer, hence at most i32::MAX.
+    let rate_limit = match body.rate_limit {
+        None => None,
+        Some(r) => match i32::try_from(r).ok().and_then(|r| u32::try_from(r).ok()) {
+            Some(r) if r >= 1 => Some(r),
+            _ => {
+                return Err(ApiError::invalid(format!(
+                    "rate_limit must be from 1 to {}, got {r}",
+                    i32::MAX
+                )))
+            }
+        },
+    };
     let scopes: Scopes = body.scopes.iter().copied().collect();
     let issued = IssuedKey::generate();
     let text = scopes.to_text();
@@ -155,7 +161,7 @@ pub async fn create(
         name: &body.name,
         scopes: &text,
         token_sha256: &issued.token_sha256,
-        rate_limit: body.rate_limit,
+        rate_limit,
     };
     let max_keys = state.auth().max_keys;
     let created = timed(

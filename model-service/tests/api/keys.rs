@@ -207,7 +207,8 @@ async fn a_key_past_its_rate_limit_is_answered_429_with_retry_after() {
     let app = spawn_app_with(locked).await;
     let (_, token) = create_key(
         &app,
-        json!({"name": "slow", "scopes": ["read"], "rate_limit": 3}),
+        // 3.0 is 3, as JSON Schema's integers go (schemathesis sends such).
+        json!({"name": "slow", "scopes": ["read"], "rate_limit": 3.0}),
     )
     .await;
     let mut limited = None;
@@ -332,6 +333,9 @@ async fn keys_past_max_keys_and_invalid_ones_are_refused() {
         json!({"name": "x", "scopes": []}),
         json!({"name": "x", "scopes": ["root"]}),
         json!({"name": "x", "scopes": ["read"], "rate_limit": 0}),
+        json!({"name": "x", "scopes": ["read"], "rate_limit": 1.5}),
+        json!({"name": "x", "scopes": ["read"], "rate_limit": 2147483648_u64}),
+        json!({"name": "x", "scopes": ["read"], "rate_limit": -1}),
         json!({"name": "x", "scopes": ["read"], "extra": 1}),
     ] {
         let (status, _, _) = refusal(post(body.clone()).await).await;

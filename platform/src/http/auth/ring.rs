@@ -25,7 +25,8 @@ use crate::store::KeyRecord;
 /// The name (and metric label) of `auth.bootstrap_admin_key`.
 pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap";
 /// Counter: requests authenticated, labelled `service` and `key` (its name).
-/// The labels are bounded: `auth.max_keys` keys are in force at most.
+/// The labels are bounded: `auth.max_keys` keys are in force at most, and
+/// only an admin creates one; a revoked key's series stays until restart.
 pub const KEY_REQUESTS: &str = "http_key_requests_total";
 /// Gauge: keys in force held in memory, labelled `service`.
 pub const KEYS_IN_FORCE: &str = "http_keys_in_force";
