@@ -135,10 +135,13 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let body: KeyBody = object_body(body)?;
     check_key_name(&body.name).map_err(ApiError::invalid)?;
-    if body.scopes.is_empty() {
-        return Err(ApiError::invalid(
-            "scopes: name at least one of ingest, read, admin",
-        ));
+    // As the schema says (`minItems`, `maxItems`): a longer list can only
+    // repeat a scope, which is a client's mistake worth telling.
+    if body.scopes.is_empty() || body.scopes.len() > Scope::ALL.len() {
+        return Err(ApiError::invalid(format!(
+            "scopes: name one to three of ingest, read, admin; got {}",
+            body.scopes.len()
+        )));
     }
     // Stored as a Postgres integer, hence at most i32::MAX.
     let rate_limit = match body.rate_limit {

@@ -332,6 +332,7 @@ async fn keys_past_max_keys_and_invalid_ones_are_refused() {
         json!({"name": "Upper", "scopes": ["read"]}),
         json!({"name": "x", "scopes": []}),
         json!({"name": "x", "scopes": ["root"]}),
+        json!({"name": "x", "scopes": ["read", "read", "read", "read"]}),
         json!({"name": "x", "scopes": ["read"], "rate_limit": 0}),
         json!({"name": "x", "scopes": ["read"], "rate_limit": 1.5}),
         json!({"name": "x", "scopes": ["read"], "rate_limit": 2147483648_u64}),
