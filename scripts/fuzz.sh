@@ -18,6 +18,13 @@
 # admin server has no schema beyond health and metrics, so
 # it is not fuzzed. scripts/fuzz/hooks.py states the rules that
 # compare two values of one request, which JSON Schema cannot express.
+#
+# Both services run with keys (auth.required on, as compose.yaml runs them;
+# models.auto_create stays on, so that generated observations are
+# accepted): every request carries the bootstrap admin key,
+# which holds every scope, and schemathesis's `ignored_auth` check sends
+# each operation without it too, which must be refused. The keys' own
+# routes (/keys) are fuzzed with the rest.
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
@@ -88,6 +95,10 @@ export BAYES__PRODUCER__PORT="$PRODUCER_PORT"
 export BAYES__MODEL_SERVICE__PORT="$MODEL_PORT"
 export BAYES__CONSUMER__ADMIN_PORT="$ADMIN_PORT"
 export BAYES__TELEMETRY__LOG_FILTER="${FUZZ_LOG:-warn}"
+FUZZ_KEY=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+export BAYES__AUTH__REQUIRED=true
+export BAYES__AUTH__BOOTSTRAP_ADMIN_KEY="$FUZZ_KEY"
+export BAYES__AUTH__NOTIFY_CHANNEL="${RUN_ID//-/_}_keys"
 
 start() {
   local name="$1"
@@ -121,6 +132,7 @@ fuzz() {
   PYTHONPATH="$ROOT/scripts/fuzz" SCHEMATHESIS_HOOKS=hooks timeout "$TIMEOUT" \
     "$VENV/bin/schemathesis" --config-file scripts/fuzz/schemathesis.toml run openapi.json \
       --url "http://127.0.0.1:$port" \
+      --header "Authorization: Bearer $FUZZ_KEY" \
       --include-path-regex "$paths" \
       --exclude-path /events \
       --checks all \
@@ -141,7 +153,7 @@ fuzz() {
   tail -n 40 "$WORK/$name.log" >&2
 }
 fuzz producer "$PRODUCER_PORT" '^/(observations|update_model/|uploads|healthz$|readyz$|metrics$)'
-fuzz model-service "$MODEL_PORT" '^/(posterior$|models|compare$|experiments|healthz$|readyz$|metrics$|openapi\.json$|$)'
+fuzz model-service "$MODEL_PORT" '^/(posterior$|models|compare$|experiments|keys|healthz$|readyz$|metrics$|openapi\.json$|$)'
 
 [ -z "$FAILED" ] || die "fuzzing found failures in:$FAILED"
 log "fuzzing found nothing"

@@ -45,6 +45,9 @@ pub enum ClientError {
         service: &'static str,
         reason: String,
     },
+    /// An API key that cannot be a header value (a line break, a control character).
+    #[error("the API key (--key or BAYES_KEY) holds characters a header cannot carry")]
+    BadKey,
     /// A base URL that cannot take a path (`mailto:`, `data:`).
     #[error("the {service} URL {url} cannot be used as a base URL")]
     BadBaseUrl { service: &'static str, url: Url },
@@ -58,9 +61,19 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(producer: Url, model: Url) -> Result<Self, ClientError> {
+    /// `key`: the API key every request carries (`Authorization: Bearer`).
+    pub fn new(producer: Url, model: Url, key: Option<&str>) -> Result<Self, ClientError> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(key) = key {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}"))
+                .map_err(|_| ClientError::BadKey)?;
+            // Kept out of reqwest's debug output.
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
+            .default_headers(headers)
             .build()
             .map_err(|e| ClientError::Unexpected {
                 service: "HTTP client",

@@ -38,6 +38,11 @@ pub struct Cli {
         global = true
     )]
     pub model_url: Url,
+    /// The API key sent to both services (`Authorization: Bearer`), needed
+    /// when they require keys. Prefer BAYES_KEY: a flag shows in the
+    /// process list.
+    #[arg(long, env = "BAYES_KEY", global = true, hide_env_values = true)]
+    pub key: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -92,6 +97,9 @@ pub enum Command {
         /// The model, e.g. `globe`.
         model: String,
     },
+    /// Create, list and revoke API keys (needs an admin key).
+    #[command(subcommand)]
+    Keys(KeysCommand),
     /// An experiment's arms, decision and sample-ratio check.
     Experiment {
         /// The experiment's id.
@@ -102,9 +110,40 @@ pub enum Command {
     },
 }
 
+/// `bayes keys ...`.
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Create a key and print its token (shown this once) on stdout.
+    Create {
+        /// Its name: 1 to 64 of a-z, 0-9, `_`, `.`, `-`.
+        #[arg(long)]
+        name: String,
+        /// A scope it holds: ingest, read or admin (repeat for several).
+        #[arg(long = "scope", required = true)]
+        scopes: Vec<String>,
+        /// Requests a second it may send to each service (and its burst).
+        #[arg(long)]
+        rate_limit: Option<u32>,
+    },
+    /// The keys in force, without their tokens.
+    List {
+        /// Print the service's JSON instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key, by id or by name.
+    Revoke {
+        /// The key's id (from `bayes keys list`) or its name. Not called
+        /// `key`: clap would take it for the global `--key`, and send the
+        /// name as the API key.
+        #[arg(value_name = "KEY")]
+        id_or_name: String,
+    },
+}
+
 /// Runs one command to its end.
 pub async fn run(cli: Cli) -> Result<(), CommandError> {
-    let services = client::Services::new(cli.producer_url, cli.model_url)?;
+    let services = client::Services::new(cli.producer_url, cli.model_url, cli.key.as_deref())?;
     match cli.command {
         Command::Post { model, outcomes } => commands::post(&services, &model, &outcomes).await,
         Command::Upload {
@@ -129,5 +168,14 @@ pub async fn run(cli: Cli) -> Result<(), CommandError> {
         Command::Models { json } => commands::models(&services, json).await,
         Command::Watch { model } => commands::watch(&services, &model).await,
         Command::Experiment { id, json } => commands::experiment(&services, &id, json).await,
+        Command::Keys(KeysCommand::Create {
+            name,
+            scopes,
+            rate_limit,
+        }) => commands::create_key(&services, &name, &scopes, rate_limit).await,
+        Command::Keys(KeysCommand::List { json }) => commands::list_keys(&services, json).await,
+        Command::Keys(KeysCommand::Revoke { id_or_name }) => {
+            commands::revoke_key(&services, &id_or_name).await
+        }
     }
 }

@@ -442,3 +442,69 @@ async fn watch_prints_the_posterior_again_when_the_model_changes() {
     assert_eq!(stderr, "");
     stack.stop().await;
 }
+
+/// Runs `bayes args...` with `BAYES_KEY=key` (none: no key).
+async fn run_with_key(stack: &Stack, key: Option<&str>, args: &[&str]) -> Output {
+    let mut command = bayes(&stack.producer, &stack.model);
+    command.args(args);
+    if let Some(key) = key {
+        command.env("BAYES_KEY", key);
+    }
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn keys_are_created_listed_and_revoked_and_every_command_sends_bayes_key() {
+    const ADMIN: &str = "the-cli-tests-bootstrap-admin-key-0123456789";
+    let stack = Stack::start_with(test_support::broker::TestBroker::start(), |s| {
+        s.auth.required = true;
+        s.auth.bootstrap_admin_key = Some(ADMIN.to_owned().into());
+    })
+    .await;
+    let refused = error_line(&run_with_key(&stack, None, &["models"]).await);
+    assert!(refused.ends_with("(401 unauthorized)"), "{refused}");
+
+    let created = run_with_key(
+        &stack,
+        Some(ADMIN),
+        &["keys", "create", "--name", "reader", "--scope", "read"],
+    )
+    .await;
+    let token = success(&created).trim().to_owned();
+    assert!(token.starts_with("bk_"), "{token}");
+    assert_eq!(success(&created).lines().count(), 1);
+    assert!(
+        stderr(&created).contains("shown this once"),
+        "{}",
+        stderr(&created)
+    );
+
+    test_support::eventually("the new key reads", async || {
+        let output = run_with_key(&stack, Some(&token), &["models"]).await;
+        output.status.success().then_some(())
+    })
+    .await;
+    // A read key cannot write.
+    let line = error_line(&run_with_key(&stack, Some(&token), &["post", "globe", "w"]).await);
+    assert!(line.ends_with("(403 insufficient_scope)"), "{line}");
+
+    let listing = success(&run_with_key(&stack, Some(ADMIN), &["keys", "list"]).await);
+    assert!(
+        listing.contains("reader") && listing.contains("read"),
+        "{listing}"
+    );
+    assert!(!listing.contains(&token[16..]), "{listing}");
+
+    let revoked = success(&run_with_key(&stack, Some(ADMIN), &["keys", "revoke", "reader"]).await);
+    assert!(revoked.starts_with("revoked key "), "{revoked}");
+    test_support::eventually("the revoked key is refused", async || {
+        let output = run_with_key(&stack, Some(&token), &["models"]).await;
+        (output.status.code() == Some(1)).then_some(())
+    })
+    .await;
+    let line = error_line(&run_with_key(&stack, Some(ADMIN), &["keys", "revoke", "reader"]).await);
+    assert!(line.contains("no key in force"), "{line}");
+    stack.stop().await;
+}

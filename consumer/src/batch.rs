@@ -3,7 +3,7 @@
 //! aside for the dead-letter topic. Pure bookkeeping: no I/O.
 
 use std::collections::hash_map::Entry;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use domain::bayes::Counts;
 use domain::observation::{parse_record, upload_line_id, Observation};
@@ -77,6 +77,11 @@ pub(crate) struct PartitionBatch {
     /// may refuse one (its id was applied with other content, or it holds a
     /// value Postgres cannot store), and then it is dead-lettered whole.
     held: HashMap<String, Record>,
+    /// With `models.auto_create` off, the records of the observations not
+    /// in `held` (without an id, or with an upload's line id), by model, as
+    /// they arrived: a model may not exist, and then every record of it is
+    /// dead-lettered whole.
+    by_model: HashMap<ModelId, Vec<Record>>,
     /// Observations whose id came earlier in this same batch, with the same
     /// content: skipped.
     pub duplicates: u64,
@@ -86,13 +91,15 @@ pub(crate) struct PartitionBatch {
 impl PartitionBatch {
     /// Parses one record and folds it in. `headers` is called only for a
     /// record that may go to the dead-letter topic, so most valid records
-    /// cost no copy.
+    /// cost no copy; with `keep_records` (`models.auto_create` off) every
+    /// valid record is kept, since its model may turn out not to exist.
     pub fn push(
         &mut self,
         offset: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
         default_model: &ModelId,
+        keep_records: bool,
         headers: impl FnOnce() -> Option<OwnedHeaders>,
     ) {
         self.first_offset.get_or_insert(offset);
@@ -124,6 +131,11 @@ impl PartitionBatch {
                         let id = entry.key().clone();
                         if upload_line_id(&id).is_none() {
                             self.held.insert(id.clone(), record(headers()));
+                        } else if keep_records {
+                            self.by_model
+                                .entry(content.model.clone())
+                                .or_default()
+                                .push(record(headers()));
                         }
                         self.observations += successes + failures;
                         self.identified.push(IdentifiedDelta {
@@ -159,12 +171,18 @@ impl PartitionBatch {
                 let delta = Counts::new(obs.successes, obs.failures);
                 let entry = self
                     .deltas
-                    .entry(obs.model)
+                    .entry(obs.model.clone())
                     .or_insert((Counts::ZERO, offset));
                 match entry.0.checked_add(delta) {
                     Some(sum) => {
                         *entry = (sum, offset);
                         self.observations += obs.successes + obs.failures;
+                        if keep_records {
+                            self.by_model
+                                .entry(obs.model)
+                                .or_default()
+                                .push(record(headers()));
+                        }
                         return;
                     }
                     // Unreachable in practice (a record holds at most 10^6
@@ -202,6 +220,52 @@ impl PartitionBatch {
         refused
     }
 
+    /// Takes every observation of the models `unknown` names out of the
+    /// batch and returns their records as poison (kept only with
+    /// `keep_records`), each with `reason(model)`, in offset order.
+    pub fn refuse_models(
+        &mut self,
+        unknown: &HashSet<ModelId>,
+        reason: impl Fn(&ModelId) -> String,
+    ) -> Vec<Poison> {
+        let mut refused = Vec::new();
+        let mut removed = 0;
+        self.deltas.retain(|model, (counts, _)| {
+            let keep = !unknown.contains(model);
+            if !keep {
+                removed += counts.successes + counts.failures;
+            }
+            keep
+        });
+        self.identified.retain(|i| {
+            if !unknown.contains(&i.delta.model) {
+                return true;
+            }
+            removed += i.delta.counts.successes + i.delta.counts.failures;
+            if let Some(record) = self.held.remove(&i.id) {
+                refused.push(record.into_poison(reason(&i.delta.model)));
+            }
+            false
+        });
+        for model in unknown {
+            for record in self.by_model.remove(model).unwrap_or_default() {
+                refused.push(record.into_poison(reason(model)));
+            }
+        }
+        self.observations -= removed;
+        refused.sort_by_key(|p| p.offset);
+        refused
+    }
+
+    /// Every model the batch adds to.
+    pub fn models(&self) -> HashSet<ModelId> {
+        self.deltas
+            .keys()
+            .chain(self.identified.iter().map(|i| &i.delta.model))
+            .cloned()
+            .collect()
+    }
+
     /// The per-model deltas for the store, sorted by model.
     pub fn deltas(&self) -> Vec<ModelDelta> {
         let mut deltas: Vec<_> = self
@@ -233,6 +297,7 @@ mod tests {
                 None,
                 Some(value.as_bytes()),
                 &default,
+                true,
                 || None,
             );
         }
@@ -282,6 +347,31 @@ mod tests {
             );
             assert!(poison.value.is_some());
         }
+    }
+
+    #[test]
+    fn a_refused_model_takes_all_its_records_out_and_leaves_the_others() {
+        let mut batch = batch_of(&[
+            r#"{"model":"gone","outcome":"w"}"#,
+            r#"{"model":"kept","outcome":"w"}"#,
+            r#"{"model":"gone","successes":2,"trials":3,"id":"x"}"#,
+            r#"{"model":"gone","outcome":"l","id":"9f86d081884c7d659a2f:1"}"#,
+            r#"{"model":"gone","outcomes":"wl"}"#,
+        ]);
+        assert_eq!(batch.observations, 8);
+        let gone = ModelId::parse("gone").unwrap();
+        let refused = batch.refuse_models(&HashSet::from([gone.clone()]), |m| {
+            format!("unknown_model: {m}")
+        });
+        let offsets: Vec<_> = refused.iter().map(|p| p.offset).collect();
+        assert_eq!(offsets, [0, 2, 3, 4]);
+        assert!(refused.iter().all(|p| p.error == "unknown_model: gone"));
+        assert_eq!(batch.observations, 1);
+        assert_eq!(
+            batch.models(),
+            HashSet::from([ModelId::parse("kept").unwrap()])
+        );
+        assert!(batch.identified.is_empty());
     }
 
     #[test]

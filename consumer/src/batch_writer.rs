@@ -15,11 +15,15 @@
 //!   the batch.
 //!
 //! Only what a record carries is never a reason to stop: a record whose id
-//! was applied with other content, or that holds a value the database
-//! cannot store, is dead-lettered with its reason and the rest of the batch
+//! was applied with other content, that holds a value the database cannot
+//! store, or (with `models.auto_create` off) that names a model that does
+//! not exist, is dead-lettered with its reason and the rest of the batch
 //! written (see [`crate::refusals`]).
 
+use std::collections::HashSet;
 use std::time::{Duration, Instant};
+
+use domain::ModelId;
 
 use platform::retry::Backoff;
 use platform::settings::Settings;
@@ -38,8 +42,8 @@ use crate::halt::{Checkpoints, Halt};
 use crate::kafka::DlqProducer;
 use crate::metrics::{
     BATCHES, BATCH_SIZE, DB_APPLY_LATENCY, DUPLICATES_SKIPPED, ID_CONFLICTS, OBSERVATIONS_APPLIED,
-    OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED, RECORDS_UNSTORABLE,
-    RETRIES,
+    OFFSET_CONFLICTS, RECORDS_APPLIED, RECORDS_CONSUMED, RECORDS_DEAD_LETTERED,
+    RECORDS_UNKNOWN_MODEL, RECORDS_UNSTORABLE, RETRIES,
 };
 use crate::rebalance::RebalanceContext;
 use crate::refusals::{self, Reasons};
@@ -65,6 +69,10 @@ enum Written {
     /// (ids with their reasons), which go to the dead-letter topic before
     /// the rest is written again.
     Refused { reasons: Reasons, cause: Refusal },
+    /// Nothing was written: these models of the batch do not exist and
+    /// `models.auto_create` is off; all their records go to the dead-letter
+    /// topic before the rest is written again.
+    UnknownModels(HashSet<ModelId>),
 }
 
 /// Why Postgres refused some records of a batch.
@@ -136,6 +144,25 @@ impl BatchWriter<'_> {
                         first_offset = refused[0].offset,
                         reason = %refused[0].error,
                         "the database refuses records of the batch; dead-lettering them and writing the rest"
+                    );
+                    self.dead_letter(partition, batch, &refused)?;
+                    batch.poison.extend(refused);
+                }
+                // Each round takes a model out, or finds that it exists
+                // (created meanwhile): this ends too.
+                Written::UnknownModels(unknown) => {
+                    let refused = batch.refuse_models(&unknown, refusals::unknown_model);
+                    if refused.is_empty() {
+                        continue;
+                    }
+                    metrics::counter!(RECORDS_UNKNOWN_MODEL).increment(refused.len() as u64);
+                    tracing::warn!(
+                        partition,
+                        records = refused.len(),
+                        models = unknown.len(),
+                        first_offset = refused[0].offset,
+                        reason = %refused[0].error,
+                        "records of models that do not exist (models.auto_create is off); dead-lettering them and writing the rest"
                     );
                     self.dead_letter(partition, batch, &refused)?;
                     batch.poison.extend(refused);
@@ -229,6 +256,7 @@ impl BatchWriter<'_> {
             identified: &batch.identified,
         };
         let (db, settings) = (self.db, self.settings);
+        let models = &batch.models();
         let attempt = move || async move {
             let started = Instant::now();
             let result = apply_batch(
@@ -248,6 +276,9 @@ impl BatchWriter<'_> {
                 }
                 // Not a failure to retry: the answer is to reload the offset.
                 Err(StoreError::Conflict(reason)) => Ok(Written::Conflict(reason)),
+                Err(StoreError::UnknownModels(_)) => Ok(Written::UnknownModels(
+                    refusals::unknown_models(db, models).await?,
+                )),
                 Err(StoreError::IdConflict(_)) => Ok(Written::Refused {
                     reasons: refusals::id_conflicts(db, write.identified).await?,
                     cause: Refusal::IdConflict,

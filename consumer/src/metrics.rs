@@ -30,6 +30,10 @@ pub const ID_CONFLICTS: &str = "consumer_id_conflicts_total";
 /// database's encoding lacks), dead-lettered with its reason (also counted
 /// in [`RECORDS_DEAD_LETTERED`]).
 pub const RECORDS_UNSTORABLE: &str = "consumer_records_unstorable_total";
+/// Records of models that do not exist while `models.auto_create` is off,
+/// dead-lettered with reason `unknown_model` (also counted in
+/// [`RECORDS_DEAD_LETTERED`]).
+pub const RECORDS_UNKNOWN_MODEL: &str = "consumer_records_unknown_model_total";
 /// Records sent to the dead-letter topic and acknowledged.
 pub const RECORDS_DEAD_LETTERED: &str = "consumer_records_dead_lettered_total";
 /// Dead-letter sends refused for good (a record too large for the topic, a
@@ -88,6 +92,10 @@ pub(crate) fn describe() {
     describe_counter!(
         RECORDS_UNSTORABLE,
         "Records Postgres refused for a value they carry, dead-lettered."
+    );
+    describe_counter!(
+        RECORDS_UNKNOWN_MODEL,
+        "Records of models that do not exist (models.auto_create off), dead-lettered."
     );
     describe_counter!(
         RECORDS_DEAD_LETTERED,

@@ -180,6 +180,7 @@ impl<'a> PollLoop<'a> {
             message.key(),
             message.payload(),
             &self.default_model,
+            !self.writer.settings.models.auto_create,
             || message.headers().map(BorrowedHeaders::detach),
         );
         self.buffered += 1;

@@ -11,11 +11,20 @@
 //!   rolled back, down to the single records it refuses. Only records with
 //!   an id can be told apart this way; the others are folded into per-model
 //!   sums whose strings are model ids, which the parser keeps to ASCII.
+//! - With `models.auto_create` off, a model that does not exist: the batch
+//!   statement raises (`StoreError::UnknownModels`, nothing written), and
+//!   the store says which of the batch's models exist (`existing_models`):
+//!   every record of the others is dead-lettered with reason
+//!   `unknown_model`. A model deleted after this look-up makes the next
+//!   attempt raise again; one created meanwhile is simply written.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
+use domain::ModelId;
 use platform::settings::ModelDefaults;
-use platform::store::{conflicting_ids, try_batch, BatchWrite, IdentifiedDelta, StoreError};
+use platform::store::{
+    conflicting_ids, existing_models, try_batch, BatchWrite, IdentifiedDelta, StoreError,
+};
 use sea_orm::DatabaseConnection;
 
 /// The ids of a refused batch to dead-letter, each with its reason.
@@ -31,6 +40,27 @@ pub(crate) async fn id_conflicts(
         .into_iter()
         .map(|conflict| (conflict.id.clone(), conflict.to_string()))
         .collect())
+}
+
+/// The models among `models` that do not exist now.
+pub(crate) async fn unknown_models(
+    db: &DatabaseConnection,
+    models: &HashSet<ModelId>,
+) -> Result<HashSet<ModelId>, StoreError> {
+    let ids: Vec<&str> = models.iter().map(ModelId::as_str).collect();
+    let existing = existing_models(db, &ids).await?;
+    Ok(models
+        .iter()
+        .filter(|m| !existing.contains(m.as_str()))
+        .cloned()
+        .collect())
+}
+
+/// The dead letter's reason for a record of `model`, which does not exist.
+pub(crate) fn unknown_model(model: &ModelId) -> String {
+    format!(
+        "unknown_model: no model named {model:?}, and models.auto_create is off: create it with PUT /models/{model}"
+    )
 }
 
 /// The identified records of `write` that Postgres refuses on their own,

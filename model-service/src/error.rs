@@ -1,7 +1,7 @@
 //! The one error type of the HTTP API, answered in the common shape of
 //! `platform::http`: `{"error": {"code": "...", "message": "..."}}`.
 
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use domain::bayes::BayesError;
 use platform::http::{ErrorResponse, Rejection};
@@ -52,9 +52,21 @@ pub enum ApiError {
     /// handler runs (a body that is JSON but not the expected value: 422).
     #[error("{0}")]
     Rejected(Rejection),
-    /// 401: a bearer token is required and was missing or wrong.
-    #[error("a valid bearer token is required")]
-    Unauthorized,
+    /// 409: the model is an arm of experiments.
+    #[error("model {model} is an arm of experiments {}: delete them first", experiments.join(", "))]
+    ModelInExperiments {
+        model: String,
+        experiments: Vec<String>,
+    },
+    /// 409: a key in force has this name.
+    #[error("a key named {0:?} is in force already: revoke it, or choose another name")]
+    KeyNameTaken(String),
+    /// 409: `auth.max_keys` keys are in force.
+    #[error("{0} keys are in force, the most allowed (auth.max_keys): revoke one first")]
+    TooManyKeys(usize),
+    /// 404: no key in force has this id.
+    #[error("no key in force has id {0:?}")]
+    KeyNotFound(String),
     /// 503: as many `/events` streams are open as allowed, in all or for
     /// this client.
     #[error("{0}")]
@@ -88,13 +100,16 @@ impl ApiError {
             | ApiError::VersionNotFound { .. }
             | ApiError::ExperimentNotFound(_)
             | ApiError::ExperimentVersionNotFound { .. }
-            | ApiError::RouteNotFound => StatusCode::NOT_FOUND,
+            | ApiError::RouteNotFound
+            | ApiError::KeyNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::InvalidParameter(_) | ApiError::Unanswerable(_) => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::Rejected(rejection) => rejection.status(),
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::ModelInExperiments { .. }
+            | ApiError::KeyNameTaken(_)
+            | ApiError::TooManyKeys(_) => StatusCode::CONFLICT,
             ApiError::TooManyChanges { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
@@ -115,7 +130,10 @@ impl ApiError {
             ApiError::InvalidParameter(_) => "invalid_parameter",
             ApiError::Unanswerable(_) => "unanswerable",
             ApiError::Rejected(rejection) => rejection.code(),
-            ApiError::Unauthorized => "unauthorized",
+            ApiError::ModelInExperiments { .. } => "model_in_experiment",
+            ApiError::KeyNameTaken(_) => "key_name_taken",
+            ApiError::TooManyKeys(_) => "too_many_keys",
+            ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::TooManyChanges { .. } => "too_many_changes",
             ApiError::Unavailable(_) => "database_unavailable",
             ApiError::TooManyStreams(_) => "too_many_streams",
@@ -144,10 +162,6 @@ impl IntoResponse for ApiError {
             ApiError::TooManyStreams(_) => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())
                     .retry_after(STREAM_RETRY_AFTER_SECONDS)
-            }
-            ApiError::Unauthorized => {
-                ErrorResponse::new(self.status(), self.code(), self.to_string())
-                    .header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
             }
             ApiError::TooManyChanges { retry_after, .. } => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())

@@ -83,6 +83,14 @@ impl Application {
             channel,
             state.clone(),
         ));
+        let keys = state.auth().required.then(|| {
+            tokio::spawn(platform::http::auth::keep_fresh(
+                state.keys().clone(),
+                state.db().clone(),
+                state.auth().clone(),
+                state.shutdown_signal(),
+            ))
+        });
         tracing::info!(address = %listener.local_addr()?, "model service listening");
         let stopping = state.clone();
         platform::http::serve(
@@ -103,6 +111,10 @@ impl Application {
         // connection goes back cleanly.
         state.begin_shutdown();
         let _ = forwarder.await;
+        if let Some(keys) = keys {
+            // It writes the keys' last uses once more, then returns.
+            let _ = keys.await;
+        }
         state.db().clone().close().await.ok();
         Ok(())
     }

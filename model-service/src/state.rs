@@ -8,7 +8,10 @@ use chrono::{DateTime, Utc};
 use domain::bayes::Counts;
 use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
-use platform::settings::{HttpSettings, ModelDefaults, ModelServiceSettings, Settings};
+use platform::http::auth::KeyRing;
+use platform::settings::{
+    AuthSettings, HttpSettings, ModelDefaults, ModelServiceSettings, Settings,
+};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast, watch, Semaphore};
 
@@ -98,6 +101,8 @@ struct Inner {
     http: HttpSettings,
     defaults: ModelDefaults,
     notify_channel: String,
+    auth: AuthSettings,
+    keys: Arc<KeyRing>,
     posteriors: Cache<PosteriorKey, Bytes>,
     plots: Cache<PlotKey, Bytes>,
     figures: Cache<FiguresKey, Arc<Figures>>,
@@ -124,6 +129,11 @@ impl AppState {
                 http: settings.http.clone(),
                 defaults: settings.models.clone(),
                 notify_channel: settings.database.notify_channel.clone(),
+                auth: settings.auth.clone(),
+                keys: Arc::new(KeyRing::new(
+                    crate::routes::SERVICE,
+                    settings.auth.bootstrap_admin_key.as_ref(),
+                )),
                 posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),
                 plots: Cache::new(settings.model_service.plot_cache_entries),
                 figures: Cache::new(FIGURES_CACHE_ENTRIES),
@@ -157,6 +167,15 @@ impl AppState {
 
     pub fn notify_channel(&self) -> &str {
         &self.inner.notify_channel
+    }
+
+    pub fn auth(&self) -> &AuthSettings {
+        &self.inner.auth
+    }
+
+    /// The API keys this service holds in memory.
+    pub fn keys(&self) -> &Arc<KeyRing> {
+        &self.inner.keys
     }
 
     pub(crate) fn posteriors(&self) -> &Cache<PosteriorKey, Bytes> {

@@ -9,6 +9,7 @@
 pub mod http;
 pub mod kafka;
 pub mod kafka_producer;
+pub mod listen;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use domain::model_id::ModelId;
 
+mod auth;
+pub use auth::{AuthSettings, MIN_BOOTSTRAP_KEY_CHARS};
+
 /// The prefix of every environment variable that overrides a setting.
 pub const ENV_PREFIX: &str = "BAYES";
 /// Separates the sections of an environment variable's name.
@@ -39,6 +42,7 @@ pub struct Settings {
     pub uploads: UploadSettings,
     pub consumer: ConsumerSettings,
     pub model_service: ModelServiceSettings,
+    pub auth: AuthSettings,
 }
 
 /// Logging.
@@ -75,6 +79,16 @@ pub struct ModelDefaults {
     pub default_model: ModelId,
     /// Grid size of a model created by its first data (2..=100000).
     pub default_grid_size: u32,
+    /// Whether data creates the model it names. Off: only `PUT /models/{id}`
+    /// creates models; the producer answers 422 `unknown_model` for one it
+    /// knows does not exist, and the consumer dead-letters every record of
+    /// a model that does not exist with reason `unknown_model`.
+    pub auto_create: bool,
+    /// With `auto_create` off, how often the producer reloads the model ids
+    /// it knows from Postgres in full, besides following every commit's
+    /// notification on `database.notify_channel`.
+    #[serde(with = "humantime_serde")]
+    pub known_models_refresh: Duration,
 }
 
 impl Default for ModelDefaults {
@@ -82,6 +96,8 @@ impl Default for ModelDefaults {
         Self {
             default_model: default_model_id(),
             default_grid_size: domain::bayes::DEFAULT_GRID_SIZE,
+            auto_create: true,
+            known_models_refresh: Duration::from_secs(30),
         }
     }
 }
@@ -442,9 +458,6 @@ impl Default for ConsumerSettings {
 pub struct ModelServiceSettings {
     pub host: String,
     pub port: u16,
-    /// Bearer token required by `PUT /models/{id}`; no token means the route is open.
-    #[serde(serialize_with = "expose_optional_secret")]
-    pub api_token: Option<SecretString>,
     /// Rendered plots kept in memory.
     pub plot_cache_entries: usize,
     /// The most draws `GET /models/{id}/samples` returns.
@@ -476,7 +489,6 @@ impl Default for ModelServiceSettings {
         Self {
             host: "127.0.0.1".into(),
             port: 8001,
-            api_token: None,
             plot_cache_entries: 256,
             max_samples: 100_000,
             max_trials: 1_000,
@@ -497,7 +509,7 @@ fn expose_secret<S: Serializer>(secret: &SecretString, serializer: S) -> Result<
     serializer.serialize_str(secret.expose_secret())
 }
 
-fn expose_optional_secret<S: Serializer>(
+pub(crate) fn expose_optional_secret<S: Serializer>(
     secret: &Option<SecretString>,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
@@ -523,7 +535,7 @@ pub enum SettingsError {
 }
 
 /// Postgres truncates identifiers (a `LISTEN` channel) past this many bytes.
-const MAX_PG_IDENTIFIER_BYTES: usize = 63;
+pub(crate) const MAX_PG_IDENTIFIER_BYTES: usize = 63;
 /// `consumer_offsets.group_id` and `.topic` are `VARCHAR(255)`.
 const MAX_GROUP_ID_CHARS: usize = 255;
 /// Kafka refuses longer topic names.
@@ -604,6 +616,12 @@ impl Settings {
             "contains a NUL byte".to_owned()
         })?;
         self.validate_http()?;
+        self.auth.validate()?;
+        check(
+            "models.known_models_refresh",
+            !self.models.known_models_refresh.is_zero(),
+            || "0s would ask Postgres in a busy loop".to_owned(),
+        )?;
         check("producer.max_batch", self.producer.max_batch >= 1, || {
             "0 would refuse every request".to_owned()
         })?;
@@ -693,7 +711,7 @@ fn is_host(host: &str) -> bool {
         .is_ok_and(|a| !a.as_str().contains('@'))
 }
 
-fn check(
+pub(crate) fn check(
     setting: &'static str,
     ok: bool,
     reason: impl FnOnce() -> String,
@@ -710,7 +728,11 @@ fn check(
 
 /// Not empty, at most `max` bytes (identifiers) or characters (the rest:
 /// only ASCII is allowed where the two differ).
-fn check_text(setting: &'static str, value: &str, max: usize) -> Result<(), SettingsError> {
+pub(crate) fn check_text(
+    setting: &'static str,
+    value: &str,
+    max: usize,
+) -> Result<(), SettingsError> {
     check(setting, !value.trim().is_empty(), || "is empty".to_owned())?;
     check(setting, value.len() <= max, || {
         format!("is {} bytes long; the most is {max}", value.len())
@@ -909,6 +931,33 @@ mod tests {
                 "model_service.max_event_streams_per_client",
                 Box::new(|s| s.model_service.max_event_streams_per_client = 0),
             ),
+            (
+                "auth.bootstrap_admin_key",
+                Box::new(|s| s.auth.bootstrap_admin_key = Some("k".repeat(31).into())),
+            ),
+            (
+                "auth.bootstrap_admin_key",
+                Box::new(|s| {
+                    s.auth.bootstrap_admin_key = Some(format!("{} x", "k".repeat(32)).into())
+                }),
+            ),
+            (
+                "auth.notify_channel",
+                Box::new(|s| s.auth.notify_channel = String::new()),
+            ),
+            (
+                "auth.reload_interval",
+                Box::new(|s| s.auth.reload_interval = Duration::ZERO),
+            ),
+            (
+                "auth.last_used_interval",
+                Box::new(|s| s.auth.last_used_interval = Duration::ZERO),
+            ),
+            ("auth.max_keys", Box::new(|s| s.auth.max_keys = 0)),
+            (
+                "models.known_models_refresh",
+                Box::new(|s| s.models.known_models_refresh = Duration::ZERO),
+            ),
         ];
         for (setting, change) in cases {
             assert_eq!(refused(change), Some(setting));
@@ -924,6 +973,10 @@ mod tests {
         );
         assert_eq!(refused(|s| s.consumer.group_id = "g".repeat(255)), None);
         assert_eq!(refused(|s| s.kafka.topic = "t.-_9".repeat(49)), None);
+        assert_eq!(
+            refused(|s| s.auth.bootstrap_admin_key = Some("k".repeat(32).into())),
+            None
+        );
     }
 
     #[test]

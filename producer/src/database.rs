@@ -20,6 +20,8 @@ pub const INTERRUPTED: &str = "interrupted: re-send the file to resume";
 #[derive(Debug, Clone, Default)]
 pub struct Database {
     connection: Arc<OnceLock<DatabaseConnection>>,
+    /// Woken once the connection is set, for [`Database::connected`].
+    opened: Arc<tokio::sync::Notify>,
 }
 
 impl Database {
@@ -30,10 +32,12 @@ impl Database {
             Ok(connection) => {
                 let _ = database.connection.set(connection);
             }
+
             Err(error) => {
                 tracing::error!(%error, "the database is unavailable: uploads answer 503 until it answers");
                 let settings = settings.clone();
                 let slot = database.connection.clone();
+                let opened = database.opened.clone();
                 tokio::spawn(async move {
                     let mut backoff =
                         Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -43,6 +47,7 @@ impl Database {
                             Ok(connection) => {
                                 tracing::info!("the database answers: uploads are open");
                                 let _ = slot.set(connection);
+                                opened.notify_waiters();
                                 return;
                             }
                             Err(error) => {
@@ -54,6 +59,18 @@ impl Database {
             }
         }
         database
+    }
+
+    /// The connection, once the database has answered (now, or later).
+    pub async fn connected(&self) -> DatabaseConnection {
+        loop {
+            // Registered before the check, so a set in between still wakes it.
+            let opened = self.opened.notified();
+            if let Some(connection) = self.get() {
+                return connection.clone();
+            }
+            opened.await;
+        }
     }
 
     /// The connection, or `None` while the database has not answered yet.

@@ -35,6 +35,10 @@ pub enum ApiError {
     /// Well-formed, but not an observation (a single one, or the whole request).
     #[error("{0}")]
     Invalid(String),
+    /// `models.auto_create` is off and the model does not exist; `index`:
+    /// the first such item of a batch.
+    #[error("{}no model named {model}: models.auto_create is off, so only PUT /models/{model} (scope admin) creates one", .index.map(|i| format!("item {i}: ")).unwrap_or_default())]
+    UnknownModel { model: String, index: Option<usize> },
     /// Item `index` of a batch is not an observation.
     #[error("item {index}: {message}")]
     InvalidItem { index: usize, message: String },
@@ -84,6 +88,7 @@ impl ApiError {
             }
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Invalid(_)
+            | Self::UnknownModel { .. }
             | Self::InvalidItem { .. }
             | Self::InvalidCsv { .. }
             | Self::InvalidParameter(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -108,6 +113,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::Invalid(_) | Self::InvalidItem { .. } => "invalid_observation",
             Self::InvalidCsv { .. } => "invalid_csv",
+            Self::UnknownModel { .. } => "unknown_model",
             Self::InvalidParameter(_) => "invalid_parameter",
             Self::DuplicateUpload { .. } => "duplicate_upload",
             Self::UploadInProgress { .. } => "upload_in_progress",
@@ -148,6 +154,9 @@ impl IntoResponse for ApiError {
             Self::DatabaseUnavailable(reason) => {
                 tracing::warn!(%reason, "answering 503: the database is unavailable");
                 ErrorResponse::new(self.status(), self.code(), self.to_string()).retry_after(5)
+            }
+            Self::UnknownModel { index, .. } => {
+                ErrorResponse::new(self.status(), self.code(), self.to_string()).item(*index)
             }
             Self::InvalidItem { index, .. } => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string()).item(Some(*index))

@@ -13,6 +13,7 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod kafka;
+pub mod known_models;
 pub mod observability;
 mod openapi;
 pub mod routes;

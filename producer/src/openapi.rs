@@ -2,6 +2,7 @@
 //! handlers' `#[utoipa::path]` annotations; merged into the workspace's
 //! `openapi.json` together with the model service's.
 
+use platform::http::auth::AuthResponses;
 use platform::http::{Check, GuardResponses, Health, Readiness};
 use utoipa::OpenApi;
 
@@ -15,7 +16,7 @@ use crate::uploads::LineError;
 #[openapi(
     info(
         title = "Bayesian pipeline: producer",
-        description = "Clients send Bernoulli observations (globe tosses: `w` water, `l` land; conversions; pass/fail tests). Each request is validated as a whole, written to Kafka (key = model id, value = canonical JSON, `trace-id` header) and answered `202` only after the broker acknowledged every record (`acks=all`, idempotent producer). Errors are `{\"error\":{\"code\",\"message\"}}`. A connection past `http.max_connections` is answered 503 `too_many_connections` with `Retry-After`.",
+        description = "Clients send Bernoulli observations (globe tosses: `w` water, `l` land; conversions; pass/fail tests). Each request is validated as a whole, written to Kafka (key = model id, value = canonical JSON, `trace-id` header) and answered `202` only after the broker acknowledged every record (`acks=all`, idempotent producer). Errors are `{\"error\":{\"code\",\"message\"}}`. With `auth.required` on, every route but `/healthz`, `/readyz` and `/metrics` needs an API key (`Authorization: Bearer <key>`): 401 `unauthorized` without one, 403 `insufficient_scope` without the route's scope (`ingest` to write, `read` to read), 429 `rate_limited` past the key's rate limit. A connection past `http.max_connections` is answered 503 `too_many_connections` with `Retry-After`.",
     ),
     paths(
         observations::post_observations,
@@ -53,13 +54,18 @@ use crate::uploads::LineError;
         (name = "uploads", description = "Bulk CSV uploads: validated whole, produced in the background, followed to `applied`."),
         (name = "operations", description = "Health, readiness and metrics."),
     ),
-    modifiers(&GUARDS),
+    modifiers(&GUARDS, &AUTH),
 )]
 struct ApiDoc;
 
 /// What the request guards answer, on the operations they guard.
 const GUARDS: GuardResponses = GuardResponses {
     state_changing_gets: &[crate::startup::UPDATE_MODEL_ROUTE],
+};
+
+/// The API keys' scheme, scopes and refusals, from the route table.
+const AUTH: AuthResponses = AuthResponses {
+    routes: crate::startup::ROUTES,
 };
 
 /// The producer's OpenAPI document.

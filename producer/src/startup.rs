@@ -9,6 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{Method, Uri};
 use axum::routing::{get, post};
 use axum::Router;
+use platform::http::auth::{Access, Auth, RouteScopes, Scope};
 use platform::http::{upload_pace, with_request_metrics, RequestGuards};
 use platform::settings::Settings;
 use tokio::net::TcpListener;
@@ -28,6 +29,24 @@ const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
 pub(crate) const UPDATE_MODEL_ROUTE: &str = "/update_model/{outcome}";
 /// Bulk uploads, whose `POST` body is streamed.
 const UPLOADS_ROUTE: &str = "/uploads";
+
+const INGEST: Access = Access::Needs(Scope::Ingest);
+const READ: Access = Access::Needs(Scope::Read);
+
+/// Who may call each route when `auth.required` is on (the layer and the
+/// OpenAPI document both read it).
+pub(crate) const ROUTES: RouteScopes = RouteScopes(&[
+    ("POST", "/observations", INGEST),
+    // The seed's clients record an observation with a GET: it writes.
+    ("GET", UPDATE_MODEL_ROUTE, INGEST),
+    ("POST", UPDATE_MODEL_ROUTE, INGEST),
+    ("POST", UPLOADS_ROUTE, INGEST),
+    ("GET", UPLOADS_ROUTE, READ),
+    ("GET", "/uploads/{id}", READ),
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/readyz", Access::Public),
+    ("GET", "/metrics", Access::Public),
+]);
 
 /// The HTTP API over `state`. Tests can call it with `oneshot`, without a socket.
 pub fn router(state: AppState) -> Router {
@@ -52,6 +71,11 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found);
+    let routes = if state.auth().required {
+        Auth::new(state.api_keys().clone(), ROUTES).apply(routes)
+    } else {
+        routes
+    };
     let guards = RequestGuards::new(state.http())
         // The seed's clients record an observation with a GET.
         .state_changing_get(UPDATE_MODEL_ROUTE)
@@ -62,6 +86,54 @@ pub fn router(state: AppState) -> Router {
         // Request spans at debug level; failures are logged once, by ApiError.
         .layer(TraceLayer::new_for_http().on_failure(()))
         .with_state(state)
+}
+
+impl Application {
+    /// Starts what the producer keeps fresh from Postgres once it answers:
+    /// the API keys (with `auth.required` on) and the known models (with
+    /// `models.auto_create` off), until `stopped` says so.
+    fn keep_fresh(
+        &self,
+        stopped: &tokio::sync::watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        let until_stopped = || {
+            let mut stopped = stopped.clone();
+            async move {
+                let _ = stopped.wait_for(|s| *s).await;
+            }
+        };
+        let state = &self.state;
+        let mut tasks = Vec::new();
+        if state.auth().required {
+            let (keys, auth) = (state.api_keys().clone(), state.auth().clone());
+            let database = state.database_handle().clone();
+            let stop = until_stopped();
+            tasks.push(tokio::spawn(async move {
+                let mut stop = std::pin::pin!(stop);
+                let db = tokio::select! {
+                    db = database.connected() => db,
+                    () = stop.as_mut() => return,
+                };
+                platform::http::auth::keep_fresh(keys, db, auth, stop).await;
+            }));
+        }
+        if let Some(known) = state.known_models() {
+            let known = known.clone();
+            let database = state.database_handle().clone();
+            let channel = state.notify_channel().to_owned();
+            let refresh = state.known_models_refresh();
+            let stop = until_stopped();
+            tasks.push(tokio::spawn(async move {
+                let mut stop = std::pin::pin!(stop);
+                let db = tokio::select! {
+                    db = database.connected() => db,
+                    () = stop.as_mut() => return,
+                };
+                crate::known_models::keep_fresh(known, db, channel, refresh, stop).await;
+            }));
+        }
+        tasks
+    }
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -141,16 +213,25 @@ impl Application {
                 metrics.run_upkeep();
             }
         });
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let background = self.keep_fresh(&stopped);
         let app = router(self.state.clone());
         platform::http::serve(
             self.listener,
             app,
             self.state.http(),
             observability::SERVICE,
-            shutdown,
+            async move {
+                shutdown.await;
+                stop.send_replace(true);
+            },
         )
         .await;
         upkeep.abort();
+        for task in background {
+            // They write what they hold (the keys' last uses), then return.
+            let _ = task.await;
+        }
         tracing::info!("HTTP server stopped; flushing the Kafka producer");
         if let Err(error) = self.state.publisher().flush(self.flush_timeout).await {
             tracing::warn!(%error, "records still queued at shutdown were not delivered");

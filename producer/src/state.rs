@@ -6,12 +6,14 @@ use std::time::Duration;
 
 use domain::ModelId;
 use metrics_exporter_prometheus::PrometheusHandle;
-use platform::settings::{HttpSettings, ProducerSettings, Settings, UploadSettings};
+use platform::http::auth::KeyRing;
+use platform::settings::{AuthSettings, HttpSettings, ProducerSettings, Settings, UploadSettings};
 use rdkafka::error::KafkaError;
 
 use crate::database::Database;
 use crate::idempotency::Keys;
 use crate::kafka::Publisher;
+use crate::known_models::KnownModels;
 use crate::uploads::validating::Validations;
 
 #[derive(Debug, Clone)]
@@ -34,6 +36,14 @@ struct Inner {
     validations: Validations,
     /// The Idempotency-Keys of the requests answered lately.
     keys: Keys,
+    auth: AuthSettings,
+    /// The API keys this service holds in memory.
+    api_keys: Arc<KeyRing>,
+    /// With `models.auto_create` off: the models known to exist.
+    known_models: Option<Arc<KnownModels>>,
+    /// The channel on which commits name the models they changed.
+    notify_channel: String,
+    known_models_refresh: Duration,
 }
 
 impl AppState {
@@ -57,6 +67,14 @@ impl AppState {
                     settings.producer.idempotency_keys,
                     settings.consumer.dedup_retention,
                 ),
+                auth: settings.auth.clone(),
+                api_keys: Arc::new(KeyRing::new(
+                    crate::observability::SERVICE,
+                    settings.auth.bootstrap_admin_key.as_ref(),
+                )),
+                known_models: (!settings.models.auto_create).then(Arc::default),
+                notify_channel: settings.database.notify_channel.clone(),
+                known_models_refresh: settings.models.known_models_refresh,
             }),
         })
     }
@@ -100,6 +118,33 @@ impl AppState {
 
     pub fn keys(&self) -> &Keys {
         &self.inner.keys
+    }
+
+    pub fn auth(&self) -> &AuthSettings {
+        &self.inner.auth
+    }
+
+    pub fn api_keys(&self) -> &Arc<KeyRing> {
+        &self.inner.api_keys
+    }
+
+    /// The models known to exist; `None` when data creates its models
+    /// (`models.auto_create` on).
+    pub fn known_models(&self) -> Option<&Arc<KnownModels>> {
+        self.inner.known_models.as_ref()
+    }
+
+    pub fn notify_channel(&self) -> &str {
+        &self.inner.notify_channel
+    }
+
+    pub fn known_models_refresh(&self) -> Duration {
+        self.inner.known_models_refresh
+    }
+
+    /// The database handle, to wait for its connection.
+    pub fn database_handle(&self) -> &Database {
+        &self.inner.database
     }
 
     /// How long `/readyz` waits for the broker.

@@ -376,7 +376,7 @@ fn the_readme_is_a_front_page_that_opens_with_the_two_set_up_commands() {
 
 /// `config/default.toml` as its sections and their keys: `[section]`
 /// headers, and `key = value` lines under them, also commented out (a
-/// setting without a default is shown that way: `# api_token = "change-me"`).
+/// setting without a default is shown that way: `# bootstrap_admin_key = "..."`).
 /// A section without keys (`[kafka.librdkafka]`) passes any option through.
 fn default_settings() -> BTreeMap<String, BTreeSet<String>> {
     let mut sections: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! whatever goes wrong comes back as a [`CommandError`].
 
 mod experiment;
+mod keys;
 mod models;
 mod post;
 mod posterior;
@@ -15,6 +16,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub use experiment::experiment;
+pub use keys::{create_key, list_keys, revoke_key};
 pub use models::models;
 pub use post::post;
 pub use posterior::posterior;
@@ -37,6 +39,8 @@ pub enum CommandError {
     UploadFailed { id: String, reason: String },
     #[error("the model service closed the event stream")]
     EventStreamEnded,
+    #[error("no key in force has the id or name {0:?}")]
+    NoSuchKey(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::LazyLock;
 
 use axum::extract::{ConnectInfo, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
@@ -16,9 +17,21 @@ use crate::state::AppState;
 use crate::streams::Client;
 use crate::views::ModelEvent;
 
-static PAGE: &str = include_str!("../../assets/dashboard.html");
+/// The JavaScript both pages share (the reader's API key, the plots and
+/// the live feed read with it), put in place of `/*API_JS*/` once.
+static API_JS: &str = include_str!("../../assets/api.js");
+
+/// `page` with the shared JavaScript in place.
+pub(crate) fn with_api_js(page: &str) -> String {
+    page.replacen("/*API_JS*/", API_JS, 1)
+}
+
+static PAGE: LazyLock<String> =
+    LazyLock::new(|| with_api_js(include_str!("../../assets/dashboard.html")));
 
 /// The dashboard: models, the selected model's plots and summaries, live.
+/// A static page that holds no data, so it answers without a key; it asks
+/// the reader for one when the API does.
 #[utoipa::path(
     get,
     path = "/",
@@ -26,7 +39,7 @@ static PAGE: &str = include_str!("../../assets/dashboard.html");
     responses((status = 200, description = "HTML page", content_type = "text/html"))
 )]
 pub async fn index() -> Html<&'static str> {
-    Html(PAGE)
+    Html(PAGE.as_str())
 }
 
 /// Server-sent events: `ready` once subscribed, then `update` with a

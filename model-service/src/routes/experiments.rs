@@ -19,7 +19,6 @@ use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store::{self, ExperimentRecord, MergedPoint, ModelRecord, Points};
 use serde::Deserialize;
 
-use super::models::BearerAuth;
 use super::plots::{dimension, DEFAULT_HEIGHT, DEFAULT_WIDTH};
 use super::{
     blocking, data_key, mass, object_body, page_after, page_limit, page_of, parse_time, timed,
@@ -277,20 +276,17 @@ const ID_PARAM: &str = "Experiment id: 1 to 64 of [a-z0-9_.-], starting with a l
 
 /// Creates an experiment or redefines it. Its arms are ordinary models
 /// (created with the default prior when new) and keep their priors, grids,
-/// history and plots. Requires `Authorization: Bearer <token>` when
-/// `model_service.api_token` is set.
+/// history and plots. Needs scope `admin`.
 #[utoipa::path(
     put,
     path = "/experiments/{id}",
     operation_id = "putExperiment", tag = "experiments",
     params(("id" = String, Path, description = ID_PARAM, pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
     request_body = ExperimentBody,
-    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Redefined", body = ExperimentInfo),
         (status = 201, description = "Created", body = ExperimentInfo),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid id, arms, control, threshold, rope, weights or bandit", body = ErrorBody),
@@ -298,7 +294,6 @@ const ID_PARAM: &str = "Experiment id: 1 to 64 of [a-z0-9_.-], starting with a l
     )
 )]
 pub async fn put(
-    _auth: BearerAuth,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
@@ -351,6 +346,38 @@ pub struct ExperimentParams {
     /// Only the observations committed within this span before `at` (or now): `7d`, `24h`.
     #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
     window: Option<String>,
+}
+
+/// Deletes an experiment and the units its bandit assigned. Its arms are
+/// ordinary models and stay, with their counts and history. Needs scope
+/// `admin`.
+#[utoipa::path(
+    delete,
+    path = "/experiments/{id}",
+    operation_id = "deleteExperiment", tag = "experiments",
+    params(("id" = String, Path, description = ID_PARAM, pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "Unknown experiment", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = experiment_id(&id)?;
+    if timed(
+        "delete_experiment",
+        store::delete_experiment(state.db(), &id),
+    )
+    .await?
+    {
+        tracing::info!(experiment = %id, "experiment deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::ExperimentNotFound(id.to_string()))
+    }
 }
 
 /// An experiment's figures: per arm its counts, posterior, P(best), expected
@@ -790,11 +817,18 @@ fn plot_size(
     ))
 }
 
-static PAGE: &str = include_str!("../../assets/experiment.html");
+static PAGE: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    super::dashboard::with_api_js(include_str!("../../assets/experiment.html"))
+});
 
 /// The experiment's live page: the arms' posteriors overlaid, P(best),
 /// expected loss and uplift per arm, the decision and SRM badges and the
 /// P(best) history, redrawn when `/events` names an arm.
+///
+/// The page is the same static file for every experiment and holds no data
+/// (it reads everything with the key the reader entered), so it answers
+/// without a key and without asking the database: whether an experiment
+/// exists is told by `GET /experiments/{id}`, to a key with scope `read`.
 #[utoipa::path(
     get,
     path = "/experiments/{id}/dashboard",
@@ -802,17 +836,14 @@ static PAGE: &str = include_str!("../../assets/experiment.html");
     params(("id" = String, Path, description = ID_PARAM, pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
     responses(
         (status = 200, description = "HTML page", content_type = "text/html"),
-        (status = 404, description = "Unknown experiment", body = ErrorBody),
-        (status = 503, description = "Database unavailable", body = ErrorBody),
+        (status = 404, description = "An id no experiment can have", body = ErrorBody),
     )
 )]
 pub async fn dashboard(
-    State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<axum::response::Html<&'static str>, ApiError> {
-    let id = experiment_id(&id)?;
-    load_experiment(&state, &id).await?;
-    Ok(axum::response::Html(PAGE))
+    experiment_id(&id)?;
+    Ok(axum::response::Html(PAGE.as_str()))
 }
 
 /// The bandit's allocation now: Thompson sampling (weights = P(best),

@@ -3,6 +3,7 @@
 
 mod dashboard;
 mod experiments;
+mod keys;
 mod models;
 mod ops;
 mod plots;
@@ -11,11 +12,12 @@ mod posterior;
 use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::Router;
 use chrono::{DateTime, Utc};
 use domain::bayes::{check_mass, Counts, DEFAULT_MASS};
 use domain::ModelId;
+use platform::http::auth::{Access, Auth, AuthResponses, RouteScopes, Scope};
 use platform::http::{
     with_request_metrics, Check, GuardResponses, Health, Readiness, RequestGuards,
 };
@@ -36,6 +38,58 @@ const RENDER_SECONDS: &str = "model_service_render_duration_seconds";
 /// Counter: cache lookups, labelled `cache` and `result` (`hit` or `miss`).
 const CACHE_LOOKUPS: &str = "model_service_cache_lookups_total";
 
+const READ: Access = Access::Needs(Scope::Read);
+const ADMIN: Access = Access::Needs(Scope::Admin);
+
+/// Who may call each route when `auth.required` is on (the layer and the
+/// OpenAPI document both read it). The two dashboard pages are static
+/// files that hold no data: a browser cannot send a key when it opens a
+/// page, so they answer without one and read everything with the key the
+/// reader enters.
+pub(crate) const ROUTES: RouteScopes = RouteScopes(&[
+    ("GET", "/", Access::Public),
+    ("GET", "/experiments/{id}/dashboard", Access::Public),
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/readyz", Access::Public),
+    ("GET", "/metrics", Access::Public),
+    ("GET", "/events", READ),
+    ("GET", "/posterior", READ),
+    ("GET", "/models", READ),
+    ("GET", "/models/{id}", READ),
+    ("PUT", "/models/{id}", ADMIN),
+    ("DELETE", "/models/{id}", ADMIN),
+    ("GET", "/models/{id}/posterior", READ),
+    ("GET", "/models/{id}/posterior.png", READ),
+    ("GET", "/models/{id}/posterior.svg", READ),
+    ("GET", "/models/{id}/history", READ),
+    ("GET", "/models/{id}/history.png", READ),
+    ("GET", "/models/{id}/history.svg", READ),
+    ("GET", "/models/{id}/predictive", READ),
+    ("GET", "/models/{id}/samples", READ),
+    ("GET", "/compare", READ),
+    ("GET", "/experiments", READ),
+    ("GET", "/experiments/{id}", READ),
+    ("PUT", "/experiments/{id}", ADMIN),
+    ("DELETE", "/experiments/{id}", ADMIN),
+    ("GET", "/experiments/{id}/history", READ),
+    ("GET", "/experiments/{id}/history.png", READ),
+    ("GET", "/experiments/{id}/history.svg", READ),
+    ("GET", "/experiments/{id}/posteriors.png", READ),
+    ("GET", "/experiments/{id}/posteriors.svg", READ),
+    ("GET", "/experiments/{id}/weights", READ),
+    // The application that assigns units to arms reports their outcomes
+    // too: it holds an ingest key, never an admin one.
+    (
+        "POST",
+        "/experiments/{id}/assignments",
+        Access::Needs(Scope::Ingest),
+    ),
+    ("GET", "/openapi.json", READ),
+    ("GET", "/keys", ADMIN),
+    ("POST", "/keys", ADMIN),
+    ("DELETE", "/keys/{id}", ADMIN),
+]);
+
 /// The service's routes over `state`. Tests drive it with `oneshot`.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.settings().max_body_bytes;
@@ -44,7 +98,10 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(dashboard::events))
         .route("/posterior", get(posterior::default_posterior))
         .route("/models", get(models::list))
-        .route("/models/{id}", get(models::get).put(models::put))
+        .route(
+            "/models/{id}",
+            get(models::get).put(models::put).delete(models::delete),
+        )
         .route("/models/{id}/posterior", get(posterior::posterior))
         .route("/models/{id}/posterior.png", get(plots::posterior_png))
         .route("/models/{id}/posterior.svg", get(plots::posterior_svg))
@@ -57,7 +114,9 @@ pub fn router(state: AppState) -> Router {
         .route("/experiments", get(experiments::list))
         .route(
             "/experiments/{id}",
-            get(experiments::get).put(experiments::put),
+            get(experiments::get)
+                .put(experiments::put)
+                .delete(experiments::delete),
         )
         .route("/experiments/{id}/history", get(experiments::history))
         .route(
@@ -86,8 +145,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(ops::openapi_json))
+        .route("/keys", get(keys::list).post(keys::create))
+        .route("/keys/{id}", delete(keys::revoke))
         .fallback(|| async { ApiError::RouteNotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed });
+    let routes = if state.auth().required {
+        Auth::new(state.keys().clone(), ROUTES).apply(routes)
+    } else {
+        routes
+    };
     let guards = RequestGuards::new(state.http());
     with_request_metrics(guards.apply(routes), SERVICE)
         .layer(DefaultBodyLimit::max(body_limit))
@@ -101,8 +167,9 @@ pub fn router(state: AppState) -> Router {
         title = "model-service",
         description = "Posterior queries, plots and a live dashboard over the models kept in Postgres. \
                        Errors are `{\"error\": {\"code\", \"message\"}}` with 400 (malformed JSON, two \
-                       Content-Type headers), 401 (bearer token), 403 (`cross_origin_request`: a state-changing \
-                       request from another site's page), 404 (unknown model or experiment), 408 \
+                       Content-Type headers), 401 (`unauthorized`: no API key, or one not in force, when \
+                       `auth.required` is on), 403 (`insufficient_scope`: the key lacks the route's scope; \
+                       `cross_origin_request`: a state-changing request from another site's page), 404 (unknown model or experiment), 408 \
                        (`request_timeout`: the body did not arrive within `http.body_timeout`), 413, 415, 421 \
                        (`misdirected_request`: a Host not in `http.allowed_hosts`), 422 (invalid parameter or \
                        body), 429 (a model reconfigured too often; see `Retry-After`), 503 (database \
@@ -113,6 +180,7 @@ pub fn router(state: AppState) -> Router {
         models::list,
         models::get,
         models::put,
+        models::delete,
         posterior::posterior,
         posterior::history,
         posterior::predictive,
@@ -120,6 +188,7 @@ pub fn router(state: AppState) -> Router {
         posterior::compare,
         experiments::list,
         experiments::put,
+        experiments::delete,
         experiments::get,
         experiments::history,
         experiments::weights,
@@ -139,13 +208,18 @@ pub fn router(state: AppState) -> Router {
         ops::readyz,
         ops::metrics,
         ops::openapi_json,
+        keys::list,
+        keys::create,
+        keys::revoke,
     ),
-    components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::views::ModelEvent)),
-    modifiers(&BearerScheme, &GUARDS),
+    components(schemas(ErrorBody, ErrorDetail, Health, Readiness, Check, crate::views::ModelEvent,
+        keys::KeyBody, keys::KeyInfo, keys::CreatedKey, keys::KeyList, Scope)),
+    modifiers(&GUARDS, &AUTH),
     tags(
         (name = "models", description = "Posterior queries"),
         (name = "experiments", description = "A/B/n tests over models: exact P(best), expected loss, uplift, decisions, bandit allocation"),
         (name = "plots"),
+        (name = "keys", description = "API keys (scope `admin`): tokens are shown once, at creation"),
         (name = "operations")
     )
 )]
@@ -156,19 +230,8 @@ const GUARDS: GuardResponses = GuardResponses {
     state_changing_gets: &[],
 };
 
-/// Declares the bearer token `PUT /models/{id}` may require.
-struct BearerScheme;
-
-impl utoipa::Modify for BearerScheme {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
-        );
-    }
-}
+/// The API keys' scheme, scopes and refusals, from [`ROUTES`].
+const AUTH: AuthResponses = AuthResponses { routes: ROUTES };
 
 /// The OpenAPI description of every route of the service.
 pub fn openapi() -> utoipa::openapi::OpenApi {

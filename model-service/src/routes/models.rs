@@ -1,18 +1,12 @@
 //! Listing, reading and configuring models.
 
-use axum::extract::{FromRequestParts, OptionalFromRequestParts, State};
-use axum::http::request::Parts;
+use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum_extra::headers::authorization::Bearer;
-use axum_extra::headers::Authorization;
-use axum_extra::TypedHeader;
 use domain::ModelId;
 use platform::http::{ApiJson, ApiPath, ApiQuery};
-use platform::store::{self, ChangeLimit, Configured, ModelConfig};
-use secrecy::ExposeSecret;
+use platform::store::{self, ChangeLimit, Configured, Deleted, ModelConfig};
 use serde::Deserialize;
-use subtle::ConstantTimeEq;
 
 use super::{load_model, model_id, object_body, page_after, page_limit, page_of, timed};
 use crate::error::{ApiError, ErrorBody};
@@ -86,20 +80,17 @@ pub async fn get(
 /// A request that changes nothing writes nothing and answers 200 with the
 /// model as it is. At most `model_service.max_config_changes_per_hour`
 /// changes of one model within any hour (10 unless configured); past it,
-/// 429 with `Retry-After`.
-/// Requires `Authorization: Bearer <token>` when `model_service.api_token` is set.
+/// 429 with `Retry-After`. Needs scope `admin`.
 #[utoipa::path(
     put,
     path = "/models/{id}",
     operation_id = "configureModel", tag = "models",
     params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
     request_body = ModelConfigBody,
-    security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Reconfigured, or already so configured (nothing written)", body = ModelInfo),
         (status = 201, description = "Created", body = ModelInfo),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
-        (status = 401, description = "Missing or wrong bearer token", body = ErrorBody),
         (status = 413, description = "Body too large", body = ErrorBody),
         (status = 415, description = "Body is not application/json", body = ErrorBody),
         (status = 422, description = "Invalid model id, prior or grid size", body = ErrorBody),
@@ -109,7 +100,6 @@ pub async fn get(
     )
 )]
 pub async fn put(
-    _auth: BearerAuth,
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
@@ -158,39 +148,45 @@ pub async fn put(
     }
 }
 
-/// Passes when no token is configured, or when the request carries
-/// `Authorization: Bearer <the token>`.
-#[derive(Debug)]
-pub struct BearerAuth;
-
-impl FromRequestParts<AppState> for BearerAuth {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(expected) = state.settings().api_token.as_ref() else {
-            return Ok(BearerAuth);
-        };
-        // A missing header, another scheme or a malformed value all read
-        // as no token: the answer is the same 401.
-        let given =
-            <TypedHeader<Authorization<Bearer>> as OptionalFromRequestParts<_>>::from_request_parts(
-                parts, state,
-            )
-            .await
-            .ok()
-            .flatten()
-            .ok_or(ApiError::Unauthorized)?;
-        // Constant time: how long the comparison takes must not tell how
-        // much of a guessed token was right.
-        let matches: bool = given
-            .token()
-            .as_bytes()
-            .ct_eq(expected.expose_secret().as_bytes())
-            .into();
-        if matches {
-            Ok(BearerAuth)
-        } else {
-            Err(ApiError::Unauthorized)
+/// Deletes a model: its configuration, counts, history and plots, at once.
+/// Its records still in the log, or sent later, are applied as any other
+/// record: with `models.auto_create` on they create the model anew, from
+/// nothing; off, they are dead-lettered (`unknown_model`). The ids of the
+/// observations it had applied are remembered for `consumer.dedup_retention`
+/// all the same, so a client's retry of one of them is not counted again.
+/// A model that is an arm of an experiment is not deleted (409): delete the
+/// experiment first. Needs scope `admin`.
+#[utoipa::path(
+    delete,
+    path = "/models/{id}",
+    operation_id = "deleteModel", tag = "models",
+    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    responses(
+        (status = 204, description = "Deleted, with its history"),
+        (status = 404, description = "Unknown model", body = ErrorBody),
+        (status = 409, description = "An arm of experiments (`model_in_experiment`); the message names them", body = ErrorBody),
+        (status = 503, description = "Database unavailable", body = ErrorBody),
+    )
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = model_id(&id)?;
+    let deleted = timed(
+        "delete_model",
+        store::delete_model(state.db(), &id, state.notify_channel()),
+    )
+    .await?;
+    match deleted {
+        Deleted::Deleted => {
+            tracing::info!(model = %id, "model deleted");
+            Ok(StatusCode::NO_CONTENT)
         }
+        Deleted::NotFound => Err(ApiError::ModelNotFound(id.to_string())),
+        Deleted::InExperiments(experiments) => Err(ApiError::ModelInExperiments {
+            model: id.to_string(),
+            experiments,
+        }),
     }
 }

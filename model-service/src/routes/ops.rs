@@ -25,7 +25,8 @@ pub async fn healthz() -> Health {
     Health::OK
 }
 
-/// The process can answer: the database responds.
+/// The process can answer: the database responds (and, with
+/// `auth.required` on, the API keys were loaded).
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -42,13 +43,19 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
     };
-    Readiness::new(vec![Check::new("database", database)])
+    let mut checks = vec![Check::new("database", database)];
+    if state.auth().required {
+        checks.push(state.keys().readiness());
+    }
+    Readiness::new(checks)
 }
 
 /// Prometheus metrics: `http_requests_total{service,method,route,status}`,
 /// `http_request_duration_seconds{service,method,route}`, `http_errors_total{service,code}`,
 /// `model_service_query_duration_seconds{query}`,
 /// `model_service_render_duration_seconds{plot,format}`,
+/// `http_key_requests_total{service,key}`, `http_keys_in_force{service}`,
+/// `http_keys_loaded_timestamp_seconds{service}`,
 /// `model_service_cache_lookups_total{cache,result}`.
 #[utoipa::path(
     get,

@@ -16,7 +16,9 @@ async fn the_dashboard_is_one_html_page_that_listens_for_events() {
         .unwrap()
         .starts_with("text/html"));
     let page = response.text().await.unwrap();
-    assert!(page.contains("new EventSource(\"/events\")"));
+    // The live feed is read with the reader's key, as the data is.
+    assert!(page.contains("api(\"/events\")") && page.contains("follow("));
+    assert!(!page.contains("/*API_JS*/"));
     assert!(page.contains("id=\"trials\""));
 }
 
@@ -88,7 +90,7 @@ async fn the_dashboard_in_headless_chromium_shows_new_data_live() {
     // Both plots of version 2 have loaded.
     let plots_loaded = "['posterior-plot', 'history-plot'].every(id => { \
          const img = document.getElementById(id); \
-         return img.complete && img.naturalWidth > 0 && img.src.includes('version=2'); })";
+         return img.complete && img.naturalWidth > 0 && (img.dataset.src || '').includes('version=2'); })";
     let start = tokio::time::Instant::now();
     while browser.eval(plots_loaded).await != true {
         assert!(start.elapsed() < deadline, "the plots did not load");
@@ -149,8 +151,15 @@ async fn the_experiment_page_in_headless_chromium_shows_figures_and_decision_liv
         ("checkout-c", 95, 905),
     ])
     .await;
-    app.get_error("/experiments/nope/dashboard", 404, "experiment_not_found")
-        .await;
+    // The page is static: it tells of an unknown experiment itself, and
+    // only an id no experiment can have is a 404.
+    assert_eq!(app.get("/experiments/nope/dashboard").await.status(), 200);
+    app.get_error(
+        "/experiments/Not%20Valid/dashboard",
+        404,
+        "experiment_not_found",
+    )
+    .await;
 
     let browser = Browser::launch(1280, 1100).await;
     browser
@@ -189,7 +198,7 @@ async fn the_experiment_page_in_headless_chromium_shows_figures_and_decision_liv
     let plots_loaded =
         "[['posteriors-plot', 'version=6'], ['history-plot', '_=6']].every(([id, v]) => { \
          const img = document.getElementById(id); \
-         return img.complete && img.naturalWidth > 0 && img.src.includes(v); })";
+         return img.complete && img.naturalWidth > 0 && (img.dataset.src || '').includes(v); })";
     wait_for(&browser, plots_loaded, &json!(true)).await;
 
     let shot = browser.screenshot().await;
@@ -203,4 +212,55 @@ async fn the_experiment_page_in_headless_chromium_shows_figures_and_decision_liv
         pixels.iter().any(|&c| c < 128),
         "the screenshot is not blank"
     );
+}
+
+#[tokio::test]
+async fn with_keys_required_the_dashboard_asks_for_a_read_key_once_and_streams_with_it() {
+    let app = crate::helpers::spawn_app_with(crate::keys::locked).await;
+    let (_, token) = crate::keys::create_key(
+        &app,
+        serde_json::json!({"name": "screen", "scopes": ["read"]}),
+    )
+    .await;
+    app.publish_many(&[("globe", 6, 3)]).await;
+
+    let browser = Browser::launch(1280, 1000).await;
+    browser.open(&app.url("/#globe")).await;
+    // The page's first request was refused: it asks for a key.
+    wait_for(
+        &browser,
+        "document.getElementById('key-form').hidden",
+        &serde_json::json!(false),
+    )
+    .await;
+    browser
+        .eval(&format!(
+            "(document.getElementById('key-input').value = '{token}', \
+             document.getElementById('key-form').requestSubmit(), true)"
+        ))
+        .await;
+    let text = |id: &str| format!("document.getElementById('{id}').textContent");
+    wait_for(&browser, &text("trials"), &serde_json::json!("9")).await;
+    // The live feed is a fetch stream sending the key.
+    eventually(Duration::from_secs(30), "the page's event stream", || {
+        let subscribers = app.state.subscribers();
+        async move { (subscribers >= 1).then_some(()) }
+    })
+    .await;
+    app.publish("globe", 3, 1).await;
+    wait_for(&browser, &text("trials"), &serde_json::json!("13")).await;
+    let plot_loaded = "(() => { const img = document.getElementById('posterior-plot'); \
+         return img.complete && img.naturalWidth > 0 && (img.dataset.src || '').includes('version=2'); })()";
+    wait_for(&browser, plot_loaded, &serde_json::json!(true)).await;
+
+    // Entered once: a new visit finds the key and never asks again.
+    browser.open(&app.url("/#globe")).await;
+    wait_for(&browser, &text("trials"), &serde_json::json!("13")).await;
+    assert_eq!(
+        browser
+            .eval("document.getElementById('key-form').hidden")
+            .await,
+        serde_json::json!(true)
+    );
+    browser.close().await;
 }

@@ -10,7 +10,7 @@ async fn unknown_routes_and_methods_answer_in_the_error_shape() {
         .await;
     let response = app
         .client
-        .delete(app.url("/models/globe"))
+        .post(app.url("/models/globe"))
         .send()
         .await
         .unwrap();

@@ -383,9 +383,10 @@ async fn a_unit_keeps_its_arm_and_assignments_follow_the_weights() {
 }
 
 #[tokio::test]
-async fn invalid_experiments_are_refused_with_the_reason_and_a_token_guards_them() {
+async fn invalid_experiments_are_refused_with_the_reason_and_a_key_guards_them() {
     let app = spawn_app_with(|s| {
-        s.model_service.api_token = Some("s3cret".to_owned().into());
+        s.auth.required = true;
+        s.auth.bootstrap_admin_key = Some(crate::keys::BOOTSTRAP.to_owned().into());
     })
     .await;
     let put = |body: Value, token: Option<&'static str>| {
@@ -428,15 +429,64 @@ async fn invalid_experiments_are_refused_with_the_reason_and_a_token_guards_them
         ),
         (json!({"arms": ["a", "b"], "colour": "red"}), "colour"),
     ] {
-        let (status, error) = put(body.clone(), Some("s3cret")).await;
+        let (status, error) = put(body.clone(), Some(crate::keys::BOOTSTRAP)).await;
         assert_eq!(status, 422, "{body}: {error}");
         let message = error["error"]["message"].as_str().unwrap();
         assert!(message.contains(says), "{body}: {message}");
     }
-    let (status, created) = put(json!({"arms": ["a", "b"]}), Some("s3cret")).await;
+    let (status, created) = put(json!({"arms": ["a", "b"]}), Some(crate::keys::BOOTSTRAP)).await;
     assert_eq!(status, 201, "{created}");
-    let (status, _) = put(json!({"arms": ["a", "b", "c"]}), Some("s3cret")).await;
+    let (status, _) = put(
+        json!({"arms": ["a", "b", "c"]}),
+        Some(crate::keys::BOOTSTRAP),
+    )
+    .await;
     assert_eq!(status, 200);
     // Its arms are models like any other.
-    app.get_json("/models/c", 200).await;
+    let arm = app
+        .client
+        .get(app.url("/models/c"))
+        .bearer_auth(crate::keys::BOOTSTRAP)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(arm.status(), 200);
+}
+
+#[tokio::test]
+async fn deleting_an_experiment_keeps_its_arms_and_only_then_may_they_be_deleted() {
+    let app = spawn_app().await;
+    let created = app
+        .put_json(
+            "/experiments/checkout",
+            &json!({"arms": ["arm-a", "arm-b"]}),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let delete = |path: &str| app.client.delete(app.url(path)).send();
+
+    // An arm of an experiment cannot go: the experiment would lose it.
+    let refused = delete("/models/arm-a").await.unwrap();
+    assert_eq!(refused.status(), 409);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "model_in_experiment", "{body}");
+    app.get_json("/models/arm-a", 200).await;
+
+    assert_eq!(delete("/experiments/checkout").await.unwrap().status(), 204);
+    app.get_error("/experiments/checkout", 404, "experiment_not_found")
+        .await;
+    let again = delete("/experiments/checkout").await.unwrap();
+    assert_eq!(again.status(), 404);
+    let body: Value = again.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "experiment_not_found", "{body}");
+
+    // Its arms stay, as models, and may be deleted now.
+    app.get_json("/models/arm-b", 200).await;
+    assert_eq!(delete("/models/arm-a").await.unwrap().status(), 204);
+    app.get_error("/models/arm-a", 404, "model_not_found").await;
+    app.get_error("/models/arm-a/history", 404, "model_not_found")
+        .await;
+    let again = delete("/models/arm-a").await.unwrap();
+    assert_eq!(again.status(), 404);
+    app.get_json("/models/arm-b", 200).await;
 }

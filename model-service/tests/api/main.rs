@@ -12,6 +12,7 @@ mod errors;
 mod events;
 mod experiments;
 mod helpers;
+mod keys;
 mod limits;
 mod models;
 mod ops;

@@ -34,6 +34,7 @@
 //! Errors are answered by [`ErrorResponse`]; a service's own `ApiError`
 //! names its failures and hands the status, code and message to it.
 
+pub mod auth;
 mod body;
 mod error;
 mod extract;

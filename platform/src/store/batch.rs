@@ -102,7 +102,8 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 /// deltas as a JSON array, $7 the default prior, $8 the default grid size,
 /// $9 the notify channel, $10 the longest notify payload, $11 the
 /// identified observations as a JSON array, $12 the model locks' class, $13
-/// the numbered observations' groups as a JSON array.
+/// the numbered observations' groups as a JSON array, $14 whether data
+/// creates the models it names (`models.auto_create`).
 ///
 /// - `moved`/`inserted`: the compare-and-set. With an expected offset only the
 ///   UPDATE can match; without one only the INSERT can, and it does nothing
@@ -141,9 +142,20 @@ const MAX_NOTIFY_PAYLOAD: i32 = 7_900;
 ///   on the rows of `models` and `model_states`, which one statement's CTEs
 ///   write in no fixed order. Ids come first: a batch that holds a model
 ///   lock waits for no id, so ids and locks cannot wait in a circle.
-/// - `created`: models that get data before anyone configured them get the
-///   defaults. The foreign key from `model_states` is checked at the end of
-///   the statement, when these rows exist.
+/// - `existing`/`unknown`: only with `models.auto_create` off ($14 false).
+///   The batch's models that exist, read under the model locks with a row
+///   lock (`FOR KEY SHARE`), which sees the newest committed row, not the
+///   statement's snapshot: a model deleted after the statement began, by a
+///   `DELETE /models/{id}` the batch waited for in `locked`, is not
+///   returned, and none can be deleted from then until this commits. Any
+///   model of `d` not among them makes `refuse_unknown_models` raise
+///   (`foreign_key_violation` on the constraint name `models_unknown`), so
+///   nothing is written and no model is created: the caller dead-letters
+///   those models' records and writes the rest.
+/// - `created`: with `models.auto_create` on, models that get data before
+///   anyone configured them get the defaults. The foreign key from
+///   `model_states` is checked at the end of the statement, when these rows
+///   exist.
 /// - `states`: adds the deltas (a new state row starts at version 1), then
 ///   `history` writes one row a model with the cumulative counts. Both are
 ///   stamped with `clock_timestamp()` read after `locked`, not `now()` (the
@@ -214,14 +226,21 @@ WITH moved AS (
 ), locked AS MATERIALIZED (
     SELECT count(pg_advisory_xact_lock($12, hashtext(o.model_id))) AS n
     FROM (SELECT model_id FROM d ORDER BY hashtext(model_id), model_id) o
+), existing AS MATERIALIZED (
+    SELECT m.id FROM models m, locked
+    WHERE NOT $14::boolean AND m.id IN (SELECT model_id FROM d)
+    FOR KEY SHARE OF m
+), unknown AS MATERIALIZED (
+    SELECT refuse_unknown_models(count(*)) AS n
+    FROM d WHERE NOT $14::boolean AND model_id NOT IN (SELECT id FROM existing)
 ), created AS (
     INSERT INTO models (id, prior, grid_size)
-    SELECT model_id, $7::jsonb, $8::integer FROM d, locked ORDER BY model_id
+    SELECT model_id, $7::jsonb, $8::integer FROM d, locked WHERE $14::boolean ORDER BY model_id
     ON CONFLICT (id) DO NOTHING
     RETURNING id
 ), states AS (
     INSERT INTO model_states AS s (model_id, successes, failures, version, updated_at)
-    SELECT model_id, ds, df, 1, clock_timestamp() FROM d, locked ORDER BY model_id
+    SELECT model_id, ds, df, 1, clock_timestamp() FROM d, locked, unknown ORDER BY model_id
     ON CONFLICT (model_id) DO UPDATE SET
         successes = s.successes + EXCLUDED.successes,
         failures = s.failures + EXCLUDED.failures,
@@ -319,6 +338,7 @@ pub async fn apply_batch(
             serde_json::Value::Array(identified).into(),
             super::models::MODEL_LOCK_CLASS.into(),
             numbered.into(),
+            defaults.auto_create.into(),
         ],
     ))
     .all(db)

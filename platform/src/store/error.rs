@@ -43,6 +43,11 @@ pub enum StoreError {
     /// written. The caller finds them with `conflicting_ids`.
     #[error("observation ids conflict: {0}")]
     IdConflict(String),
+    /// `models.auto_create` is off and a batch named models that do not
+    /// exist (the batch statement raises on `models_unknown`); nothing was
+    /// written. The caller finds them with `missing_models`.
+    #[error("unknown models: {0}")]
+    UnknownModels(String),
 }
 
 impl StoreError {
@@ -60,6 +65,7 @@ enum Class {
     Corrupt,
     Unstorable,
     IdConflict,
+    UnknownModels,
 }
 
 impl From<DbErr> for StoreError {
@@ -70,6 +76,7 @@ impl From<DbErr> for StoreError {
             Class::Corrupt => StoreError::Corrupt(err.to_string()),
             Class::Unstorable => StoreError::Unstorable(err),
             Class::IdConflict => StoreError::IdConflict(err.to_string()),
+            Class::UnknownModels => StoreError::UnknownModels(err.to_string()),
         }
     }
 }
@@ -88,8 +95,10 @@ fn classify(err: &DbErr) -> Class {
     };
     match sqlx {
         SqlxError::Database(db) => {
-            if db.constraint() == Some(ID_CONFLICT_CONSTRAINT) {
-                return Class::IdConflict;
+            match db.constraint() {
+                Some(ID_CONFLICT_CONSTRAINT) => return Class::IdConflict,
+                Some(UNKNOWN_MODELS_CONSTRAINT) => return Class::UnknownModels,
+                _ => {}
             }
             db.code()
                 .map_or(Class::Rejected, |code| classify_sqlstate(&code))
@@ -149,6 +158,8 @@ fn classify_sqlstate(code: &str) -> Class {
 /// The constraint name the batch statement raises a conflict under (the
 /// `refuse_id_conflicts` function of migration m0008).
 const ID_CONFLICT_CONSTRAINT: &str = "applied_ids_content";
+/// The constraint name `refuse_unknown_models` raises with (migration m0010).
+const UNKNOWN_MODELS_CONSTRAINT: &str = "models_unknown";
 
 #[cfg(test)]
 mod tests {
@@ -210,6 +221,7 @@ mod tests {
             Class::Corrupt => matches!(store, StoreError::Corrupt(_)),
             Class::Unstorable => matches!(store, StoreError::Unstorable(_)),
             Class::IdConflict => matches!(store, StoreError::IdConflict(_)),
+            Class::UnknownModels => matches!(store, StoreError::UnknownModels(_)),
         };
         assert!(variant_matches, "{shown} became {store:?}");
     }

@@ -18,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(APPLIED_ID_BITS),
             Box::new(APPLIED_ID_CONTENT),
             Box::new(PRIORS),
+            Box::new(API_KEYS),
         ]
     }
 }
@@ -508,5 +509,50 @@ ALTER TABLE models DROP COLUMN prior_sha256;
 DROP TABLE priors;
 DROP FUNCTION store_prior(jsonb);
 DROP FUNCTION prior_sha256(jsonb);
+"#,
+};
+
+/// The HTTP API keys (`platform::http::auth`), and what the batch statement
+/// raises when `models.auto_create` is off and a batch names a model that
+/// does not exist.
+const API_KEYS: Sql = Sql {
+    name: "m0010_api_keys",
+    up: r#"
+-- A key is shown once, when it is created: only the SHA-256 of the whole
+-- token is kept (the token is 256 random bits, so a fast hash is enough; no
+-- password hashing is needed). `id` is public: it is part of the token, so
+-- a service finds the key's row without a search and compares the hashes
+-- in constant time. A revoked key keeps its row (and its name, taken only
+-- among the keys that are not revoked) for the record.
+CREATE TABLE api_keys (
+    id            VARCHAR(16)  PRIMARY KEY,
+    name          VARCHAR(64)  NOT NULL,
+    -- Space-separated, as OAuth writes scopes.
+    scopes        VARCHAR(32)  NOT NULL
+                  CHECK (scopes ~ '^(ingest|read|admin)( (ingest|read|admin))*$'),
+    token_sha256  CHAR(64)     NOT NULL UNIQUE,
+    rate_limit    INTEGER      CHECK (rate_limit >= 1),
+    created_at    TIMESTAMPTZ  NOT NULL DEFAULT now(),
+    last_used_at  TIMESTAMPTZ,
+    revoked_at    TIMESTAMPTZ
+);
+CREATE UNIQUE INDEX api_keys_name ON api_keys (name) WHERE revoked_at IS NULL;
+
+-- Raised by the batch statement when models.auto_create is off and the batch
+-- names models that do not exist, so that nothing of it is written; the
+-- constraint name tells the consumer why (it dead-letters their records).
+CREATE FUNCTION refuse_unknown_models(unknown bigint) RETURNS bigint LANGUAGE plpgsql AS $$
+BEGIN
+    IF unknown > 0 THEN
+        RAISE EXCEPTION '% model(s) of the batch do not exist and models.auto_create is off', unknown
+            USING ERRCODE = 'foreign_key_violation', CONSTRAINT = 'models_unknown';
+    END IF;
+    RETURN unknown;
+END
+$$;
+"#,
+    down: r#"
+DROP FUNCTION refuse_unknown_models(bigint);
+DROP TABLE api_keys;
 "#,
 };

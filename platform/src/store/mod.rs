@@ -6,6 +6,7 @@
 //! batch write (`batch`), which must be one SQL statement. Every database
 //! error becomes a [`StoreError`] classified once, in `error`.
 
+mod api_keys;
 mod batch;
 mod convert;
 mod dedup;
@@ -13,11 +14,15 @@ pub mod entities;
 mod error;
 mod experiments;
 mod history;
+mod lifecycle;
 pub mod migration;
 mod models;
 mod offsets;
 mod uploads;
 
+pub use api_keys::{
+    create_key, keys_in_force, record_key_use, revoke_key, KeyCreated, KeyRecord, NewKey,
+};
 pub use batch::{
     apply_batch, try_batch, Applied, BatchApplied, BatchWrite, IdentifiedDelta, ModelDelta,
 };
@@ -29,6 +34,7 @@ pub use experiments::{
     Points,
 };
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
+pub use lifecycle::{all_model_ids, delete_experiment, delete_model, existing_models, Deleted};
 pub use models::{
     config_at_time, config_at_version, configure_model, get_model, list_models, ChangeLimit,
     ConfigRecord, Configured, ModelConfig, ModelRecord,

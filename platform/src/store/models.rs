@@ -179,14 +179,7 @@ pub async fn configure_model(
     // takes it too (see `MODEL_LOCK_CLASS`), and so does another replica
     // configuring it, which is what makes the count of recent changes
     // below exact.
-    let lock = Query::select()
-        .expr(
-            Func::cust(Alias::new("pg_advisory_xact_lock"))
-                .arg(MODEL_LOCK_CLASS)
-                .arg(Func::cust(Alias::new("hashtext")).arg(id.as_str())),
-        )
-        .to_owned();
-    txn.execute(txn.get_database_backend().build(&lock)).await?;
+    lock_model(&txn, id).await?;
 
     let before = models::Entity::find_by_id(id.as_str())
         .find_also_related(model_states::Entity)
@@ -277,6 +270,29 @@ pub async fn configure_model(
     let record = reread(&txn, id).await?;
     txn.commit().await?;
     Ok(Configured::Changed(record))
+}
+
+/// Takes the model's lock (see [`MODEL_LOCK_CLASS`]) for the rest of the
+/// transaction.
+pub(super) async fn lock_model(txn: &impl ConnectionTrait, id: &ModelId) -> Result<(), StoreError> {
+    let lock = Query::select()
+        .expr(
+            Func::cust(Alias::new("pg_advisory_xact_lock"))
+                .arg(MODEL_LOCK_CLASS)
+                .arg(Func::cust(Alias::new("hashtext")).arg(id.as_str())),
+        )
+        .to_owned();
+    txn.execute(txn.get_database_backend().build(&lock)).await?;
+    Ok(())
+}
+
+/// Sends the model's id on `channel` (see [`notify`]).
+pub(super) async fn notify_model(
+    txn: &impl ConnectionTrait,
+    channel: &str,
+    id: &ModelId,
+) -> Result<(), StoreError> {
+    notify(txn, channel, id).await
 }
 
 /// How long until `limit` allows another change of the model, or `None`

@@ -48,7 +48,11 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
         broker.partitions = Some(status.partitions);
         broker.brokers = Some(status.brokers);
     }
-    Readiness::new(vec![broker])
+    let mut checks = vec![broker];
+    if state.auth().required {
+        checks.push(state.api_keys().readiness());
+    }
+    Readiness::new(checks)
 }
 
 /// Prometheus metrics: `http_requests_total{service,method,route,status}`,
@@ -56,7 +60,9 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
 /// `http_errors_total{service,code}`, `producer_records_produced_total{topic}`,
 /// `producer_produce_duration_seconds`, `producer_request_size_records`,
 /// `producer_produce_failures_total{reason}`,
-/// `kafka_producer_fatal_errors_total{client}`.
+/// `kafka_producer_fatal_errors_total{client}`,
+/// `http_key_requests_total{service,key}`, `http_keys_in_force{service}`,
+/// `http_keys_loaded_timestamp_seconds{service}`.
 #[utoipa::path(
     get,
     path = "/metrics",

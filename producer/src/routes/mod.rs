@@ -116,6 +116,7 @@ pub(crate) async fn publish(
     key: Option<&str>,
 ) -> Result<Accepted, ApiError> {
     refuse_upload_ids(observations)?;
+    refuse_unknown_models(state, observations).await?;
     let _claimed = key
         .map(|key| state.keys().claim(key, Fingerprint::of(observations)))
         .transpose()?;
@@ -176,4 +177,32 @@ fn refuse_upload_ids(observations: &[Observation]) -> Result<(), ApiError> {
     } else {
         ApiError::InvalidItem { index, message }
     })
+}
+
+/// With `models.auto_create` off, a model the producer knows does not exist
+/// is refused (422 `unknown_model`, naming the first such item of a batch);
+/// one it cannot tell about is accepted, and the consumer decides (see
+/// [`crate::known_models`]).
+async fn refuse_unknown_models(
+    state: &AppState,
+    observations: &[Observation],
+) -> Result<(), ApiError> {
+    let Some(known) = state.known_models() else {
+        return Ok(());
+    };
+    let mut asked: Vec<&str> = Vec::new();
+    for (index, observation) in observations.iter().enumerate() {
+        let model = observation.model.as_str();
+        if asked.contains(&model) {
+            continue;
+        }
+        asked.push(model);
+        if known.exists(model, state.database()).await == Some(false) {
+            return Err(ApiError::UnknownModel {
+                model: model.to_owned(),
+                index: (observations.len() > 1).then_some(index),
+            });
+        }
+    }
+    Ok(())
 }

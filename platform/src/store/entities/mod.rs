@@ -1,5 +1,6 @@
 //! sea-orm entities, one module a table.
 
+pub mod api_keys;
 pub mod applied_ids;
 pub mod consumer_offsets;
 pub mod consumer_source;
