@@ -62,6 +62,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+use super::numeric::{find_root, Root};
 use super::posterior::{ln_sigmoid, sigmoid, Kernel};
 use super::special::upper_incomplete_gamma;
 use super::{
@@ -569,7 +570,11 @@ impl<'q, 'a> Ratio<'q, 'a> {
         } else if g_hi <= 0.0 {
             span
         } else {
-            root_in_bracket(g, 0.0, span, g_lo, g_hi, 1e-10)
+            // Where g is undefined at a probe, that probe is as good a
+            // place as the search can tell.
+            match find_root(g, 0.0, span, g_lo, g_hi, 1e-10) {
+                Root::Found(s) | Root::Undefined(s) => s,
+            }
         };
         let (lower, upper) = ends(s);
         (lower.y, upper.y)
@@ -602,44 +607,6 @@ fn normal_upper_quantile(tail: f64) -> f64 {
         }
     }
     z
-}
-
-/// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
-/// variant of regula falsi, to `tolerance` in the argument.
-fn root_in_bracket(
-    g: impl Fn(f64) -> f64,
-    mut lo: f64,
-    mut hi: f64,
-    mut g_lo: f64,
-    mut g_hi: f64,
-    tolerance: f64,
-) -> f64 {
-    let mut side = 0;
-    for _ in 0..100 {
-        if hi - lo <= tolerance {
-            break;
-        }
-        let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
-        let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
-        let gx = g(x);
-        if gx == 0.0 || gx.is_nan() {
-            return x;
-        }
-        if gx < 0.0 {
-            (lo, g_lo) = (x, gx);
-            if side == -1 {
-                g_hi *= 0.5;
-            }
-            side = -1;
-        } else {
-            (hi, g_hi) = (x, gx);
-            if side == 1 {
-                g_lo *= 0.5;
-            }
-            side = 1;
-        }
-    }
-    0.5 * (lo + hi)
 }
 
 /// P(p_a > p_b) for independent posteriors, by the same integral.

@@ -30,6 +30,7 @@
 mod decision;
 mod display;
 mod experiment;
+mod numeric;
 mod posterior;
 mod special;
 

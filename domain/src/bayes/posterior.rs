@@ -4,6 +4,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::numeric::{find_root, golden_min, Root};
 use super::{check_mass, BayesError, Counts};
 use crate::prior::Prior;
 
@@ -260,13 +261,17 @@ impl<'a> Posterior<'a> {
             self.log_density_at(self.quantile_t(u)) - self.log_density_at(self.quantile_t(u + mass))
         };
         // Where both ends fall in a hole of a grid prior (zero density at
-        // each), g is undefined: then minimise the width itself.
+        // each), g is undefined: then minimise the width itself, whether
+        // that is so at the bracket's ends or at a probe inside it.
         let width = |u: f64| self.quantile_clamped(u + mass) - self.quantile_clamped(u);
         let u = match (g(lo), g(hi)) {
             (g_lo, g_hi) if g_lo.is_nan() || g_hi.is_nan() => golden_min(width, lo, hi),
             (g_lo, _) if g_lo >= 0.0 => lo,
             (_, g_hi) if g_hi <= 0.0 => hi,
-            (g_lo, g_hi) => illinois(g, lo, hi, g_lo, g_hi),
+            (g_lo, g_hi) => match find_root(g, lo, hi, g_lo, g_hi, 1e-12 * (hi - lo)) {
+                Root::Found(u) => u,
+                Root::Undefined(_) => golden_min(width, lo, hi),
+            },
         };
         let u = if u.is_nan() {
             golden_min(width, lo, hi)
@@ -910,69 +915,6 @@ fn cells(log_w: &[f64]) -> Vec<Cell> {
             q: 0.25 * (second(j) + second(j + 1)),
         })
         .collect()
-}
-
-/// A root of `g` in [lo, hi], where g(lo) < 0 < g(hi), by the Illinois
-/// variant of regula falsi (superlinear, and never leaves the bracket).
-fn illinois(g: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64, mut g_lo: f64, mut g_hi: f64) -> f64 {
-    let tolerance = 1e-12 * (hi - lo);
-    let mut side = 0;
-    for _ in 0..60 {
-        let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
-        // An infinite g (zero density at one end) gives no secant: bisect.
-        let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
-        let gx = g(x);
-        if gx == 0.0 || (hi - lo) <= tolerance {
-            return x;
-        }
-        if gx < 0.0 {
-            (lo, g_lo) = (x, gx);
-            if side == -1 {
-                g_hi *= 0.5;
-            }
-            side = -1;
-        } else {
-            (hi, g_hi) = (x, gx);
-            if side == 1 {
-                g_lo *= 0.5;
-            }
-            side = 1;
-        }
-    }
-    0.5 * (lo + hi)
-}
-
-/// Minimises a unimodal `f` on [lo, hi] by golden-section search.
-fn golden_min(f: impl Fn(f64) -> f64, mut lo: f64, mut hi: f64) -> f64 {
-    const INV_PHI: f64 = 0.618_033_988_749_894_8;
-    let mut x1 = hi - INV_PHI * (hi - lo);
-    let mut x2 = lo + INV_PHI * (hi - lo);
-    let (mut f1, mut f2) = (f(x1), f(x2));
-    let tolerance = 1e-9 * (hi - lo).abs();
-    for _ in 0..80 {
-        if (hi - lo).abs() <= tolerance {
-            break;
-        }
-        if f1 <= f2 {
-            hi = x2;
-            x2 = x1;
-            f2 = f1;
-            x1 = hi - INV_PHI * (hi - lo);
-            f1 = f(x1);
-        } else {
-            lo = x1;
-            x1 = x2;
-            f1 = f2;
-            x2 = lo + INV_PHI * (hi - lo);
-            f2 = f(x2);
-        }
-    }
-    // The search may stop one step from an endpoint; compare with both ends.
-    let mid = 0.5 * (lo + hi);
-    [lo, mid, hi]
-        .into_iter()
-        .min_by(|a, b| f(*a).total_cmp(&f(*b)))
-        .unwrap_or(mid)
 }
 
 /// ln σ(t), stable for every t.
