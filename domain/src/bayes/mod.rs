@@ -30,6 +30,9 @@
 mod decision;
 mod display;
 mod experiment;
+mod gauss_legendre;
+mod grid_weights;
+mod logit;
 mod numeric;
 mod posterior;
 mod special;

@@ -4,6 +4,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
+use super::grid_weights::GridWeights;
+use super::logit::{ln_sigmoid, logit, sigmoid, T_MAX};
 use super::numeric::{find_root, golden_min, Root};
 use super::{check_mass, BayesError, Counts};
 use crate::prior::Prior;
@@ -16,8 +18,6 @@ const WINDOW_NATS: f64 = 36.0;
 const CELLS: usize = 256;
 /// The most cells a grid prior may ask for.
 const MAX_CELLS: usize = 1 << 16;
-/// Logit bound: beyond ±T_MAX, p or 1-p is below 1e-300.
-const T_MAX: f64 = 700.0;
 
 /// A posterior over `p`, ready to answer questions.
 #[derive(Debug, Clone)]
@@ -661,7 +661,7 @@ impl<'a> Kernel<'a> {
         match self.grid {
             None => base,
             Some(grid) => {
-                let knots = (sigmoid(right) - sigmoid(left)) * (grid.weights.len() - 1) as f64;
+                let knots = (sigmoid(right) - sigmoid(left)) * grid.intervals() as f64;
                 ((4.0 * knots).ceil() as usize).clamp(base, MAX_CELLS)
             }
         }
@@ -701,64 +701,6 @@ impl<'a> Kernel<'a> {
         let hi = left + h * (best + 1) as f64;
         let t = golden_min(|t| -self.eval(t).log_p, lo, hi);
         self.eval(t).p
-    }
-}
-
-/// A grid prior's weights, read relative to the largest so that the prior
-/// is the same at any scale: each weight is divided by the largest before
-/// it is interpolated, which keeps subnormal weights exact (5e-324 / 5e-324
-/// is 1, where 5e-324 · 0.75 rounds back to 5e-324) and huge ones finite.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct GridWeights<'a> {
-    weights: &'a [f64],
-    max: f64,
-}
-
-impl<'a> GridWeights<'a> {
-    pub(super) fn new(weights: &'a [f64]) -> Self {
-        let max = weights.iter().copied().fold(0.0, f64::max);
-        Self { weights, max }
-    }
-
-    /// The weight at `p` relative to the largest, interpolated linearly
-    /// between knots; `q` is 1 - p. Above 1/2 the position is measured from
-    /// p = 1 with `q`, which keeps its digits where p has rounded to 1: a
-    /// prior that falls to 0 at p = 1 is then still positive just below it.
-    pub(super) fn at(&self, p: f64, q: f64) -> f64 {
-        let weights = self.weights;
-        let k = weights.len() - 1;
-        // (knot on the near side, knot on the far side, fraction of the way).
-        let (near, far, frac) = if p <= 0.5 {
-            let x = (p * k as f64).clamp(0.0, k as f64);
-            let i = (x.floor() as usize).min(k - 1);
-            (i, i + 1, x - i as f64)
-        } else {
-            let y = (q * k as f64).clamp(0.0, k as f64);
-            let j = (y.floor() as usize).min(k - 1);
-            (k - j, k - j - 1, y - j as f64)
-        };
-        (weights[near] / self.max) * (1.0 - frac) + (weights[far] / self.max) * frac
-    }
-
-    /// The hole around `p` (`q` = 1 - p), if the prior is zero there
-    /// because a run of at least two weights is, with non-zero weights on
-    /// both sides (the zeros before the first and after the last are the
-    /// ends of the support instead): its ends (k_a/K, k_b/K).
-    fn hole_at(&self, p: f64, q: f64) -> Option<(f64, f64)> {
-        let weights = self.weights;
-        let k = weights.len() - 1;
-        let i = if p <= 0.5 {
-            ((p * k as f64).clamp(0.0, k as f64).floor() as usize).min(k - 1)
-        } else {
-            let j = ((q * k as f64).clamp(0.0, k as f64).floor() as usize).min(k - 1);
-            k - j - 1
-        };
-        if weights[i] != 0.0 || weights[i + 1] != 0.0 {
-            return None;
-        }
-        let first = weights[..=i].iter().rposition(|w| *w != 0.0)? + 1;
-        let last = i + weights[i + 1..].iter().position(|w| *w != 0.0)?;
-        Some((first as f64 / k as f64, last as f64 / k as f64))
     }
 }
 
@@ -917,36 +859,6 @@ fn cells(log_w: &[f64]) -> Vec<Cell> {
         .collect()
 }
 
-/// ln σ(t), stable for every t.
-pub(super) fn ln_sigmoid(t: f64) -> f64 {
-    if t >= 0.0 {
-        -(-t).exp().ln_1p()
-    } else {
-        t - t.exp().ln_1p()
-    }
-}
-
-/// σ(t) = 1 / (1 + e^-t).
-pub(super) fn sigmoid(t: f64) -> f64 {
-    if t >= 0.0 {
-        1.0 / (1.0 + (-t).exp())
-    } else {
-        let e = t.exp();
-        e / (1.0 + e)
-    }
-}
-
-/// ln(p / (1-p)), ±T_MAX at the ends.
-fn logit(p: f64) -> f64 {
-    if p <= 0.0 {
-        -T_MAX
-    } else if p >= 1.0 {
-        T_MAX
-    } else {
-        (p.ln() - (-p).ln_1p()).clamp(-T_MAX, T_MAX)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -999,17 +911,6 @@ mod tests {
                     "{cell:?} x={x}: {got} vs {fine}"
                 );
             }
-        }
-    }
-
-    #[test]
-    fn logit_and_sigmoid_are_inverse() {
-        for p in [1e-300, 1e-9, 0.01, 0.5, 0.7, 0.999] {
-            assert!(
-                (sigmoid(logit(p)) - p).abs() <= 1e-15 * p.max(1e-300) + 1e-300,
-                "{p}"
-            );
-            assert!((ln_sigmoid(logit(p)) - p.ln()).abs() < 1e-12, "{p}");
         }
     }
 }
