@@ -66,9 +66,7 @@ use super::logit::{ln_sigmoid, sigmoid};
 use super::numeric::{find_root, Root};
 use super::posterior::Kernel;
 use super::special::upper_incomplete_gamma;
-use super::{
-    check_mass, BayesError, Comparison, DifferenceSummary, Interval, Posterior, DEFAULT_MASS,
-};
+use super::{check_mass, BayesError, Interval, Posterior, DEFAULT_MASS};
 use crate::number::Shown;
 use crate::prior::Prior;
 
@@ -605,6 +603,24 @@ fn normal_upper_quantile(tail: f64) -> f64 {
         }
     }
     z
+}
+
+/// P(p_a > p_b) and a summary of p_a - p_b, for independent posteriors.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Comparison {
+    pub prob_a_greater: f64,
+    pub difference: DifferenceSummary,
+}
+
+/// Summary of p_a - p_b.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct DifferenceSummary {
+    pub mean: f64,
+    pub sd: f64,
+    pub median: f64,
+    pub mass: f64,
+    /// Central interval of the difference at `mass`.
+    pub pi: Interval,
 }
 
 /// P(p_a > p_b) for independent posteriors, by the same integral.
