@@ -16,14 +16,29 @@ const MAX_GOLDEN_STEPS: usize = 80;
 /// Where a root search stopped.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) enum Root {
-    /// A root: g is 0 here, or this probe was made inside a bracket no wider
-    /// than the tolerance (or, the probes spent, the best end of the last
-    /// bracket).
+    /// A root: g is 0 here, or the answer ([`Finish`]) from a bracket no
+    /// wider than the tolerance (or, the probes spent, the last bracket's
+    /// midpoint).
     Found(f64),
     /// g is NaN at this probe: it cannot say which side of the bracket the
     /// root is on, so the search stops and the caller decides what an
     /// undefined g means there.
     Undefined(f64),
+}
+
+/// What a search answers once its bracket is no wider than the tolerance.
+/// The two callers have always answered differently, and their figures are
+/// kept to the last bit.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(super) enum Finish {
+    /// Where the chord between the bracket's ends crosses 0 (the midpoint
+    /// where the chord gives no point inside): on a smooth g, closer to the
+    /// root than the midpoint. The posterior's HPDI.
+    Chord,
+    /// The bracket's midpoint: within half the tolerance of the sign change
+    /// whatever g does inside. The uplift's HPDI, whose g is the difference
+    /// of two Newton solves and so not smooth on the tolerance's scale.
+    Midpoint,
 }
 
 /// A root of `g` in [lo, hi], given `g_lo` = g(lo) < 0 < g(hi) = `g_hi`, by
@@ -35,14 +50,11 @@ pub(super) enum Root {
 /// bracket (an infinite g at an end, a bracket of adjacent doubles) the
 /// probe is the midpoint.
 ///
-/// The search stops at the first probe x where g(x) is 0 or NaN, or that
-/// was made inside a bracket no wider than `tolerance` (then x is within
-/// `tolerance` of a sign change of g, and a closer estimate than the
-/// midpoint on smooth g). After [`MAX_PROBES`] probes it answers the end of
-/// the bracket left where |g| is smaller: where g is flat at its root, the
-/// probes creep up on it from one side while the other end stays where it
-/// was, so the bracket's midpoint can be far from both. A bracket of width
-/// 0 is probed once, at its one point.
+/// The search stops at the first probe x where g(x) is 0 or NaN, or, before
+/// probing, once the bracket is no wider than `tolerance`: then it answers
+/// as `finish` says, without spending a probe on a point it would answer
+/// anyway. After [`MAX_PROBES`] probes it answers the last bracket's
+/// midpoint. A bracket of width 0 is answered without a probe.
 pub(super) fn find_root(
     g: impl Fn(f64) -> f64,
     mut lo: f64,
@@ -50,36 +62,41 @@ pub(super) fn find_root(
     mut g_lo: f64,
     mut g_hi: f64,
     tolerance: f64,
+    finish: Finish,
 ) -> Root {
     // -1 when the last probe moved the lower end, 1 the upper, 0 at first.
     let mut side = 0;
-    // |g| at the ends, which the halving leaves alone.
-    let (mut at_lo, mut at_hi) = (g_lo.abs(), g_hi.abs());
     for _ in 0..MAX_PROBES {
         let x = (lo * g_hi - hi * g_lo) / (g_hi - g_lo);
         let x = if x > lo && x < hi { x } else { 0.5 * (lo + hi) };
+        if hi - lo <= tolerance {
+            return Root::Found(match finish {
+                Finish::Chord => x,
+                Finish::Midpoint => 0.5 * (lo + hi),
+            });
+        }
         let gx = g(x);
         if gx.is_nan() {
             return Root::Undefined(x);
         }
-        if gx == 0.0 || hi - lo <= tolerance {
+        if gx == 0.0 {
             return Root::Found(x);
         }
         if gx < 0.0 {
-            (lo, g_lo, at_lo) = (x, gx, -gx);
+            (lo, g_lo) = (x, gx);
             if side == -1 {
                 g_hi *= 0.5;
             }
             side = -1;
         } else {
-            (hi, g_hi, at_hi) = (x, gx, gx);
+            (hi, g_hi) = (x, gx);
             if side == 1 {
                 g_lo *= 0.5;
             }
             side = 1;
         }
     }
-    Root::Found(if at_lo <= at_hi { lo } else { hi })
+    Root::Found(0.5 * (lo + hi))
 }
 
 /// Minimises a unimodal `f` on [lo, hi] by golden-section search, to 1e-9
@@ -125,12 +142,22 @@ mod tests {
 
     /// The root of `g` on [lo, hi] to `tolerance`, and how many probes it took.
     fn solve(g: impl Fn(f64) -> f64, lo: f64, hi: f64, tolerance: f64) -> (Root, usize) {
+        solve_to(g, lo, hi, tolerance, Finish::Chord)
+    }
+
+    fn solve_to(
+        g: impl Fn(f64) -> f64,
+        lo: f64,
+        hi: f64,
+        tolerance: f64,
+        finish: Finish,
+    ) -> (Root, usize) {
         let probes = Cell::new(0);
         let counted = |x: f64| {
             probes.set(probes.get() + 1);
             g(x)
         };
-        let root = find_root(counted, lo, hi, g(lo), g(hi), tolerance);
+        let root = find_root(counted, lo, hi, g(lo), g(hi), tolerance, finish);
         (root, probes.get())
     }
 
@@ -161,10 +188,35 @@ mod tests {
         assert!((found(root) - 0.7).abs() <= 1e-12, "{root:?}");
         // Flat at the root itself (a triple root): the probes creep up on
         // it from below while the upper end stays at 1, so the bracket never
-        // narrows to the tolerance; the answer is the end that came close.
+        // narrows to the tolerance, and the probes spent, the answer is the
+        // last bracket's midpoint, far from the root. Both searches this one
+        // replaces answered so; the engine's g have a slope at their roots
+        // (a difference of log densities at the interval's ends), and a
+        // better answer here would be a change of figures of its own.
         let (root, probes) = solve(|x| (x - 0.25).powi(3), 0.0, 1.0, 1e-12);
-        assert!((found(root) - 0.25).abs() <= 1e-9, "{root:?}");
         assert_eq!(probes, MAX_PROBES);
+        assert!((found(root) - 0.625).abs() <= 1e-9, "{root:?}");
+    }
+
+    #[test]
+    fn a_bracket_within_the_tolerance_answers_as_asked_without_a_probe() {
+        // A straight line through 0 at 0.3, bracket [0, 1]: the chord finds
+        // 0.3 at once; a tolerance of 2 is met before any probe.
+        let line = |x: f64| x - 0.3;
+        assert_eq!(
+            solve_to(line, 0.0, 1.0, 2.0, Finish::Chord),
+            (Root::Found(0.3), 0)
+        );
+        assert_eq!(
+            solve_to(line, 0.0, 1.0, 2.0, Finish::Midpoint),
+            (Root::Found(0.5), 0)
+        );
+        // Tighter: each probe of a steep g moves one end; the midpoint of
+        // the last bracket is within half the tolerance of the root.
+        let steep = |x: f64| (1e4 * (x - 0.3)).tanh();
+        let (root, probes) = solve_to(steep, 0.0, 1.0, 1e-10, Finish::Midpoint);
+        assert!((found(root) - 0.3).abs() <= 0.5e-10, "{root:?}");
+        assert!((1..MAX_PROBES).contains(&probes), "{probes} probes");
     }
 
     #[test]
@@ -201,10 +253,10 @@ mod tests {
     #[test]
     fn a_bracket_of_width_0_is_its_own_root() {
         let (root, probes) = solve(|x| x - 0.1, 0.25, 0.25, 0.0);
-        assert_eq!((root, probes), (Root::Found(0.25), 1));
+        assert_eq!((root, probes), (Root::Found(0.25), 0));
         // Its g given by the caller, not evaluated: -1 and 1 there.
         assert_eq!(
-            find_root(|_| 3.0, 0.25, 0.25, -1.0, 1.0, 1e-12),
+            find_root(|_| 3.0, 0.25, 0.25, -1.0, 1.0, 1e-12, Finish::Chord),
             Root::Found(0.25)
         );
     }

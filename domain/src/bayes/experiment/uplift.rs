@@ -28,7 +28,7 @@ use super::quadrature::Quadrature;
 use super::uplift_rule::{ln_1p_near_zero, UpliftNode};
 use crate::bayes::gauss_legendre::NODES;
 use crate::bayes::logit::ln_sigmoid;
-use crate::bayes::numeric::{find_root, Root};
+use crate::bayes::numeric::{find_root, Finish, Root};
 use crate::bayes::special::upper_incomplete_gamma;
 use crate::bayes::Interval;
 
@@ -301,7 +301,7 @@ impl<'q, 'a> Ratio<'q, 'a> {
         } else {
             // Where g is undefined at a probe, that probe is as good a
             // place as the search can tell.
-            match find_root(g, 0.0, span, g_lo, g_hi, 1e-10) {
+            match find_root(g, 0.0, span, g_lo, g_hi, 1e-10, Finish::Midpoint) {
                 Root::Found(s) | Root::Undefined(s) => s,
             }
         };

@@ -5,7 +5,7 @@
 use serde::Serialize;
 
 use super::Posterior;
-use crate::bayes::numeric::{find_root, golden_min, Root};
+use crate::bayes::numeric::{find_root, golden_min, Finish, Root};
 use crate::bayes::{check_mass, BayesError};
 
 /// An interval of `p`.
@@ -90,10 +90,12 @@ impl Posterior<'_> {
             (g_lo, g_hi) if g_lo.is_nan() || g_hi.is_nan() => golden_min(width, lo, hi),
             (g_lo, _) if g_lo >= 0.0 => lo,
             (_, g_hi) if g_hi <= 0.0 => hi,
-            (g_lo, g_hi) => match find_root(g, lo, hi, g_lo, g_hi, 1e-12 * (hi - lo)) {
-                Root::Found(u) => u,
-                Root::Undefined(_) => golden_min(width, lo, hi),
-            },
+            (g_lo, g_hi) => {
+                match find_root(g, lo, hi, g_lo, g_hi, 1e-12 * (hi - lo), Finish::Chord) {
+                    Root::Found(u) => u,
+                    Root::Undefined(_) => golden_min(width, lo, hi),
+                }
+            }
         };
         let u = if u.is_nan() {
             golden_min(width, lo, hi)
