@@ -4,7 +4,8 @@ use std::sync::OnceLock;
 
 use serde::Serialize;
 
-use super::posterior::{GridWeights, Posterior};
+use super::grid_weights::GridWeights;
+use super::posterior::Posterior;
 use super::{GridSize, MAX_GRID_SIZE};
 use crate::prior::Prior;
 

@@ -30,6 +30,10 @@
 mod decision;
 mod display;
 mod experiment;
+mod gauss_legendre;
+mod grid_weights;
+mod logit;
+mod numeric;
 mod posterior;
 mod special;
 
@@ -39,10 +43,10 @@ pub use decision::{
 };
 pub use display::DisplayGrid;
 pub use experiment::{
-    compare, experiment, prob_greater, ArmFigures, ExperimentError, ExperimentFigures,
-    ExperimentOptions, Uplift, DEFAULT_ROPE, MAX_ARMS, MIN_ARMS,
+    compare, experiment, prob_greater, ArmFigures, Comparison, DifferenceSummary, ExperimentError,
+    ExperimentFigures, ExperimentOptions, Uplift, DEFAULT_ROPE, MAX_ARMS, MIN_ARMS,
 };
-pub use posterior::{Comparison, DifferenceSummary, Interval, Posterior, Summary};
+pub use posterior::{Interval, Posterior, Summary};
 
 use serde::{Deserialize, Serialize};
 
