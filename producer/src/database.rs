@@ -5,7 +5,7 @@
 //! half-produced as interrupted; when that fails it tries again in the
 //! background, and uploads answer 503 until it succeeds.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use platform::retry::Backoff;
@@ -20,6 +20,8 @@ pub const INTERRUPTED: &str = "interrupted: re-send the file to resume";
 #[derive(Debug, Clone, Default)]
 pub struct Database {
     connection: Arc<OnceLock<DatabaseConnection>>,
+    /// Why the last attempt to connect failed, for the 503s meanwhile.
+    last_error: Arc<Mutex<String>>,
 }
 
 impl Database {
@@ -32,8 +34,10 @@ impl Database {
             }
             Err(error) => {
                 tracing::error!(%error, "the database is unavailable: uploads answer 503 until it answers");
+                database.remember(&error);
                 let settings = settings.clone();
                 let slot = database.connection.clone();
+                let waiting = database.clone();
                 tokio::spawn(async move {
                     let mut backoff =
                         Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -46,7 +50,8 @@ impl Database {
                                 return;
                             }
                             Err(error) => {
-                                tracing::warn!(%error, "the database is still unavailable")
+                                tracing::warn!(%error, "the database is still unavailable");
+                                waiting.remember(&error);
                             }
                         }
                     }
@@ -59,6 +64,23 @@ impl Database {
     /// The connection, or `None` while the database has not answered yet.
     pub fn get(&self) -> Option<&DatabaseConnection> {
         self.connection.get()
+    }
+
+    /// Why there is no connection yet: the last attempt's error (a refused
+    /// certificate, a database that is down).
+    pub fn not_connected(&self) -> String {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        format!("not connected yet: {last}")
+    }
+
+    fn remember(&self, error: &StoreError) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error.to_string();
     }
 }
 
