@@ -20,6 +20,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::net::TcpListener;
 
 use crate::http::{Check, ErrorResponse, Health, Readiness};
@@ -101,9 +102,12 @@ where
         Ok(pair) => pair,
         Err(err) => return (Err(err), Err(WaitError::Stopped)),
     };
+    // The recorder must be in place before the gauge is set, or the value
+    // goes nowhere (the services install it later, when they serve).
+    let handle = crate::telemetry::metrics_handle();
     metrics::gauge!(WAITING_GAUGE, "service" => service).set(1.0);
     let (done, finished) = tokio::sync::oneshot::channel::<()>();
-    let (http, probe_router) = (http.clone(), router(waiting.clone()));
+    let (http, probe_router) = (http.clone(), router(waiting.clone(), handle));
     let server = tokio::spawn(async move {
         crate::http::serve(probes, probe_router, &http, service, async move {
             let _ = finished.await;
@@ -147,14 +151,11 @@ fn share(listener: TcpListener) -> std::io::Result<(TcpListener, TcpListener)> {
     Ok((TcpListener::from_std(std)?, TcpListener::from_std(copy)?))
 }
 
-fn router(waiting: Waiting) -> Router {
+fn router(waiting: Waiting, handle: PrometheusHandle) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Health::OK }))
         .route("/readyz", get(readyz))
-        .route(
-            "/metrics",
-            get(|| async { crate::telemetry::metrics_handle().render() }),
-        )
+        .route("/metrics", get(move || async move { handle.render() }))
         .fallback(unavailable)
         .with_state(waiting)
 }

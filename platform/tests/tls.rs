@@ -11,7 +11,7 @@ use platform::settings::{DatabaseSettings, Settings};
 use platform::store::{self, StoreError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 use secrecy::SecretString;
-use test_support::certs::CertificateAuthority;
+use test_support::certs::{CertFiles, CertificateAuthority};
 use test_support::postgres_process::{PostgresProcess, CERT_ROLE, PASSWORD_ROLE};
 
 fn settings(url: String) -> DatabaseSettings {
@@ -23,8 +23,7 @@ fn settings(url: String) -> DatabaseSettings {
     }
 }
 
-/// The certificate role's URL: verify-full against `ca`, on `host`, with
-/// the client certificate `cert` (files) when given.
+/// The certificate role's URL on `host` with `sslmode=mode`, trusting `ca`.
 fn cert_url(
     server: &PostgresProcess,
     host: &str,
@@ -33,12 +32,11 @@ fn cert_url(
     ca: &Path,
     cert: Option<(&Path, &Path)>,
 ) -> String {
-    let mode = Path::new(mode);
-    let mut query = vec![("sslmode", mode), ("sslrootcert", ca)];
-    if let Some((cert, key)) = cert {
-        query.extend([("sslcert", cert), ("sslkey", key)]);
-    }
-    server.url(CERT_ROLE, host, database, &query)
+    let files = cert.map(|(cert, key)| CertFiles {
+        cert: cert.to_owned(),
+        key: key.to_owned(),
+    });
+    server.cert_url(host, database, mode, ca, files.as_ref())
 }
 
 async fn connect(url: String) -> Result<DatabaseConnection, StoreError> {
@@ -93,14 +91,21 @@ async fn migrations_reads_and_writes_run_over_verify_full_with_a_client_certific
     let db = connect(url).await.expect("connecting over TLS");
     store::migrate(&db).await.expect("migrating over TLS");
     assert_eq!(
-        store::claim_source(&db, "group", "topic").await.expect("a write"),
+        store::claim_source(&db, "group", "topic")
+            .await
+            .expect("a write"),
         Ok(())
     );
-    let other = store::claim_source(&db, "other", "topic").await.expect("a read");
+    let other = store::claim_source(&db, "other", "topic")
+        .await
+        .expect("a read");
     assert_eq!(other.expect_err("claimed").group_id, "group");
     let (ssl, dn) = session_tls(&db).await;
     assert!(ssl, "the session is not encrypted");
-    assert!(dn.contains(CERT_ROLE), "client certificate not seen: {dn:?}");
+    assert!(
+        dn.contains(CERT_ROLE),
+        "client certificate not seen: {dn:?}"
+    );
 }
 
 #[tokio::test]
@@ -115,8 +120,11 @@ async fn a_password_role_connects_over_tls_with_verify_full() {
         &[("sslmode", mode), ("sslrootcert", server.ca_file())],
     ))
     .expect("a URL");
-    url.set_password(Some(server.password())).expect("a password");
-    let db = connect(url.into()).await.expect("connecting with a password");
+    url.set_password(Some(server.password()))
+        .expect("a password");
+    let db = connect(url.into())
+        .await
+        .expect("connecting with a password");
     store::migrate(&db).await.expect("migrating");
     assert_eq!(session_tls(&db).await, (true, String::new()));
 }
@@ -147,17 +155,38 @@ async fn a_certificate_for_another_host_name_is_refused() {
     let files = Some((client.cert.as_path(), client.key.as_path()));
     // 127.0.0.2 is the same server, under an address its certificate does
     // not name.
-    let full = cert_url(server, "127.0.0.2", &database, "verify-full", server.ca_file(), files);
+    let full = cert_url(
+        server,
+        "127.0.0.2",
+        &database,
+        "verify-full",
+        server.ca_file(),
+        files,
+    );
     refused(connect(full).await, "not valid for name \"127.0.0.2\"");
     // Without verification the same connection goes through: the refusal
     // above is the certificate check's, not the address's.
-    let unchecked = cert_url(server, "127.0.0.2", &database, "require", server.ca_file(), files);
+    let unchecked = cert_url(
+        server,
+        "127.0.0.2",
+        &database,
+        "require",
+        server.ca_file(),
+        files,
+    );
     connect(unchecked).await.expect("require checks nothing");
     // sqlx 0.8.6 with rustls 0.23.46 checks the name under verify-ca too
     // (its name-ignoring verifier matches an error variant rustls no longer
     // returns), so verify-ca is as strict as verify-full here; the
     // operations guide says so, and this says when it changes.
-    let ca_only = cert_url(server, "127.0.0.2", &database, "verify-ca", server.ca_file(), files);
+    let ca_only = cert_url(
+        server,
+        "127.0.0.2",
+        &database,
+        "verify-ca",
+        server.ca_file(),
+        files,
+    );
     refused(connect(ca_only).await, "not valid for name");
 }
 
@@ -165,7 +194,14 @@ async fn a_certificate_for_another_host_name_is_refused() {
 async fn a_missing_client_certificate_is_refused() {
     let server = PostgresProcess::shared();
     let database = server.create_database(CERT_ROLE);
-    let url = cert_url(server, "127.0.0.1", &database, "verify-full", server.ca_file(), None);
+    let url = cert_url(
+        server,
+        "127.0.0.1",
+        &database,
+        "verify-full",
+        server.ca_file(),
+        None,
+    );
     refused(connect(url).await, "certificate");
 }
 
@@ -190,7 +226,12 @@ async fn a_client_certificate_from_an_unknown_ca_is_refused() {
 #[tokio::test]
 async fn plain_tcp_is_refused_so_every_connection_here_is_tls() {
     let server = PostgresProcess::shared();
-    let url = server.url(CERT_ROLE, "127.0.0.1", "postgres", &[("sslmode", Path::new("disable"))]);
+    let url = server.url(
+        CERT_ROLE,
+        "127.0.0.1",
+        "postgres",
+        &[("sslmode", Path::new("disable"))],
+    );
     refused(connect(url).await, "no pg_hba.conf entry");
 }
 
@@ -205,7 +246,8 @@ async fn a_refusal_shows_neither_the_password_nor_the_key() {
         &[("sslmode", mode), ("sslrootcert", server.ca_file())],
     ))
     .expect("a URL");
-    url.set_password(Some("not-the-password-4711")).expect("a password");
+    url.set_password(Some("not-the-password-4711"))
+        .expect("a password");
     let shown = refused(connect(url.into()).await, "password authentication failed");
     assert!(!shown.contains("4711"), "{shown}");
     // A client key the server refuses: the error names no key material.

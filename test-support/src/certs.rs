@@ -72,9 +72,10 @@ impl CertificateAuthority {
                 Err(_) => SanType::DnsName((*name).try_into().expect("a DNS name")),
             })
             .collect();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().copied().unwrap_or("server"));
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().copied().unwrap_or("server"),
+        );
         self.sign(params)
     }
 

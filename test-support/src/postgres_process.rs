@@ -19,10 +19,12 @@
 //! ([`PostgresProcess::shared`]).
 
 use std::io::Write;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::OnceLock;
+
+use platform::settings::DatabaseSettings;
+use secrecy::SecretString;
 
 use crate::certs::{CertFiles, CertificateAuthority};
 use crate::unique;
@@ -71,7 +73,7 @@ impl PostgresProcess {
         let ca_file = ca.write(&client.join("ca.crt"));
         let password = uuid::Uuid::new_v4().simple().to_string();
         let mut process = Self {
-            port: free_port(),
+            port: crate::kafka_process::free_ports(1)[0],
             dir: dir.clone(),
             ca,
             ca_file,
@@ -82,10 +84,15 @@ impl PostgresProcess {
         // From here on the directory is the watchdog's to remove, whatever
         // fails below.
         process.watchdog = Some(spawn_watchdog(&bin.join("pg_ctl"), &dir, &data));
-        run(as_postgres(&bin.join("initdb"))
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync"]));
+        run(as_postgres(&bin.join("initdb")).arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]));
         process.configure(&data);
         let log = dir.join("server.log");
         let started = as_postgres(&bin.join("pg_ctl"))
@@ -209,6 +216,49 @@ impl PostgresProcess {
         url.into()
     }
 
+    /// [`CERT_ROLE`]'s URL for `database` on `host` (`127.0.0.1`, or
+    /// `127.0.0.2`, which the server's certificate does not name) with
+    /// `sslmode=mode`, trusting the CA file `ca`, with the client
+    /// certificate `client` when given.
+    pub fn cert_url(
+        &self,
+        host: &str,
+        database: &str,
+        mode: &str,
+        ca: &Path,
+        client: Option<&CertFiles>,
+    ) -> String {
+        let mode = Path::new(mode);
+        let mut query = vec![("sslmode", mode), ("sslrootcert", ca)];
+        if let Some(files) = client {
+            query.extend([
+                ("sslcert", files.cert.as_path()),
+                ("sslkey", files.key.as_path()),
+            ]);
+        }
+        self.url(CERT_ROLE, host, database, &query)
+    }
+
+    /// A fresh database of [`CERT_ROLE`]'s and the settings that reach it
+    /// as the operations guide says: `verify-full`, the CA file, a client
+    /// certificate.
+    pub fn database_settings(&self) -> DatabaseSettings {
+        let database = self.create_database(CERT_ROLE);
+        let client = self.client_cert(CERT_ROLE);
+        let url = self.cert_url(
+            "127.0.0.1",
+            &database,
+            "verify-full",
+            self.ca_file(),
+            Some(&client),
+        );
+        DatabaseSettings {
+            url: SecretString::from(url),
+            max_connections: 4,
+            ..DatabaseSettings::default()
+        }
+    }
+
     /// The end of the server's log (connections are logged, with why they
     /// were refused).
     pub fn log_tail(&self) -> String {
@@ -220,7 +270,14 @@ impl PostgresProcess {
         let output = Command::new(&self.psql)
             .arg("-h")
             .arg(&self.dir)
-            .args(["-p", &self.port.to_string(), "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .args(["-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
             .output()
             .expect("running psql");
@@ -314,11 +371,6 @@ fn run(command: &mut Command) {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-}
-
-fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().expect("its address").port()
 }
 
 /// The last 40 lines of `log`.

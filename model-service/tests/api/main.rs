@@ -17,3 +17,4 @@ mod models;
 mod ops;
 mod plots;
 mod posterior;
+mod tls;

@@ -76,8 +76,9 @@ pub(super) fn check_url(url: &str) -> Result<(), String> {
         }
     }
     if cert.is_some() != key.is_some() {
-        return Err("`sslcert` and `sslkey` go together: a client certificate needs its key"
-            .to_owned());
+        return Err(
+            "`sslcert` and `sslkey` go together: a client certificate needs its key".to_owned(),
+        );
     }
     // sqlx's own reading, for what is left (an unknown `sslmode`, a port
     // that is not a number); its messages do not repeat the URL.
@@ -169,12 +170,18 @@ mod tests {
         let cases = [
             (format!("sslrootcert={missing}"), "`sslrootcert`"),
             (format!("sslrootcert={key}"), "holds no PEM certificate"),
-            (format!("sslcert={cert}&sslkey={cert}"), "holds no PEM private key"),
+            (
+                format!("sslcert={cert}&sslkey={cert}"),
+                "holds no PEM private key",
+            ),
             (format!("sslcert={cert}"), "go together"),
             (format!("sslkey={key}"), "go together"),
             (format!("sslcert={cert}&sslkey={encrypted}"), "encrypted"),
             ("sslpassword=hunter3".to_owned(), "`sslpassword`"),
-            ("connect_timeout=10".to_owned(), "unknown parameter `connect_timeout`"),
+            (
+                "connect_timeout=10".to_owned(),
+                "unknown parameter `connect_timeout`",
+            ),
             ("sslmode=verify-everything".to_owned(), "verify-everything"),
         ];
         for (query, want) in cases {
