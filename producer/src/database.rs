@@ -3,13 +3,16 @@
 //! database is down. At start-up the producer connects, runs the migrations
 //! (as the other services do) and marks the uploads a previous run left
 //! half-produced as interrupted; when that fails it tries again in the
-//! background, and uploads answer 503 until it succeeds.
+//! background, and uploads answer 503 until it succeeds, with the last
+//! error, while the gauge `database_waiting{service="producer"}` is 1 (the
+//! producer's `/readyz` is the broker's alone: observations do not wait).
 
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use platform::retry::Backoff;
 use platform::settings::DatabaseSettings;
+use platform::startup::WAITING_GAUGE;
 use platform::store::{self, StoreError};
 use sea_orm::DatabaseConnection;
 
@@ -35,6 +38,9 @@ impl Database {
             Err(error) => {
                 tracing::error!(%error, "the database is unavailable: uploads answer 503 until it answers");
                 database.remember(&error);
+                // The recorder first, or the gauge's value goes nowhere.
+                platform::telemetry::metrics_handle();
+                metrics::gauge!(WAITING_GAUGE, "service" => "producer").set(1.0);
                 let settings = settings.clone();
                 let slot = database.connection.clone();
                 let waiting = database.clone();
@@ -47,6 +53,7 @@ impl Database {
                             Ok(connection) => {
                                 tracing::info!("the database answers: uploads are open");
                                 let _ = slot.set(connection);
+                                metrics::gauge!(WAITING_GAUGE, "service" => "producer").set(0.0);
                                 return;
                             }
                             Err(error) => {

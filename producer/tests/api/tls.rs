@@ -1,7 +1,9 @@
 //! Uploads, the producer's one use of Postgres, on a TLS-only Postgres of
 //! this binary's own (`test_support::postgres_process`): recorded with
 //! `sslmode=verify-full`, a CA file and a client certificate; refused,
-//! visibly, when the server's certificate names another host.
+//! visibly, when the server's certificate names another host: uploads
+//! answer 503 with the cause, one error line, the gauge
+//! `database_waiting{service="producer"}` is 1.
 
 use platform::settings::Settings;
 use test_support::kafka_process::free_ports;
@@ -73,4 +75,15 @@ async fn a_server_certificate_for_another_host_closes_uploads_saying_why() {
         errors[0]
     );
     assert!(service.is_running(), "{}", service.log_text());
+    let metrics = service
+        .wait_for_answer(
+            &format!("http://127.0.0.1:{port}/metrics"),
+            200,
+            "database_waiting",
+        )
+        .await;
+    assert!(
+        metrics.contains("database_waiting{service=\"producer\"} 1"),
+        "{metrics}"
+    );
 }
