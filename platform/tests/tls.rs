@@ -8,8 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use platform::settings::{DatabaseSettings, Settings};
+use platform::store::migration::Migrator;
 use platform::store::{self, StoreError};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm_migration::MigratorTrait;
 use secrecy::SecretString;
 use test_support::certs::{CertFiles, CertificateAuthority};
 use test_support::postgres_process::{PostgresProcess, CERT_ROLE, PASSWORD_ROLE};
@@ -90,6 +92,11 @@ async fn migrations_reads_and_writes_run_over_verify_full_with_a_client_certific
     assert!(loaded.is_ok(), "{:?}", loaded.err());
     let db = connect(url).await.expect("connecting over TLS");
     store::migrate(&db).await.expect("migrating over TLS");
+    // Every migration ran, over this TLS session, on the empty database.
+    let applied = Migrator::get_applied_migrations(&db)
+        .await
+        .expect("the applied migrations");
+    assert_eq!(applied.len(), Migrator::migrations().len());
     assert_eq!(
         store::claim_source(&db, "group", "topic")
             .await
@@ -220,7 +227,58 @@ async fn a_client_certificate_from_an_unknown_ca_is_refused() {
         server.ca_file(),
         Some((&stranger.cert, &stranger.key)),
     );
-    refused(connect(url).await, "alert");
+    let shown = refused(connect(url).await, "received fatal alert");
+    assert!(shown.contains("UnknownCA"), "{shown}");
+}
+
+#[tokio::test]
+async fn a_client_certificate_for_another_role_is_refused() {
+    let server = PostgresProcess::shared();
+    let database = server.create_database(CERT_ROLE);
+    // Signed by the right CA, but its common name is another role's.
+    let other = server.client_cert(PASSWORD_ROLE);
+    let url = cert_url(
+        server,
+        "127.0.0.1",
+        &database,
+        "verify-full",
+        server.ca_file(),
+        Some((&other.cert, &other.key)),
+    );
+    refused(
+        connect(url).await,
+        &format!("certificate authentication failed for user \"{CERT_ROLE}\""),
+    );
+}
+
+#[tokio::test]
+async fn a_ca_bundle_holding_the_servers_ca_among_others_is_accepted() {
+    // Managed databases publish bundles (Amazon RDS's global-bundle.pem
+    // holds over a hundred CAs): every certificate in the file is trusted.
+    let server = PostgresProcess::shared();
+    let database = server.create_database(CERT_ROLE);
+    let client = server.client_cert(CERT_ROLE);
+    let bundle = server.client_dir().join(test_support::unique("bundle.pem"));
+    let ours = std::fs::read_to_string(server.ca_file()).expect("the CA file");
+    let others = [
+        CertificateAuthority::new("bundle CA 1"),
+        CertificateAuthority::new("bundle CA 2"),
+    ];
+    std::fs::write(
+        &bundle,
+        format!("{}{ours}{}", others[0].pem(), others[1].pem()),
+    )
+    .expect("writing the bundle");
+    let url = cert_url(
+        server,
+        "127.0.0.1",
+        &database,
+        "verify-full",
+        &bundle,
+        Some((&client.cert, &client.key)),
+    );
+    let db = connect(url).await.expect("connecting with a CA bundle");
+    assert!(session_tls(&db).await.0, "the session is not encrypted");
 }
 
 #[tokio::test]
