@@ -5,6 +5,8 @@
 # formatting and clippy (warnings are errors), then runs the suites with
 # cargo-nextest (cargo test when nextest is absent), and last fuzzes both
 # HTTP services from openapi.json with schemathesis (scripts/fuzz.sh).
+# The Postgres-over-TLS tests start servers of their own (ssl=on, certificates
+# made by the test) from Debian's postgresql binaries, installed when absent.
 #
 # Kafka: the suites run against the broker named by KAFKA_BROKERS; unless that
 # is set, this script starts a real Apache Kafka on 127.0.0.1:$TEST_KAFKA_PORT
@@ -34,6 +36,9 @@ ensure_disk 4500
 # The dashboard test drives headless Chromium through chromedriver.
 apt_install chromium chromium-driver
 ensure_postgres "${TMPDIR:-/tmp}/bayes-test-postgres" 55432
+# The TLS tests start a TLS-only Postgres of their own (one per test binary)
+# from the server's binaries, even when DATABASE_URL names another server.
+ensure_postgres_server
 
 KAFKA_THROWAWAY=""
 cleanup() {

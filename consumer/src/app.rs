@@ -66,15 +66,17 @@ impl Consumer {
     /// after a few seconds: a broker may lack that API), and binds the admin
     /// port (`admin_port = 0` picks a free one; see [`Consumer::admin_addr`]).
     pub async fn build(settings: Settings) -> Result<Self, ConsumerError> {
-        let instance = membership::resolve(
-            &settings.consumer.instance_id,
-            settings.consumer.admin_port,
-            membership::hostname,
-        )?;
-        match &instance {
-            Some(id) => tracing::info!(instance_id = id.as_str(), "static group membership"),
-            None => tracing::info!("dynamic group membership (no group.instance.id)"),
-        }
+        let db = Self::open_database(&settings).await?;
+        let listener = Self::bind_admin(&settings).await?;
+        Self::assemble(settings, db, listener).await
+    }
+
+    /// What the consumer needs of the database before anything else: a
+    /// pool, the migrations run, and the claim on its state
+    /// ([`ConsumerError::ForeignState`] when another group or topic built it).
+    pub(crate) async fn open_database(
+        settings: &Settings,
+    ) -> Result<DatabaseConnection, ConsumerError> {
         let db = store::connect(&settings.database).await?;
         store::migrate(&db).await?;
         let (group, topic) = (&settings.consumer.group_id, &settings.kafka.topic);
@@ -86,19 +88,42 @@ impl Consumer {
                 topic: topic.clone(),
             });
         }
+        Ok(db)
+    }
+
+    /// Binds `consumer.admin_host:admin_port`.
+    pub(crate) async fn bind_admin(settings: &Settings) -> Result<TcpListener, ConsumerError> {
+        let addr = format!(
+            "{}:{}",
+            settings.consumer.admin_host, settings.consumer.admin_port
+        );
+        TcpListener::bind(&addr)
+            .await
+            .map_err(|source| ConsumerError::Bind { addr, source })
+    }
+
+    /// The rest, once the database is ready: group membership, the
+    /// dead-letter producer, the topics.
+    pub(crate) async fn assemble(
+        settings: Settings,
+        db: DatabaseConnection,
+        listener: TcpListener,
+    ) -> Result<Self, ConsumerError> {
+        let instance = membership::resolve(
+            &settings.consumer.instance_id,
+            settings.consumer.admin_port,
+            membership::hostname,
+        )?;
+        match &instance {
+            Some(id) => tracing::info!(instance_id = id.as_str(), "static group membership"),
+            None => tracing::info!("dynamic group membership (no group.instance.id)"),
+        }
         let producer: DlqProducer =
             DlqProducer::new("dlq", producer_config(&settings), QuietContext::default)
                 .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }
-        let addr = format!(
-            "{}:{}",
-            settings.consumer.admin_host, settings.consumer.admin_port
-        );
-        let listener = TcpListener::bind(&addr)
-            .await
-            .map_err(|source| ConsumerError::Bind { addr, source })?;
         crate::metrics::describe();
         Ok(Self {
             settings,

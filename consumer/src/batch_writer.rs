@@ -478,6 +478,9 @@ fn stuck_write(err: &StoreError) -> Option<&'static str> {
         StoreError::Corrupt(_) | StoreError::Rejected(_) | StoreError::Unstorable(_) => {
             Some("the stored data or the statement must be repaired first; holding the partition")
         }
+        StoreError::Refused(_) => Some(
+            "the database refuses the connection: fix the certificates or the login in database.url",
+        ),
         _ => None,
     }
 }

@@ -55,8 +55,9 @@ mod stalls;
 
 use std::future::Future;
 
-use platform::retry::{retry, Backoff, RetryError, Verdict};
+use platform::retry::Verdict;
 use platform::settings::Settings;
+use platform::startup::{wait_for_database, WaitError};
 
 pub use app::Consumer;
 pub use assignment::Assignment;
@@ -64,34 +65,44 @@ pub use error::ConsumerError;
 pub use faults::{Action, Checkpoint, FaultInjector, Stage};
 
 /// Builds the consumer and runs it until `shutdown` completes; the thin
-/// `main` calls this. When Postgres is unreachable at start-up it keeps
-/// trying (with capped back-off) instead of exiting, so the consumer can
-/// start before its database.
+/// `main` calls this. It binds the admin port first; while Postgres is
+/// unreachable or refuses the connection (certificates, login) at start-up
+/// it keeps trying (with capped back-off) instead of exiting, and the admin
+/// port answers the probes meanwhile (`/readyz`: 503 naming the error), so
+/// the consumer can start before its database and says why it waits.
 pub async fn run(
     settings: Settings,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ConsumerError> {
     tokio::pin!(shutdown);
-    let mut backoff = Backoff::new(bridge::INITIAL_BACKOFF, settings.consumer.retry_backoff_max);
-    let built = retry(
-        &mut backoff,
-        "consumer start-up failed",
-        &mut shutdown,
-        || Consumer::build(settings.clone()),
-        |err| {
-            if err.is_transient() {
-                Verdict::Transient
-            } else {
-                Verdict::Permanent
-            }
+    let listener = Consumer::bind_admin(&settings).await?;
+    let (listener, opened) = wait_for_database(
+        listener,
+        "consumer",
+        &settings.http,
+        settings.consumer.retry_backoff_max,
+        shutdown.as_mut(),
+        || Consumer::open_database(&settings),
+        |err: &ConsumerError| match err {
+            err if err.is_transient() => Verdict::Transient,
+            ConsumerError::Store(store) if store.is_refused() => Verdict::Stuck(
+                "fix the certificates or the login in database.url (see docs/operations.md)",
+            ),
+            _ => Verdict::Permanent,
         },
-        || {},
     )
     .await;
-    match built {
-        Ok(consumer) => consumer.run_until(shutdown).await,
+    let listener = listener.map_err(|source| ConsumerError::Bind {
+        addr: "the admin port".to_owned(),
+        source,
+    })?;
+    match opened {
+        Ok(db) => {
+            let consumer = Consumer::assemble(settings, db, listener).await?;
+            consumer.run_until(shutdown).await
+        }
         // Asked to stop before we ever started: nothing to clean up.
-        Err(RetryError::Stopped) => Ok(()),
-        Err(RetryError::GaveUp(err)) => Err(err),
+        Err(WaitError::Stopped) => Ok(()),
+        Err(WaitError::GaveUp(err)) => Err(err),
     }
 }

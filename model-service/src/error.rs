@@ -180,7 +180,9 @@ impl From<StoreError> for ApiError {
     /// side, 500.
     fn from(err: StoreError) -> Self {
         match err {
-            err if err.is_transient() => ApiError::Unavailable(err),
+            // A refused connection (certificates, login) is as unavailable
+            // to the client as a database that is down.
+            err if err.is_transient() || err.is_refused() => ApiError::Unavailable(err),
             // A value of the request the database cannot hold: the client's.
             StoreError::Unstorable(_) => ApiError::InvalidParameter(err.to_string()),
             err => ApiError::Internal(err.into()),

@@ -10,6 +10,10 @@ use platform::shutdown::shutdown_signal;
 async fn main() -> anyhow::Result<()> {
     let settings = Settings::load().context("loading settings")?;
     platform::telemetry::init_tracing(&settings.telemetry);
-    let app = Application::build(settings).await?;
+    // While the database is unreachable or refuses the connection, the
+    // port answers the probes; a signal meanwhile stops the wait.
+    let Some(app) = Application::build_until(settings, shutdown_signal()).await? else {
+        return Ok(());
+    };
     app.run_until_stopped(shutdown_signal()).await
 }

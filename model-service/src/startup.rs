@@ -4,36 +4,50 @@
 use std::future::Future;
 use std::net::SocketAddr;
 
+use std::time::Duration;
+
 use anyhow::Context;
+use platform::retry::Verdict;
 use platform::settings::Settings;
-use platform::store;
+use platform::startup::{wait_for_database, WaitError};
+use platform::store::{self, StoreError};
+use sea_orm::sqlx::postgres::PgListener;
+use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 use tokio::net::TcpListener;
 
 use crate::routes::router;
 use crate::state::AppState;
+
+/// The longest pause between two attempts to reach the database at start-up.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// What a refused connection asks of the operator.
+const REFUSED: &str = "fix the certificates or the login in database.url (see docs/operations.md)";
 
 /// A bound, ready-to-run model service.
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    notifications: sea_orm::sqlx::postgres::PgListener,
+    notifications: PgListener,
 }
 
 impl Application {
     /// Connects to Postgres, runs the migrations, LISTENs on the notify
     /// channel and binds `model_service.host:port` (port 0: any free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
-        let db = store::connect(&settings.database)
-            .await
-            .context("connecting to Postgres")?;
-        store::migrate(&db).await.context("running migrations")?;
-        let notifications = crate::events::connect(
-            db.get_postgres_connection_pool(),
-            &settings.database.notify_channel,
-        )
-        .await
-        .context("listening for model updates")?;
+        Self::build_until(settings, std::future::pending())
+            .await?
+            .context("stopped while starting")
+    }
+
+    /// [`Application::build`], binding the port first: while the database
+    /// cannot be reached or refuses the connection, the port answers the
+    /// probes (`/readyz` names the error) and the attempts go on until
+    /// `stop` completes (then `None`). A failed migration ends the wait.
+    pub async fn build_until(
+        settings: Settings,
+        stop: impl Future<Output = ()>,
+    ) -> anyhow::Result<Option<Self>> {
         let address = format!(
             "{}:{}",
             settings.model_service.host, settings.model_service.port
@@ -41,12 +55,38 @@ impl Application {
         let listener = TcpListener::bind(&address)
             .await
             .with_context(|| format!("binding {address}"))?;
+        let (listener, opened) = wait_for_database(
+            listener,
+            crate::routes::SERVICE,
+            &settings.http,
+            MAX_BACKOFF,
+            stop,
+            || open(&settings),
+            |err: &StoreError| {
+                if err.is_transient() {
+                    Verdict::Transient
+                } else if err.is_refused() {
+                    Verdict::Stuck(REFUSED)
+                } else {
+                    Verdict::Permanent
+                }
+            },
+        )
+        .await;
+        let listener = listener.context("keeping the port while waiting for the database")?;
+        let (db, notifications) = match opened {
+            Ok(opened) => opened,
+            Err(WaitError::Stopped) => return Ok(None),
+            Err(WaitError::GaveUp(err)) => {
+                return Err(anyhow::Error::new(err).context("preparing the database"))
+            }
+        };
         let state = AppState::new(db, &settings);
-        Ok(Self {
+        Ok(Some(Self {
             listener,
             state,
             notifications,
-        })
+        }))
     }
 
     /// The bound port.
@@ -118,4 +158,18 @@ impl Application {
         state.db().clone().close().await.ok();
         Ok(())
     }
+}
+
+/// Connects, migrates and listens for model updates: what the service needs
+/// from the database before it serves.
+async fn open(settings: &Settings) -> Result<(DatabaseConnection, PgListener), StoreError> {
+    let db = store::connect(&settings.database).await?;
+    store::migrate(&db).await?;
+    let notifications = crate::events::connect(
+        db.get_postgres_connection_pool(),
+        &settings.database.notify_channel,
+    )
+    .await
+    .map_err(|err| StoreError::from(DbErr::Conn(RuntimeErr::SqlxError(err))))?;
+    Ok((db, notifications))
 }

@@ -1,7 +1,7 @@
 //! What the three services share beyond the pure domain: typed settings,
 //! telemetry, the Kafka client basics and a producer that outlives its fatal
 //! errors, the Postgres store, the HTTP conventions, retrying with back-off,
-//! and the shutdown signal.
+//! waiting for the database at start-up, and the shutdown signal.
 //!
 //! Everything here touches the outside world; the math and the wire format
 //! live in the `domain` crate, which this one builds on.
@@ -13,5 +13,6 @@ pub mod listen;
 pub mod retry;
 pub mod settings;
 pub mod shutdown;
+pub mod startup;
 pub mod store;
 pub mod telemetry;

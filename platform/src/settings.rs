@@ -23,6 +23,7 @@ use domain::model_id::ModelId;
 
 mod auth;
 pub use auth::{AuthSettings, MIN_BOOTSTRAP_KEY_CHARS};
+mod database;
 
 /// The prefix of every environment variable that overrides a setting.
 pub const ENV_PREFIX: &str = "BAYES";
@@ -154,6 +155,8 @@ impl KafkaSettings {
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseSettings {
     /// Connection URL (`postgres://user:password@host:port/database`); kept secret in logs.
+    /// TLS goes in its query: `sslmode=verify-full&sslrootcert=CA&sslcert=CERT&sslkey=KEY`
+    /// (files, checked when settings load: see `settings::database`).
     #[serde(serialize_with = "expose_secret")]
     pub url: SecretString,
     /// Connections in the pool.
@@ -605,6 +608,12 @@ impl Settings {
             self.kafka.replication_factor >= 1,
             || format!("{} is below 1", self.kafka.replication_factor),
         )?;
+        database::check_url(self.database.url.expose_secret()).map_err(|reason| {
+            SettingsError::Invalid {
+                setting: "database.url",
+                reason,
+            }
+        })?;
         check(
             "database.max_connections",
             self.database.max_connections >= 1,

@@ -3,13 +3,16 @@
 //! database is down. At start-up the producer connects, runs the migrations
 //! (as the other services do) and marks the uploads a previous run left
 //! half-produced as interrupted; when that fails it tries again in the
-//! background, and uploads answer 503 until it succeeds.
+//! background, and uploads answer 503 until it succeeds, with the last
+//! error, while the gauge `database_waiting{service="producer"}` is 1 (the
+//! producer's `/readyz` is the broker's alone: observations do not wait).
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use platform::retry::Backoff;
 use platform::settings::DatabaseSettings;
+use platform::startup::WAITING_GAUGE;
 use platform::store::{self, StoreError};
 use sea_orm::DatabaseConnection;
 
@@ -22,6 +25,8 @@ pub struct Database {
     connection: Arc<OnceLock<DatabaseConnection>>,
     /// Woken once the connection is set, for [`Database::connected`].
     opened: Arc<tokio::sync::Notify>,
+    /// Why the last attempt to connect failed, for the 503s meanwhile.
+    last_error: Arc<Mutex<String>>,
 }
 
 impl Database {
@@ -35,9 +40,14 @@ impl Database {
 
             Err(error) => {
                 tracing::error!(%error, "the database is unavailable: uploads answer 503 until it answers");
+                database.remember(&error);
+                // The recorder first, or the gauge's value goes nowhere.
+                platform::telemetry::metrics_handle();
+                metrics::gauge!(WAITING_GAUGE, "service" => "producer").set(1.0);
                 let settings = settings.clone();
                 let slot = database.connection.clone();
                 let opened = database.opened.clone();
+                let waiting = database.clone();
                 tokio::spawn(async move {
                     let mut backoff =
                         Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
@@ -48,10 +58,12 @@ impl Database {
                                 tracing::info!("the database answers: uploads are open");
                                 let _ = slot.set(connection);
                                 opened.notify_waiters();
+                                metrics::gauge!(WAITING_GAUGE, "service" => "producer").set(0.0);
                                 return;
                             }
                             Err(error) => {
-                                tracing::warn!(%error, "the database is still unavailable")
+                                tracing::warn!(%error, "the database is still unavailable");
+                                waiting.remember(&error);
                             }
                         }
                     }
@@ -76,6 +88,23 @@ impl Database {
     /// The connection, or `None` while the database has not answered yet.
     pub fn get(&self) -> Option<&DatabaseConnection> {
         self.connection.get()
+    }
+
+    /// Why there is no connection yet: the last attempt's error (a refused
+    /// certificate, a database that is down).
+    pub fn not_connected(&self) -> String {
+        let last = self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        format!("not connected yet: {last}")
+    }
+
+    fn remember(&self, error: &StoreError) {
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = error.to_string();
     }
 }
 

@@ -172,7 +172,9 @@ impl From<StoreError> for ApiError {
     /// 422; anything else the store says is not the client's doing.
     fn from(error: StoreError) -> Self {
         match error {
-            error if error.is_transient() => Self::DatabaseUnavailable(error.to_string()),
+            error if error.is_transient() || error.is_refused() => {
+                Self::DatabaseUnavailable(error.to_string())
+            }
             // A value of the request the database cannot hold: the client's.
             StoreError::Unstorable(_) => Self::InvalidParameter(error.to_string()),
             error => Self::Internal(error.into()),

@@ -100,6 +100,15 @@ impl AppState {
         self.inner.database.get()
     }
 
+    /// The database of uploads, or the 503 that says why there is none.
+    pub fn database_or_unavailable(
+        &self,
+    ) -> Result<&sea_orm::DatabaseConnection, crate::error::ApiError> {
+        self.inner.database.get().ok_or_else(|| {
+            crate::error::ApiError::DatabaseUnavailable(self.inner.database.not_connected())
+        })
+    }
+
     pub fn consumer_group(&self) -> &str {
         &self.inner.consumer_group
     }

@@ -72,6 +72,15 @@ pg_bin() {
   printf '%s/%s' "$found" "$1"
 }
 
+# ensure_postgres_server: the server's binaries (pg_bin) and the postgres
+# user they run as when we are root. The TLS tests (platform/tests/tls.rs,
+# each service's tests/api/tls.rs) start a TLS-only server of their own with
+# them, whichever Postgres DATABASE_URL names.
+ensure_postgres_server() {
+  pg_bin initdb >/dev/null
+  id postgres >/dev/null 2>&1 || as_root useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin postgres
+}
+
 # pg_run CMD...: a PostgreSQL server command, as the postgres user when we
 # are root (the server refuses to run as root).
 pg_run() {
@@ -86,9 +95,9 @@ pg_run() {
 # crash (the kernel has it), not the machine's.
 pg_cluster_start() {
   local dir="$1" port="$2" initdb pg_ctl user="postgres"
+  ensure_postgres_server
   initdb=$(pg_bin initdb)
   pg_ctl=$(pg_bin pg_ctl)
-  id "$user" >/dev/null 2>&1 || as_root useradd --system --home-dir /nonexistent --shell /usr/sbin/nologin "$user"
   mkdir -p "$dir"
   if [ ! -f "$dir/PG_VERSION" ]; then
     [ "$(id -u)" = 0 ] && chown "$user" "$dir"

@@ -7,6 +7,8 @@
 //! - [`kafka_process::KafkaProcess`]: an Apache Kafka of a test's own, to
 //!   kill and restart or to start with settings of the test's;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
+//! - [`postgres_process::PostgresProcess`]: a TLS-only Postgres of a test
+//!   binary's own, with certificates from [`certs`] made on the spot;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
 //! - [`raw_http::RawConnection`]: HTTP/1.1 by hand on a socket, for the
 //!   tests of slow, partial and odd requests;
@@ -18,8 +20,10 @@
 
 pub mod bench;
 pub mod broker;
+pub mod certs;
 pub mod database;
 pub mod kafka_process;
+pub mod postgres_process;
 pub mod proxy;
 pub mod raw_http;
 pub mod service_process;

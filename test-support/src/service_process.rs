@@ -1,6 +1,7 @@
 //! A service binary started as an operator would start it: settings in its
 //! environment (and nothing else of the test's), output appended to a log
-//! file, for the tests that SIGKILL it.
+//! file, for the tests that SIGKILL it or read what it logs
+//! ([`WatchedService`]).
 
 use std::fs::File;
 use std::path::Path;
@@ -51,4 +52,75 @@ pub fn spawn_service(
         .stderr(err)
         .spawn()
         .unwrap_or_else(|e| panic!("starting {binary}: {e}"))
+}
+
+/// A service binary started by [`spawn_service`] with JSON log lines, for
+/// the tests that read what an operator would see: its answers while it
+/// runs, and its log. Killed on drop.
+#[derive(Debug)]
+pub struct WatchedService {
+    child: Child,
+    log: std::path::PathBuf,
+    client: reqwest::Client,
+}
+
+impl WatchedService {
+    /// Starts `binary` as [`spawn_service`] does, logging JSON into `log`.
+    pub fn start(binary: &str, settings: &Settings, extra: &[(&str, String)], log: &Path) -> Self {
+        let mut env = vec![("BAYES__TELEMETRY__LOG_FORMAT", "json".to_owned())];
+        env.extend(extra.iter().cloned());
+        Self {
+            child: spawn_service(binary, settings, &env, log),
+            log: log.to_owned(),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Polls `url` until it answers `status` with a body that contains
+    /// `needle`, and returns the body; fails the test, with the log, if the
+    /// process exits first or the deadline passes.
+    pub async fn wait_for_answer(&mut self, url: &str, status: u16, needle: &str) -> String {
+        let client = self.client.clone();
+        let what = format!("{url} answers {status} with {needle:?}");
+        let mut last = String::new();
+        let found = crate::eventually_within(crate::DEADLINE, &what, async || {
+            if let Ok(Some(exit)) = self.child.try_wait() {
+                panic!("the service exited ({exit}); its log:\n{}", self.log_text());
+            }
+            let response = client.get(url).send().await.ok()?;
+            let code = response.status().as_u16();
+            let body = response.text().await.ok()?;
+            last = format!("{code} {body}");
+            (code == status && body.contains(needle)).then_some(body)
+        })
+        .await;
+        assert!(!found.is_empty(), "last answer: {last}");
+        found
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// The log's lines at `level` (`ERROR`, `WARN`, ...), as JSON objects.
+    pub fn log_lines_at(&self, level: &str) -> Vec<serde_json::Value> {
+        self.log_text()
+            .lines()
+            .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+            .filter(|line| line["level"] == level)
+            .collect()
+    }
+
+    /// The whole log.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for WatchedService {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

@@ -14,4 +14,5 @@ mod helpers;
 mod poison;
 mod processes;
 mod stalls;
+mod tls;
 mod zombie;

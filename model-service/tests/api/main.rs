@@ -18,3 +18,4 @@ mod models;
 mod ops;
 mod plots;
 mod posterior;
+mod tls;

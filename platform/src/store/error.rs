@@ -48,12 +48,28 @@ pub enum StoreError {
     /// written. The caller finds them with `missing_models`.
     #[error("unknown models: {0}")]
     UnknownModels(String),
+    /// No connection can be made until a person acts: the TLS handshake
+    /// failed (the server's certificate is not signed by a trusted CA or
+    /// names another host, or the server refused our certificate) or
+    /// Postgres refused the login (no valid client certificate, a wrong
+    /// password, a role `pg_hba.conf` does not admit). Waiting does not cure
+    /// it, but the certificate files are read again at every connection,
+    /// so callers that wait for the database keep trying, and say so at
+    /// error level.
+    #[error("the database connection is refused: {0}")]
+    Refused(#[source] DbErr),
 }
 
 impl StoreError {
     /// Whether the same call may succeed later (only [`StoreError::Unavailable`]).
     pub fn is_transient(&self) -> bool {
         matches!(self, StoreError::Unavailable(_))
+    }
+
+    /// Whether no connection can be made until a person fixes the
+    /// certificates or the login ([`StoreError::Refused`]).
+    pub fn is_refused(&self) -> bool {
+        matches!(self, StoreError::Refused(_))
     }
 }
 
@@ -66,6 +82,7 @@ enum Class {
     Unstorable,
     IdConflict,
     UnknownModels,
+    Refused,
 }
 
 impl From<DbErr> for StoreError {
@@ -77,6 +94,7 @@ impl From<DbErr> for StoreError {
             Class::Unstorable => StoreError::Unstorable(err),
             Class::IdConflict => StoreError::IdConflict(err.to_string()),
             Class::UnknownModels => StoreError::UnknownModels(err.to_string()),
+            Class::Refused => StoreError::Refused(err),
         }
     }
 }
@@ -103,8 +121,14 @@ fn classify(err: &DbErr) -> Class {
             db.code()
                 .map_or(Class::Rejected, |code| classify_sqlstate(&code))
         }
+        // rustls's verdict on the server's certificate, or a certificate or
+        // key file it cannot use.
+        SqlxError::Tls(_) => Class::Refused,
+        // The handshake's failures during I/O reach sqlx as I/O errors
+        // wrapping rustls's: the server's certificate not trusted or for
+        // another name, the server's alert that it refused ours.
+        SqlxError::Io(io) if is_tls_failure(io) => Class::Refused,
         SqlxError::Io(_)
-        | SqlxError::Tls(_)
         | SqlxError::Protocol(_)
         | SqlxError::PoolTimedOut
         | SqlxError::PoolClosed
@@ -118,6 +142,12 @@ fn classify(err: &DbErr) -> Class {
 /// refused the statement itself (classes 22 data exception, 23 integrity
 /// constraint violation, 42 syntax error or access rule violation, ...).
 fn classify_sqlstate(code: &str) -> Class {
+    // Class 28: invalid authorization specification (28000: pg_hba.conf
+    // admits no such login, or the client certificate is missing or not
+    // the role's; 28P01: a wrong password).
+    if code.starts_with("28") {
+        return Class::Refused;
+    }
     let transient = match code {
         // Class 08: connection exception. Class 53: insufficient resources
         // (53300 too many connections). Class 58: system error (I/O).
@@ -153,6 +183,12 @@ fn classify_sqlstate(code: &str) -> Class {
     } else {
         Class::Rejected
     }
+}
+
+/// Whether an I/O error is rustls's verdict on the handshake.
+fn is_tls_failure(io: &std::io::Error) -> bool {
+    io.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
 }
 
 /// The constraint name the batch statement raises a conflict under (the
@@ -222,6 +258,7 @@ mod tests {
             Class::Unstorable => matches!(store, StoreError::Unstorable(_)),
             Class::IdConflict => matches!(store, StoreError::IdConflict(_)),
             Class::UnknownModels => matches!(store, StoreError::UnknownModels(_)),
+            Class::Refused => matches!(store, StoreError::Refused(_)),
         };
         assert!(variant_matches, "{shown} became {store:?}");
     }
@@ -301,6 +338,29 @@ mod tests {
             })),
             Class::Corrupt,
         );
+    }
+
+    #[test]
+    fn refused_handshakes_and_logins_wait_for_a_person() {
+        check(
+            DbErr::Conn(RuntimeErr::SqlxError(SqlxError::Tls(
+                "invalid peer certificate: UnknownIssuer".into(),
+            ))),
+            Class::Refused,
+        );
+        let handshake = std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnknownCA),
+        );
+        check(
+            DbErr::Conn(RuntimeErr::SqlxError(SqlxError::Io(handshake))),
+            Class::Refused,
+        );
+        for code in ["28000", "28P01"] {
+            check(exec(code), Class::Refused);
+        }
+        let store = StoreError::from(exec("28000"));
+        assert!(store.is_refused() && !store.is_transient());
     }
 
     #[test]

@@ -229,9 +229,7 @@ pub async fn post_upload(
     request: Request,
 ) -> Result<UploadAccepted, ApiError> {
     // Refused before a byte of the body is read.
-    if state.database().is_none() {
-        return Err(ApiError::DatabaseUnavailable("not connected yet".into()));
-    }
+    state.database_or_unavailable()?;
     let model = query
         .model
         .map(ModelId::parse)
@@ -340,9 +338,7 @@ pub async fn list_uploads(
 }
 
 fn connection(state: &AppState) -> Result<&sea_orm::DatabaseConnection, ApiError> {
-    state
-        .database()
-        .ok_or_else(|| ApiError::DatabaseUnavailable("not connected yet".into()))
+    state.database_or_unavailable()
 }
 
 enum Kind {

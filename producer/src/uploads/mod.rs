@@ -78,10 +78,7 @@ pub async fn accept(
     source: Source,
     mut request: Request,
 ) -> Result<UploadRecord, ApiError> {
-    let db = state
-        .database()
-        .ok_or_else(|| ApiError::DatabaseUnavailable("not connected yet".into()))?
-        .clone();
+    let db = state.database_or_unavailable()?.clone();
     let received_at = Utc::now();
     // Listed as `validating` until this function returns, whatever it returns.
     let registration = state

@@ -15,4 +15,5 @@ mod limits;
 mod observations;
 mod operations;
 mod processes;
+mod tls;
 mod uploads;

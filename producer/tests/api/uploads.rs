@@ -14,7 +14,7 @@ use test_support::eventually;
 use crate::helpers::{spawn_app, spawn_app_with_database, Answer, TestApp};
 
 impl TestApp {
-    async fn upload(&self, query: &str, content_type: &str, body: Vec<u8>) -> Answer {
+    pub(crate) async fn upload(&self, query: &str, content_type: &str, body: Vec<u8>) -> Answer {
         self.send(
             reqwest::Method::POST,
             &format!("/uploads{query}"),
@@ -25,14 +25,14 @@ impl TestApp {
         .await
     }
 
-    async fn upload_csv(&self, query: &str, csv: &str) -> Answer {
+    pub(crate) async fn upload_csv(&self, query: &str, csv: &str) -> Answer {
         self.upload(query, "text/csv", csv.as_bytes().to_vec())
             .await
     }
 
     /// Polls the upload until its status is `status`; a `failed` upload
     /// fails the test unless that is the status waited for.
-    async fn upload_with_status(&self, id: &str, status: &str) -> Value {
+    pub(crate) async fn upload_with_status(&self, id: &str, status: &str) -> Value {
         eventually(&format!("upload {id} is {status}"), async || {
             let answer = self.get(&format!("/uploads/{id}")).await;
             assert_eq!(answer.status, 200, "{}", answer.text);
