@@ -4,6 +4,8 @@
 //! certificate, and every refusal an operator can meet, each a
 //! [`StoreError::Refused`] that names its cause and shows no secret.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -64,7 +66,7 @@ async fn session_tls(db: &DatabaseConnection) -> (bool, String) {
 /// The refusal, checked to be a [`StoreError::Refused`] whose message holds
 /// `cause`.
 fn refused(outcome: Result<DatabaseConnection, StoreError>, cause: &str) -> String {
-    let err = outcome.err().expect("the connection must be refused");
+    let err = outcome.expect_err("the connection must be refused");
     let shown = err.to_string();
     assert!(err.is_refused(), "not classified as refused: {shown}");
     assert!(shown.contains(cause), "{shown} does not say {cause:?}");
