@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::kafka_health::ClientHealth;
 use platform::settings::Settings;
 use platform::store;
 use sea_orm::DatabaseConnection;
@@ -32,6 +33,8 @@ pub struct Consumer {
     settings: Settings,
     db: DatabaseConnection,
     producer: Arc<DlqProducer>,
+    /// Refused credentials and failed TLS handshakes of every Kafka client.
+    kafka_health: Arc<ClientHealth>,
     listener: TcpListener,
     instance: Option<InstanceId>,
     assignment: Assignment,
@@ -86,9 +89,12 @@ impl Consumer {
                 topic: topic.clone(),
             });
         }
-        let producer: DlqProducer =
-            DlqProducer::new("dlq", producer_config(&settings), QuietContext::default)
-                .map_err(ConsumerError::Kafka)?;
+        let kafka_health = Arc::new(ClientHealth::default());
+        let context_health = kafka_health.clone();
+        let producer: DlqProducer = DlqProducer::new("dlq", producer_config(&settings), move || {
+            QuietContext::new(context_health.clone())
+        })
+        .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }
@@ -104,6 +110,7 @@ impl Consumer {
             settings,
             db,
             producer: Arc::new(producer),
+            kafka_health,
             listener,
             instance,
             assignment: Assignment::Subscribe,
@@ -146,12 +153,20 @@ impl Consumer {
             settings,
             db,
             producer,
+            kafka_health,
             listener,
             instance,
             assignment,
             faults,
         } = self;
-        let side_tasks = SideTasks::start(listener, &settings, &db, &producer, &control);
+        let side_tasks = SideTasks::start(
+            listener,
+            &settings,
+            &db,
+            &producer,
+            &kafka_health,
+            &control,
+        );
         let pipeline = Pipeline {
             settings,
             instance,
@@ -160,6 +175,7 @@ impl Consumer {
             db,
             producer,
             bridge: Bridge::new(tokio::runtime::Handle::current(), control.clone()),
+            kafka_health,
         };
         let done =
             spawn_thread("consumer-poll", move || pipeline.run()).map_err(ConsumerError::Thread)?;
@@ -185,11 +201,13 @@ impl SideTasks {
         settings: &Settings,
         db: &DatabaseConnection,
         producer: &Arc<DlqProducer>,
+        kafka_health: &Arc<ClientHealth>,
         control: &Arc<Control>,
     ) -> Self {
         let admin_state = AdminState {
             db: db.clone(),
             producer: producer.clone(),
+            kafka_health: kafka_health.clone(),
             topic: settings.kafka.topic.clone(),
             control: control.clone(),
             metrics: platform::telemetry::metrics_handle(),

@@ -8,10 +8,9 @@ use std::time::Duration;
 
 use domain::observation::Observation;
 pub use platform::kafka::{client_config, ensure_topics};
+use platform::kafka_health::{ClientHealth, ObservedContext};
 use platform::kafka_producer::RebuildingProducer;
 use platform::settings::{KafkaSettings, ProducerSettings};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
@@ -55,6 +54,10 @@ pub enum NotReady {
     /// The client had a fatal error; the probe replaced it with a new one.
     #[error("{0}; replaced by a new client")]
     Fatal(String),
+    /// The broker refuses the client's credentials or its TLS handshake
+    /// (see `platform::kafka_health`): only new settings help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a successful readiness check saw.
@@ -67,7 +70,9 @@ pub struct TopicStatus {
 /// Writes observations to the topic and waits for the broker's acknowledgements.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: Arc<RebuildingProducer<DefaultClientContext>>,
+    producer: Arc<RebuildingProducer<ObservedContext>>,
+    /// Authentication and TLS failures, named by `/readyz`.
+    health: Arc<ClientHealth>,
     topic: String,
     ack_timeout: Duration,
 }
@@ -85,26 +90,32 @@ impl Publisher {
     /// Creates the producer. This does not connect: librdkafka connects in
     /// the background, so a broker that is down shows in `/readyz` and as 503s.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("linger.ms", settings.linger.as_millis().to_string())
+        let mut config = client_config(kafka);
+        // Trade-offs, so the pass-through options win over them.
+        let defaults = [
+            ("linger.ms", settings.linger.as_millis().to_string()),
             // librdkafka gives up on a record after this long, so nothing
             // waits in its queue for a client that has already had its 503.
-            .set(
+            (
                 "delivery.timeout.ms",
                 settings.ack_timeout.as_millis().to_string(),
-            );
-        for (key, value) in kafka.librdkafka_options() {
-            config.set(key, value);
+            ),
+        ];
+        for (key, value) in defaults {
+            if !kafka.librdkafka.contains_key(key) {
+                config.set(key, value);
+            }
         }
         // Set last so that no pass-through option can weaken them: the 202
         // promises that every replica has the record, exactly once.
         config.set("acks", "all").set("enable.idempotence", "true");
+        let health = Arc::new(ClientHealth::default());
+        let context_health = health.clone();
         Ok(Self {
-            producer: Arc::new(RebuildingProducer::new("producer", config, || {
-                DefaultClientContext
+            producer: Arc::new(RebuildingProducer::new("producer", config, move || {
+                ObservedContext::new("producer", context_health.clone())
             })?),
+            health,
             topic: kafka.topic.clone(),
             ack_timeout: settings.ack_timeout,
         })
@@ -116,7 +127,7 @@ impl Publisher {
 
     /// The client to write with now (a new one after a fatal error), for
     /// callers that pace their own records, as uploads do.
-    pub fn client(&self) -> Arc<FutureProducer> {
+    pub fn client(&self) -> Arc<FutureProducer<ObservedContext>> {
         self.producer.get()
     }
 
@@ -188,7 +199,7 @@ impl Publisher {
 
     /// Waits until every queued record is delivered or `timeout` passes.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer: Arc<FutureProducer> = self.producer.get();
+        let producer = self.producer.get();
         // `flush` blocks its thread while librdkafka drains the queue.
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
@@ -231,9 +242,18 @@ impl Publisher {
         });
         // librdkafka honours the timeout; the outer one is a guard so that a
         // probe never waits much longer than asked, whatever happens inside.
-        match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await {
+        let result = match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) | Err(_) => Err(NotReady::Timeout(timeout)),
+        };
+        // A refused login or handshake is the cause of whatever the lookup
+        // says (a timeout, a transport failure): name it instead.
+        match result {
+            Ok(status) => {
+                self.health.clear();
+                Ok(status)
+            }
+            Err(error) => Err(self.health.failure().map_or(error, NotReady::Refused)),
         }
     }
 }

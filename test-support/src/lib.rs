@@ -5,7 +5,10 @@
 //! - [`broker::TestBroker`]: the broker named by `KAFKA_BROKERS`, or
 //!   librdkafka's mock cluster in-process, with topic creation and a reader;
 //! - [`kafka_process::KafkaProcess`]: an Apache Kafka of a test's own, to
-//!   kill and restart or to start with settings of the test's;
+//!   kill and restart or to start with listeners (TLS, SASL) and settings
+//!   of the test's;
+//! - [`tls::TestCa`]: a private CA and the certificates a TLS broker and its
+//!   clients present, made by the test;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
 //! - [`raw_http::RawConnection`]: HTTP/1.1 by hand on a socket, for the
@@ -23,6 +26,7 @@ pub mod kafka_process;
 pub mod proxy;
 pub mod raw_http;
 pub mod service_process;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -1,0 +1,382 @@
+//! Kafka over TLS and SASL, as every managed Kafka requires: one Apache
+//! Kafka broker of this binary's own (started once, shared by its tests)
+//! with a SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; the SCRAM
+//! users made when its storage is formatted) and an SSL listener that
+//! requires client certificates (mutual TLS), under a private CA the test
+//! makes. Observations travel producer -> broker -> consumer over each, and
+//! Kafka's console producer (a client properties file) and kcat (`-F`) write
+//! records that are counted. Refused credentials, a CA that does not match,
+//! an expired and a missing client certificate each show in `/readyz` (the
+//! producer's and the consumer's admin server), naming the cause, and in
+//! `kafka_client_errors_total`; never a 202, never a secret.
+//!
+//! It needs Java and the Kafka jars (`scripts/kafka.sh install`); without
+//! them it fails and says so.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use platform::settings::Settings;
+use serde_json::Value;
+use system_tests::Stack;
+use test_support::broker::TestBroker;
+use test_support::kafka_process::{BrokerTls, KafkaProcess, Listener, SaslMechanism};
+use test_support::tls::{CertFiles, TestCa};
+use test_support::{eventually, unique};
+
+/// The broker and the files its clients need.
+#[derive(Debug)]
+struct Secured {
+    kafka: KafkaProcess,
+    /// The CA that signed the broker's certificate and the clients'.
+    ca: PathBuf,
+    /// A CA that signed neither.
+    stranger_ca: PathBuf,
+    client: CertFiles,
+    expired: CertFiles,
+}
+
+const SASL_SSL: &str = "sasl_ssl";
+const MTLS: &str = "mtls";
+
+const PLAIN: (&str, &str) = ("alice", "alice-Pw-1");
+const SCRAM_256: (&str, &str) = ("bob", "bob-Pw-256");
+const SCRAM_512: (&str, &str) = ("carol", "carol-Pw-512");
+
+static SECURED: OnceLock<Secured> = OnceLock::new();
+
+/// The shared broker, started by the first test that asks (the others wait).
+async fn secured() -> &'static Secured {
+    tokio::task::spawn_blocking(|| SECURED.get_or_init(start_secured))
+        .await
+        .unwrap()
+}
+
+fn start_secured() -> Secured {
+    let builder = KafkaProcess::builder();
+    let tls = builder.dir().join("tls");
+    let ca = TestCa::new(&tls, "ours");
+    let stranger = TestCa::new(&tls, "stranger");
+    let server = ca.server_cert("broker");
+    let client = ca.client_cert("client", "bayes-client");
+    let expired = ca.expired_client_cert("expired", "bayes-expired");
+    let kafka = builder
+        .listener(Listener::sasl_ssl(
+            SASL_SSL,
+            &[
+                SaslMechanism::Plain,
+                SaslMechanism::ScramSha256,
+                SaslMechanism::ScramSha512,
+            ],
+        ))
+        .listener(Listener::ssl(MTLS).require_client_certificate())
+        .tls(BrokerTls {
+            key_and_cert: server.key_and_cert,
+            trusted_ca: ca.ca_file.clone(),
+        })
+        .plain_user(PLAIN.0, PLAIN.1)
+        .scram_user(SaslMechanism::ScramSha256, SCRAM_256.0, SCRAM_256.1)
+        .scram_user(SaslMechanism::ScramSha512, SCRAM_512.0, SCRAM_512.1)
+        .start();
+    Secured {
+        kafka,
+        ca: ca.ca_file.clone(),
+        stranger_ca: stranger.ca_file.clone(),
+        client,
+        expired,
+    }
+}
+
+type Options = Vec<(&'static str, String)>;
+
+fn sasl_ssl(mechanism: SaslMechanism, (user, password): (&str, &str), ca: &Path) -> Options {
+    vec![
+        ("security.protocol", "SASL_SSL".into()),
+        ("sasl.mechanism", mechanism.as_str().into()),
+        ("sasl.username", user.into()),
+        ("sasl.password", password.into()),
+        ("ssl.ca.location", ca.display().to_string()),
+    ]
+}
+
+fn mtls(client: Option<&CertFiles>, ca: &Path) -> Options {
+    let mut options = vec![
+        ("security.protocol", "SSL".into()),
+        ("ssl.ca.location", ca.display().to_string()),
+    ];
+    if let Some(client) = client {
+        options.push(("ssl.certificate.location", client.cert.display().to_string()));
+        options.push(("ssl.key.location", client.key.display().to_string()));
+    }
+    options
+}
+
+/// Settings of the services that reach the broker on `listener` with `options`.
+fn configure(secured: &Secured, listener: &str, options: &Options, settings: &mut Settings) {
+    settings.kafka.brokers = secured.kafka.bootstrap_of(listener);
+    for (key, value) in options {
+        settings.kafka.librdkafka.insert(key, value.clone());
+    }
+    settings.producer.ack_timeout = Duration::from_secs(3);
+}
+
+/// The whole stack on `listener`; topics made on the internal listener.
+async fn stack(secured: &Secured, listener: &str, options: Options) -> Stack {
+    let broker = TestBroker::external(secured.kafka.bootstrap());
+    Stack::start_with(broker, |settings| {
+        configure(secured, listener, &options, settings)
+    })
+    .await
+}
+
+async fn post(stack: &Stack, model: &str, outcomes: &str) -> reqwest::StatusCode {
+    stack
+        .http
+        .post(format!("{}/observations", stack.producer))
+        .json(&serde_json::json!({"model": model, "outcomes": outcomes}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+async fn observations_travel_end_to_end(listener: &str, options: Options) {
+    let secured = secured().await;
+    let stack = stack(secured, listener, options).await;
+    assert_eq!(post(&stack, "globe", "WLW").await, 202);
+    let globe = stack.model_with_trials("globe", 3).await;
+    assert_eq!(globe["successes"], 2, "{globe}");
+    stack.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observations_travel_over_sasl_ssl_with_plain() {
+    let ca = secured().await.ca.clone();
+    observations_travel_end_to_end(SASL_SSL, sasl_ssl(SaslMechanism::Plain, PLAIN, &ca)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observations_travel_over_sasl_ssl_with_scram_sha_256() {
+    let ca = secured().await.ca.clone();
+    let options = sasl_ssl(SaslMechanism::ScramSha256, SCRAM_256, &ca);
+    observations_travel_end_to_end(SASL_SSL, options).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observations_travel_over_sasl_ssl_with_scram_sha_512() {
+    let ca = secured().await.ca.clone();
+    let options = sasl_ssl(SaslMechanism::ScramSha512, SCRAM_512, &ca);
+    observations_travel_end_to_end(SASL_SSL, options).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn observations_travel_over_mutual_tls_with_a_client_certificate() {
+    let secured = secured().await;
+    observations_travel_end_to_end(MTLS, mtls(Some(&secured.client), &secured.ca)).await;
+}
+
+/// Runs `program` with `args`, typing `lines`, and fails with its output
+/// unless it exits 0.
+fn run_with_input(program: &Path, args: &[String], lines: &[&str]) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} failed ({}): {}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_properties_file() {
+    let secured = secured().await;
+    let ca = secured.ca.clone();
+    let stack = stack(
+        secured,
+        SASL_SSL,
+        sasl_ssl(SaslMechanism::ScramSha512, SCRAM_512, &ca),
+    )
+    .await;
+    let topic = stack.settings.kafka.topic.clone();
+    let dir = tempdir();
+
+    // Java clients: the JAAS line and a PEM trust store, as docs/operations.md shows.
+    let java = dir.join("client.properties");
+    std::fs::write(
+        &java,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            SCRAM_512.0,
+            SCRAM_512.1,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    let console = repo().join("scripts/kafka-console-producer.sh");
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        &secured.kafka.bootstrap_of(SASL_SSL),
+        "--topic",
+        &topic,
+        "--producer.config",
+        &java.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    tokio::task::spawn_blocking(move || run_with_input(&console, &args, &["coin:W"]))
+        .await
+        .unwrap();
+
+    // kcat (librdkafka): the same options as the services, in a file for -F.
+    let kcat = dir.join("kcat.conf");
+    let lines: String = sasl_ssl(SaslMechanism::ScramSha512, SCRAM_512, &ca)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}\n"))
+        .collect();
+    std::fs::write(&kcat, lines).unwrap();
+    let args: Vec<String> = [
+        "-b",
+        &secured.kafka.bootstrap_of(SASL_SSL),
+        "-F",
+        &kcat.display().to_string(),
+        "-t",
+        &topic,
+        "-P",
+        "-K",
+        ":",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    tokio::task::spawn_blocking(move || run_with_input(Path::new("kcat"), &args, &["coin:L"]))
+        .await
+        .unwrap();
+
+    let coin = stack.model_with_trials("coin", 2).await;
+    assert_eq!(coin["successes"], 1, "{coin}");
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempdir() -> PathBuf {
+    let dir = std::env::temp_dir().join(unique("kafka-tls-clients"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A producer and a consumer with settings the broker refuses: each
+/// `/readyz` answers 503 naming `cause`, a POST is refused with 503, the
+/// metric counts `kind`, and no answer shows `secret`.
+async fn refused_visibly(listener: &str, options: Options, cause: &str, kind: &str, secret: &str) {
+    let secured = secured().await;
+    let broker = TestBroker::external(secured.kafka.bootstrap());
+    let stack = Stack::start_with(broker, |settings| {
+        configure(secured, listener, &options, settings)
+    })
+    .await;
+    let mut settings = stack.settings.clone();
+    settings.consumer.group_id = unique("refused");
+    settings.consumer.admin_port = 0;
+    let consumer = consumer::Consumer::build(settings).await.unwrap();
+    let admin = format!("http://{}", consumer.admin_addr());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(consumer.run_until(async {
+        let _ = stopped.await;
+    }));
+
+    for base in [&stack.producer, &admin] {
+        let body = not_ready_naming(&stack.http, base, cause).await;
+        assert!(!body.to_string().contains(secret), "{base}/readyz shows a secret: {body}");
+    }
+    let started = Instant::now();
+    let status = post(&stack, "globe", "W").await;
+    assert_eq!(status, 503, "a refused client must not acknowledge");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    for base in [&stack.producer, &admin] {
+        let metrics = stack
+            .http
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert!(
+            metrics
+                .lines()
+                .any(|l| l.starts_with("kafka_client_errors_total") && l.contains(&format!("kind=\"{kind}\""))),
+            "{base}/metrics counts no {kind} error:\n{metrics}"
+        );
+        assert!(!metrics.contains(secret), "{base}/metrics shows a secret");
+    }
+    let _ = stop.send(());
+    running.await.unwrap().unwrap();
+    stack.stop().await;
+}
+
+/// Polls `{base}/readyz` until it answers 503 with a check naming `cause`.
+async fn not_ready_naming(http: &reqwest::Client, base: &str, cause: &str) -> Value {
+    eventually(&format!("{base}/readyz names {cause:?}"), async || {
+        let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+        let status = response.status();
+        let body: Value = response.json().await.ok()?;
+        let named = body["checks"]
+            .as_array()?
+            .iter()
+            .any(|c| c["error"].as_str().is_some_and(|e| e.contains(cause)));
+        (status == 503 && named).then_some(body)
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wrong_password_is_refused_visibly() {
+    let ca = secured().await.ca.clone();
+    let options = sasl_ssl(SaslMechanism::ScramSha512, (SCRAM_512.0, "not-the-Pw-9"), &ca);
+    refused_visibly(SASL_SSL, options, "authentication failed", "authentication", "not-the-Pw-9").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_ca_that_did_not_sign_the_brokers_certificate_is_refused_visibly() {
+    let secured = secured().await;
+    let options = sasl_ssl(SaslMechanism::Plain, PLAIN, &secured.stranger_ca);
+    refused_visibly(SASL_SSL, options, "TLS handshake failed", "tls", PLAIN.1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_expired_client_certificate_is_refused_visibly() {
+    let secured = secured().await;
+    let options = mtls(Some(&secured.expired), &secured.ca);
+    refused_visibly(MTLS, options, "TLS handshake failed", "tls", "PRIVATE KEY").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_client_certificate_is_refused_visibly() {
+    let secured = secured().await;
+    let options = mtls(None, &secured.ca);
+    refused_visibly(MTLS, options, "TLS handshake failed", "tls", "PRIVATE KEY").await;
+}
