@@ -91,10 +91,11 @@ impl Consumer {
         }
         let kafka_health = Arc::new(ClientHealth::default());
         let context_health = kafka_health.clone();
-        let producer: DlqProducer = DlqProducer::new("dlq", producer_config(&settings), move || {
-            QuietContext::new(context_health.clone())
-        })
-        .map_err(ConsumerError::Kafka)?;
+        let producer: DlqProducer =
+            DlqProducer::new("dlq", producer_config(&settings), move || {
+                QuietContext::new(context_health.clone())
+            })
+            .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }
@@ -159,14 +160,8 @@ impl Consumer {
             assignment,
             faults,
         } = self;
-        let side_tasks = SideTasks::start(
-            listener,
-            &settings,
-            &db,
-            &producer,
-            &kafka_health,
-            &control,
-        );
+        let side_tasks =
+            SideTasks::start(listener, &settings, &db, &producer, &kafka_health, &control);
         let pipeline = Pipeline {
             settings,
             instance,

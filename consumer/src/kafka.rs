@@ -80,7 +80,7 @@ pub(crate) fn log_client_error(
     error: &KafkaError,
     reason: &str,
 ) {
-    if health.report(client, error, reason) {
+    if health.report(client, error, reason).handled() {
         return;
     }
     if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {

@@ -63,6 +63,24 @@ impl ErrorKind {
     }
 }
 
+/// What [`ClientHealth::report`] made of an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reported {
+    /// Not an authentication or TLS failure: the caller's to log.
+    Other,
+    /// A failure that was not there before: logged at error level.
+    New,
+    /// The same failure again (librdkafka retrying): not logged again.
+    Repeated,
+}
+
+impl Reported {
+    /// Whether the health took care of the error (the caller logs nothing).
+    pub fn handled(self) -> bool {
+        self != Self::Other
+    }
+}
+
 /// A failure that needs a person, as `/readyz` names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Failure {
@@ -80,12 +98,11 @@ pub struct ClientHealth {
 impl ClientHealth {
     /// Counts a client-level error and, for an authentication or TLS
     /// failure, records it and logs it at error level when it is new.
-    /// Returns whether it was one (the caller then logs nothing more).
-    pub fn report(&self, client: &'static str, error: &KafkaError, reason: &str) -> bool {
+    pub fn report(&self, client: &'static str, error: &KafkaError, reason: &str) -> Reported {
         let kind = ErrorKind::of(error, reason);
         metrics::counter!(CLIENT_ERRORS, "client" => client, "kind" => kind.as_str()).increment(1);
         if kind == ErrorKind::Other {
-            return false;
+            return Reported::Other;
         }
         let failure = Failure {
             client,
@@ -94,7 +111,9 @@ impl ClientHealth {
         };
         let mut last = self.failure.lock().unwrap_or_else(PoisonError::into_inner);
         // The same failure again is librdkafka retrying: logged once.
-        let new = last.as_ref().is_none_or(|l| l.kind != kind || l.client != client);
+        let new = last
+            .as_ref()
+            .is_none_or(|l| l.kind != kind || l.client != client);
         if new {
             tracing::error!(
                 client, kind = kind.as_str(), %reason,
@@ -103,7 +122,11 @@ impl ClientHealth {
             );
         }
         *last = Some(failure);
-        true
+        if new {
+            Reported::New
+        } else {
+            Reported::Repeated
+        }
     }
 
     /// The failure, as `/readyz` names it, while there is one.
@@ -160,7 +183,7 @@ impl ObservedContext {
 
 impl ClientContext for ObservedContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if !self.health.report(self.client, &error, reason) {
+        if !self.health.report(self.client, &error, reason).handled() {
             tracing::warn!(client = self.client, %error, %reason, "Kafka client error; librdkafka keeps retrying");
         }
     }
@@ -177,11 +200,31 @@ mod tests {
     #[test]
     fn refused_credentials_and_failed_handshakes_are_told_apart_from_the_rest() {
         let cases = [
-            (RDKafkaErrorCode::Authentication, "SASL authentication error: Authentication failed", ErrorKind::Authentication),
-            (RDKafkaErrorCode::SSL, "SSL handshake failed: certificate verify failed", ErrorKind::Tls),
-            (RDKafkaErrorCode::BrokerTransportFailure, "SSL transport error: tlsv13 alert certificate required", ErrorKind::Tls),
-            (RDKafkaErrorCode::BrokerTransportFailure, "Connect to ipv4#127.0.0.1:9 failed: Connection refused", ErrorKind::Other),
-            (RDKafkaErrorCode::AllBrokersDown, "1/1 brokers are down", ErrorKind::Other),
+            (
+                RDKafkaErrorCode::Authentication,
+                "SASL authentication error: Authentication failed",
+                ErrorKind::Authentication,
+            ),
+            (
+                RDKafkaErrorCode::SSL,
+                "SSL handshake failed: certificate verify failed",
+                ErrorKind::Tls,
+            ),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "SSL transport error: tlsv13 alert certificate required",
+                ErrorKind::Tls,
+            ),
+            (
+                RDKafkaErrorCode::BrokerTransportFailure,
+                "Connect to ipv4#127.0.0.1:9 failed: Connection refused",
+                ErrorKind::Other,
+            ),
+            (
+                RDKafkaErrorCode::AllBrokersDown,
+                "1/1 brokers are down",
+                ErrorKind::Other,
+            ),
         ];
         for (code, reason, kind) in cases {
             assert_eq!(ErrorKind::of(&global(code), reason), kind, "{reason}");
@@ -191,16 +234,28 @@ mod tests {
     #[test]
     fn a_failure_is_named_until_cleared_and_retries_do_not_replace_its_client() {
         let health = ClientHealth::default();
-        assert!(!health.report("producer", &global(RDKafkaErrorCode::AllBrokersDown), "down"));
+        let down = global(RDKafkaErrorCode::AllBrokersDown);
+        assert_eq!(health.report("producer", &down, "down"), Reported::Other);
         assert_eq!(health.failure(), None);
         let refused = global(RDKafkaErrorCode::Authentication);
-        assert!(health.report("producer", &refused, "SASL authentication error: invalid credentials"));
-        assert!(health.report("producer", &refused, "SASL authentication error: invalid credentials"));
+        let reason = "SASL authentication error: invalid credentials";
+        // Logged once, however often librdkafka retries.
+        assert_eq!(health.report("producer", &refused, reason), Reported::New);
+        assert_eq!(
+            health.report("producer", &refused, reason),
+            Reported::Repeated
+        );
+        assert_eq!(
+            health.report("producer", &refused, reason),
+            Reported::Repeated
+        );
         assert_eq!(
             health.failure().as_deref(),
             Some("authentication failed (producer client): SASL authentication error: invalid credentials")
         );
         health.clear();
         assert_eq!(health.failure(), None);
+        // After a success, the failure is news again.
+        assert_eq!(health.report("producer", &refused, reason), Reported::New);
     }
 }

@@ -116,7 +116,11 @@ mod tests {
 
     #[test]
     fn every_spelling_of_a_key_becomes_librdkafkas() {
-        for key in ["SESSION_TIMEOUT_MS", "session_timeout_ms", "session.timeout.ms"] {
+        for key in [
+            "SESSION_TIMEOUT_MS",
+            "session_timeout_ms",
+            "session.timeout.ms",
+        ] {
             assert_eq!(normalise_key(key), "session.timeout.ms");
         }
     }

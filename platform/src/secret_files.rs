@@ -45,13 +45,12 @@ pub fn resolve(
             return Err(SecretFileError::Both { variable });
         }
         let path = PathBuf::from(env.remove(&file_variable).unwrap_or_default());
-        let content = std::fs::read_to_string(&path).map_err(|source| {
-            SecretFileError::Unreadable {
+        let content =
+            std::fs::read_to_string(&path).map_err(|source| SecretFileError::Unreadable {
                 variable: file_variable.clone(),
                 path,
                 source,
-            }
-        })?;
+            })?;
         let content = content
             .strip_suffix('\n')
             .map(|c| c.strip_suffix('\r').unwrap_or(c))

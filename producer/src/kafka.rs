@@ -242,7 +242,8 @@ impl Publisher {
         });
         // librdkafka honours the timeout; the outer one is a guard so that a
         // probe never waits much longer than asked, whatever happens inside.
-        let result = match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await {
+        let result = match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await
+        {
             Ok(Ok(result)) => result,
             Ok(Err(_)) | Err(_) => Err(NotReady::Timeout(timeout)),
         };

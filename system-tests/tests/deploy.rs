@@ -156,7 +156,9 @@ fn package_of(library: &str) -> String {
         library.trim_start_matches("/usr").to_owned(),
     ];
     for path in candidates {
-        let out = std::process::Command::new("dpkg").args(["-S", &path]).output();
+        let out = std::process::Command::new("dpkg")
+            .args(["-S", &path])
+            .output();
         if let Some(out) = out.ok().filter(|o| o.status.success()) {
             let text = String::from_utf8_lossy(&out.stdout);
             let package = text.split(':').next().unwrap_or_default().trim();
@@ -172,7 +174,10 @@ fn package_of(library: &str) -> String {
 #[test]
 fn the_runtime_image_installs_every_library_the_binaries_link() {
     let exe = std::env::current_exe().unwrap();
-    let ldd = std::process::Command::new("ldd").arg(&exe).output().unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .unwrap();
     assert!(ldd.status.success(), "ldd {}", exe.display());
     let text = String::from_utf8_lossy(&ldd.stdout);
     let libraries: Vec<&str> = text

@@ -5,7 +5,7 @@
 //! requires client certificates (mutual TLS), under a private CA the test
 //! makes. Observations travel producer -> broker -> consumer over each, and
 //! Kafka's console producer (a client properties file) and kcat (`-F`) write
-//! records that are counted. Refused credentials, a CA that does not match,
+//! records that are counted and the console consumer reads back. Refused credentials, a CA that does not match,
 //! an expired and a missing client certificate each show in `/readyz` (the
 //! producer's and the consumer's admin server), naming the cause, and in
 //! `kafka_client_errors_total`; never a 202, never a secret.
@@ -110,7 +110,10 @@ fn mtls(client: Option<&CertFiles>, ca: &Path) -> Options {
         ("ssl.ca.location", ca.display().to_string()),
     ];
     if let Some(client) = client {
-        options.push(("ssl.certificate.location", client.cert.display().to_string()));
+        options.push((
+            "ssl.certificate.location",
+            client.cert.display().to_string(),
+        ));
         options.push(("ssl.key.location", client.key.display().to_string()));
     }
     options
@@ -242,7 +245,7 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
         &secured.kafka.bootstrap_of(SASL_SSL),
         "--topic",
         &topic,
-        "--producer.config",
+        "--command-config",
         &java.display().to_string(),
         "--property",
         "parse.key=true",
@@ -283,6 +286,39 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
 
     let coin = stack.model_with_trials("coin", 2).await;
     assert_eq!(coin["successes"], 1, "{coin}");
+
+    // Kafka's console consumer reads both back with the same file.
+    let console = repo().join("scripts/kafka-console-consumer.sh");
+    let args: Vec<String> = [
+        "--bootstrap-server",
+        &secured.kafka.bootstrap_of(SASL_SSL),
+        "--topic",
+        &topic,
+        "--command-config",
+        &java.display().to_string(),
+        "--from-beginning",
+        "--max-messages",
+        "2",
+        "--timeout-ms",
+        "30000",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    let read = tokio::task::spawn_blocking(move || {
+        Command::new(console)
+            .args(&args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let printed = String::from_utf8_lossy(&read.stdout);
+    assert!(
+        read.status.success() && printed.lines().count() == 2,
+        "the console consumer read {printed:?}: {}",
+        String::from_utf8_lossy(&read.stderr)
+    );
     stack.stop().await;
     let _ = std::fs::remove_dir_all(dir);
 }
@@ -314,7 +350,10 @@ async fn refused_visibly(listener: &str, options: Options, cause: &str, kind: &s
 
     for base in [&stack.producer, &admin] {
         let body = not_ready_naming(&stack.http, base, cause).await;
-        assert!(!body.to_string().contains(secret), "{base}/readyz shows a secret: {body}");
+        assert!(
+            !body.to_string().contains(secret),
+            "{base}/readyz shows a secret: {body}"
+        );
     }
     let started = Instant::now();
     let status = post(&stack, "globe", "W").await;
@@ -333,7 +372,8 @@ async fn refused_visibly(listener: &str, options: Options, cause: &str, kind: &s
         assert!(
             metrics
                 .lines()
-                .any(|l| l.starts_with("kafka_client_errors_total") && l.contains(&format!("kind=\"{kind}\""))),
+                .any(|l| l.starts_with("kafka_client_errors_total")
+                    && l.contains(&format!("kind=\"{kind}\""))),
             "{base}/metrics counts no {kind} error:\n{metrics}"
         );
         assert!(!metrics.contains(secret), "{base}/metrics shows a secret");
@@ -361,8 +401,19 @@ async fn not_ready_naming(http: &reqwest::Client, base: &str, cause: &str) -> Va
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_password_is_refused_visibly() {
     let ca = secured().await.ca.clone();
-    let options = sasl_ssl(SaslMechanism::ScramSha512, (SCRAM_512.0, "not-the-Pw-9"), &ca);
-    refused_visibly(SASL_SSL, options, "authentication failed", "authentication", "not-the-Pw-9").await;
+    let options = sasl_ssl(
+        SaslMechanism::ScramSha512,
+        (SCRAM_512.0, "not-the-Pw-9"),
+        &ca,
+    );
+    refused_visibly(
+        SASL_SSL,
+        options,
+        "authentication failed",
+        "authentication",
+        "not-the-Pw-9",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -384,4 +435,73 @@ async fn a_missing_client_certificate_is_refused_visibly() {
     let secured = secured().await;
     let options = mtls(None, &secured.ca);
     refused_visibly(MTLS, options, "TLS handshake failed", "tls", "PRIVATE KEY").await;
+}
+
+/// Not a test but a measurement (docs/operations.md quotes it): how long a
+/// producer takes from its start to its first ready `/readyz` over
+/// PLAINTEXT, SASL_SSL (SCRAM-SHA-512) and mutual TLS, several runs each,
+/// printed. Run with
+/// `cargo test -p system-tests --test kafka_tls -- --ignored --nocapture start_to_ready`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+#[ignore = "a measurement, not a test"]
+async fn start_to_ready_over_plaintext_sasl_ssl_and_mutual_tls() {
+    let secured = secured().await;
+    let broker = TestBroker::external(secured.kafka.bootstrap());
+    let (test_db, _db) = test_support::database::TestDatabase::create()
+        .await
+        .unwrap();
+    let topic = unique("start");
+    broker.create_topic(&topic, 1).await;
+    let variants: [(&str, Option<&str>, Options); 3] = [
+        ("PLAINTEXT", None, Vec::new()),
+        (
+            "SASL_SSL (SCRAM-SHA-512)",
+            Some(SASL_SSL),
+            sasl_ssl(SaslMechanism::ScramSha512, SCRAM_512, &secured.ca),
+        ),
+        (
+            "SSL (mutual TLS)",
+            Some(MTLS),
+            mtls(Some(&secured.client), &secured.ca),
+        ),
+    ];
+    let http = reqwest::Client::new();
+    let runs = 7;
+    for (name, listener, options) in &variants {
+        let mut times = Vec::new();
+        for _ in 0..runs {
+            let mut settings = Settings::default();
+            settings.database = test_db.settings.clone();
+            settings.kafka.topic = topic.clone();
+            settings.kafka.create_topics = false;
+            settings.producer.port = 0;
+            match listener {
+                Some(listener) => configure(secured, listener, options, &mut settings),
+                None => settings.kafka.brokers = secured.kafka.bootstrap(),
+            }
+            let started = Instant::now();
+            let app = producer::Application::build(settings).await.unwrap();
+            let base = format!("http://127.0.0.1:{}", app.port());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let running = tokio::spawn(app.run_until_stopped(async {
+                let _ = stopped.await;
+            }));
+            eventually(&format!("{name}: the producer is ready"), async || {
+                let response = http.get(format!("{base}/readyz")).send().await.ok()?;
+                (response.status() == 200).then_some(())
+            })
+            .await;
+            times.push(started.elapsed());
+            let _ = stop.send(());
+            running.await.unwrap().unwrap();
+        }
+        times.sort();
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        println!(
+            "{name:<26} start to ready over {runs} runs: median {:.0} ms, min {:.0} ms, max {:.0} ms",
+            ms(times[runs / 2]),
+            ms(times[0]),
+            ms(times[runs - 1])
+        );
+    }
 }

@@ -202,7 +202,8 @@ impl KafkaBuilder {
     /// A PLAIN user, in the listeners' JAAS configuration (the broker checks
     /// PLAIN passwords against its own configuration).
     pub fn plain_user(mut self, name: &str, password: &str) -> Self {
-        self.plain_users.push((name.to_owned(), password.to_owned()));
+        self.plain_users
+            .push((name.to_owned(), password.to_owned()));
         self
     }
 
@@ -257,7 +258,11 @@ impl KafkaBuilder {
     }
 
     /// Every listener with a port: the internal one first, then the test's.
-    pub(crate) fn bound(&self, internal_port: u16, ports: &mut impl Iterator<Item = u16>) -> Vec<BoundListener> {
+    pub(crate) fn bound(
+        &self,
+        internal_port: u16,
+        ports: &mut impl Iterator<Item = u16>,
+    ) -> Vec<BoundListener> {
         let mut all = vec![BoundListener {
             name: INTERNAL.to_owned(),
             protocol: Protocol::Plaintext,

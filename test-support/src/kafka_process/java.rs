@@ -85,7 +85,9 @@ impl Java {
             .stdin(Stdio::null())
             .stdout(log_file(&log))
             .stderr(log_file(&log));
-        let mut child = command.spawn().expect("running java (kafka-storage format)");
+        let mut child = command
+            .spawn()
+            .expect("running java (kafka-storage format)");
         let deadline = Instant::now() + Duration::from_secs(60);
         let status = loop {
             if let Some(status) = child.try_wait().expect("waiting for kafka-storage format") {

@@ -109,7 +109,10 @@ impl KafkaProcess {
         // A quorum of fixed voters is formatted as it is; a dynamic one
         // starts with this node alone.
         let mut args = Vec::new();
-        if !text.lines().any(|l| l.starts_with("controller.quorum.voters=")) {
+        if !text
+            .lines()
+            .any(|l| l.starts_with("controller.quorum.voters="))
+        {
             args.push("--standalone".to_owned());
         }
         args.extend([
@@ -127,7 +130,11 @@ impl KafkaProcess {
     }
 
     fn start_built(builder: KafkaBuilder) -> Self {
-        let wanted = builder.listeners.iter().filter(|l| l.port.is_none()).count()
+        let wanted = builder
+            .listeners
+            .iter()
+            .filter(|l| l.port.is_none())
+            .count()
             + usize::from(builder.internal_port.is_none())
             + usize::from(builder.controller_port.is_none());
         let mut ports = free_ports(wanted).into_iter();
@@ -160,9 +167,10 @@ impl KafkaProcess {
         crate::init_tracing();
         let home = TestEnvironment::from_env().kafka_home;
         check_java_and_jars(&home);
-        let name = dir
-            .file_name()
-            .map_or_else(|| "test-kafka".to_owned(), |n| n.to_string_lossy().into_owned());
+        let name = dir.file_name().map_or_else(
+            || "test-kafka".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         std::fs::create_dir_all(&dir).expect("creating the broker's directory");
         Self {
             name,
@@ -327,8 +335,7 @@ impl Drop for KafkaProcess {
 fn answers(port: u16) -> bool {
     let probe = || -> std::io::Result<bool> {
         let timeout = Duration::from_secs(2);
-        let mut socket =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+        let mut socket = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
         socket.set_read_timeout(Some(timeout))?;
         socket.set_write_timeout(Some(timeout))?;
         socket.write_all(b"\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe")?;
