@@ -14,6 +14,7 @@ use platform::settings::{KafkaSettings, ProducerSettings};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
 /// The Kafka header that carries the request's trace id on every record.
@@ -86,29 +87,37 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// The producer's client configuration: the base one with the pass-through
+/// options, the producer's trade-offs where no option names them, and what
+/// correctness needs.
+fn producer_config(kafka: &KafkaSettings, settings: &ProducerSettings) -> ClientConfig {
+    let mut config = client_config(kafka);
+    // Trade-offs, so the pass-through options win over them.
+    let defaults = [
+        ("linger.ms", settings.linger.as_millis().to_string()),
+        // librdkafka gives up on a record after this long, so nothing
+        // waits in its queue for a client that has already had its 503.
+        (
+            "delivery.timeout.ms",
+            settings.ack_timeout.as_millis().to_string(),
+        ),
+    ];
+    for (key, value) in defaults {
+        if !kafka.librdkafka.contains_key(key) {
+            config.set(key, value);
+        }
+    }
+    // Set last so that no pass-through option can weaken them: the 202
+    // promises that every replica has the record, exactly once.
+    config.set("acks", "all").set("enable.idempotence", "true");
+    config
+}
+
 impl Publisher {
     /// Creates the producer. This does not connect: librdkafka connects in
     /// the background, so a broker that is down shows in `/readyz` and as 503s.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
-        let mut config = client_config(kafka);
-        // Trade-offs, so the pass-through options win over them.
-        let defaults = [
-            ("linger.ms", settings.linger.as_millis().to_string()),
-            // librdkafka gives up on a record after this long, so nothing
-            // waits in its queue for a client that has already had its 503.
-            (
-                "delivery.timeout.ms",
-                settings.ack_timeout.as_millis().to_string(),
-            ),
-        ];
-        for (key, value) in defaults {
-            if !kafka.librdkafka.contains_key(key) {
-                config.set(key, value);
-            }
-        }
-        // Set last so that no pass-through option can weaken them: the 202
-        // promises that every replica has the record, exactly once.
-        config.set("acks", "all").set("enable.idempotence", "true");
+        let config = producer_config(kafka, settings);
         let health = Arc::new(ClientHealth::default());
         let context_health = health.clone();
         Ok(Self {
@@ -256,5 +265,50 @@ impl Publisher {
             }
             Err(error) => Err(self.health.failure().map_or(error, NotReady::Refused)),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use platform::settings::Settings;
+
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let mut all = vec![(
+            "BAYES_CONFIG_DIR".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
+        )];
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Settings::load_from(all).unwrap()
+    }
+
+    #[test]
+    fn pass_through_options_win_over_the_producer_settings_but_not_over_acks_and_idempotence() {
+        let settings = settings(&[
+            ("BAYES__PRODUCER__LINGER", "50ms"),
+            ("BAYES__KAFKA__LIBRDKAFKA__LINGER_MS", "7"),
+            ("BAYES__KAFKA__LIBRDKAFKA__DELIVERY_TIMEOUT_MS", "9000"),
+            ("BAYES__KAFKA__LIBRDKAFKA__ACKS", "1"),
+            ("BAYES__KAFKA__LIBRDKAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+        ]);
+        let config = producer_config(&settings.kafka, &settings.producer);
+        assert_eq!(config.get("linger.ms"), Some("7"));
+        assert_eq!(config.get("delivery.timeout.ms"), Some("9000"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn without_pass_through_options_the_producer_settings_apply() {
+        let settings = settings(&[
+            ("BAYES__PRODUCER__LINGER", "50ms"),
+            ("BAYES__PRODUCER__ACK_TIMEOUT", "4s"),
+        ]);
+        let config = producer_config(&settings.kafka, &settings.producer);
+        assert_eq!(config.get("linger.ms"), Some("50"));
+        assert_eq!(config.get("delivery.timeout.ms"), Some("4000"));
     }
 }

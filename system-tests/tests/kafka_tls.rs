@@ -225,7 +225,7 @@ fn repo() -> PathBuf {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_properties_file() {
+async fn kafkas_console_tools_and_kcat_work_over_tls_with_a_client_properties_file() {
     let secured = secured().await;
     let ca = secured.ca.clone();
     let stack = stack(
@@ -237,20 +237,7 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
     let topic = stack.settings.kafka.topic.clone();
     let dir = tempdir();
 
-    // Java clients: the JAAS line and a PEM trust store, as docs/operations.md shows.
-    let java = dir.join("client.properties");
-    std::fs::write(
-        &java,
-        format!(
-            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
-             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";\n\
-             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
-            SCRAM_512.0,
-            SCRAM_512.1,
-            ca.display()
-        ),
-    )
-    .unwrap();
+    let java = java_client_properties(&dir, &ca);
     let console = repo().join("scripts/kafka-console-producer.sh");
     let args: Vec<String> = [
         "--bootstrap-server",
@@ -270,15 +257,43 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
         .await
         .unwrap();
 
-    // kcat: the same options as the services, in a file for -F. PLAIN, since
-    // Debian 12's kcat links librdkafka 2.0.2, whose SCRAM a Kafka 4 broker
-    // refuses (librdkafka fixed it in 2.6.1; the services build 2.12).
+    // kcat: the services' options (BAYES__KAFKA__LIBRDKAFKA__*, the password
+    // from a file) in a file for -F, as scripts/lib/kafka.sh writes it for
+    // the chaos run. PLAIN, since Debian 12's kcat links librdkafka 2.0.2,
+    // whose SCRAM a Kafka 4 broker refuses (librdkafka fixed it in 2.6.1;
+    // the services build 2.12).
     let kcat = dir.join("kcat.conf");
-    let lines: String = sasl_ssl(SaslMechanism::Plain, PLAIN, &ca)
-        .iter()
-        .map(|(k, v)| format!("{k}={v}\n"))
-        .collect();
-    std::fs::write(&kcat, lines).unwrap();
+    let password = dir.join("password");
+    std::fs::write(&password, format!("{}\n", PLAIN.1)).unwrap();
+    let mut write_config = Command::new("bash");
+    write_config
+        .arg("-c")
+        .arg(r#"source scripts/lib/kafka.sh && kafka_librdkafka_config "$1""#)
+        .arg("bash")
+        .arg(&kcat)
+        .current_dir(repo());
+    for (key, value) in sasl_ssl(SaslMechanism::Plain, PLAIN, &ca) {
+        let name = format!(
+            "BAYES__KAFKA__LIBRDKAFKA__{}",
+            key.replace('.', "_").to_uppercase()
+        );
+        if key == "sasl.password" {
+            write_config.env(format!("{name}_FILE"), &password);
+        } else {
+            write_config.env(name, value);
+        }
+    }
+    let written = write_config.output().unwrap();
+    assert!(
+        written.status.success(),
+        "kafka_librdkafka_config: {}",
+        String::from_utf8_lossy(&written.stderr)
+    );
+    let lines = std::fs::read_to_string(&kcat).unwrap();
+    assert!(
+        lines.contains(&format!("sasl.password={}\n", PLAIN.1)),
+        "{lines}"
+    );
     let args: Vec<String> = [
         "-b",
         &secured.kafka.bootstrap_of(SASL_SSL),
@@ -300,24 +315,126 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
     assert_eq!(coin["successes"], 1, "{coin}");
 
     // Kafka's console consumer reads both back with the same file.
-    let console = repo().join("scripts/kafka-console-consumer.sh");
-    let args: Vec<String> = [
-        "--bootstrap-server",
-        &secured.kafka.bootstrap_of(SASL_SSL),
-        "--topic",
-        &topic,
-        "--command-config",
-        &java.display().to_string(),
-        "--from-beginning",
-        "--max-messages",
-        "2",
-        "--timeout-ms",
-        "30000",
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let read = tokio::task::spawn_blocking(move || {
-        Command::new(console)
+    let bootstrap = secured.kafka.bootstrap_of(SASL_SSL);
+    let config = java.display().to_string();
+    let printed = run_tool(
+        "kafka-console-consumer.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &topic,
+            "--command-config",
+            &config,
+            "--from-beginning",
+            "--max-messages",
+            "2",
+            "--timeout-ms",
+            "30000",
+        ],
+    )
+    .await;
+    assert_eq!(
+        printed.lines().count(),
+        2,
+        "the console consumer read {printed:?}"
+    );
+    stack.stop().await;
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A client properties file for Kafka's Java tools: SCRAM-SHA-512 in a JAAS
+/// line and a PEM trust store, as docs/operations.md shows.
+fn java_client_properties(dir: &Path, ca: &Path) -> PathBuf {
+    let java = dir.join("client.properties");
+    std::fs::write(
+        &java,
+        format!(
+            "security.protocol=SASL_SSL\nsasl.mechanism=SCRAM-SHA-512\n\
+             sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"{}\" password=\"{}\";\n\
+             ssl.truststore.type=PEM\nssl.truststore.location={}\n",
+            SCRAM_512.0,
+            SCRAM_512.1,
+            ca.display()
+        ),
+    )
+    .unwrap();
+    java
+}
+
+/// The perf tools (a test of their own, so that their JVMs run beside the
+/// console tools' rather than after them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kafkas_perf_tools_work_over_tls_with_a_client_properties_file() {
+    let secured = secured().await;
+    let dir = tempdir();
+    let java = java_client_properties(&dir, &secured.ca);
+    // A topic of their own: their records are no observations.
+    let perf = unique("perf");
+    TestBroker::external(secured.kafka.bootstrap())
+        .create_topic(&perf, 1)
+        .await;
+    let bootstrap = secured.kafka.bootstrap_of(SASL_SSL);
+    let config = java.display().to_string();
+    let produced = run_tool(
+        "kafka-producer-perf-test.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &perf,
+            "--command-config",
+            &config,
+            "--num-records",
+            "10",
+            "--record-size",
+            "20",
+            "--throughput",
+            "-1",
+        ],
+    )
+    .await;
+    assert!(
+        produced.contains("10 records sent"),
+        "the producer perf test printed {produced:?}"
+    );
+    let consumed = run_tool(
+        "kafka-consumer-perf-test.sh",
+        &[
+            "--bootstrap-server",
+            &bootstrap,
+            "--topic",
+            &perf,
+            "--command-config",
+            &config,
+            "--messages",
+            "10",
+            "--timeout",
+            "30000",
+        ],
+    )
+    .await;
+    // Its header, then `start.time, end.time, MB, MB.sec, nMsg, ...`.
+    let messages = consumed
+        .lines()
+        .last()
+        .and_then(|line| line.split(',').nth(4))
+        .map(str::trim);
+    assert_eq!(
+        messages,
+        Some("10"),
+        "the consumer perf test printed {consumed:?}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Runs `scripts/<script>` with `args` and returns what it printed, failing
+/// with its output unless it exits 0.
+async fn run_tool(script: &str, args: &[&str]) -> String {
+    let program = repo().join("scripts").join(script);
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new(program)
             .args(&args)
             .stdin(Stdio::null())
             .output()
@@ -325,14 +442,14 @@ async fn kafkas_console_producer_and_kcat_write_over_tls_with_a_client_propertie
     })
     .await
     .unwrap();
-    let printed = String::from_utf8_lossy(&read.stdout);
+    let printed = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
-        read.status.success() && printed.lines().count() == 2,
-        "the console consumer read {printed:?}: {}",
-        String::from_utf8_lossy(&read.stderr)
+        output.status.success(),
+        "{script} failed ({}): {printed}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
     );
-    stack.stop().await;
-    let _ = std::fs::remove_dir_all(dir);
+    printed
 }
 
 fn tempdir() -> PathBuf {
