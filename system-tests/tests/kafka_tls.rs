@@ -417,7 +417,7 @@ async fn kafkas_perf_tools_work_over_tls_with_a_client_properties_file() {
     // Its header, then `start.time, end.time, MB, MB.sec, nMsg, ...`.
     let messages = consumed
         .lines()
-        .last()
+        .next_back()
         .and_then(|line| line.split(',').nth(4))
         .map(str::trim);
     assert_eq!(

@@ -100,7 +100,7 @@ impl KafkaProcess {
         let data = text
             .lines()
             .filter_map(|l| l.strip_prefix("log.dirs="))
-            .last()
+            .next_back()
             .and_then(|dirs| dirs.split(',').next())
             .map(PathBuf::from)
             .expect("the given configuration sets log.dirs");
