@@ -3,6 +3,11 @@
 # picks the binary with `command`.
 
 FROM rust:1.95-bookworm AS build
+# librdkafka is built with the system's OpenSSL (rdkafka's `ssl` feature):
+# its headers to build, libssl3 in the runtime stage below.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libssl-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 # Dependencies first, in their own layer: only a manifest change rebuilds them.
 COPY Cargo.toml Cargo.lock ./
@@ -25,8 +30,12 @@ RUN touch domain/src/lib.rs platform/src/lib.rs producer/src/lib.rs consumer/src
     && cargo build --release --locked --bin producer --bin consumer --bin model-service --bin dev-broker
 
 FROM debian:bookworm-slim
+# libssl3: what the binaries link for Kafka's TLS; ca-certificates: the
+# public CAs a managed Kafka's certificate chains to (librdkafka's default
+# when no ssl.ca.location is set). system-tests/tests/deploy.rs checks that
+# every library the binaries link is here.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates curl \
+    && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin app
 WORKDIR /app

@@ -184,6 +184,10 @@ kafka_start chaos "$KAFKA_DIR" "$KAFKA_PORT" "$((KAFKA_PORT + 1))"
 # Not a job of this shell (its pid file is what counts): no notice from bash when it is killed.
 disown -a
 BROKERS="127.0.0.1:$KAFKA_PORT"
+# kcat reaches the broker with the services' librdkafka options (none for
+# this plaintext broker, unless the caller's environment sets some).
+KCAT_CONFIG="$WORK/kcat.conf"
+kafka_librdkafka_config "$KCAT_CONFIG"
 
 export BAYES_CONFIG_DIR="$ROOT/config"
 export BAYES__DATABASE__URL="$DATABASE"
@@ -256,7 +260,7 @@ for name in "${SERVICES[@]}"; do
 done
 # The services create the topic at start-up; records published before would
 # have made the broker create it with one partition.
-partitions=$(kcat -b "$BROKERS" -L -t "$TOPIC" 2>/dev/null | grep -c '^ *partition ' || true)
+partitions=$(kcat -b "$BROKERS" -F "$KCAT_CONFIG" -L -t "$TOPIC" 2>/dev/null | grep -c '^ *partition ' || true)
 [ "$partitions" = "$PARTITIONS" ] || die "topic $TOPIC has ${partitions:-no} partitions, not $PARTITIONS"
 log "stack ready: producer :$PRODUCER_PORT, model service :$MODEL_PORT, $CONSUMERS consumers (admin :$((MODEL_PORT + 1))..), Kafka $BROKERS ($PARTITIONS partitions), Postgres :$PG_PORT"
 
@@ -343,6 +347,7 @@ log "load and chaos for $DURATION s"
 # The load in its own process group, so the cleanup stops its kcat runs too.
 setsid python3 "$ROOT/scripts/chaos/load.py" run \
   --producer "http://127.0.0.1:$PRODUCER_PORT" --brokers "$BROKERS" --topic "$TOPIC" \
+  --kcat-config "$KCAT_CONFIG" \
   --seed "$SEED" --stop-file "$WORK/stop" --out "$WORK/acknowledged.json" &
 DRIVER_PID=$!
 CHAOS_END=$((SECONDS + DURATION))
@@ -392,7 +397,7 @@ say "waiting for the consumers to catch up, then comparing"
 verify_rc=0
 python3 "$ROOT/scripts/chaos/load.py" verify --acked "$WORK/acknowledged.json" \
   --model-service "http://127.0.0.1:$MODEL_PORT" --database "$DATABASE" \
-  --brokers "$BROKERS" --topic "$TOPIC" --group "$GROUP" --partitions "$PARTITIONS" \
+  --brokers "$BROKERS" --kcat-config "$KCAT_CONFIG" --topic "$TOPIC" --group "$GROUP" --partitions "$PARTITIONS" \
   --actions "$actions (seed $SEED, $((CHAOS_DONE - T0)) s)" || verify_rc=$?
 check_services
 

@@ -13,6 +13,7 @@ use axum::routing::get;
 use axum::Router;
 use metrics_exporter_prometheus::PrometheusHandle;
 use platform::http::{Check, Health, Readiness};
+use platform::kafka_health::ClientHealth;
 use platform::settings::HttpSettings;
 use rdkafka::producer::Producer;
 use sea_orm::DatabaseConnection;
@@ -31,6 +32,8 @@ pub(crate) struct AdminState {
     pub db: DatabaseConnection,
     /// The dead-letter producer; its client probes the broker.
     pub producer: Arc<DlqProducer>,
+    /// Refused credentials and failed TLS handshakes, named by the broker check.
+    pub kafka_health: Arc<ClientHealth>,
     pub topic: String,
     pub control: Arc<Control>,
     pub metrics: PrometheusHandle,
@@ -105,6 +108,7 @@ async fn readyz(State(state): State<AdminState>) -> Readiness {
     };
     let producer = state.producer.clone();
     let topic = state.topic.clone();
+    let health = state.kafka_health.clone();
     // A metadata request blocks on the network: keep it off the workers. A
     // dead-letter client with a fatal error is not ready whatever the broker
     // says: the check names the error and replaces the client, so that the
@@ -117,12 +121,19 @@ async fn readyz(State(state): State<AdminState>) -> Readiness {
                     "dead-letter producer: {fatal}; replaced by a new client"
                 ));
             }
-            producer
+            match producer
                 .get()
                 .client()
                 .fetch_metadata(Some(&topic), CHECK_TIMEOUT)
-                .map(|_| ())
-                .map_err(|e| e.to_string())
+            {
+                Ok(_) => {
+                    health.clear();
+                    Ok(())
+                }
+                // A refused login or handshake is the cause of whatever
+                // the lookup says: name it instead.
+                Err(error) => Err(health.failure().unwrap_or_else(|| error.to_string())),
+            }
         })
         .await
         .unwrap_or_else(|e| Err(e.to_string()))

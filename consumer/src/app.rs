@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use platform::kafka_health::ClientHealth;
 use platform::settings::Settings;
 use platform::store;
 use sea_orm::DatabaseConnection;
@@ -32,6 +33,8 @@ pub struct Consumer {
     settings: Settings,
     db: DatabaseConnection,
     producer: Arc<DlqProducer>,
+    /// Refused credentials and failed TLS handshakes of every Kafka client.
+    kafka_health: Arc<ClientHealth>,
     listener: TcpListener,
     instance: Option<InstanceId>,
     assignment: Assignment,
@@ -118,9 +121,13 @@ impl Consumer {
             Some(id) => tracing::info!(instance_id = id.as_str(), "static group membership"),
             None => tracing::info!("dynamic group membership (no group.instance.id)"),
         }
+        let kafka_health = Arc::new(ClientHealth::default());
+        let context_health = kafka_health.clone();
         let producer: DlqProducer =
-            DlqProducer::new("dlq", producer_config(&settings), QuietContext::default)
-                .map_err(ConsumerError::Kafka)?;
+            DlqProducer::new("dlq", producer_config(&settings), move || {
+                QuietContext::new(context_health.clone())
+            })
+            .map_err(ConsumerError::Kafka)?;
         if settings.kafka.create_topics {
             platform::kafka::ensure_topics(&settings.kafka, TOPIC_CREATION_TIMEOUT).await;
         }
@@ -129,6 +136,7 @@ impl Consumer {
             settings,
             db,
             producer: Arc::new(producer),
+            kafka_health,
             listener,
             instance,
             assignment: Assignment::Subscribe,
@@ -171,12 +179,14 @@ impl Consumer {
             settings,
             db,
             producer,
+            kafka_health,
             listener,
             instance,
             assignment,
             faults,
         } = self;
-        let side_tasks = SideTasks::start(listener, &settings, &db, &producer, &control);
+        let side_tasks =
+            SideTasks::start(listener, &settings, &db, &producer, &kafka_health, &control);
         let pipeline = Pipeline {
             settings,
             instance,
@@ -185,6 +195,7 @@ impl Consumer {
             db,
             producer,
             bridge: Bridge::new(tokio::runtime::Handle::current(), control.clone()),
+            kafka_health,
         };
         let done =
             spawn_thread("consumer-poll", move || pipeline.run()).map_err(ConsumerError::Thread)?;
@@ -210,11 +221,13 @@ impl SideTasks {
         settings: &Settings,
         db: &DatabaseConnection,
         producer: &Arc<DlqProducer>,
+        kafka_health: &Arc<ClientHealth>,
         control: &Arc<Control>,
     ) -> Self {
         let admin_state = AdminState {
             db: db.clone(),
             producer: producer.clone(),
+            kafka_health: kafka_health.clone(),
             topic: settings.kafka.topic.clone(),
             control: control.clone(),
             metrics: platform::telemetry::metrics_handle(),

@@ -1,10 +1,11 @@
 //! librdkafka client configurations and the start-up topic creation.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use platform::kafka::client_config;
+use platform::kafka_health::ClientHealth;
 use platform::kafka_producer::RebuildingProducer;
 use platform::settings::Settings;
 use rdkafka::client::ClientContext;
@@ -44,22 +45,44 @@ impl ErrorLog {
     }
 }
 
-/// A client context that logs client-level errors through [`ErrorLog`].
-#[derive(Debug, Default)]
+/// The dead-letter producer's context: client-level errors go to the
+/// service's [`ClientHealth`] and through [`ErrorLog`].
+#[derive(Debug)]
 pub(crate) struct QuietContext {
     pub errors: ErrorLog,
+    pub health: Arc<ClientHealth>,
+}
+
+impl QuietContext {
+    pub fn new(health: Arc<ClientHealth>) -> Self {
+        Self {
+            errors: ErrorLog::default(),
+            health,
+        }
+    }
 }
 
 impl ClientContext for QuietContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(&self.errors, &error, reason);
+        log_client_error(&self.health, "dlq", &self.errors, &error, reason);
     }
 }
 
-/// librdkafka's client-level errors (brokers down, transport failures): it
-/// retries them itself, so they are warnings, each repeated at most every
-/// ten seconds.
-pub(crate) fn log_client_error(errors: &ErrorLog, error: &KafkaError, reason: &str) {
+/// librdkafka's client-level errors. Refused credentials and failed TLS
+/// handshakes are the health's to log and count (once, at error level, see
+/// `platform::kafka_health`); the rest (brokers down, transport failures)
+/// librdkafka retries itself, so they are warnings, each repeated at most
+/// every ten seconds.
+pub(crate) fn log_client_error(
+    health: &ClientHealth,
+    client: &'static str,
+    errors: &ErrorLog,
+    error: &KafkaError,
+    reason: &str,
+) {
+    if health.report(client, error, reason).handled() {
+        return;
+    }
     if error.rdkafka_error_code() == Some(RDKafkaErrorCode::AutoOffsetReset) {
         // An offset outside the log: the polling loop handles it (see
         // `offset_gap`) and says what it found; librdkafka does not retry it.
@@ -151,4 +174,58 @@ pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
         // so the loop can retry the batch, or give it up on a stop request.
         .set("message.timeout.ms", "30000");
     config
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let mut all = vec![(
+            "BAYES_CONFIG_DIR".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
+        )];
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Settings::load_from(all).unwrap()
+    }
+
+    #[test]
+    fn a_pass_through_option_from_the_environment_wins_over_the_consumer_settings() {
+        let settings = settings(&[
+            ("BAYES__CONSUMER__SESSION_TIMEOUT", "30s"),
+            ("BAYES__KAFKA__LIBRDKAFKA__SESSION_TIMEOUT_MS", "6000"),
+            (
+                "BAYES__KAFKA__LIBRDKAFKA__PARTITION_ASSIGNMENT_STRATEGY",
+                "roundrobin",
+            ),
+        ]);
+        let config = consumer_config(&settings, None);
+        assert_eq!(config.get("session.timeout.ms"), Some("6000"));
+        assert_eq!(
+            config.get("partition.assignment.strategy"),
+            Some("roundrobin")
+        );
+        // librdkafka takes the configuration as it is.
+        let _: rdkafka::consumer::BaseConsumer = config.create().unwrap();
+    }
+
+    #[test]
+    fn without_a_pass_through_option_the_consumer_settings_apply() {
+        let settings = settings(&[("BAYES__CONSUMER__SESSION_TIMEOUT", "30s")]);
+        let config = consumer_config(&settings, None);
+        assert_eq!(config.get("session.timeout.ms"), Some("30000"));
+    }
+
+    #[test]
+    fn every_client_of_the_consumer_takes_the_pass_through_options() {
+        let settings = settings(&[
+            ("BAYES__KAFKA__LIBRDKAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+            ("BAYES__KAFKA__LIBRDKAFKA__SASL_MECHANISM", "SCRAM-SHA-512"),
+        ]);
+        for config in [consumer_config(&settings, None), producer_config(&settings)] {
+            assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+            assert_eq!(config.get("sasl.mechanism"), Some("SCRAM-SHA-512"));
+        }
+    }
 }

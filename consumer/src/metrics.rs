@@ -55,6 +55,9 @@ pub const OFFSET_CONFLICTS: &str = "consumer_offset_conflicts_total";
 /// replaced by a new client (label `client="dlq"`; the name is shared with
 /// the producer service).
 pub const FATAL_ERRORS: &str = platform::kafka_producer::FATAL_ERRORS;
+/// Client-level errors of the Kafka clients (labels `client`: `consumer`,
+/// `dlq`; `kind`: `authentication`, `tls`, `other`); shared with the producer.
+pub const CLIENT_ERRORS: &str = platform::kafka_health::CLIENT_ERRORS;
 /// Records between the partition's high watermark and the offset stored in
 /// Postgres (gauge, labels `topic` and `partition`).
 pub const LAG: &str = "consumer_lag_records";
@@ -112,6 +115,10 @@ pub(crate) fn describe() {
     describe_counter!(
         FATAL_ERRORS,
         "Fatal Kafka client errors after which the client was replaced by a new one."
+    );
+    describe_counter!(
+        CLIENT_ERRORS,
+        "Kafka client errors by kind: authentication and tls need new settings; other ones librdkafka retries."
     );
     describe_histogram!(BATCH_SIZE, Unit::Count, "Records per committed batch.");
     describe_histogram!(

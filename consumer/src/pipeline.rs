@@ -7,6 +7,7 @@
 
 use std::sync::Arc;
 
+use platform::kafka_health::ClientHealth;
 use platform::settings::Settings;
 use rdkafka::consumer::Consumer;
 use rdkafka::error::KafkaError;
@@ -60,6 +61,8 @@ pub(crate) struct Pipeline {
     pub db: DatabaseConnection,
     pub producer: Arc<DlqProducer>,
     pub bridge: Bridge,
+    /// Shared with the dead-letter producer and `/readyz`.
+    pub kafka_health: Arc<ClientHealth>,
 }
 
 impl Pipeline {
@@ -91,6 +94,7 @@ impl Pipeline {
             max_backoff: self.settings.consumer.retry_backoff_max,
             owned: Owned::default(),
             errors: ErrorLog::default(),
+            health: self.kafka_health.clone(),
         };
         consumer_config(&self.settings, self.instance.as_ref())
             .create_with_context(context)

@@ -7,8 +7,10 @@
 //! [`crate::bridge`]); it blocks on the store call there, never on a tokio
 //! worker.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use platform::kafka_health::ClientHealth;
 use platform::retry::Backoff;
 use platform::store::load_offset;
 use platform::store::StoreError;
@@ -34,11 +36,13 @@ pub(crate) struct RebalanceContext {
     /// The partitions owned now, read by the polling loop.
     pub owned: Owned,
     pub errors: ErrorLog,
+    /// Refused credentials and failed handshakes, named by `/readyz`.
+    pub health: Arc<ClientHealth>,
 }
 
 impl ClientContext for RebalanceContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        log_client_error(&self.errors, &error, reason);
+        log_client_error(&self.health, "consumer", &self.errors, &error, reason);
     }
 }
 

@@ -115,3 +115,53 @@ async fn try_ensure_topics(
     }
     Ok(created)
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use rdkafka::producer::BaseProducer;
+
+    use super::*;
+    use crate::settings::Settings;
+
+    /// A client with `options`; creating it checks them but does not connect.
+    fn create(options: &[(&str, &str)]) -> Result<(), String> {
+        let mut kafka = Settings::default().kafka;
+        kafka.brokers = "127.0.0.1:9".into();
+        for (key, value) in options {
+            kafka.librdkafka.insert(key, *value);
+        }
+        let created: Result<BaseProducer, KafkaError> = client_config(&kafka).create();
+        created.map(drop).map_err(|error| error.to_string())
+    }
+
+    /// What docs/operations.md says this build can and cannot do
+    /// ("Kafka with TLS and SASL"): TLS and SASL PLAIN/SCRAM are built in,
+    /// OIDC (libcurl) and GSSAPI (Cyrus SASL) are not.
+    #[test]
+    fn this_build_has_tls_with_plain_and_scram_but_neither_oidc_nor_gssapi() {
+        for mechanism in ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] {
+            let sasl_ssl = [
+                ("security.protocol", "SASL_SSL"),
+                ("sasl.mechanism", mechanism),
+                ("sasl.username", "user"),
+                ("sasl.password", "password"),
+            ];
+            create(&sasl_ssl).unwrap();
+        }
+        create(&[("security.protocol", "SSL")]).unwrap();
+        let oidc = create(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "OAUTHBEARER"),
+            ("sasl.oauthbearer.method", "oidc"),
+        ])
+        .unwrap_err();
+        assert!(oidc.contains("libcurl"), "{oidc}");
+        let gssapi = create(&[
+            ("security.protocol", "SASL_SSL"),
+            ("sasl.mechanism", "GSSAPI"),
+        ])
+        .unwrap_err();
+        assert!(gssapi.contains("GSSAPI"), "{gssapi}");
+    }
+}

@@ -8,9 +8,12 @@
 
 pub mod http;
 pub mod kafka;
+pub mod kafka_health;
+pub mod kafka_options;
 pub mod kafka_producer;
 pub mod listen;
 pub mod retry;
+pub mod secret_files;
 pub mod settings;
 pub mod shutdown;
 pub mod startup;

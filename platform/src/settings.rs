@@ -5,13 +5,18 @@
 //!    (the folder is `BAYES_CONFIG_DIR`, default `config`); both optional;
 //! 3. environment variables `BAYES__SECTION__KEY`, e.g. `BAYES__KAFKA__BROKERS`.
 //!
-//! Keys of `kafka.librdkafka` are librdkafka options passed through as they
-//! are; in environment variables write `_` for `.`
-//! (`BAYES__KAFKA__LIBRDKAFKA__SOCKET_TIMEOUT_MS=3000`).
+//! Keys of `kafka.librdkafka` are librdkafka options passed through to every
+//! Kafka client; in environment variables write `_` for `.`
+//! (`BAYES__KAFKA__LIBRDKAFKA__SOCKET_TIMEOUT_MS=3000`). They are normalised
+//! to librdkafka's spelling once, here (see `crate::kafka_options`), and an
+//! environment variable wins over the files for its option, as for any setting.
+//!
+//! Any variable can name a file instead: `BAYES__DATABASE__URL_FILE=/run/secrets/db`
+//! reads the setting from the file (see `crate::secret_files`), as compose
+//! and Kubernetes mount secrets.
 //!
 //! This is the only module that reads the process environment.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -24,6 +29,8 @@ use domain::model_id::ModelId;
 mod auth;
 pub use auth::{AuthSettings, MIN_BOOTSTRAP_KEY_CHARS};
 mod database;
+use crate::kafka_options::LibrdkafkaOptions;
+use crate::secret_files::SecretFileError;
 
 /// The prefix of every environment variable that overrides a setting.
 pub const ENV_PREFIX: &str = "BAYES";
@@ -123,8 +130,10 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor of a topic created at start-up.
     pub replication_factor: i32,
-    /// Extra librdkafka options, passed through as they are (`security.protocol`, ...).
-    pub librdkafka: BTreeMap<String, String>,
+    /// Extra librdkafka options for every Kafka client (`security.protocol`,
+    /// `sasl.password`, ...), keys in librdkafka's spelling; secrets redacted
+    /// in `Debug`.
+    pub librdkafka: LibrdkafkaOptions,
 }
 
 impl Default for KafkaSettings {
@@ -136,17 +145,15 @@ impl Default for KafkaSettings {
             create_topics: true,
             partitions: 1,
             replication_factor: 1,
-            librdkafka: BTreeMap::new(),
+            librdkafka: LibrdkafkaOptions::default(),
         }
     }
 }
 
 impl KafkaSettings {
-    /// The pass-through options with `_` read as `.`, as environment variables must spell them.
-    pub fn librdkafka_options(&self) -> impl Iterator<Item = (String, &str)> {
-        self.librdkafka
-            .iter()
-            .map(|(k, v)| (k.replace('_', "."), v.as_str()))
+    /// The pass-through options, keys in librdkafka's spelling.
+    pub fn librdkafka_options(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.librdkafka.iter()
     }
 }
 
@@ -528,6 +535,10 @@ pub enum SettingsError {
     /// A layer could not be read, or a value does not have its setting's type.
     #[error("invalid settings: {0}")]
     Read(#[from] config::ConfigError),
+    /// A `..._FILE` variable names a file that cannot be read, or its
+    /// variable is set as well.
+    #[error("invalid settings: {0}")]
+    SecretFile(#[from] SecretFileError),
     /// A value has the right type but is out of its setting's range.
     #[error("invalid setting `{setting}`: {reason}")]
     Invalid {
@@ -555,7 +566,22 @@ impl Settings {
     pub fn load_from(
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<Self, SettingsError> {
-        let env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        let mut env: std::collections::HashMap<String, String> = env.into_iter().collect();
+        crate::secret_files::resolve(&mut env, ENV_PREFIX, ENV_SEPARATOR)?;
+        // The pass-through options are read here rather than by the
+        // `config` crate, which would keep `SESSION_TIMEOUT_MS` beside a
+        // file's `session.timeout.ms` as two keys instead of overriding it.
+        let librdkafka_prefix = [ENV_PREFIX, "KAFKA", "LIBRDKAFKA", ""].join(ENV_SEPARATOR);
+        let librdkafka_keys: Vec<String> = env
+            .keys()
+            .filter(|k| k.to_ascii_uppercase().starts_with(&librdkafka_prefix))
+            .cloned()
+            .collect();
+        let librdkafka_env: Vec<(String, String)> = librdkafka_keys
+            .iter()
+            .filter_map(|k| env.remove_entry(k))
+            .map(|(k, value)| (k[librdkafka_prefix.len()..].to_owned(), value))
+            .collect();
         let dir = PathBuf::from(env.get("BAYES_CONFIG_DIR").map_or("config", String::as_str));
         let mut builder = config::Config::builder()
             .add_source(config::File::from(dir.join("default.toml")).required(false));
@@ -563,7 +589,7 @@ impl Settings {
             builder = builder
                 .add_source(config::File::from(dir.join(format!("{overlay}.toml"))).required(true));
         }
-        let settings = builder
+        let mut settings = builder
             .add_source(
                 config::Environment::with_prefix(ENV_PREFIX)
                     .prefix_separator(ENV_SEPARATOR)
@@ -572,6 +598,9 @@ impl Settings {
             )
             .build()?
             .try_deserialize::<Settings>()?;
+        for (key, value) in librdkafka_env {
+            settings.kafka.librdkafka.insert(&key, value);
+        }
         settings.validate()?;
         Ok(settings)
     }
@@ -799,7 +828,7 @@ mod tests {
         assert_eq!(settings.producer.port, 9100);
         assert_eq!(settings.models.default_model.as_str(), "coin");
         let options: Vec<_> = settings.kafka.librdkafka_options().collect();
-        assert_eq!(options, vec![("socket.timeout.ms".to_owned(), "3000")]);
+        assert_eq!(options, vec![("socket.timeout.ms", "3000")]);
     }
 
     #[test]

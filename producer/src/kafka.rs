@@ -8,13 +8,13 @@ use std::time::Duration;
 
 use domain::observation::Observation;
 pub use platform::kafka::{client_config, ensure_topics};
+use platform::kafka_health::{ClientHealth, ObservedContext};
 use platform::kafka_producer::RebuildingProducer;
 use platform::settings::{KafkaSettings, ProducerSettings};
-use rdkafka::client::DefaultClientContext;
-use rdkafka::config::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord, Producer};
+use rdkafka::ClientConfig;
 use tokio::time::Instant;
 
 /// The Kafka header that carries the request's trace id on every record.
@@ -55,6 +55,10 @@ pub enum NotReady {
     /// The client had a fatal error; the probe replaced it with a new one.
     #[error("{0}; replaced by a new client")]
     Fatal(String),
+    /// The broker refuses the client's credentials or its TLS handshake
+    /// (see `platform::kafka_health`): only new settings help.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// What a successful readiness check saw.
@@ -67,7 +71,9 @@ pub struct TopicStatus {
 /// Writes observations to the topic and waits for the broker's acknowledgements.
 #[derive(Clone)]
 pub struct Publisher {
-    producer: Arc<RebuildingProducer<DefaultClientContext>>,
+    producer: Arc<RebuildingProducer<ObservedContext>>,
+    /// Authentication and TLS failures, named by `/readyz`.
+    health: Arc<ClientHealth>,
     topic: String,
     ack_timeout: Duration,
 }
@@ -81,30 +87,44 @@ impl std::fmt::Debug for Publisher {
     }
 }
 
+/// The producer's client configuration: the base one with the pass-through
+/// options, the producer's trade-offs where no option names them, and what
+/// correctness needs.
+fn producer_config(kafka: &KafkaSettings, settings: &ProducerSettings) -> ClientConfig {
+    let mut config = client_config(kafka);
+    // Trade-offs, so the pass-through options win over them.
+    let defaults = [
+        ("linger.ms", settings.linger.as_millis().to_string()),
+        // librdkafka gives up on a record after this long, so nothing
+        // waits in its queue for a client that has already had its 503.
+        (
+            "delivery.timeout.ms",
+            settings.ack_timeout.as_millis().to_string(),
+        ),
+    ];
+    for (key, value) in defaults {
+        if !kafka.librdkafka.contains_key(key) {
+            config.set(key, value);
+        }
+    }
+    // Set last so that no pass-through option can weaken them: the 202
+    // promises that every replica has the record, exactly once.
+    config.set("acks", "all").set("enable.idempotence", "true");
+    config
+}
+
 impl Publisher {
     /// Creates the producer. This does not connect: librdkafka connects in
     /// the background, so a broker that is down shows in `/readyz` and as 503s.
     pub fn new(kafka: &KafkaSettings, settings: &ProducerSettings) -> Result<Self, KafkaError> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", &kafka.brokers)
-            .set("linger.ms", settings.linger.as_millis().to_string())
-            // librdkafka gives up on a record after this long, so nothing
-            // waits in its queue for a client that has already had its 503.
-            .set(
-                "delivery.timeout.ms",
-                settings.ack_timeout.as_millis().to_string(),
-            );
-        for (key, value) in kafka.librdkafka_options() {
-            config.set(key, value);
-        }
-        // Set last so that no pass-through option can weaken them: the 202
-        // promises that every replica has the record, exactly once.
-        config.set("acks", "all").set("enable.idempotence", "true");
+        let config = producer_config(kafka, settings);
+        let health = Arc::new(ClientHealth::default());
+        let context_health = health.clone();
         Ok(Self {
-            producer: Arc::new(RebuildingProducer::new("producer", config, || {
-                DefaultClientContext
+            producer: Arc::new(RebuildingProducer::new("producer", config, move || {
+                ObservedContext::new("producer", context_health.clone())
             })?),
+            health,
             topic: kafka.topic.clone(),
             ack_timeout: settings.ack_timeout,
         })
@@ -116,7 +136,7 @@ impl Publisher {
 
     /// The client to write with now (a new one after a fatal error), for
     /// callers that pace their own records, as uploads do.
-    pub fn client(&self) -> Arc<FutureProducer> {
+    pub fn client(&self) -> Arc<FutureProducer<ObservedContext>> {
         self.producer.get()
     }
 
@@ -188,7 +208,7 @@ impl Publisher {
 
     /// Waits until every queued record is delivered or `timeout` passes.
     pub async fn flush(&self, timeout: Duration) -> Result<(), KafkaError> {
-        let producer: Arc<FutureProducer> = self.producer.get();
+        let producer = self.producer.get();
         // `flush` blocks its thread while librdkafka drains the queue.
         tokio::task::spawn_blocking(move || producer.flush(timeout))
             .await
@@ -231,9 +251,64 @@ impl Publisher {
         });
         // librdkafka honours the timeout; the outer one is a guard so that a
         // probe never waits much longer than asked, whatever happens inside.
-        match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await {
+        let result = match tokio::time::timeout(timeout + Duration::from_millis(500), lookup).await
+        {
             Ok(Ok(result)) => result,
             Ok(Err(_)) | Err(_) => Err(NotReady::Timeout(timeout)),
+        };
+        // A refused login or handshake is the cause of whatever the lookup
+        // says (a timeout, a transport failure): name it instead.
+        match result {
+            Ok(status) => {
+                self.health.clear();
+                Ok(status)
+            }
+            Err(error) => Err(self.health.failure().map_or(error, NotReady::Refused)),
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use platform::settings::Settings;
+
+    use super::*;
+
+    fn settings(env: &[(&str, &str)]) -> Settings {
+        let mut all = vec![(
+            "BAYES_CONFIG_DIR".to_owned(),
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
+        )];
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        Settings::load_from(all).unwrap()
+    }
+
+    #[test]
+    fn pass_through_options_win_over_the_producer_settings_but_not_over_acks_and_idempotence() {
+        let settings = settings(&[
+            ("BAYES__PRODUCER__LINGER", "50ms"),
+            ("BAYES__KAFKA__LIBRDKAFKA__LINGER_MS", "7"),
+            ("BAYES__KAFKA__LIBRDKAFKA__DELIVERY_TIMEOUT_MS", "9000"),
+            ("BAYES__KAFKA__LIBRDKAFKA__ACKS", "1"),
+            ("BAYES__KAFKA__LIBRDKAFKA__SECURITY_PROTOCOL", "SASL_SSL"),
+        ]);
+        let config = producer_config(&settings.kafka, &settings.producer);
+        assert_eq!(config.get("linger.ms"), Some("7"));
+        assert_eq!(config.get("delivery.timeout.ms"), Some("9000"));
+        assert_eq!(config.get("security.protocol"), Some("SASL_SSL"));
+        assert_eq!(config.get("acks"), Some("all"));
+        assert_eq!(config.get("enable.idempotence"), Some("true"));
+    }
+
+    #[test]
+    fn without_pass_through_options_the_producer_settings_apply() {
+        let settings = settings(&[
+            ("BAYES__PRODUCER__LINGER", "50ms"),
+            ("BAYES__PRODUCER__ACK_TIMEOUT", "4s"),
+        ]);
+        let config = producer_config(&settings.kafka, &settings.producer);
+        assert_eq!(config.get("linger.ms"), Some("50"));
+        assert_eq!(config.get("delivery.timeout.ms"), Some("4000"));
     }
 }

@@ -283,11 +283,20 @@ def kcat_worker(args, ledger, clock):
         clock.stop.wait(rng.uniform(0.2, 1.0))
 
 
+def kcat(args):
+    """kcat and its connection: the brokers, and the services' librdkafka
+    options (TLS, SASL) from --kcat-config when given."""
+    command = ["kcat", "-b", args.brokers]
+    if args.kcat_config:
+        command += ["-F", args.kcat_config]
+    return command
+
+
 def kcat_send(args, chunk):
     """True when kcat says every record of the chunk was delivered (it exits
     1 when a delivery failed or the broker cannot be reached)."""
     command = [
-        "kcat", "-b", args.brokers, "-t", args.topic, "-P", "-K", "\t",
+        *kcat(args), "-t", args.topic, "-P", "-K", "\t",
         "-X", "message.timeout.ms=15000",
         "-X", "socket.timeout.ms=10000",
     ]
@@ -374,7 +383,7 @@ def stored_offsets(args):
 def end_offsets(args):
     """The broker's end offset (high watermark) of every partition, by kcat."""
     query = [f"{args.topic}:{p}:-1" for p in range(args.partitions)]
-    command = ["kcat", "-b", args.brokers, "-Q"]
+    command = [*kcat(args), "-Q"]
     for q in query:
         command += ["-t", q]
     done = subprocess.run(command, capture_output=True, text=True, timeout=30)
@@ -418,7 +427,7 @@ def read_log(args):
     """Every record of the topic, by kcat: {id: how many records carry it},
     and the number of records without an id."""
     done = subprocess.run(
-        ["kcat", "-b", args.brokers, "-t", args.topic, "-C", "-o", "beginning", "-e", "-q", "-f", "%s\n"],
+        [*kcat(args), "-t", args.topic, "-C", "-o", "beginning", "-e", "-q", "-f", "%s\n"],
         capture_output=True, text=True, timeout=300,
     )
     if done.returncode != 0:
@@ -570,6 +579,7 @@ def main():
     load = commands.add_parser("run", help="drive the load")
     load.add_argument("--producer", required=True, help="the producer's base URL")
     load.add_argument("--brokers", required=True)
+    load.add_argument("--kcat-config", help="a kcat -F file: the services' librdkafka options")
     load.add_argument("--topic", default="observations")
     load.add_argument("--stop-file", required=True, help="new load stops when this file appears")
     load.add_argument("--drain", type=float, default=180, help="seconds to keep retrying after the stop")
@@ -585,6 +595,7 @@ def main():
     check.add_argument("--model-service", required=True, help="the model service's base URL")
     check.add_argument("--database", required=True, help="Postgres URL (for the stored offsets)")
     check.add_argument("--brokers", required=True)
+    check.add_argument("--kcat-config", help="a kcat -F file: the services' librdkafka options")
     check.add_argument("--topic", default="observations")
     check.add_argument("--group", default="bayes-consumer")
     check.add_argument("--partitions", type=int, required=True)

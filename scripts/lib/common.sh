@@ -38,6 +38,8 @@ ensure_build_tools() {
   command -v perl >/dev/null || need+=(perl)
   command -v pkg-config >/dev/null || need+=(pkg-config)
   command -v curl >/dev/null || need+=(curl)
+  # librdkafka is built with the system's OpenSSL (Kafka's TLS and SCRAM).
+  [ -f /usr/include/openssl/ssl.h ] || need+=(libssl-dev)
   [ ${#need[@]} -eq 0 ] || apt_install "${need[@]}"
 }
 

@@ -13,6 +13,11 @@
 #   kafka_run CLASS ARGS... | kafka_exec CLASS ARGS...
 #                                         any Kafka class with the classpath (exec: replaces
 #                                         the shell, as upstream's kafka-run-class.sh does)
+#   kafka_librdkafka_config FILE          the services' librdkafka options (BAYES__KAFKA__
+#                                         LIBRDKAFKA__*, *_FILE too) as a kcat -F file
+#
+# The tests start their brokers from Rust (test-support's KafkaProcess builds
+# the same command lines); these functions are for people and the scripts.
 #
 # Environment, as upstream's kafka-run-class.sh: KAFKA_HEAP_OPTS,
 # KAFKA_JVM_PERFORMANCE_OPTS, KAFKA_OPTS; BAYES_KAFKA_HOME (the cache of jars
@@ -451,6 +456,28 @@ kafka_kill() {
   kill -KILL "$pid" 2>/dev/null || true
   _kafka_wait_gone "$pid" 10 || die "Kafka: pid $pid survives SIGKILL"
   rm -f "$dir/kafka.pid" "$dir/broker.jsa"
+}
+
+# kafka_librdkafka_config FILE: writes the librdkafka options the services
+# read from the environment (BAYES__KAFKA__LIBRDKAFKA__SASL_PASSWORD=...,
+# or ..._FILE=/run/secrets/...) to FILE as `key=value` lines in librdkafka's
+# spelling, for `kcat -F FILE`: so kcat reaches the broker as the services do.
+# FILE is readable by its owner only (it may hold a password); empty when
+# no option is set.
+kafka_librdkafka_config() {
+  local file="$1" name key value
+  (umask 077 && : >"$file")
+  while IFS= read -r name; do
+    key="${name#BAYES__KAFKA__LIBRDKAFKA__}"
+    if [ "${key%_FILE}" != "$key" ]; then
+      key="${key%_FILE}"
+      value=$(cat "${!name}") || die "$name: cannot read ${!name}"
+    else
+      value="${!name}"
+    fi
+    key=$(tr 'A-Z_' 'a-z.' <<<"$key")
+    printf '%s=%s\n' "$key" "$value" >>"$file"
+  done < <(compgen -e | grep '^BAYES__KAFKA__LIBRDKAFKA__' || true)
 }
 
 # kafka_status DIR: prints whether the broker of DIR runs; true when it does.

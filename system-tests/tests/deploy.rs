@@ -4,7 +4,8 @@
 //! settings code reads, so the two cannot drift apart. The kafka service's
 //! settings are run through a local Apache Kafka of the same version (a
 //! broker of the test's own, on free ports): it must start with them, answer,
-//! and know every one of them.
+//! and know every one of them. The runtime image installs every library the
+//! binaries link (OpenSSL, for Kafka's TLS).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,6 +120,89 @@ fn the_dockerfile_copies_the_manifest_of_every_workspace_member() {
             "the Dockerfile's dependency layer misses {member}/Cargo.toml"
         );
     }
+}
+
+/// Packages every `debian:bookworm-slim` has: the C library, libgcc, zlib.
+const BASE_IMAGE_PACKAGES: [&str; 3] = ["libc6", "libgcc-s1", "zlib1g"];
+
+/// The packages the Dockerfile's last stage (the runtime image) installs.
+fn runtime_packages() -> BTreeSet<String> {
+    let dockerfile = std::fs::read_to_string(repo().join("Dockerfile")).unwrap();
+    let runtime = dockerfile
+        .rsplit_once("\nFROM ")
+        .expect("the Dockerfile has a runtime stage")
+        .1
+        .replace("\\\n", " ");
+    runtime
+        .lines()
+        .filter_map(|line| line.split_once("apt-get install").map(|(_, rest)| rest))
+        .flat_map(|rest| {
+            rest.split("&&")
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter(|word| !word.starts_with('-'))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// The Debian package that holds `library` (a path `ldd` printed).
+fn package_of(library: &str) -> String {
+    let candidates = [
+        library.to_owned(),
+        format!("/usr{library}"),
+        library.trim_start_matches("/usr").to_owned(),
+    ];
+    for path in candidates {
+        let out = std::process::Command::new("dpkg")
+            .args(["-S", &path])
+            .output();
+        if let Some(out) = out.ok().filter(|o| o.status.success()) {
+            let text = String::from_utf8_lossy(&out.stdout);
+            let package = text.split(':').next().unwrap_or_default().trim();
+            return package.to_owned();
+        }
+    }
+    panic!("no Debian package holds {library} (dpkg -S)");
+}
+
+/// This test binary links the same native libraries as the services: the
+/// workspace builds rdkafka (and so librdkafka and its TLS) once, with one
+/// set of features, for every crate.
+#[test]
+fn the_runtime_image_installs_every_library_the_binaries_link() {
+    let exe = std::env::current_exe().unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(ldd.status.success(), "ldd {}", exe.display());
+    let text = String::from_utf8_lossy(&ldd.stdout);
+    let libraries: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.split_once(" => ")?.1.split_whitespace().next())
+        .filter(|path| path.starts_with('/'))
+        .collect();
+    assert!(
+        libraries.iter().any(|l| l.contains("libssl")),
+        "the binaries link no OpenSSL, so Kafka has no TLS: build rdkafka with the `ssl` feature ({text})"
+    );
+    let installed = runtime_packages();
+    assert!(
+        installed.contains("ca-certificates"),
+        "the runtime image has no public CAs for Kafka's TLS: install ca-certificates"
+    );
+    let missing: BTreeSet<String> = libraries
+        .iter()
+        .map(|l| package_of(l))
+        .filter(|p| !BASE_IMAGE_PACKAGES.contains(&p.as_str()) && !installed.contains(p))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the binaries link libraries of {missing:?}, which the Dockerfile's runtime stage does not install ({installed:?})"
+    );
 }
 
 #[test]

@@ -10,6 +10,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use platform::secret_files::FILE_SUFFIX;
 use platform::settings::{ENV_PREFIX, ENV_SEPARATOR};
 
 /// The README's budget: a front page, not a manual (STYLE.md aims at 60-200).
@@ -432,7 +433,9 @@ fn environment_settings(text: &str) -> Vec<(usize, String, Vec<String>)> {
                 .chars()
                 .take_while(|&c| is_name_char(c))
                 .collect();
-            let path: Vec<String> = name[prefix.len()..]
+            // `..._FILE` reads the setting from a file (platform::secret_files).
+            let setting = name.strip_suffix(FILE_SUFFIX).unwrap_or(&name);
+            let path: Vec<String> = setting[prefix.len()..]
                 .split(ENV_SEPARATOR)
                 .filter(|segment| !segment.is_empty())
                 .map(str::to_lowercase)

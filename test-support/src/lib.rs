@@ -5,7 +5,10 @@
 //! - [`broker::TestBroker`]: the broker named by `KAFKA_BROKERS`, or
 //!   librdkafka's mock cluster in-process, with topic creation and a reader;
 //! - [`kafka_process::KafkaProcess`]: an Apache Kafka of a test's own, to
-//!   kill and restart or to start with settings of the test's;
+//!   kill and restart or to start with listeners (TLS, SASL) and settings
+//!   of the test's;
+//! - [`tls::TestCa`]: a private CA and the certificates a TLS broker and its
+//!   clients present, made by the test;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`postgres_process::PostgresProcess`]: a TLS-only Postgres of a test
 //!   binary's own, with certificates from [`certs`] made on the spot;
@@ -27,6 +30,7 @@ pub mod postgres_process;
 pub mod proxy;
 pub mod raw_http;
 pub mod service_process;
+pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

@@ -191,7 +191,7 @@ impl TestEnv {
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "500"),
         ] {
-            s.kafka.librdkafka.insert(k.to_owned(), v.to_owned());
+            s.kafka.librdkafka.insert(k, v.to_owned());
         }
         s.database = self.test_db.settings.clone();
         s.consumer.group_id = self.group.clone();
