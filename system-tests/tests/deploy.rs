@@ -156,7 +156,9 @@ fn package_of(library: &str) -> String {
         library.trim_start_matches("/usr").to_owned(),
     ];
     for path in candidates {
-        let out = std::process::Command::new("dpkg").args(["-S", &path]).output();
+        let out = std::process::Command::new("dpkg")
+            .args(["-S", &path])
+            .output();
         if let Some(out) = out.ok().filter(|o| o.status.success()) {
             let text = String::from_utf8_lossy(&out.stdout);
             let package = text.split(':').next().unwrap_or_default().trim();
@@ -172,7 +174,10 @@ fn package_of(library: &str) -> String {
 #[test]
 fn the_runtime_image_installs_every_library_the_binaries_link() {
     let exe = std::env::current_exe().unwrap();
-    let ldd = std::process::Command::new("ldd").arg(&exe).output().unwrap();
+    let ldd = std::process::Command::new("ldd")
+        .arg(&exe)
+        .output()
+        .unwrap();
     assert!(ldd.status.success(), "ldd {}", exe.display());
     let text = String::from_utf8_lossy(&ldd.stdout);
     let libraries: Vec<&str> = text
@@ -566,6 +571,85 @@ async fn the_kafka_settings_of_compose_start_a_broker_that_knows_every_one_of_th
         assert!(
             !properties.keys().any(|p| line.contains(p.as_str())),
             "the broker ignores a setting of compose.yaml: {line}"
+        );
+    }
+}
+
+/// The `cluster` profile: three voters that are brokers too, each with the
+/// settings of scripts/kafka/cluster.properties (which scripts/kafka.sh
+/// `--nodes 3` and the cluster test run), and topics created on all three
+/// with two replicas in sync. The default stack is left as it was.
+#[test]
+fn the_cluster_profile_runs_three_nodes_with_the_settings_the_scripts_and_tests_run() {
+    let services = services(&compose());
+    let in_profile: BTreeSet<&str> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["profiles"]
+                .as_sequence()
+                .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("cluster")))
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        in_profile,
+        BTreeSet::from(["kafka-1", "kafka-2", "kafka-3", "kafka-cluster-init"]),
+        "only the cluster's services are in the profile, so the default stack is unchanged"
+    );
+    let version = local_kafka_version();
+    let nodes = ["kafka-1", "kafka-2", "kafka-3"];
+    let envs: Vec<BTreeMap<String, String>> =
+        nodes.iter().map(|n| environment(&services[*n])).collect();
+    for (i, (name, env)) in nodes.iter().zip(&envs).enumerate() {
+        assert_eq!(
+            services[*name]["image"].as_str(),
+            Some(format!("apache/kafka:{version}").as_str())
+        );
+        assert_eq!(env["KAFKA_NODE_ID"], (i + 1).to_string(), "{name}");
+        assert!(
+            env["KAFKA_ADVERTISED_LISTENERS"].contains(&format!("//{name}:")),
+            "{name}"
+        );
+        assert_eq!(env["KAFKA_PROCESS_ROLES"], "broker,controller", "{name}");
+        assert_eq!(
+            env["KAFKA_CONTROLLER_QUORUM_VOTERS"], "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093",
+            "{name}"
+        );
+        assert_eq!(
+            env["CLUSTER_ID"], envs[0]["CLUSTER_ID"],
+            "{name}: one cluster id"
+        );
+        // scripts/kafka/cluster.properties, line by line, as KAFKA_ variables.
+        let cluster: BTreeMap<String, String> = env
+            .iter()
+            .filter_map(|(k, v)| Some((property_name(k)?, v.clone())))
+            .collect();
+        for (key, value) in test_support::kafka_process::cluster_properties() {
+            assert_eq!(
+                cluster.get(key).map(String::as_str),
+                Some(value),
+                "{name}: {key} differs from scripts/kafka/cluster.properties"
+            );
+        }
+    }
+    // The id must be one Kafka takes: 16 bytes in URL-safe base64 (22 characters).
+    assert_eq!(envs[0]["CLUSTER_ID"].len(), 22);
+    let init = services["kafka-cluster-init"]["command"][0]
+        .as_str()
+        .unwrap();
+    for topic in ["observations", "observations.dlq"] {
+        let create = init
+            .split("&&")
+            .find(|c| c.contains(&format!("--topic {topic} ")))
+            .unwrap_or_else(|| panic!("kafka-cluster-init creates no {topic}"));
+        assert!(create.contains("--replication-factor 3"), "{create}");
+        assert!(
+            create.contains("--config min.insync.replicas=2"),
+            "{create}"
+        );
+        assert!(
+            create.contains("kafka-1:29092,kafka-2:29092,kafka-3:29092"),
+            "{create}"
         );
     }
 }

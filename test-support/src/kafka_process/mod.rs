@@ -16,6 +16,7 @@
 //! them it fails the test with that message rather than letting it pass
 //! without having run.
 
+mod cluster;
 pub mod config;
 mod java;
 
@@ -27,6 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use cluster::{cluster_properties, KafkaCluster, CLUSTER_PROPERTIES};
 pub use config::{BrokerTls, KafkaBuilder, Listener, Protocol, SaslMechanism};
 
 use self::config::{BoundListener, INTERNAL};
@@ -35,6 +37,8 @@ use crate::{unique, TestEnvironment};
 
 /// How long a broker may take to answer clients after its start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a controlled shutdown (SIGTERM) may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One broker in a directory of its own; dropping it kills the broker and
 /// removes the directory.
@@ -109,7 +113,10 @@ impl KafkaProcess {
         // A quorum of fixed voters is formatted as it is; a dynamic one
         // starts with this node alone.
         let mut args = Vec::new();
-        if !text.lines().any(|l| l.starts_with("controller.quorum.voters=")) {
+        if !text
+            .lines()
+            .any(|l| l.starts_with("controller.quorum.voters="))
+        {
             args.push("--standalone".to_owned());
         }
         args.extend([
@@ -127,7 +134,11 @@ impl KafkaProcess {
     }
 
     fn start_built(builder: KafkaBuilder) -> Self {
-        let wanted = builder.listeners.iter().filter(|l| l.port.is_none()).count()
+        let wanted = builder
+            .listeners
+            .iter()
+            .filter(|l| l.port.is_none())
+            .count()
             + usize::from(builder.internal_port.is_none())
             + usize::from(builder.controller_port.is_none());
         let mut ports = free_ports(wanted).into_iter();
@@ -160,9 +171,10 @@ impl KafkaProcess {
         crate::init_tracing();
         let home = TestEnvironment::from_env().kafka_home;
         check_java_and_jars(&home);
-        let name = dir
-            .file_name()
-            .map_or_else(|| "test-kafka".to_owned(), |n| n.to_string_lossy().into_owned());
+        let name = dir.file_name().map_or_else(
+            || "test-kafka".to_owned(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         std::fs::create_dir_all(&dir).expect("creating the broker's directory");
         Self {
             name,
@@ -212,6 +224,48 @@ impl KafkaProcess {
         if let Some(running) = running {
             running.stop();
         }
+    }
+
+    /// SIGTERM, as an operator's stop would: the broker hands its partition
+    /// leaderships over (controlled shutdown) and exits. Returns once it is
+    /// gone; SIGKILL after `STOP_TIMEOUT`, failing the test.
+    pub fn stop(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut running) = running else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &running.broker.id().to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = running.broker.try_wait() {
+                let _ = kill_and_reap(running.watchdog);
+                return;
+            }
+            if Instant::now() > deadline {
+                running.stop();
+                panic!(
+                    "the broker in {} did not stop within {STOP_TIMEOUT:?} of SIGTERM (killed it){}",
+                    self.dir.display(),
+                    self.log_tail()
+                );
+            }
+            // Polling a JVM's exit (a second or two): ends at the exit.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True while the broker's JVM runs.
+    pub fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Starts the broker again on the same directory and ports (its data kept)
@@ -327,8 +381,7 @@ impl Drop for KafkaProcess {
 fn answers(port: u16) -> bool {
     let probe = || -> std::io::Result<bool> {
         let timeout = Duration::from_secs(2);
-        let mut socket =
-            TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
+        let mut socket = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), timeout)?;
         socket.set_read_timeout(Some(timeout))?;
         socket.set_write_timeout(Some(timeout))?;
         socket.write_all(b"\x00\x00\x00\x0f\x00\x12\x00\x00\x00\x00\x00\x01\x00\x05probe")?;
