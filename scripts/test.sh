@@ -13,7 +13,9 @@
 # (default 19092, or the next free port) in a throwaway directory and stops it
 # at the end. The tests
 # that need librdkafka's mock cluster (to take the broker down on cue) start
-# one in-process whatever KAFKA_BROKERS says.
+# one in-process whatever KAFKA_BROKERS says. The tests that crash brokers
+# start their own from the same jars: system-tests/tests/cluster.rs runs a
+# 3-node cluster (about two minutes, alone under nextest: .config/nextest.toml).
 #
 # Then a bounded chaos run (scripts/chaos.sh): the built services on a broker
 # and a Postgres of their own, under load while their parts are killed, every

@@ -24,7 +24,7 @@ pub fn client_config(kafka: &KafkaSettings) -> ClientConfig {
 }
 
 /// Creates the topic and the dead-letter topic when they are missing, with
-/// the configured partitions and replication factor. Best effort: a broker
+/// the configured partitions, replication factor and `min.insync.replicas`. Best effort: a broker
 /// without the CreateTopics API (the mock cluster) or without permission gets
 /// a warning, not a failed start-up, because the topics may well exist or be
 /// auto-created.
@@ -83,6 +83,7 @@ async fn try_ensure_topics(
     if missing.is_empty() {
         return Ok(Vec::new());
     }
+    let min_insync = kafka.min_insync_replicas.to_string();
     let new_topics: Vec<NewTopic<'_>> = missing
         .iter()
         .map(|name| {
@@ -91,6 +92,9 @@ async fn try_ensure_topics(
                 kafka.partitions,
                 TopicReplication::Fixed(kafka.replication_factor),
             )
+            // Always set, so a topic's durability is this setting's and not
+            // whatever the broker's default happens to be.
+            .set("min.insync.replicas", &min_insync)
         })
         .collect();
     let options = AdminOptions::new()

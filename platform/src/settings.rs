@@ -130,6 +130,12 @@ pub struct KafkaSettings {
     pub partitions: i32,
     /// Replication factor of a topic created at start-up.
     pub replication_factor: i32,
+    /// `min.insync.replicas` of a topic created at start-up: how many
+    /// replicas must have a record before the broker acknowledges it
+    /// (`acks=all`). 1 for a single broker; 2 with a replication factor of 3,
+    /// so one broker may fail without losing an acknowledged record or
+    /// stopping writes. At most `replication_factor`.
+    pub min_insync_replicas: i32,
     /// Extra librdkafka options for every Kafka client (`security.protocol`,
     /// `sasl.password`, ...), keys in librdkafka's spelling; secrets redacted
     /// in `Debug`.
@@ -145,6 +151,7 @@ impl Default for KafkaSettings {
             create_topics: true,
             partitions: 1,
             replication_factor: 1,
+            min_insync_replicas: 1,
             librdkafka: LibrdkafkaOptions::default(),
         }
     }
@@ -278,7 +285,10 @@ pub struct ProducerSettings {
     pub max_batch: usize,
     /// The largest request body accepted, in bytes.
     pub max_body_bytes: usize,
-    /// How long to wait for the broker's acknowledgement before answering 503.
+    /// How long to wait for the broker's acknowledgement before answering
+    /// 503. Longer than a cluster's failover (a dead partition leader is
+    /// replaced within about 3 to 7 s, see docs/operations.md), so that a
+    /// node's crash delays writes rather than refusing them.
     #[serde(with = "humantime_serde")]
     pub ack_timeout: Duration,
     /// `linger.ms`: how long librdkafka waits to fill a batch.
@@ -300,7 +310,7 @@ impl Default for ProducerSettings {
             port: 8000,
             max_batch: 10_000,
             max_body_bytes: 1024 * 1024,
-            ack_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(10),
             linger: Duration::from_millis(1),
             admin_timeout: Duration::from_secs(2),
             idempotency_keys: 100_000,
@@ -644,6 +654,16 @@ impl Settings {
             }
         })?;
         check(
+            "kafka.min_insync_replicas",
+            (1..=self.kafka.replication_factor).contains(&self.kafka.min_insync_replicas),
+            || {
+                format!(
+                    "{} is not between 1 and kafka.replication_factor ({}): no write could be acknowledged",
+                    self.kafka.min_insync_replicas, self.kafka.replication_factor
+                )
+            },
+        )?;
+        check(
             "database.max_connections",
             self.database.max_connections >= 1,
             || "0 connections can run no query".to_owned(),
@@ -894,6 +914,14 @@ mod tests {
             (
                 "kafka.replication_factor",
                 Box::new(|s| s.kafka.replication_factor = 0),
+            ),
+            (
+                "kafka.min_insync_replicas",
+                Box::new(|s| s.kafka.min_insync_replicas = 2),
+            ),
+            (
+                "kafka.min_insync_replicas",
+                Box::new(|s| s.kafka.min_insync_replicas = 0),
             ),
             (
                 "database.max_connections",

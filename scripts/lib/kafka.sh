@@ -8,6 +8,8 @@
 #   kafka_start NAME DIR PORT CONTROLLER_PORT
 #                                         one KRaft node (broker+controller) with its data in
 #                                         DIR, on 127.0.0.1:PORT; returns once it answers
+#   kafka_cluster_start NAME DIR PORT N   N such nodes (broker+controller each) as one cluster,
+#                                         started together (see kafka_cluster_node_start)
 #   kafka_stop DIR | kafka_kill DIR       SIGTERM (then SIGKILL after 30 s) | SIGKILL at once
 #   kafka_status DIR                      prints the state; true when running
 #   kafka_run CLASS ARGS... | kafka_exec CLASS ARGS...
@@ -32,6 +34,9 @@
 declare -F apt_install >/dev/null || source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
+# What every node of a cluster adds to its configuration; test-support's
+# KafkaCluster reads the same file.
+KAFKA_CLUSTER_PROPERTIES="$ROOT/scripts/kafka/cluster.properties"
 KAFKA_CACHE="${BAYES_KAFKA_HOME:-$ROOT/.dev/kafka}"
 KAFKA_LIBS="$KAFKA_CACHE/libs"
 # upstream's kafka-run-class.sh defaults
@@ -280,6 +285,17 @@ _kafka_answers() {
   [ "${reply:8:12}" = 000000010000 ]
 }
 
+# _kafka_random_cluster_id: a random UUID in Kafka's form (base64url, 22
+# characters), not starting with '-' (kafka-storage random-uuid does the
+# same, but costs a JVM).
+_kafka_random_cluster_id() {
+  local id=-
+  while [ "${id#-}" != "$id" ]; do
+    id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
+  done
+  printf '%s\n' "$id"
+}
+
 _kafka_fail() {
   local dir="$1"; shift
   if [ -s "$dir/kafka.out" ]; then printf -- '--- %s\n' "$dir/kafka.out" >&2; tail -n 20 "$dir/kafka.out" >&2; fi
@@ -323,12 +339,19 @@ kafka_start() {
     data=$(sed -n 's/^log\.dirs=//p' <<<"$props" | tail -n 1 | cut -d, -f1)
     [ -n "$data" ] || die "Kafka $name: $KAFKA_SERVER_CONFIG sets no log.dirs"
   else
+    # A node of a cluster (kafka_cluster_start) names the fixed voters and
+    # adds the cluster's settings, which win over the one-node ones.
+    local quorum="controller.quorum.bootstrap.servers=127.0.0.1:$cport" cluster=""
+    if [ -n "${KAFKA_VOTERS:-}" ]; then
+      quorum="controller.quorum.voters=$KAFKA_VOTERS"
+      cluster=$(cat "$KAFKA_CLUSTER_PROPERTIES")
+    fi
     props=$(cat <<EOF
 # Written by scripts/lib/kafka.sh on every start: one KRaft node, broker and
 # controller in one process.
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers=127.0.0.1:$cport
+node.id=${KAFKA_NODE_ID:-1}
+$quorum
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
@@ -348,6 +371,7 @@ group.initial.rebalance.delay.ms=0
 # 5 s here rather than the default 9 s (heartbeats every second, not 2).
 broker.heartbeat.interval.ms=1000
 broker.session.timeout.ms=5000
+$cluster
 ${KAFKA_SERVER_PROPERTIES:-}
 EOF
     )
@@ -362,13 +386,8 @@ EOF
   printf '%s\n' "$props" >"$dir/server.properties"
 
   if [ ! -f "$data/meta.properties" ]; then
-    local cluster_id
-    # A random UUID in Kafka's form (base64url, 22 characters), not starting
-    # with '-' (kafka-storage random-uuid does the same, but costs a JVM).
-    cluster_id=-
-    while [ "${cluster_id#-}" != "$cluster_id" ]; do
-      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')
-    done
+    local cluster_id="${KAFKA_CLUSTER_ID:-}"
+    [ -n "$cluster_id" ] || cluster_id=$(_kafka_random_cluster_id)
     # A quorum of fixed voters (controller.quorum.voters, as compose.yaml
     # has) is formatted as it is; a dynamic one starts with this node alone.
     local quorum=(--standalone)
@@ -414,6 +433,46 @@ EOF
     sleep 0.2
   done
   log "Kafka $name: ready on 127.0.0.1:$port (pid $pid)"
+}
+
+# A cluster of N nodes (kafka_cluster_*): node I (1..N) has its data in
+# DIR/node-I, clients on 127.0.0.1:PORT+2(I-1) and its controller on the port
+# after it (so node 1 has the one-node ports), the cluster id in
+# DIR/cluster.id and scripts/kafka/cluster.properties in its configuration.
+
+# kafka_cluster_bootstrap PORT N: every node's client address, comma-separated.
+kafka_cluster_bootstrap() {
+  local i list=""
+  for ((i = 1; i <= $2; i++)); do list+="${list:+,}127.0.0.1:$(($1 + 2 * (i - 1)))"; done
+  printf '%s\n' "$list"
+}
+
+# kafka_cluster_node_start NAME DIR PORT N I: starts node I of the cluster
+# (formatting it the first time); returns once it answers clients.
+kafka_cluster_node_start() {
+  local name="$1" dir="$2" port="$3" nodes="$4" node="$5" i voters=""
+  mkdir -p "$dir"
+  [ -s "$dir/cluster.id" ] || _kafka_random_cluster_id >"$dir/cluster.id"
+  for ((i = 1; i <= nodes; i++)); do voters+="${voters:+,}$i@127.0.0.1:$((port + 2 * (i - 1) + 1))"; done
+  KAFKA_NODE_ID="$node" KAFKA_VOTERS="$voters" KAFKA_CLUSTER_ID="$(cat "$dir/cluster.id")" \
+    kafka_start "$name-$node" "$dir/node-$node" "$((port + 2 * (node - 1)))" "$((port + 2 * (node - 1) + 1))"
+}
+
+# kafka_cluster_start NAME DIR PORT N: starts the N nodes together (a voter
+# answers clients only once a quorum has elected a leader, so one at a time
+# would never finish); returns once every one answers.
+kafka_cluster_start() {
+  local name="$1" dir="$2" port="$3" nodes="$4" i pids=() failed=0
+  ensure_kafka_jars
+  mkdir -p "$dir"
+  [ -s "$dir/cluster.id" ] || _kafka_random_cluster_id >"$dir/cluster.id"
+  for ((i = 1; i <= nodes; i++)); do
+    kafka_cluster_node_start "$name" "$dir" "$port" "$nodes" "$i" &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || failed=1; done
+  [ "$failed" -eq 0 ] || die "Kafka $name: a node of the cluster did not start (see above)"
+  log "Kafka $name: $nodes nodes ready on $(kafka_cluster_bootstrap "$port" "$nodes")"
 }
 
 # _kafka_wait_gone PID SECONDS: true once PID is gone, false after SECONDS.

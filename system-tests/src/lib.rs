@@ -2,7 +2,8 @@
 //! in-process on port 0 against a fresh database and fresh topics on the test
 //! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster, or a broker the
 //! test started: [`Stack::start_with`]). The tests themselves: the pipeline
-//! end to end (`e2e`), the broker SIGKILLed mid-stream (`broker_crash`),
+//! end to end (`e2e`), the broker SIGKILLed mid-stream (`broker_crash`), a
+//! 3-node cluster losing nodes under load (`cluster`),
 //! Apache Kafka's own console producer (`console`), the OpenAPI document of
 //! both HTTP services (`openapi`), and compose.yaml against the settings and
 //! a real broker (`deploy`).

@@ -574,3 +574,82 @@ async fn the_kafka_settings_of_compose_start_a_broker_that_knows_every_one_of_th
         );
     }
 }
+
+/// The `cluster` profile: three voters that are brokers too, each with the
+/// settings of scripts/kafka/cluster.properties (which scripts/kafka.sh
+/// `--nodes 3` and the cluster test run), and topics created on all three
+/// with two replicas in sync. The default stack is left as it was.
+#[test]
+fn the_cluster_profile_runs_three_nodes_with_the_settings_the_scripts_and_tests_run() {
+    let services = services(&compose());
+    let in_profile: BTreeSet<&str> = services
+        .iter()
+        .filter(|(_, s)| {
+            s["profiles"]
+                .as_sequence()
+                .is_some_and(|p| p.iter().any(|p| p.as_str() == Some("cluster")))
+        })
+        .map(|(name, _)| name.as_str())
+        .collect();
+    assert_eq!(
+        in_profile,
+        BTreeSet::from(["kafka-1", "kafka-2", "kafka-3", "kafka-cluster-init"]),
+        "only the cluster's services are in the profile, so the default stack is unchanged"
+    );
+    let version = local_kafka_version();
+    let nodes = ["kafka-1", "kafka-2", "kafka-3"];
+    let envs: Vec<BTreeMap<String, String>> =
+        nodes.iter().map(|n| environment(&services[*n])).collect();
+    for (i, (name, env)) in nodes.iter().zip(&envs).enumerate() {
+        assert_eq!(
+            services[*name]["image"].as_str(),
+            Some(format!("apache/kafka:{version}").as_str())
+        );
+        assert_eq!(env["KAFKA_NODE_ID"], (i + 1).to_string(), "{name}");
+        assert!(
+            env["KAFKA_ADVERTISED_LISTENERS"].contains(&format!("//{name}:")),
+            "{name}"
+        );
+        assert_eq!(env["KAFKA_PROCESS_ROLES"], "broker,controller", "{name}");
+        assert_eq!(
+            env["KAFKA_CONTROLLER_QUORUM_VOTERS"], "1@kafka-1:9093,2@kafka-2:9093,3@kafka-3:9093",
+            "{name}"
+        );
+        assert_eq!(
+            env["CLUSTER_ID"], envs[0]["CLUSTER_ID"],
+            "{name}: one cluster id"
+        );
+        // scripts/kafka/cluster.properties, line by line, as KAFKA_ variables.
+        let cluster: BTreeMap<String, String> = env
+            .iter()
+            .filter_map(|(k, v)| Some((property_name(k)?, v.clone())))
+            .collect();
+        for (key, value) in test_support::kafka_process::cluster_properties() {
+            assert_eq!(
+                cluster.get(key).map(String::as_str),
+                Some(value),
+                "{name}: {key} differs from scripts/kafka/cluster.properties"
+            );
+        }
+    }
+    // The id must be one Kafka takes: 16 bytes in URL-safe base64 (22 characters).
+    assert_eq!(envs[0]["CLUSTER_ID"].len(), 22);
+    let init = services["kafka-cluster-init"]["command"][0]
+        .as_str()
+        .unwrap();
+    for topic in ["observations", "observations.dlq"] {
+        let create = init
+            .split("&&")
+            .find(|c| c.contains(&format!("--topic {topic} ")))
+            .unwrap_or_else(|| panic!("kafka-cluster-init creates no {topic}"));
+        assert!(create.contains("--replication-factor 3"), "{create}");
+        assert!(
+            create.contains("--config min.insync.replicas=2"),
+            "{create}"
+        );
+        assert!(
+            create.contains("kafka-1:29092,kafka-2:29092,kafka-3:29092"),
+            "{create}"
+        );
+    }
+}

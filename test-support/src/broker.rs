@@ -94,7 +94,14 @@ impl TestBroker {
                 let options = AdminOptions::new().operation_timeout(Some(DEADLINE));
                 let results = admin
                     .create_topics(
-                        &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+                        // The broker's own replication factor
+                        // (`default.replication.factor`): 1 on one broker, 3
+                        // on a KafkaCluster.
+                        &[NewTopic::new(
+                            topic,
+                            partitions,
+                            TopicReplication::Fixed(-1),
+                        )],
                         &options,
                     )
                     .await

@@ -16,6 +16,7 @@
 //! them it fails the test with that message rather than letting it pass
 //! without having run.
 
+mod cluster;
 pub mod config;
 mod java;
 
@@ -27,6 +28,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+pub use cluster::{cluster_properties, KafkaCluster, CLUSTER_PROPERTIES};
 pub use config::{BrokerTls, KafkaBuilder, Listener, Protocol, SaslMechanism};
 
 use self::config::{BoundListener, INTERNAL};
@@ -35,6 +37,8 @@ use crate::{unique, TestEnvironment};
 
 /// How long a broker may take to answer clients after its start.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a controlled shutdown (SIGTERM) may take.
+const STOP_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One broker in a directory of its own; dropping it kills the broker and
 /// removes the directory.
@@ -220,6 +224,48 @@ impl KafkaProcess {
         if let Some(running) = running {
             running.stop();
         }
+    }
+
+    /// SIGTERM, as an operator's stop would: the broker hands its partition
+    /// leaderships over (controlled shutdown) and exits. Returns once it is
+    /// gone; SIGKILL after `STOP_TIMEOUT`, failing the test.
+    pub fn stop(&self) {
+        let running = self
+            .running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        let Some(mut running) = running else {
+            return;
+        };
+        let _ = Command::new("kill")
+            .args(["-TERM", &running.broker.id().to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Ok(Some(_)) = running.broker.try_wait() {
+                let _ = kill_and_reap(running.watchdog);
+                return;
+            }
+            if Instant::now() > deadline {
+                running.stop();
+                panic!(
+                    "the broker in {} did not stop within {STOP_TIMEOUT:?} of SIGTERM (killed it){}",
+                    self.dir.display(),
+                    self.log_tail()
+                );
+            }
+            // Polling a JVM's exit (a second or two): ends at the exit.
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// True while the broker's JVM runs.
+    pub fn is_running(&self) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some()
     }
 
     /// Starts the broker again on the same directory and ports (its data kept)
