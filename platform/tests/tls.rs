@@ -34,13 +34,9 @@ fn cert_url(
     database: &str,
     mode: &str,
     ca: &Path,
-    cert: Option<(&Path, &Path)>,
+    cert: Option<&CertFiles>,
 ) -> String {
-    let files = cert.map(|(cert, key)| CertFiles {
-        cert: cert.to_owned(),
-        key: key.to_owned(),
-    });
-    server.cert_url(host, database, mode, ca, files.as_ref())
+    server.cert_url(host, database, mode, ca, cert)
 }
 
 async fn connect(url: String) -> Result<DatabaseConnection, StoreError> {
@@ -84,7 +80,7 @@ async fn migrations_reads_and_writes_run_over_verify_full_with_a_client_certific
         &database,
         "verify-full",
         server.ca_file(),
-        Some((&client.cert, &client.key)),
+        Some(&client),
     );
     // What an operator writes goes through the settings' check too.
     let loaded = Settings::load_from([
@@ -150,7 +146,7 @@ async fn a_server_certificate_from_another_ca_is_refused() {
         "postgres",
         "verify-full",
         &other_file,
-        Some((&client.cert, &client.key)),
+        Some(&client),
     );
     let shown = refused(connect(url).await, "UnknownIssuer");
     assert!(shown.contains("invalid peer certificate"), "{shown}");
@@ -161,7 +157,7 @@ async fn a_certificate_for_another_host_name_is_refused() {
     let server = PostgresProcess::shared();
     let database = server.create_database(CERT_ROLE);
     let client = server.client_cert(CERT_ROLE);
-    let files = Some((client.cert.as_path(), client.key.as_path()));
+    let files = Some(&client);
     // 127.0.0.2 is the same server, under an address its certificate does
     // not name.
     let full = cert_url(
@@ -227,7 +223,7 @@ async fn a_client_certificate_from_an_unknown_ca_is_refused() {
         &database,
         "verify-full",
         server.ca_file(),
-        Some((&stranger.cert, &stranger.key)),
+        Some(&stranger),
     );
     let shown = refused(connect(url).await, "received fatal alert");
     assert!(shown.contains("UnknownCA"), "{shown}");
@@ -245,7 +241,7 @@ async fn a_client_certificate_for_another_role_is_refused() {
         &database,
         "verify-full",
         server.ca_file(),
-        Some((&other.cert, &other.key)),
+        Some(&other),
     );
     refused(
         connect(url).await,
@@ -277,7 +273,7 @@ async fn a_ca_bundle_holding_the_servers_ca_among_others_is_accepted() {
         &database,
         "verify-full",
         &bundle,
-        Some((&client.cert, &client.key)),
+        Some(&client),
     );
     let db = connect(url).await.expect("connecting with a CA bundle");
     assert!(session_tls(&db).await.0, "the session is not encrypted");
@@ -321,7 +317,7 @@ async fn a_refusal_shows_neither_the_password_nor_the_key() {
         "postgres",
         "verify-full",
         &other_file,
-        Some((&client.cert, &client.key)),
+        Some(&client),
     );
     let shown = refused(connect(url).await, "UnknownIssuer");
     let body = key.lines().nth(1).expect("a key line");

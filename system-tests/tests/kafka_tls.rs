@@ -25,8 +25,8 @@ use platform::settings::Settings;
 use serde_json::Value;
 use system_tests::Stack;
 use test_support::broker::TestBroker;
+use test_support::certs::{CertFiles, CertificateAuthority};
 use test_support::kafka_process::{BrokerTls, KafkaProcess, Listener, SaslMechanism};
-use test_support::tls::{CertFiles, TestCa};
 use test_support::{eventually, unique};
 
 /// The broker and the files its clients need.
@@ -60,11 +60,14 @@ async fn secured() -> &'static Secured {
 fn start_secured() -> Secured {
     let builder = KafkaProcess::builder();
     let tls = builder.dir().join("tls");
-    let ca = TestCa::new(&tls, "ours");
-    let stranger = TestCa::new(&tls, "stranger");
-    let server = ca.server_cert("broker");
-    let client = ca.client_cert("client", "bayes-client");
-    let expired = ca.expired_client_cert("expired", "bayes-expired");
+    std::fs::create_dir_all(&tls).unwrap();
+    let ca = CertificateAuthority::new("ours test CA");
+    let ca_file = ca.write(&tls.join("ours-ca.pem"));
+    let stranger_ca =
+        CertificateAuthority::new("stranger test CA").write(&tls.join("stranger-ca.pem"));
+    let server = ca.server(&["localhost", "127.0.0.1"]).write(&tls, "broker");
+    let client = ca.client("bayes-client").write(&tls, "client");
+    let expired = ca.expired_client("bayes-expired").write(&tls, "expired");
     let kafka = builder
         .listener(Listener::sasl_ssl(
             SASL_SSL,
@@ -77,7 +80,7 @@ fn start_secured() -> Secured {
         .listener(Listener::ssl(MTLS).require_client_certificate())
         .tls(BrokerTls {
             key_and_cert: server.key_and_cert,
-            trusted_ca: ca.ca_file.clone(),
+            trusted_ca: ca_file.clone(),
         })
         .plain_user(PLAIN.0, PLAIN.1)
         .scram_user(SaslMechanism::ScramSha256, SCRAM_256.0, SCRAM_256.1)
@@ -85,8 +88,8 @@ fn start_secured() -> Secured {
         .start();
     Secured {
         kafka,
-        ca: ca.ca_file.clone(),
-        stranger_ca: stranger.ca_file.clone(),
+        ca: ca_file,
+        stranger_ca,
         client,
         expired,
     }

@@ -1,13 +1,19 @@
 //! Certificates the TLS tests make for themselves (rcgen), so no key is ever
 //! committed: a private certificate authority, and server and client
-//! certificates it signs, written as PEM files where a server or a client
-//! reads them.
+//! certificates it signs, written as PEM files where a server (Postgres,
+//! an Apache Kafka broker) or a client (sqlx, librdkafka) reads them.
+//!
+//! Keys are ECDSA P-256 in PKCS#8 PEM, which rustls, OpenSSL and Apache
+//! Kafka's `PEM` key stores all read. Server certificates carry both the
+//! server and the client purpose (a broker's certificate serves it as a
+//! client of the other brokers too); client certificates the client one.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType,
+    date_time_ymd, BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType,
 };
 
 /// A private certificate authority.
@@ -27,8 +33,13 @@ pub struct Issued {
 /// Where [`Issued::write`] put a certificate and its key.
 #[derive(Debug, Clone)]
 pub struct CertFiles {
+    /// The certificate (PEM).
     pub cert: PathBuf,
+    /// Its private key (PKCS#8 PEM, not encrypted).
     pub key: PathBuf,
+    /// The key, then the certificate, in one file: what Apache Kafka's
+    /// `ssl.keystore.type=PEM` with `ssl.keystore.location` reads.
+    pub key_and_cert: PathBuf,
 }
 
 impl CertificateAuthority {
@@ -76,14 +87,25 @@ impl CertificateAuthority {
             DnType::CommonName,
             names.first().copied().unwrap_or("server"),
         );
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
         self.sign(params)
     }
 
     /// A client certificate whose common name is `user`: Postgres's `cert`
-    /// authentication logs in the role of that name.
+    /// authentication logs in the role of that name, a broker sees the
+    /// principal `User:CN=<user>`.
     pub fn client(&self, user: &str) -> Issued {
-        let mut params = CertificateParams::new(Vec::<String>::new()).expect("parameters");
-        params.distinguished_name.push(DnType::CommonName, user);
+        self.sign(client_params(user))
+    }
+
+    /// A client certificate that expired long ago (valid in 2000 only).
+    pub fn expired_client(&self, user: &str) -> Issued {
+        let mut params = client_params(user);
+        params.not_before = date_time_ymd(2000, 1, 1);
+        params.not_after = date_time_ymd(2000, 12, 31);
         self.sign(params)
     }
 
@@ -97,17 +119,35 @@ impl CertificateAuthority {
     }
 }
 
+fn client_params(user: &str) -> CertificateParams {
+    let mut params = CertificateParams::new(Vec::<String>::new()).expect("parameters");
+    params.distinguished_name.push(DnType::CommonName, user);
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params
+}
+
 impl Issued {
-    /// Writes `<stem>.crt` and `<stem>.key` into `dir`, the key readable by
-    /// its owner only (libpq and Postgres refuse a key others can read).
+    /// Writes `<stem>.crt`, `<stem>.key` and `<stem>.pem` (key then
+    /// certificate) into `dir`, the keys readable by their owner only
+    /// (libpq and Postgres refuse a key others can read).
     pub fn write(&self, dir: &Path, stem: &str) -> CertFiles {
         use std::os::unix::fs::PermissionsExt;
-        let cert = dir.join(format!("{stem}.crt"));
-        let key = dir.join(format!("{stem}.key"));
-        std::fs::write(&cert, &self.cert_pem).expect("writing a certificate");
-        std::fs::write(&key, &self.key_pem).expect("writing a key");
-        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600))
-            .expect("restricting the key");
-        CertFiles { cert, key }
+        let files = CertFiles {
+            cert: dir.join(format!("{stem}.crt")),
+            key: dir.join(format!("{stem}.key")),
+            key_and_cert: dir.join(format!("{stem}.pem")),
+        };
+        std::fs::write(&files.cert, &self.cert_pem).expect("writing a certificate");
+        std::fs::write(&files.key, &self.key_pem).expect("writing a key");
+        std::fs::write(
+            &files.key_and_cert,
+            format!("{}{}", self.key_pem, self.cert_pem),
+        )
+        .expect("writing a key store");
+        for key in [&files.key, &files.key_and_cert] {
+            std::fs::set_permissions(key, std::fs::Permissions::from_mode(0o600))
+                .expect("restricting a key");
+        }
+        files
     }
 }

@@ -7,11 +7,11 @@
 //! - [`kafka_process::KafkaProcess`]: an Apache Kafka of a test's own, to
 //!   kill and restart or to start with listeners (TLS, SASL) and settings
 //!   of the test's;
-//! - [`tls::TestCa`]: a private CA and the certificates a TLS broker and its
-//!   clients present, made by the test;
+//! - [`certs::CertificateAuthority`]: a private CA and the certificates a
+//!   TLS broker, a TLS Postgres and their clients present, made by the test;
 //! - [`database::TestDatabase`]: a fresh, migrated database per test;
 //! - [`postgres_process::PostgresProcess`]: a TLS-only Postgres of a test
-//!   binary's own, with certificates from [`certs`] made on the spot;
+//!   binary's own, with certificates made on the spot;
 //! - [`proxy::PgProxy`]: a TCP proxy in front of Postgres that fails on cue;
 //! - [`raw_http::RawConnection`]: HTTP/1.1 by hand on a socket, for the
 //!   tests of slow, partial and odd requests;
@@ -30,7 +30,6 @@ pub mod postgres_process;
 pub mod proxy;
 pub mod raw_http;
 pub mod service_process;
-pub mod tls;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
