@@ -122,13 +122,13 @@ fn the_openapi_document_describes_every_endpoint_and_its_errors() {
     };
     assert_eq!(
         responses("/observations", "post"),
-        ["202", "400", "403", "408", "409", "413", "415", "421", "422", "503"]
+        ["202", "400", "401", "403", "408", "409", "413", "415", "421", "422", "429", "503"]
     );
     // The seed's GET changes state too: cross-site refusal applies to both.
     for method in ["get", "post"] {
         assert_eq!(
             responses("/update_model/{outcome}", method),
-            ["202", "400", "403", "409", "421", "422", "503"]
+            ["202", "400", "401", "403", "409", "421", "422", "429", "503"]
         );
     }
     assert_eq!(responses("/healthz", "get"), ["200"]);
