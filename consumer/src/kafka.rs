@@ -180,15 +180,7 @@ pub(crate) fn producer_config(settings: &Settings) -> ClientConfig {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        let mut all = vec![(
-            "BAYES_CONFIG_DIR".to_owned(),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
-        )];
-        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Settings::load_from(all).unwrap()
-    }
+    use test_support::settings_with as settings;
 
     #[test]
     fn a_pass_through_option_from_the_environment_wins_over_the_consumer_settings() {

@@ -8,19 +8,7 @@ use std::path::Path;
 use platform::settings::{Settings, SettingsError};
 use secrecy::ExposeSecret;
 
-fn repo_config_dir() -> String {
-    concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned()
-}
-
-fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    let mut all = vec![("BAYES_CONFIG_DIR".to_owned(), repo_config_dir())];
-    all.extend(
-        pairs
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
-    );
-    all
-}
+use test_support::settings_env as env;
 
 fn write(dir: &Path, name: &str, content: &str) -> String {
     let path = dir.join(name);
@@ -46,7 +34,11 @@ fn a_librdkafka_option_from_the_environment_is_stored_in_librdkafkas_spelling() 
 #[test]
 fn the_environment_wins_over_an_overlay_file_for_a_librdkafka_option() {
     let dir = tempfile::tempdir().unwrap();
-    let base = std::fs::read_to_string(Path::new(&repo_config_dir()).join("default.toml")).unwrap();
+    let base = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../config/default.toml"
+    ))
+    .unwrap();
     write(dir.path(), "default.toml", &base);
     write(
         dir.path(),

@@ -271,18 +271,8 @@ impl Publisher {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use platform::settings::Settings;
-
     use super::*;
-
-    fn settings(env: &[(&str, &str)]) -> Settings {
-        let mut all = vec![(
-            "BAYES_CONFIG_DIR".to_owned(),
-            concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned(),
-        )];
-        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
-        Settings::load_from(all).unwrap()
-    }
+    use test_support::settings_with as settings;
 
     #[test]
     fn pass_through_options_win_over_the_producer_settings_but_not_over_acks_and_idempotence() {

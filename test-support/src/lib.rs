@@ -17,6 +17,8 @@
 //!   tests of slow, partial and odd requests;
 //! - [`eventually`] and [`unique`]: waiting by polling with a deadline, and
 //!   names no other test uses;
+//! - [`settings_with`]: the repository's settings with environment
+//!   variables of the test's on top;
 //! - [`bench`]: the benchmarks' HTTP load loop and latency histograms.
 
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -114,4 +116,21 @@ pub async fn eventually_within<T>(
 /// `prefix-<uuid>`: a topic, group or channel name no other test uses.
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The variables `Settings::load_from` reads for the repository's
+/// `config/` with `pairs` (`BAYES__...` variables) on top.
+pub fn settings_env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../config");
+    std::iter::once(("BAYES_CONFIG_DIR", config))
+        .chain(pairs.iter().copied())
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+/// The repository's settings with `pairs` (`BAYES__...` variables) on top,
+/// as a service would load them.
+pub fn settings_with(pairs: &[(&str, &str)]) -> platform::settings::Settings {
+    platform::settings::Settings::load_from(settings_env(pairs))
+        .unwrap_or_else(|e| panic!("loading settings with {pairs:?}: {e}"))
 }

@@ -112,6 +112,30 @@ impl WatchedService {
             .collect()
     }
 
+    /// What an operator must see of a service waiting for a database that
+    /// refuses it: one error line about the database naming `cause`, the
+    /// process still running, and `database_waiting{service="<service>"}`
+    /// at 1 on `metrics_url`.
+    pub async fn assert_waiting_for_database(
+        &mut self,
+        metrics_url: &str,
+        service: &str,
+        cause: &str,
+    ) {
+        // Only the database's: librdkafka logs its own about a missing broker.
+        let errors: Vec<String> = self
+            .log_lines_at("ERROR")
+            .iter()
+            .map(serde_json::Value::to_string)
+            .filter(|line| line.contains("database"))
+            .collect();
+        assert_eq!(errors.len(), 1, "{}", self.log_text());
+        assert!(errors[0].contains(cause), "{}", errors[0]);
+        assert!(self.is_running(), "{}", self.log_text());
+        let gauge = format!("database_waiting{{service=\"{service}\"}} 1");
+        self.wait_for_answer(metrics_url, 200, &gauge).await;
+    }
+
     /// The whole log.
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
