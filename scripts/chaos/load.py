@@ -35,8 +35,8 @@ import time
 import urllib.parse
 
 # How long one HTTP attempt may take: longer than the producer's ack_timeout
-# (10 s), so a 503 is seen as a 503 rather than as a timeout.
-HTTP_TIMEOUT = 15.0
+# (15 s), so a 503 is seen as a 503 rather than as a timeout.
+HTTP_TIMEOUT = 25.0
 # How long one kcat run may take before it is killed and its chunk sent again.
 KCAT_TIMEOUT = 40.0
 
