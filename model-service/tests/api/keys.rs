@@ -54,13 +54,14 @@ pub async fn create_key(app: &TestApp, body: Value) -> (String, String) {
         created["id"].as_str().unwrap().to_owned(),
         created["token"].as_str().unwrap().to_owned(),
     );
-    // Any route but a public one: 401 until the key is in force.
+    // Any route but a public one: 401 until the key is in force, 503 while
+    // the service has not loaded its keys yet; then the router's 404.
     eventually(
         Duration::from_secs(10),
         "the new key is in force",
         || async {
             let response = call(app, reqwest::Method::GET, "/nowhere", Some(&token), None).await;
-            (response.status() != 401).then_some(())
+            (response.status() == 404).then_some(())
         },
     )
     .await;
