@@ -6,6 +6,8 @@
 use utoipa::openapi::path::{Operation, PathItem};
 use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
 
+use axum::http::Method;
+
 use super::HOST_EXEMPT_ROUTES;
 
 /// Adds 421 (a `Host` outside `http.allowed_hosts`) to every operation but
@@ -24,24 +26,37 @@ impl utoipa::Modify for GuardResponses {
         for (path, item) in openapi.paths.paths.iter_mut() {
             let state_changing_get = self.state_changing_gets.contains(&path.as_str());
             let exempt = HOST_EXEMPT_ROUTES.contains(&path.as_str());
-            let PathItem {
-                get,
-                head,
-                post,
-                put,
-                patch,
-                delete,
-                options,
-                ..
-            } = item;
-            for operation in [get, head, options].into_iter().flatten() {
-                add(operation, exempt, state_changing_get);
-            }
-            for operation in [post, put, patch, delete].into_iter().flatten() {
-                add(operation, exempt, true);
+            for (method, operation) in operations(item) {
+                let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
+                add(operation, exempt, state_changing_get || changes_state);
             }
         }
     }
+}
+
+/// An item's operations with their methods, those it has.
+pub(crate) fn operations(item: &mut PathItem) -> impl Iterator<Item = (Method, &mut Operation)> {
+    let PathItem {
+        get,
+        head,
+        post,
+        put,
+        patch,
+        delete,
+        options,
+        ..
+    } = item;
+    [
+        (Method::GET, get),
+        (Method::HEAD, head),
+        (Method::POST, post),
+        (Method::PUT, put),
+        (Method::PATCH, patch),
+        (Method::DELETE, delete),
+        (Method::OPTIONS, options),
+    ]
+    .into_iter()
+    .filter_map(|(method, operation)| operation.as_mut().map(|operation| (method, operation)))
 }
 
 fn add(operation: &mut Operation, host_exempt: bool, changes_state: bool) {
@@ -78,7 +93,8 @@ fn add(operation: &mut Operation, host_exempt: bool, changes_state: bool) {
     }
 }
 
-fn error(description: &str) -> RefOr<Response> {
+/// A documented answer with the common error body.
+pub(crate) fn error(description: &str) -> RefOr<Response> {
     RefOr::T(
         ResponseBuilder::new()
             .description(description)

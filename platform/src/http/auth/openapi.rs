@@ -2,12 +2,12 @@
 //! same route table the layer enforces: the `bearer` security scheme, each
 //! operation's scope (`security`), and the answers of a refused key.
 
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::path::Operation;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::{OpenApi, RefOr};
 
+use super::super::openapi;
 use super::{Access, RouteScopes};
-use axum::http::Method;
 
 /// The name of the security scheme in the document.
 pub const SCHEME: &str = "bearer";
@@ -38,27 +38,7 @@ impl utoipa::Modify for AuthResponses {
             ),
         );
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let PathItem {
-                get,
-                head,
-                post,
-                put,
-                patch,
-                delete,
-                options,
-                ..
-            } = item;
-            let operations = [
-                (Method::GET, get),
-                (Method::HEAD, head),
-                (Method::POST, post),
-                (Method::PUT, put),
-                (Method::PATCH, patch),
-                (Method::DELETE, delete),
-                (Method::OPTIONS, options),
-            ];
-            for (method, operation) in operations {
-                let Some(operation) = operation else { continue };
+            for (method, operation) in openapi::operations(item) {
                 match self.routes.access(&method, path) {
                     Some(Access::Public) => {
                         operation.security = Some(vec![SecurityRequirement::default()]);
@@ -83,7 +63,7 @@ fn add_refusals(operation: &mut Operation, scope: &str) {
         }
         Some(RefOr::Ref(_)) => {}
         None => {
-            responses.insert(status.to_owned(), error(&description));
+            responses.insert(status.to_owned(), openapi::error(&description));
         }
     };
     add(
@@ -107,16 +87,4 @@ fn add_refusals(operation: &mut Operation, scope: &str) {
         "The service has not loaded the API keys from the database yet (`keys_unavailable`)."
             .to_owned(),
     );
-}
-
-fn error(description: &str) -> RefOr<Response> {
-    RefOr::T(
-        ResponseBuilder::new()
-            .description(description)
-            .content(
-                "application/json",
-                Content::new(Some(Ref::from_schema_name("ErrorBody"))),
-            )
-            .build(),
-    )
 }
