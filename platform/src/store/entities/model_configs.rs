@@ -22,23 +22,11 @@ pub struct Model {
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
 pub enum Relation {
     #[sea_orm(
-        belongs_to = "super::models::Entity",
-        from = "Column::ModelId",
-        to = "super::models::Column::Id"
-    )]
-    Model,
-    #[sea_orm(
         belongs_to = "super::priors::Entity",
         from = "Column::PriorSha256",
         to = "super::priors::Column::Sha256"
     )]
     Prior,
-}
-
-impl Related<super::models::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Model.def()
-    }
 }
 
 impl Related<super::priors::Entity> for Entity {

@@ -18,20 +18,8 @@ pub struct Model {
     pub applied_at: DateTimeUtc,
 }
 
+/// Read by model id alone, never joined.
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-pub enum Relation {
-    #[sea_orm(
-        belongs_to = "super::models::Entity",
-        from = "Column::ModelId",
-        to = "super::models::Column::Id"
-    )]
-    Model,
-}
-
-impl Related<super::models::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::Model.def()
-    }
-}
+pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}

@@ -20,8 +20,6 @@ pub struct Model {
 pub enum Relation {
     #[sea_orm(has_one = "super::model_states::Entity")]
     State,
-    #[sea_orm(has_many = "super::model_history::Entity")]
-    History,
     #[sea_orm(
         belongs_to = "super::priors::Entity",
         from = "Column::PriorSha256",
@@ -39,12 +37,6 @@ impl Related<super::priors::Entity> for Entity {
 impl Related<super::model_states::Entity> for Entity {
     fn to() -> RelationDef {
         Relation::State.def()
-    }
-}
-
-impl Related<super::model_history::Entity> for Entity {
-    fn to() -> RelationDef {
-        Relation::History.def()
     }
 }
 
