@@ -25,11 +25,7 @@ pub(crate) struct Record {
 /// it arrived.
 #[derive(Debug)]
 pub(crate) struct Poison {
-    pub offset: i64,
-    pub key: Option<Vec<u8>>,
-    pub value: Option<Vec<u8>>,
-    /// The record's own headers (a trace id, say), passed on to the DLQ.
-    pub headers: Option<OwnedHeaders>,
+    pub record: Record,
     /// Why it was refused: the parser's message, or the store's.
     pub error: String,
 }
@@ -37,10 +33,7 @@ pub(crate) struct Poison {
 impl Record {
     fn into_poison(self, error: String) -> Poison {
         Poison {
-            offset: self.offset,
-            key: self.key,
-            value: self.value,
-            headers: self.headers,
+            record: self,
             error,
         }
     }
@@ -216,7 +209,7 @@ impl PartitionBatch {
             refused.push(record.into_poison(reason));
             false
         });
-        refused.sort_by_key(|p| p.offset);
+        refused.sort_by_key(|p| p.record.offset);
         refused
     }
 
@@ -253,7 +246,7 @@ impl PartitionBatch {
             }
         }
         self.observations -= removed;
-        refused.sort_by_key(|p| p.offset);
+        refused.sort_by_key(|p| p.record.offset);
         refused
     }
 
@@ -335,7 +328,7 @@ mod tests {
         assert_eq!(batch.identified.len(), 1);
         assert_eq!(batch.duplicates, 1);
         assert_eq!(batch.observations, 1);
-        let offsets: Vec<_> = batch.poison.iter().map(|p| p.offset).collect();
+        let offsets: Vec<_> = batch.poison.iter().map(|p| p.record.offset).collect();
         assert_eq!(offsets, [1, 2]);
         for poison in &batch.poison {
             assert!(
@@ -345,7 +338,7 @@ mod tests {
                 "{}",
                 poison.error
             );
-            assert!(poison.value.is_some());
+            assert!(poison.record.value.is_some());
         }
     }
 
@@ -363,7 +356,7 @@ mod tests {
         let refused = batch.refuse_models(&HashSet::from([gone.clone()]), |m| {
             format!("unknown_model: {m}")
         });
-        let offsets: Vec<_> = refused.iter().map(|p| p.offset).collect();
+        let offsets: Vec<_> = refused.iter().map(|p| p.record.offset).collect();
         assert_eq!(offsets, [0, 2, 3, 4]);
         assert!(refused.iter().all(|p| p.error == "unknown_model: gone"));
         assert_eq!(batch.observations, 1);
@@ -390,11 +383,11 @@ mod tests {
         ]));
         assert_eq!(refused.len(), 1);
         assert_eq!(
-            (refused[0].offset, refused[0].error.as_str()),
+            (refused[0].record.offset, refused[0].error.as_str()),
             (1, "because")
         );
         assert_eq!(
-            refused[0].value.as_deref(),
+            refused[0].record.value.as_deref(),
             Some(br#"{"model":"a","successes":2,"trials":3,"id":"y"}"#.as_slice())
         );
         let ids: Vec<_> = batch.identified.iter().map(|i| i.id.as_str()).collect();

@@ -141,7 +141,7 @@ impl BatchWriter<'_> {
                     tracing::warn!(
                         partition,
                         records = refused.len(),
-                        first_offset = refused[0].offset,
+                        first_offset = refused[0].record.offset,
                         reason = %refused[0].error,
                         "the database refuses records of the batch; dead-lettering them and writing the rest"
                     );
@@ -160,7 +160,7 @@ impl BatchWriter<'_> {
                         partition,
                         records = refused.len(),
                         models = unknown.len(),
-                        first_offset = refused[0].offset,
+                        first_offset = refused[0].record.offset,
                         reason = %refused[0].error,
                         "records of models that do not exist (models.auto_create is off); dead-lettering them and writing the rest"
                     );

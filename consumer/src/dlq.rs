@@ -124,7 +124,7 @@ impl DeadLetters<'_> {
         let mut failures = results
             .into_iter()
             .zip(poison)
-            .filter_map(|(result, p)| result.err().map(|(err, _)| (err, p.offset)));
+            .filter_map(|(result, p)| result.err().map(|(err, _)| (err, p.record.offset)));
         match failures.next() {
             None => Ok(()),
             Some((first, offset)) => Err(DlqError::NotAcknowledged {
@@ -155,9 +155,9 @@ impl<'a> DeadLetter<'a> {
     /// headers (all or none), at least [`MIN_KEPT_BYTES`] of the key and of
     /// the value, then as much of the value as fits, then of the key.
     pub fn of(poison: &'a Poison, source_topic: &str, partition: i32, limit: usize) -> Self {
-        let (key, value) = (poison.key.as_deref(), poison.value.as_deref());
+        let (key, value) = (poison.record.key.as_deref(), poison.record.value.as_deref());
         let (key_len, value_len) = (key.map_or(0, <[u8]>::len), value.map_or(0, <[u8]>::len));
-        let own_headers = poison.headers.as_ref();
+        let own_headers = poison.record.headers.as_ref();
         let own_headers_len = own_headers.map_or(0, |headers| {
             headers
                 .iter()
@@ -171,7 +171,7 @@ impl<'a> DeadLetter<'a> {
             ),
             ("source-topic", source_topic.to_owned()),
             ("source-partition", partition.to_string()),
-            ("source-offset", poison.offset.to_string()),
+            ("source-offset", poison.record.offset.to_string()),
         ];
         let ours_len: usize = ours
             .iter()
@@ -269,6 +269,7 @@ pub(crate) fn cut_on_char(text: &str, max: usize) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::batch::Record;
 
     fn poison(key: Option<Vec<u8>>, value: Option<Vec<u8>>, headers: &[(&str, &str)]) -> Poison {
         let headers = (!headers.is_empty()).then(|| {
@@ -280,10 +281,12 @@ mod tests {
             })
         });
         Poison {
-            offset: 42,
-            key,
-            value,
-            headers,
+            record: Record {
+                offset: 42,
+                key,
+                value,
+                headers,
+            },
             error: "unknown outcome \"x\": expected w/l".to_owned(),
         }
     }
