@@ -4,11 +4,11 @@
 //! the first `LISTEN`, after the connection was lost), which tells the
 //! follower to reload in full.
 
-use std::future::Future;
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::{PgListener, PgPool};
 use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
 
 use crate::retry::{retry, Backoff, Verdict};
 
@@ -28,17 +28,39 @@ pub enum Heard {
     Payload(String),
 }
 
-/// Listens on `channel` in a task of its own until `shutdown` or until the
-/// receiver is dropped, reconnecting with a bounded back-off. The first
-/// message is a [`Heard::Gap`] once the first `LISTEN` succeeded.
-pub fn follow(
-    pool: PgPool,
-    channel: String,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> mpsc::Receiver<Heard> {
-    let (tx, rx) = mpsc::channel(BUFFER);
-    tokio::spawn(async move {
-        let mut shutdown = std::pin::pin!(shutdown);
+/// What [`follow`] hears; the listening task ends when this is dropped.
+#[derive(Debug)]
+pub struct Follower {
+    heard: mpsc::Receiver<Heard>,
+    task: AbortHandle,
+}
+
+impl Follower {
+    /// The next message; `None` only if the listening task ended.
+    pub async fn recv(&mut self) -> Option<Heard> {
+        self.heard.recv().await
+    }
+
+    /// A message already heard, if any.
+    pub fn try_recv(&mut self) -> Option<Heard> {
+        self.heard.try_recv().ok()
+    }
+}
+
+impl Drop for Follower {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Listens on `channel` in a task of its own until the [`Follower`] is
+/// dropped, reconnecting with a bounded back-off. The first message is a
+/// [`Heard::Gap`] once the first `LISTEN` succeeded.
+pub fn follow(pool: PgPool, channel: String) -> Follower {
+    let (tx, heard) = mpsc::channel(BUFFER);
+    let task = tokio::spawn(async move {
+        // The task is aborted with its follower; until then it never stops.
+        let mut shutdown = std::pin::pin!(std::future::pending::<()>());
         let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             let listener = retry(
@@ -82,7 +104,10 @@ pub fn follow(
             }
         }
     });
-    rx
+    Follower {
+        heard,
+        task: task.abort_handle(),
+    }
 }
 
 async fn connect(pool: &PgPool, channel: &str) -> Result<PgListener, sea_orm::sqlx::Error> {

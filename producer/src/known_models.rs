@@ -22,7 +22,6 @@ use std::time::Duration;
 use platform::listen::{follow, Heard};
 use platform::store::{all_model_ids, existing_models, StoreError};
 use sea_orm::DatabaseConnection;
-use tokio::sync::watch;
 use tokio::time::{interval, MissedTickBehavior};
 
 /// How long a request waits for Postgres to say whether a model it does
@@ -97,15 +96,7 @@ pub async fn keep_fresh(
     refresh: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop, stopped) = watch::channel(false);
-    let mut heard = follow(
-        db.get_postgres_connection_pool().clone(),
-        channel,
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
-    );
+    let mut heard = follow(db.get_postgres_connection_pool().clone(), channel);
     let mut tick = interval(refresh);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut shutdown = std::pin::pin!(shutdown);
@@ -130,5 +121,4 @@ pub async fn keep_fresh(
             tracing::warn!(%error, "cannot refresh the known models; the consumer decides meanwhile");
         }
     }
-    stop.send_replace(true);
 }

@@ -2,6 +2,7 @@
 //! (which binds the listener, so tests can ask for port 0), and graceful shutdown.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -12,6 +13,7 @@ use axum::Router;
 use platform::http::auth::{Access, Auth, RouteScopes, Scope};
 use platform::http::{upload_pace, with_request_metrics, RequestGuards};
 use platform::settings::Settings;
+use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
 
@@ -106,34 +108,45 @@ impl Application {
         let mut tasks = Vec::new();
         if state.auth().required {
             let (keys, auth) = (state.api_keys().clone(), state.auth().clone());
-            let database = state.database_handle().clone();
-            let stop = until_stopped();
-            tasks.push(tokio::spawn(async move {
-                let mut stop = std::pin::pin!(stop);
-                let db = tokio::select! {
-                    db = database.connected() => db,
-                    () = stop.as_mut() => return,
-                };
-                platform::http::auth::keep_fresh(keys, db, auth, stop).await;
-            }));
+            tasks.push(spawn_when_connected(
+                state.database_handle().clone(),
+                until_stopped(),
+                move |db, stop| platform::http::auth::keep_fresh(keys, db, auth, stop),
+            ));
         }
         if let Some(known) = state.known_models() {
             let known = known.clone();
-            let database = state.database_handle().clone();
             let channel = state.notify_channel().to_owned();
             let refresh = state.known_models_refresh();
-            let stop = until_stopped();
-            tasks.push(tokio::spawn(async move {
-                let mut stop = std::pin::pin!(stop);
-                let db = tokio::select! {
-                    db = database.connected() => db,
-                    () = stop.as_mut() => return,
-                };
-                crate::known_models::keep_fresh(known, db, channel, refresh, stop).await;
-            }));
+            tasks.push(spawn_when_connected(
+                state.database_handle().clone(),
+                until_stopped(),
+                move |db, stop| crate::known_models::keep_fresh(known, db, channel, refresh, stop),
+            ));
         }
         tasks
     }
+}
+
+/// Spawns `task` with the connection and the stop signal once the database
+/// answers; nothing runs when the service stops first.
+fn spawn_when_connected<F, Fut>(
+    database: Database,
+    stop: impl Future<Output = ()> + Send + 'static,
+    task: F,
+) -> tokio::task::JoinHandle<()>
+where
+    F: FnOnce(DatabaseConnection, Pin<Box<dyn Future<Output = ()> + Send>>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send,
+{
+    tokio::spawn(async move {
+        let mut stop: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(stop);
+        let db = tokio::select! {
+            db = database.connected() => db,
+            () = stop.as_mut() => return,
+        };
+        task(db, stop).await;
+    })
 }
 
 async fn not_found(method: Method, uri: Uri) -> ApiError {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::DatabaseConnection;
-use tokio::sync::watch;
 use tokio::time::{interval, Instant, MissedTickBehavior};
 
 use super::KeyRing;
@@ -33,14 +32,9 @@ pub async fn keep_fresh(
     settings: AuthSettings,
     shutdown: impl Future<Output = ()>,
 ) {
-    let (stop, stopped) = watch::channel(false);
     let mut heard = follow(
         db.get_postgres_connection_pool().clone(),
         settings.notify_channel.clone(),
-        async move {
-            let mut stopped = stopped;
-            let _ = stopped.wait_for(|s| *s).await;
-        },
     );
     let mut reload = interval(settings.reload_interval);
     reload.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -55,7 +49,7 @@ pub async fn keep_fresh(
             next = heard.recv(), if listening => match next {
                 // Whatever was announced, and however much: one reload.
                 Some(Heard::Gap | Heard::Payload(_)) => {
-                    while heard.try_recv().is_ok() {}
+                    while heard.try_recv().is_some() {}
                     load(&ring, &db, &mut health).await;
                 }
                 None => listening = false,
@@ -64,7 +58,6 @@ pub async fn keep_fresh(
             _ = write.tick() => write_uses(&ring, &db).await,
         }
     }
-    stop.send_replace(true);
     let _ = tokio::time::timeout(FINAL_WRITE_TIMEOUT, write_uses(&ring, &db)).await;
 }
 
