@@ -88,24 +88,14 @@ pub struct NewUpload {
     pub validated_at: DateTime<Utc>,
 }
 
-/// An upload as stored.
+/// An upload as stored: the file as validated, and where producing it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UploadRecord {
-    pub id: String,
-    pub sha256: String,
-    pub filename: Option<String>,
-    pub bytes: u64,
-    pub rows: u64,
-    pub trials: u64,
-    pub models: Vec<String>,
-    pub model_count: u64,
-    pub topic: String,
+    pub file: NewUpload,
     pub status: UploadStatus,
     pub reason: Option<String>,
     pub rows_produced: u64,
     pub offsets: Vec<UploadRange>,
-    pub received_at: DateTime<Utc>,
-    pub validated_at: DateTime<Utc>,
     pub produced_at: Option<DateTime<Utc>>,
     pub applied_at: Option<DateTime<Utc>>,
     pub updated_at: DateTime<Utc>,
@@ -116,21 +106,23 @@ fn record(row: uploads::Model) -> Result<UploadRecord, StoreError> {
         StoreError::Corrupt(format!("{what} of upload {}: {e}", row.id))
     };
     Ok(UploadRecord {
-        models: serde_json::from_value(row.models.clone()).map_err(|e| corrupt("models", e))?,
-        offsets: serde_json::from_value(row.offsets.clone()).map_err(|e| corrupt("offsets", e))?,
+        file: NewUpload {
+            models: serde_json::from_value(row.models.clone()).map_err(|e| corrupt("models", e))?,
+            bytes: to_u64(row.bytes)?,
+            rows: to_u64(row.rows)?,
+            trials: to_u64(row.trials)?,
+            model_count: to_u64(row.model_count)?,
+            id: row.id.clone(),
+            sha256: row.sha256,
+            filename: row.filename,
+            topic: row.topic,
+            received_at: row.received_at,
+            validated_at: row.validated_at,
+        },
+        offsets: serde_json::from_value(row.offsets).map_err(|e| corrupt("offsets", e))?,
         status: UploadStatus::parse(&row.status)?,
-        bytes: to_u64(row.bytes)?,
-        rows: to_u64(row.rows)?,
-        trials: to_u64(row.trials)?,
-        model_count: to_u64(row.model_count)?,
         rows_produced: to_u64(row.rows_produced)?,
-        id: row.id,
-        sha256: row.sha256,
-        filename: row.filename,
-        topic: row.topic,
         reason: row.reason,
-        received_at: row.received_at,
-        validated_at: row.validated_at,
         produced_at: row.produced_at,
         applied_at: row.applied_at,
         updated_at: row.updated_at,
@@ -326,7 +318,7 @@ pub async fn refresh_applied(
         return Ok(upload);
     }
     for range in &upload.offsets {
-        let next = load_offset(db, group_id, &upload.topic, range.partition).await?;
+        let next = load_offset(db, group_id, &upload.file.topic, range.partition).await?;
         if next.is_none_or(|next| next <= range.last_offset) {
             return Ok(upload);
         }
@@ -336,7 +328,7 @@ pub async fn refresh_applied(
         .col_expr(Column::Status, Expr::value(UploadStatus::Applied.as_str()))
         .col_expr(Column::AppliedAt, Expr::value(now))
         .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(&upload.id))
+        .filter(Column::Id.eq(&upload.file.id))
         .filter(Column::Status.eq(UploadStatus::Produced.as_str()))
         .exec(db)
         .await?;

@@ -108,21 +108,22 @@ pub struct Upload {
 
 impl From<UploadRecord> for Upload {
     fn from(record: UploadRecord) -> Self {
+        let file = record.file;
         Self {
-            id: record.id,
+            id: file.id,
             status: record.status,
             reason: record.reason,
-            filename: record.filename,
-            sha256: Some(record.sha256),
-            bytes: record.bytes,
-            rows: record.rows,
-            trials: record.trials,
-            models: record.models,
-            model_count: record.model_count,
+            filename: file.filename,
+            sha256: Some(file.sha256),
+            bytes: file.bytes,
+            rows: file.rows,
+            trials: file.trials,
+            models: file.models,
+            model_count: file.model_count,
             rows_produced: record.rows_produced,
             offsets: record.offsets,
-            received_at: record.received_at,
-            validated_at: Some(record.validated_at),
+            received_at: file.received_at,
+            validated_at: Some(file.validated_at),
             produced_at: record.produced_at,
             applied_at: record.applied_at,
         }

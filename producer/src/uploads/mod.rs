@@ -146,10 +146,10 @@ pub async fn accept(
     let (id, resume) = match latest {
         None => (hash_id.to_owned(), false),
         Some(latest) => match latest.status {
-            UploadStatus::Failed => (latest.id, true),
+            UploadStatus::Failed => (latest.file.id, true),
             // (A stored upload is never `validating`; treated as in progress.)
             UploadStatus::Validating | UploadStatus::Producing => {
-                return Err(ApiError::UploadInProgress { id: latest.id })
+                return Err(ApiError::UploadInProgress { id: latest.file.id })
             }
             UploadStatus::Produced | UploadStatus::Applied if request.force => {
                 (format!("{hash_id}-{uploads_of_it}"), false)
@@ -158,8 +158,8 @@ pub async fn accept(
                 // The first upload of the file is the one to name.
                 let first = first_upload(&db, hash_id).await?.unwrap_or(latest);
                 return Err(ApiError::DuplicateUpload {
-                    id: first.id,
-                    at: first.validated_at,
+                    id: first.file.id,
+                    at: first.file.validated_at,
                 });
             }
         },
