@@ -37,6 +37,9 @@ KAFKA_POM="$ROOT/scripts/kafka/pom.xml"
 # What every node of a cluster adds to its configuration; test-support's
 # KafkaCluster reads the same file.
 KAFKA_CLUSTER_PROPERTIES="$ROOT/scripts/kafka/cluster.properties"
+# What every node adds after its listeners and log.dirs (one node's defaults;
+# a cluster's properties win over them); test-support reads the same file.
+KAFKA_NODE_PROPERTIES="$ROOT/scripts/kafka/node.properties"
 KAFKA_CACHE="${BAYES_KAFKA_HOME:-$ROOT/.dev/kafka}"
 KAFKA_LIBS="$KAFKA_CACHE/libs"
 # upstream's kafka-run-class.sh defaults
@@ -47,62 +50,6 @@ kafka_version() {
   sed -n 's:.*<kafka\.version>\(.*\)</kafka\.version>.*:\1:p' "$KAFKA_POM" | head -n 1
 }
 
-# write_if_changed FILE: stdin into FILE, unless FILE has it already.
-_kafka_write_if_changed() {
-  local file="$1" tmp
-  tmp=$(mktemp "$file.XXXXXX")
-  cat >"$tmp"
-  chmod 644 "$tmp"
-  if cmp -s "$tmp" "$file"; then rm -f "$tmp"; else mv -f "$tmp" "$file"; fi
-}
-
-# The log4j2 configurations: tools log WARN and above to stderr (stdout is
-# theirs: the console consumer prints records there); the broker logs INFO to
-# DIR/server.log (rolled at 50 MB, 3 kept) and only WARN and above to its
-# console, DIR/kafka.out.
-_kafka_write_log_configs() {
-  _kafka_write_if_changed "$KAFKA_CACHE/tools-log4j2.properties" <<'EOF'
-# Written by scripts/lib/kafka.sh. KAFKA_TOOLS_LOG_LEVEL=INFO for more.
-status = warn
-appender.stderr.type = Console
-appender.stderr.name = STDERR
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = ${env:KAFKA_TOOLS_LOG_LEVEL:-WARN}
-rootLogger.appenderRef.stderr.ref = STDERR
-EOF
-  _kafka_write_if_changed "$KAFKA_CACHE/server-log4j2.properties" <<'EOF'
-# Written by scripts/lib/kafka.sh. kafka.logs.dir is the broker's data dir.
-status = warn
-appender.file.type = RollingFile
-appender.file.name = FILE
-appender.file.fileName = ${sys:kafka.logs.dir}/server.log
-appender.file.filePattern = ${sys:kafka.logs.dir}/server.log.%i
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.file.policies.type = Policies
-appender.file.policies.size.type = SizeBasedTriggeringPolicy
-appender.file.policies.size.size = 50MB
-appender.file.strategy.type = DefaultRolloverStrategy
-appender.file.strategy.max = 3
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-appender.console.filter.threshold.type = ThresholdFilter
-appender.console.filter.threshold.level = WARN
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-rootLogger.appenderRef.console.ref = STDOUT
-# As upstream's config/log4j2.yaml: one line per request only at WARN.
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-logger.requestchannel.name = kafka.network.RequestChannel$
-logger.requestchannel.level = WARN
-EOF
-}
-
 # ensure_kafka_jars: Java 17+ and Maven (Debian packages) when missing, then
 # the jars of scripts/kafka/pom.xml in $KAFKA_LIBS, resolved with Maven (the
 # default ~/.m2 repository, so CI caches reuse it). A stamp holding the POM's
@@ -111,7 +58,6 @@ ensure_kafka_jars() {
   local stamp="$KAFKA_CACHE/libs.stamp" want
   want=$(sha256sum "$KAFKA_POM" | cut -d' ' -f1)
   if [ -d "$KAFKA_LIBS" ] && [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
-    [ -f "$KAFKA_CACHE/server-log4j2.properties" ] || _kafka_write_log_configs
     return 0
   fi
   local need=()
@@ -144,7 +90,6 @@ ensure_kafka_jars() {
   rm -rf "$KAFKA_LIBS"
   rm -f "$KAFKA_CACHE"/*.jsa
   mv "$KAFKA_LIBS.new" "$KAFKA_LIBS"
-  _kafka_write_log_configs
   printf '%s\n' "$want" >"$stamp"
   exec {lock}>&-
   local jars=("$KAFKA_LIBS"/*.jar)
@@ -214,7 +159,7 @@ _kafka_java_cmd() {
     fi
   fi
   # shellcheck disable=SC2206 # option strings split on spaces, as upstream
-  KAFKA_CMD=(java $heap $perf "${cds[@]}" "-Dlog4j2.configurationFile=$KAFKA_CACHE/tools-log4j2.properties"
+  KAFKA_CMD=(java $heap $perf "${cds[@]}" "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/tools-log4j2.properties"
              -cp "$KAFKA_LIBS/*" ${KAFKA_OPTS:-} "$@")
 }
 
@@ -324,7 +269,6 @@ kafka_start() {
     return 0
   fi
   ensure_kafka_jars
-  _kafka_write_log_configs
   local p
   for p in "$port" "$cport"; do
     _kafka_port_open "$p" && die "Kafka $name: port $p is in use by another process: stop it or pick other ports"
@@ -358,19 +302,7 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 controller.listener.names=CONTROLLER
 log.dirs=$data
-num.partitions=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-# After a crash the controller refuses the restarted broker's registration
-# (DUPLICATE_BROKER_REGISTRATION) until the dead one's session times out:
-# 5 s here rather than the default 9 s (heartbeats every second, not 2).
-broker.heartbeat.interval.ms=1000
-broker.session.timeout.ms=5000
+$(cat "$KAFKA_NODE_PROPERTIES")
 $cluster
 ${KAFKA_SERVER_PROPERTIES:-}
 EOF
@@ -417,7 +349,7 @@ EOF
   fi
   # shellcheck disable=SC2086
   setsid java $heap $perf "${cds[@]}" "-XX:ErrorFile=$dir/hs_err_pid%p.log" ${KAFKA_OPTS:-} \
-    "-Dlog4j2.configurationFile=$KAFKA_CACHE/server-log4j2.properties" "-Dkafka.logs.dir=$dir" \
+    "-Dlog4j2.configurationFile=$ROOT/scripts/kafka/server-log4j2.properties" "-Dkafka.logs.dir=$dir" \
     -cp "$KAFKA_LIBS/*" kafka.Kafka "$dir/server.properties" >"$dir/kafka.out" 2>&1 </dev/null &
   pid=$!
   printf '%s\n' "$pid" >"$dir/kafka.pid"

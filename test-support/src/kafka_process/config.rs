@@ -145,6 +145,9 @@ pub(crate) struct ScramUser {
 pub(crate) const INTERNAL: &str = "PLAINTEXT";
 const CONTROLLER: &str = "CONTROLLER";
 
+/// What every node adds after its listeners and log.dirs, as the scripts do.
+const NODE_PROPERTIES: &str = include_str!("../../../scripts/kafka/node.properties");
+
 /// Everything [`super::KafkaProcess`] needs to write its configuration and
 /// format its storage.
 #[derive(Debug, Clone, Default)]
@@ -326,19 +329,7 @@ listener.security.protocol.map={map}
 inter.broker.listener.name={INTERNAL}
 controller.listener.names={CONTROLLER}
 log.dirs={data}
-num.partitions=1
-auto.create.topics.enable=true
-offsets.topic.replication.factor=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-# A restarted broker is refused (DUPLICATE_BROKER_REGISTRATION) until the
-# killed one's session times out: 5 s rather than 9 s.
-broker.heartbeat.interval.ms=1000
-broker.session.timeout.ms=5000
-",
+{NODE_PROPERTIES}",
             listeners = endpoints(true),
             advertised = endpoints(false),
             map = protocol_map.join(","),

@@ -20,36 +20,11 @@ const JVM_OPTIONS: [&str; 6] = [
 ];
 
 /// The broker logs INFO to `server.log` in its directory and only WARN and
-/// above to its console (`kafka.out`), as the scripts' configuration does.
-const SERVER_LOG4J: &str = "status = warn
-appender.file.type = File
-appender.file.name = FILE
-appender.file.fileName = ${sys:kafka.logs.dir}/server.log
-appender.file.layout.type = PatternLayout
-appender.file.layout.pattern = [%d] %p %m (%c)%n
-appender.console.type = Console
-appender.console.name = STDOUT
-appender.console.layout.type = PatternLayout
-appender.console.layout.pattern = [%d] %p %m (%c)%n
-appender.console.filter.threshold.type = ThresholdFilter
-appender.console.filter.threshold.level = WARN
-rootLogger.level = INFO
-rootLogger.appenderRef.file.ref = FILE
-rootLogger.appenderRef.console.ref = STDOUT
-logger.request.name = kafka.request.logger
-logger.request.level = WARN
-";
+/// above to its console (`kafka.out`): the scripts' configuration.
+const SERVER_LOG4J: &str = include_str!("../../../scripts/kafka/server-log4j2.properties");
 
 /// Tools (the storage format) log WARN and above to stderr.
-const TOOLS_LOG4J: &str = "status = warn
-appender.stderr.type = Console
-appender.stderr.name = STDERR
-appender.stderr.target = SYSTEM_ERR
-appender.stderr.layout.type = PatternLayout
-appender.stderr.layout.pattern = [%d] %p %m (%c)%n
-rootLogger.level = WARN
-rootLogger.appenderRef.stderr.ref = STDERR
-";
+const TOOLS_LOG4J: &str = include_str!("../../../scripts/kafka/tools-log4j2.properties");
 
 /// Where the jars are, and the commands made from them.
 #[derive(Debug, Clone)]
