@@ -10,11 +10,4 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
-
-ensure_build_tools
-ensure_postgres "${TMPDIR:-/tmp}/bayes-bench-postgres" 55434
-trap stop_throwaway_postgres EXIT
-
-log "building the benchmark (release)"
-cargo build --release -p model-service --example bench-experiments >&2
-"$CARGO_TARGET_DIR/release/examples/bench-experiments" "$@"
+bench_example model-service bench-experiments "$@"

@@ -12,11 +12,4 @@
 set -euo pipefail
 source "$(dirname "$0")/lib/common.sh"
 cd "$ROOT"
-
-ensure_build_tools
-ensure_postgres "${TMPDIR:-/tmp}/bayes-bench-postgres" 55434
-trap stop_throwaway_postgres EXIT
-
-log "building the benchmark (release)"
-cargo build --release -p model-service --example bench-model-service >&2
-"$CARGO_TARGET_DIR/release/examples/bench-model-service" "$@"
+bench_example model-service bench-model-service "$@"

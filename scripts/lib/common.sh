@@ -181,3 +181,17 @@ drop_stale_test_databases() {
 build_services() {
   cargo test --workspace --no-run --quiet 2>/dev/null || cargo test --workspace --no-run
 }
+
+# bench_example CRATE EXAMPLE [ARGS...]: builds the benchmark example
+# EXAMPLE of CRATE (release) and runs it with ARGS, against the Postgres of
+# DATABASE_URL, or a throwaway one started here and stopped on exit.
+bench_example() {
+  local crate="$1" example="$2"
+  shift 2
+  ensure_build_tools
+  ensure_postgres "${TMPDIR:-/tmp}/bayes-bench-postgres" 55434
+  trap stop_throwaway_postgres EXIT
+  log "building the benchmark (release)"
+  cargo build --release -p "$crate" --example "$example" >&2
+  "$CARGO_TARGET_DIR/release/examples/$example" "$@"
+}
