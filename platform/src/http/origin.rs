@@ -127,94 +127,79 @@ mod tests {
 
     #[test]
     fn go_s_decision_table_holds() {
-        let post = || Method::POST;
-        let refused = |r: Result<(), CrossOrigin>| r.is_err();
-        // Safe methods pass whatever they say, unless they change state.
-        assert!(!refused(decide(
-            Method::GET,
-            false,
-            &[("sec-fetch-site", "cross-site")]
-        )));
-        assert!(!refused(decide(
-            Method::OPTIONS,
-            false,
-            &[("sec-fetch-site", "cross-site")]
-        )));
-        assert!(refused(decide(
-            Method::GET,
-            true,
-            &[("sec-fetch-site", "cross-site")]
-        )));
-        assert!(refused(decide(
-            Method::HEAD,
-            true,
-            &[("sec-fetch-site", "same-site")]
-        )));
-        // Sec-Fetch-Site decides when present.
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[("sec-fetch-site", "same-origin")]
-        )));
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[("sec-fetch-site", "none")]
-        )));
-        assert!(refused(decide(
-            post(),
-            false,
-            &[("sec-fetch-site", "same-site")]
-        )));
-        assert!(refused(decide(
-            post(),
-            false,
-            &[
-                ("sec-fetch-site", "cross-site"),
-                ("origin", "https://api.example.com")
-            ]
-        )));
-        // Without it, Origin against Host.
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[("origin", "https://api.example.com")]
-        )));
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[("origin", "http://API.example.com")]
-        )));
-        assert!(refused(decide(
-            post(),
-            false,
-            &[("origin", "https://evil.example")]
-        )));
-        assert!(refused(decide(post(), false, &[("origin", "null")])));
-        // Neither: curl, scripts.
-        assert!(!refused(decide(post(), false, &[])));
-        assert!(!refused(decide(Method::PUT, true, &[])));
-        // A trusted origin passes either way.
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[
-                ("sec-fetch-site", "cross-site"),
-                ("origin", "https://app.example.com")
-            ]
-        )));
-        assert!(!refused(decide(
-            post(),
-            false,
-            &[("origin", "https://app.example.com")]
-        )));
-        assert!(refused(decide(
-            post(),
-            false,
-            &[
-                ("sec-fetch-site", "cross-site"),
-                ("origin", "https://app.example.com:8443")
-            ]
-        )));
+        const SITE: &str = "sec-fetch-site";
+        const ORIGIN: &str = "origin";
+        /// Method, changes state, headers, refused.
+        type Case = (Method, bool, &'static [(&'static str, &'static str)], bool);
+        let table: &[Case] = &[
+            // Safe methods pass whatever they say, unless they change state.
+            (Method::GET, false, &[(SITE, "cross-site")], false),
+            (Method::OPTIONS, false, &[(SITE, "cross-site")], false),
+            (Method::GET, true, &[(SITE, "cross-site")], true),
+            (Method::HEAD, true, &[(SITE, "same-site")], true),
+            // Sec-Fetch-Site decides when present.
+            (Method::POST, false, &[(SITE, "same-origin")], false),
+            (Method::POST, false, &[(SITE, "none")], false),
+            (Method::POST, false, &[(SITE, "same-site")], true),
+            (
+                Method::POST,
+                false,
+                &[(SITE, "cross-site"), (ORIGIN, "https://api.example.com")],
+                true,
+            ),
+            // Without it, Origin against Host.
+            (
+                Method::POST,
+                false,
+                &[(ORIGIN, "https://api.example.com")],
+                false,
+            ),
+            (
+                Method::POST,
+                false,
+                &[(ORIGIN, "http://API.example.com")],
+                false,
+            ),
+            (
+                Method::POST,
+                false,
+                &[(ORIGIN, "https://evil.example")],
+                true,
+            ),
+            (Method::POST, false, &[(ORIGIN, "null")], true),
+            // Neither: curl, scripts.
+            (Method::POST, false, &[], false),
+            (Method::PUT, true, &[], false),
+            // A trusted origin passes either way.
+            (
+                Method::POST,
+                false,
+                &[(SITE, "cross-site"), (ORIGIN, "https://app.example.com")],
+                false,
+            ),
+            (
+                Method::POST,
+                false,
+                &[(ORIGIN, "https://app.example.com")],
+                false,
+            ),
+            (
+                Method::POST,
+                false,
+                &[
+                    (SITE, "cross-site"),
+                    (ORIGIN, "https://app.example.com:8443"),
+                ],
+                true,
+            ),
+        ];
+        for (method, changes_state, headers, refused) in table {
+            let decision = decide(method.clone(), *changes_state, headers);
+            assert_eq!(
+                decision.is_err(),
+                *refused,
+                "{method} (changes state: {changes_state}) with {headers:?}: {decision:?}"
+            );
+        }
     }
 }
