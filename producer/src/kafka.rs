@@ -24,6 +24,64 @@ pub const TRACE_ID_HEADER: &str = "trace-id";
 /// queue is full. Short, because the queue drains at broker speed.
 pub(crate) const QUEUE_FULL_BACKOFF: Duration = Duration::from_millis(2);
 
+/// A record of `topic` with the request's (or upload's) trace id in its
+/// headers.
+pub(crate) fn traced_record<'a>(
+    topic: &'a str,
+    key: &'a str,
+    payload: &'a str,
+    trace_id: &'a str,
+) -> FutureRecord<'a, str, str> {
+    let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
+        key: TRACE_ID_HEADER,
+        value: Some(trace_id),
+    });
+    FutureRecord::to(topic)
+        .key(key)
+        .payload(payload)
+        .headers(headers)
+}
+
+/// What a sender does while librdkafka's queue is full.
+pub(crate) trait MakeRoom {
+    type Error: From<KafkaError>;
+
+    /// Waits until the queue may take a record again.
+    async fn make_room(&mut self) -> Result<(), Self::Error>;
+}
+
+/// Waits a moment for the queue to drain.
+struct Wait;
+
+impl MakeRoom for Wait {
+    type Error = PublishError;
+
+    async fn make_room(&mut self) -> Result<(), PublishError> {
+        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+        Ok(())
+    }
+}
+
+/// Offers `record` to librdkafka until its queue takes it, making room each
+/// time the queue is full; records offered one after the other keep their
+/// order.
+pub(crate) async fn enqueue<M: MakeRoom>(
+    producer: &FutureProducer<ObservedContext>,
+    mut record: FutureRecord<'_, str, str>,
+    sender: &mut M,
+) -> Result<DeliveryFuture, M::Error> {
+    loop {
+        match producer.send_result(record) {
+            Ok(delivery) => return Ok(delivery),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                sender.make_room().await?;
+            }
+            Err((error, _)) => return Err(error.into()),
+        }
+    }
+}
+
 /// Where the broker stored one record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Acked {
@@ -167,30 +225,12 @@ impl Publisher {
         let mut pending: Vec<DeliveryFuture> = Vec::with_capacity(observations.len());
         for observation in observations {
             let payload = observation.to_canonical_json();
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: TRACE_ID_HEADER,
-                value: Some(trace_id),
-            });
-            let mut record = FutureRecord::to(&self.topic)
-                .key(observation.model.as_str())
-                .payload(&payload)
-                .headers(headers);
-            loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        pending.push(delivery);
-                        break;
-                    }
-                    // The local queue is full: wait for it to drain and offer
-                    // the same record again, which keeps the request's order.
-                    // The caller's deadline bounds the wait.
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
-                    }
-                    Err((error, _)) => return Err(error.into()),
-                }
-            }
+            let record = traced_record(&self.topic, observation.model.as_str(), &payload, trace_id);
+            // The local queue is full: wait for it to drain and offer the
+            // same record again, which keeps the request's order. The
+            // caller's deadline bounds the wait.
+            let delivery = enqueue(&producer, record, &mut Wait).await?;
+            pending.push(delivery);
         }
         let mut acked = Vec::with_capacity(pending.len());
         for delivery in pending {

@@ -20,16 +20,15 @@ use csv::ByteRecord;
 use domain::observation::Observation;
 use platform::retry::Backoff;
 use platform::store::{self, UploadRange};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{DeliveryFuture, FutureRecord};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::DeliveryFuture;
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::rows::Columns;
 use super::spool::{csv_reader, header, line_of};
-use crate::kafka::{QUEUE_FULL_BACKOFF, TRACE_ID_HEADER};
+use crate::kafka::{enqueue, traced_record, MakeRoom, QUEUE_FULL_BACKOFF};
 use crate::observability::{RECORDS_PRODUCED, UPLOADS_FINISHED};
 use crate::state::AppState;
 
@@ -108,44 +107,18 @@ async fn produce(
     let settings = &state.uploads().clone();
     let publisher = state.publisher();
     let topic = publisher.topic().to_owned();
-    let mut in_flight: VecDeque<DeliveryFuture> = VecDeque::new();
     let mut acked = Acked::default();
     let mut next_progress = Instant::now() + settings.progress_interval;
     while let Some(batch) = batches.recv().await {
         // The current client, once a batch: a new one after a fatal error.
         let producer = publisher.client();
         for (key, payload) in &batch {
-            let headers = OwnedHeaders::new_with_capacity(1).insert(Header {
-                key: TRACE_ID_HEADER,
-                value: Some(id.as_str()),
-            });
-            let mut record = FutureRecord::to(&topic)
-                .key(key.as_str())
-                .payload(payload.as_str())
-                .headers(headers);
-            loop {
-                if in_flight.len() >= settings.max_in_flight.max(1) {
-                    if let Some(oldest) = in_flight.pop_front() {
-                        acked.settle(oldest).await?;
-                    }
-                }
-                match producer.send_result(record) {
-                    Ok(delivery) => {
-                        in_flight.push_back(delivery);
-                        break;
-                    }
-                    // librdkafka's queue is full: the oldest record's
-                    // acknowledgement makes room (or a short wait does).
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        match in_flight.pop_front() {
-                            Some(oldest) => acked.settle(oldest).await?,
-                            None => tokio::time::sleep(QUEUE_FULL_BACKOFF).await,
-                        }
-                    }
-                    Err((error, _)) => return Err(error.into()),
-                }
+            if acked.in_flight.len() >= settings.max_in_flight.max(1) {
+                acked.make_room().await?;
             }
+            let record = traced_record(&topic, key, payload, &id);
+            let delivery = enqueue(&producer, record, &mut acked).await?;
+            acked.in_flight.push_back(delivery);
         }
         if Instant::now() >= next_progress {
             next_progress = Instant::now() + settings.progress_interval;
@@ -157,7 +130,7 @@ async fn produce(
             }
         }
     }
-    while let Some(oldest) = in_flight.pop_front() {
+    while let Some(oldest) = acked.in_flight.pop_front() {
         acked.settle(oldest).await?;
     }
     acked.report(&topic);
@@ -170,9 +143,11 @@ async fn produce(
     Ok((acked.rows, acked.ranges))
 }
 
-/// The acknowledged records so far, by partition.
-#[derive(Debug, Default)]
+/// The records enqueued and not settled yet, oldest first, and those
+/// acknowledged so far, by partition.
+#[derive(Default)]
 struct Acked {
+    in_flight: VecDeque<DeliveryFuture>,
     rows: u64,
     reported: u64,
     ranges: Vec<UploadRange>,
@@ -210,6 +185,22 @@ impl Acked {
         metrics::counter!(RECORDS_PRODUCED, "topic" => topic.to_owned())
             .increment(self.rows - self.reported);
         self.reported = self.rows;
+    }
+}
+
+/// librdkafka's queue is full: the oldest record's acknowledgement makes
+/// room (or a short wait does, when none is in flight).
+impl MakeRoom for Acked {
+    type Error = ProduceError;
+
+    async fn make_room(&mut self) -> Result<(), ProduceError> {
+        match self.in_flight.pop_front() {
+            Some(oldest) => self.settle(oldest).await,
+            None => {
+                tokio::time::sleep(QUEUE_FULL_BACKOFF).await;
+                Ok(())
+            }
+        }
     }
 }
 
