@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    QuerySelect, UpdateMany,
 };
 use serde::{Deserialize, Serialize};
 
@@ -206,6 +206,14 @@ pub async fn start_upload(
     get_upload(db, &upload.id).await
 }
 
+/// An update of upload `id` while it is `producing`, stamped `now`.
+fn while_producing(id: &str, now: DateTime<Utc>) -> UpdateMany<Entity> {
+    Entity::update_many()
+        .col_expr(Column::UpdatedAt, Expr::value(now))
+        .filter(Column::Id.eq(id))
+        .filter(Column::Status.eq(UploadStatus::Producing.as_str()))
+}
+
 /// Records how far producing got: rows acknowledged and their offsets.
 pub async fn record_progress(
     db: &impl ConnectionTrait,
@@ -213,12 +221,9 @@ pub async fn record_progress(
     rows_produced: u64,
     offsets: &[UploadRange],
 ) -> Result<(), StoreError> {
-    Entity::update_many()
+    while_producing(id, Utc::now())
         .col_expr(Column::RowsProduced, Expr::value(to_i64(rows_produced)?))
         .col_expr(Column::Offsets, Expr::value(json(&offsets)?))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(UploadStatus::Producing.as_str()))
         .exec(db)
         .await?;
     Ok(())
@@ -232,13 +237,11 @@ pub async fn finish_upload(
     offsets: &[UploadRange],
 ) -> Result<(), StoreError> {
     let now = Utc::now();
-    Entity::update_many()
+    while_producing(id, now)
         .col_expr(Column::Status, Expr::value(UploadStatus::Produced.as_str()))
         .col_expr(Column::RowsProduced, Expr::value(to_i64(rows_produced)?))
         .col_expr(Column::Offsets, Expr::value(json(&offsets)?))
         .col_expr(Column::ProducedAt, Expr::value(now))
-        .col_expr(Column::UpdatedAt, Expr::value(now))
-        .filter(Column::Id.eq(id))
         .exec(db)
         .await?;
     Ok(())
@@ -250,12 +253,9 @@ pub async fn fail_upload(
     id: &str,
     reason: &str,
 ) -> Result<(), StoreError> {
-    Entity::update_many()
+    while_producing(id, Utc::now())
         .col_expr(Column::Status, Expr::value(UploadStatus::Failed.as_str()))
         .col_expr(Column::Reason, Expr::value(reason))
-        .col_expr(Column::UpdatedAt, Expr::value(Utc::now()))
-        .filter(Column::Id.eq(id))
-        .filter(Column::Status.eq(UploadStatus::Producing.as_str()))
         .exec(db)
         .await?;
     Ok(())
