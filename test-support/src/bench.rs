@@ -101,6 +101,12 @@ pub struct Load {
     /// and a latency counts from the request's scheduled time, so queueing
     /// shows; without one, each loop sends as soon as its last answer came.
     pub rate: Option<u64>,
+    /// With a rate, what a loop does after answers slower than its period:
+    /// send the requests it missed at once (true: a benchmark's fixed
+    /// schedule), or go on at the rate from then (false: a client that does
+    /// not make up for lost time, as the chaos load's, whose outages would
+    /// otherwise end in bursts several times the rate).
+    pub catch_up: bool,
 }
 
 impl Load {
@@ -111,6 +117,7 @@ impl Load {
             duration,
             max_requests: u64::MAX,
             rate: None,
+            catch_up: true,
         }
     }
 }
@@ -190,7 +197,11 @@ where
                 let offset = period.mul_f64(connection as f64 / connections as f64);
                 let mut ticker =
                     tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                ticker.set_missed_tick_behavior(if load.catch_up {
+                    tokio::time::MissedTickBehavior::Burst
+                } else {
+                    tokio::time::MissedTickBehavior::Delay
+                });
                 ticker
             });
             while deadline.is_none_or(|d| Instant::now() < d) && !stop.is_cancelled() {
@@ -430,10 +441,8 @@ mod tests {
         // A hundred loops, one request a second in all: loop k's first tick
         // is k seconds away when loop 0's first request cancels the stop.
         let load = Load {
-            connections: 100,
-            duration: Duration::MAX,
-            max_requests: u64::MAX,
             rate: Some(1),
+            ..Load::for_time(100, Duration::MAX)
         };
         let cancel = stop.clone();
         let outcome = tokio::time::timeout(

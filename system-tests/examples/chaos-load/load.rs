@@ -429,11 +429,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
         args,
     });
     let started = Instant::now();
+    // Until the stop, at the rate; after an outage on at the rate, not in a
+    // burst of what the outage held up.
     let load = Load {
-        connections: shared.args.workers,
-        duration: Duration::MAX,
-        max_requests: u64::MAX,
         rate: Some(shared.args.rate),
+        catch_up: false,
+        ..Load::for_time(shared.args.workers, Duration::MAX)
     };
     let http = tokio::spawn({
         let shared = shared.clone();
