@@ -7,22 +7,25 @@
 #           else runs on the machine; the topic with 4 partitions; the
 #           producer, the model service and 2 consumer processes in one group
 #           (each its own admin port, hence its own static group.instance.id).
-#   Load    scripts/chaos/load.py: HTTP clients post observations (one, batches,
-#           binomial counts, text) to the producer, each request with an
-#           Idempotency-Key, sent again with the same key after a 503, a
-#           timeout or a connection error until it gets its 202; kcat publishes
-#           records with JSON ids, a chunk sent again whole when kcat reports a
-#           failure. A few acknowledged requests and chunks are sent once more
-#           a few seconds later, as by a client whose answer was lost, so the
-#           log always holds copies. It keeps what was acknowledged per model.
+#   Load    system-tests/examples/chaos-load (`chaos-load run`, built with the
+#           services; its HTTP loop is test-support's bench module): HTTP
+#           clients post observations (one, batches, binomial counts, text)
+#           to the producer, each request with an Idempotency-Key, sent again
+#           with the same key after a 503, a timeout or a connection error
+#           until it gets its 202; kcat publishes records with JSON ids, a
+#           chunk sent again whole when kcat reports a failure. A few
+#           acknowledged requests and chunks are sent once more a few seconds
+#           later, as by a client whose answer was lost, so the log always
+#           holds copies. It keeps what was acknowledged per model.
 #   Chaos   meanwhile, rounds of four actions in a seeded random order, a few
 #           seconds apart: SIGKILL a consumer and start it again; stop Postgres
 #           with `pg_ctl stop -m immediate` and start it again; SIGKILL the
 #           broker and start it again on its data; SIGKILL the producer and
 #           start it again. Each part must be back (ready) within 90 s.
-#   Verdict once the load has stopped and the consumers have caught up (the
-#           offset stored in Postgres equals the broker's end offset on every
-#           partition, and the counts stand still), a table of acknowledged
+#   Verdict `chaos-load verify`, once the load has stopped and the consumers
+#           have caught up (the offset stored in Postgres equals the broker's
+#           end offset on every partition, and the counts stand still): a
+#           table of acknowledged
 #           against counted per model (the model service's GET /models) and a
 #           summary line (with the copies the log holds). On a difference it
 #           says whether the log lacks acknowledged ids (lost before the
@@ -43,8 +46,9 @@
 #                        requests (how they meet the kills is up to timing)
 #   --keep               leave the directory (logs, Kafka's and Postgres's data)
 #   --consumers N        consumer processes (default 2)
-# The services are built in the debug profile, as scripts/test.sh builds them
-# for its suites: run after them, the build costs nothing.
+# The services and the load are built in the debug profile, as
+# scripts/test.sh builds them for its suites (`cargo test --workspace
+# --no-run` builds the examples too): run after them, the build costs nothing.
 # Environment: CHAOS_KAFKA_PORT (39140; its controller the next port),
 # CHAOS_PG_PORT (39150), CHAOS_SERVICE_PORT (39160: the producer; the model
 # service the next port, then the consumers' admin ports).
@@ -144,7 +148,6 @@ trap 'exit 129' HUP
 
 # --- what the run needs ----------------------------------------------------
 
-command -v python3 >/dev/null || apt_install python3
 command -v kcat >/dev/null || apt_install kcat
 command -v curl >/dev/null || apt_install curl
 command -v psql >/dev/null || apt_install postgresql-client
@@ -161,6 +164,8 @@ ensure_build_tools
 log "building the services (debug)"
 build_services
 BIN="$CARGO_TARGET_DIR/debug"
+LOAD="$BIN/examples/chaos-load"
+[ -x "$LOAD" ] || die "the build made no $LOAD"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bayes-chaos.XXXXXX")
 # Postgres runs as the postgres user, which must reach its directory.
@@ -345,7 +350,7 @@ action_broker() {
 
 log "load and chaos for $DURATION s"
 # The load in its own process group, so the cleanup stops its kcat runs too.
-setsid python3 "$ROOT/scripts/chaos/load.py" run \
+setsid "$LOAD" run \
   --producer "http://127.0.0.1:$PRODUCER_PORT" --brokers "$BROKERS" --topic "$TOPIC" \
   --kcat-config "$KCAT_CONFIG" \
   --seed "$SEED" --stop-file "$WORK/stop" --out "$WORK/acknowledged.json" &
@@ -395,7 +400,7 @@ check_services
 actions="kills/restarts: ${PERFORMED[consumer]} consumer, ${PERFORMED[postgres]} Postgres, ${PERFORMED[broker]} broker, ${PERFORMED[producer]} producer"
 say "waiting for the consumers to catch up, then comparing"
 verify_rc=0
-python3 "$ROOT/scripts/chaos/load.py" verify --acked "$WORK/acknowledged.json" \
+"$LOAD" verify --acked "$WORK/acknowledged.json" \
   --model-service "http://127.0.0.1:$MODEL_PORT" --database "$DATABASE" \
   --brokers "$BROKERS" --kcat-config "$KCAT_CONFIG" --topic "$TOPIC" --group "$GROUP" --partitions "$PARTITIONS" \
   --actions "$actions (seed $SEED, $((CHAOS_DONE - T0)) s)" || verify_rc=$?

@@ -252,10 +252,8 @@ where
 {
     let client = client.clone();
     let load = bench::Load {
-        connections,
-        duration: Duration::from_secs_f64(seconds),
         max_requests,
-        rate: None,
+        ..bench::Load::for_time(connections, Duration::from_secs_f64(seconds))
     };
     bench::run(load, move |i| {
         let path = path_for(i);

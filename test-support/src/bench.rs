@@ -1,7 +1,13 @@
-//! What the benchmark programs share: latency histograms (hdrhistogram) with
-//! their one summary line, the HTTP load loop (reqwest) that fills them,
-//! topic creation on a real broker, and running Apache Kafka's own perf tools
-//! (the ceiling a benchmark is compared with) and reading their figures.
+//! What the benchmark programs and the chaos load share: latency histograms
+//! (hdrhistogram) with their one summary line, the HTTP load loop (reqwest)
+//! that fills them, stopped by time, count or its owner, requests sent
+//! again under their `Idempotency-Key` until accepted ([`idempotent`]), the
+//! chaos run's acknowledged-against-counted verdict ([`reconcile`]), topic
+//! creation on a real broker, and running Apache Kafka's own perf tools (the
+//! ceiling a benchmark is compared with) and reading their figures.
+
+pub mod idempotent;
+pub mod reconcile;
 
 use std::future::Future;
 use std::path::Path;
@@ -14,6 +20,7 @@ use hdrhistogram::Histogram;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::ClientConfig;
+use tokio_util::sync::CancellationToken;
 
 /// Latencies recorded in microseconds, three significant digits.
 #[derive(Debug, Clone)]
@@ -94,6 +101,12 @@ pub struct Load {
     /// and a latency counts from the request's scheduled time, so queueing
     /// shows; without one, each loop sends as soon as its last answer came.
     pub rate: Option<u64>,
+    /// With a rate, what a loop does after answers slower than its period:
+    /// send the requests it missed at once (true: a benchmark's fixed
+    /// schedule), or go on at the rate from then (false: a client that does
+    /// not make up for lost time, as the chaos load's, whose outages would
+    /// otherwise end in bursts several times the rate).
+    pub catch_up: bool,
 }
 
 impl Load {
@@ -104,6 +117,7 @@ impl Load {
             duration,
             max_requests: u64::MAX,
             rate: None,
+            catch_up: true,
         }
     }
 }
@@ -154,14 +168,27 @@ where
     F: Fn(u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Option<usize>> + Send + 'static,
 {
+    run_until(load, CancellationToken::new(), request).await
+}
+
+/// [`run`] that also stops issuing requests once `stop` is cancelled (the
+/// chaos load stops when its stop file appears, not after a set time; a
+/// `load.duration` of [`Duration::MAX`] sets no deadline). Requests under
+/// way when it is cancelled run to their end.
+pub async fn run_until<F, Fut>(load: Load, stop: CancellationToken, request: F) -> Outcome
+where
+    F: Fn(u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Option<usize>> + Send + 'static,
+{
     let request = Arc::new(request);
     let issued = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
-    let deadline = started + load.duration;
+    // No deadline when it lies beyond what an Instant can hold.
+    let deadline = started.checked_add(load.duration);
     let connections = load.connections.max(1);
     let mut tasks = Vec::with_capacity(connections);
     for connection in 0..connections {
-        let (request, issued) = (request.clone(), issued.clone());
+        let (request, issued, stop) = (request.clone(), issued.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut outcome = Outcome::default();
             let mut ticker = load.rate.map(|rate| {
@@ -170,18 +197,26 @@ where
                 let offset = period.mul_f64(connection as f64 / connections as f64);
                 let mut ticker =
                     tokio::time::interval_at(tokio::time::Instant::now() + offset, period);
-                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+                ticker.set_missed_tick_behavior(if load.catch_up {
+                    tokio::time::MissedTickBehavior::Burst
+                } else {
+                    tokio::time::MissedTickBehavior::Delay
+                });
                 ticker
             });
-            while Instant::now() < deadline {
+            while deadline.is_none_or(|d| Instant::now() < d) && !stop.is_cancelled() {
+                let scheduled = match ticker.as_mut() {
+                    // The stop also ends the wait for the next tick.
+                    Some(ticker) => tokio::select! {
+                        tick = ticker.tick() => tick.into_std(),
+                        () = stop.cancelled() => break,
+                    },
+                    None => Instant::now(),
+                };
                 let i = issued.fetch_add(1, Ordering::Relaxed);
                 if i >= load.max_requests {
                     break;
                 }
-                let scheduled = match ticker.as_mut() {
-                    Some(ticker) => ticker.tick().await.into_std(),
-                    None => Instant::now(),
-                };
                 match request(i).await {
                     Some(bytes) => {
                         outcome.latencies.record(scheduled.elapsed());
@@ -399,6 +434,49 @@ pub fn print_verdicts(verdicts: &[Verdict]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn cancelling_the_stop_ends_the_loops_even_between_ticks() {
+        let stop = CancellationToken::new();
+        // A hundred loops, one request a second in all: loop k's first tick
+        // is k seconds away when loop 0's first request cancels the stop.
+        let load = Load {
+            rate: Some(1),
+            ..Load::for_time(100, Duration::MAX)
+        };
+        let cancel = stop.clone();
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(30),
+            run_until(load, stop, move |_| {
+                cancel.cancel();
+                async { Some(0) }
+            }),
+        )
+        .await
+        .expect("run_until still waited for the loops' ticks after the stop");
+        assert_eq!(outcome.requests(), 1);
+    }
+
+    #[tokio::test]
+    async fn no_request_starts_after_the_stop() {
+        let stop = CancellationToken::new();
+        let load = Load::for_time(3, Duration::MAX);
+        let cancel = stop.clone();
+        let outcome = run_until(load, stop, move |i| {
+            if i == 10 {
+                cancel.cancel();
+            }
+            async { Some(0) }
+        })
+        .await;
+        // Request 10 cancels; each of the three loops may have taken its
+        // next index before it saw the stop, none after.
+        assert!(
+            (11..=13).contains(&outcome.requests()),
+            "{}",
+            outcome.requests()
+        );
+    }
 
     #[test]
     fn reads_the_last_line_of_the_producer_perf_test() {
