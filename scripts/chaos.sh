@@ -49,8 +49,10 @@
 # The services and the load are built in the debug profile, as
 # scripts/test.sh builds them for its suites (`cargo test --workspace
 # --no-run` builds the examples too): run after them, the build costs nothing.
-# Environment: CHAOS_KAFKA_PORT (39140; its controller the next port),
-# CHAOS_PG_PORT (39150), CHAOS_SERVICE_PORT (39160: the producer; the model
+# Environment (the defaults lie below Linux's range of ports for outgoing
+# connections, 32768-60999, so no client's socket takes one first):
+# CHAOS_KAFKA_PORT (31140; its controller the next port),
+# CHAOS_PG_PORT (31150), CHAOS_SERVICE_PORT (31160: the producer; the model
 # service the next port, then the consumers' admin ports).
 set -euo pipefail
 source "$(dirname "$0")/lib/kafka.sh"
@@ -81,9 +83,9 @@ RANDOM=$SEED
 PARTITIONS=4
 TOPIC=observations
 GROUP=bayes-consumer
-KAFKA_PORT="${CHAOS_KAFKA_PORT:-39140}"
-PG_PORT="${CHAOS_PG_PORT:-39150}"
-PRODUCER_PORT="${CHAOS_SERVICE_PORT:-39160}"
+KAFKA_PORT="${CHAOS_KAFKA_PORT:-31140}"
+PG_PORT="${CHAOS_PG_PORT:-31150}"
+PRODUCER_PORT="${CHAOS_SERVICE_PORT:-31160}"
 MODEL_PORT=$((PRODUCER_PORT + 1))
 # How long a killed part may take to be ready again.
 BACK_WITHIN=90
