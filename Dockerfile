@@ -32,7 +32,7 @@ RUN touch domain/src/lib.rs platform/src/lib.rs producer/src/lib.rs consumer/src
 FROM debian:bookworm-slim
 # libssl3: what the binaries link for Kafka's TLS; ca-certificates: the
 # public CAs a managed Kafka's certificate chains to (librdkafka's default
-# when no ssl.ca.location is set). system-tests/tests/deploy.rs checks that
+# when no ssl.ca.location is set). system-tests/tests/system/deploy.rs checks that
 # every library the binaries link is here.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl libssl3 \

@@ -14,8 +14,9 @@
 # at the end. The tests
 # that need librdkafka's mock cluster (to take the broker down on cue) start
 # one in-process whatever KAFKA_BROKERS says. The tests that crash brokers
-# start their own from the same jars: system-tests/tests/cluster.rs runs a
-# 3-node cluster (about two minutes, alone under nextest: .config/nextest.toml).
+# start their own from the same jars: system-tests/tests/system/cluster.rs runs a
+# 3-node cluster (about two minutes, alone: .config/nextest.toml under nextest,
+# system_tests::take_the_machine under cargo test).
 #
 # Then a bounded chaos run (scripts/chaos.sh): the built services on a broker
 # and a Postgres of their own, under load while their parts are killed, every

@@ -135,14 +135,7 @@ fn brute_force(counts: &[(u64, u64)], control: usize) -> (Vec<f64>, f64, Vec<f64
     let (mut best, mut beats, mut max) = (vec![0.0; k], vec![0.0; k], 0.0);
     for step in 0..=n {
         let p = step as f64 * h;
-        let simpson = if step == 0 || step == n {
-            1.0
-        } else if step % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        } * h
-            / 3.0;
+        let simpson = simpson_weight(step, n, h);
         let cdfs: Vec<f64> = betas.iter().map(|b| b.cdf(p)).collect();
         max += simpson * (1.0 - cdfs.iter().product::<f64>());
         for i in 0..k {
@@ -274,14 +267,7 @@ fn arms_at_a_billion_observations_match_the_normal_approximation() {
     let mut want = [0.0; 20];
     for step in 0..=steps {
         let x = lo + h * step as f64;
-        let simpson = if step == 0 || step == steps {
-            1.0
-        } else if step % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        } * h
-            / 3.0;
+        let simpson = simpson_weight(step, steps, h);
         let cdfs: Vec<f64> = normals.iter().map(|d| d.cdf(x)).collect();
         for i in 0..20 {
             let others: f64 = (0..20).filter(|j| *j != i).map(|j| cdfs[j]).product();
@@ -573,14 +559,7 @@ fn brute_ratio(control: &Beta, arm: &Beta, r: f64) -> (f64, f64) {
     let (mut cdf, mut density) = (0.0, 0.0);
     for step in 0..=n {
         let x = step as f64 * h;
-        let simpson = if step == 0 || step == n {
-            1.0
-        } else if step % 2 == 1 {
-            4.0
-        } else {
-            2.0
-        } * h
-            / 3.0;
+        let simpson = simpson_weight(step, n, h);
         let fc = control.pdf(x);
         if fc.is_finite() {
             cdf += simpson * fc * arm.cdf((r * x).min(1.0));
@@ -805,4 +784,18 @@ fn each_arms_uplift_among_twenty_mixed_arms_is_its_uplift_against_the_control_al
         worst_hpdi.at_most(1e-6);
         assert_sums_to_one(&all, 1e-12);
     }
+}
+
+/// The weight of point `step` of composite Simpson's rule on `n` intervals
+/// of width `h` (1, 4, 2, 4, ..., 4, 1, times h/3), for the brute-force
+/// integrals the engine's figures are checked against.
+fn simpson_weight(step: usize, n: usize, h: f64) -> f64 {
+    let weight = if step == 0 || step == n {
+        1.0
+    } else if step % 2 == 1 {
+        4.0
+    } else {
+        2.0
+    };
+    weight * h / 3.0
 }

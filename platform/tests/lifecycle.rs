@@ -5,45 +5,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::Duration;
 
 use chrono::Utc;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
-use domain::bayes::Counts;
+use common::{apply, batch, delta};
 use domain::ModelId;
 use platform::settings::ModelDefaults;
 use platform::store::{
     self, apply_batch, configure_model, create_key, delete_model, existing_models, get_model,
     keys_in_force, load_offset, put_experiment, record_key_use, revoke_key, BanditConfig,
-    BatchWrite, ChangeLimit, Deleted, ExperimentSpec, KeyCreated, ModelConfig, ModelDelta, NewKey,
-    StoreError,
+    ChangeLimit, Deleted, ExperimentSpec, KeyCreated, ModelConfig, NewKey, StoreError,
 };
 use test_support::database::TestDatabase;
 use test_support::eventually;
 
 fn id(text: &str) -> ModelId {
     ModelId::parse(text).unwrap()
-}
-
-fn delta(model: &str, s: u64, f: u64) -> ModelDelta {
-    ModelDelta {
-        model: id(model),
-        counts: Counts::new(s, f),
-        last_offset: 0,
-    }
-}
-
-fn batch<'a>(expected: Option<i64>, next: i64, deltas: &'a [ModelDelta]) -> BatchWrite<'a> {
-    BatchWrite {
-        group_id: "g",
-        topic: "observations",
-        partition: 0,
-        expected_next_offset: expected,
-        next_offset: next,
-        deltas,
-        identified: &[],
-    }
 }
 
 fn closed() -> ModelDefaults {
@@ -77,7 +58,7 @@ async fn trials(db: &DatabaseConnection, model: &str) -> Option<u64> {
 async fn with_auto_create_off_a_batch_naming_a_missing_model_writes_nothing_and_creates_nothing() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     create(&db, "a").await;
-    let deltas = [delta("a", 1, 0), delta("b", 2, 0)];
+    let deltas = [delta("a", 1, 0, 0), delta("b", 2, 0, 0)];
     let err = apply_batch(&db, &batch(None, 2, &deltas), &closed(), "c")
         .await
         .unwrap_err();
@@ -96,14 +77,9 @@ async fn with_auto_create_off_a_batch_naming_a_missing_model_writes_nothing_and_
         .unwrap();
     assert_eq!(trials(&db, "a").await, Some(1));
     // With auto_create on, as before: the data creates its model.
-    apply_batch(
-        &db,
-        &batch(Some(2), 3, &deltas[1..]),
-        &ModelDefaults::default(),
-        "c",
-    )
-    .await
-    .unwrap();
+    apply(&db, &batch(Some(2), 3, &deltas[1..]), "c")
+        .await
+        .unwrap();
     assert_eq!(trials(&db, "b").await, Some(2));
 }
 
@@ -135,7 +111,7 @@ async fn batch_racing_a_delete(auto_create: bool) -> Result<(), StoreError> {
     let writer = tokio::spawn({
         let db = db.clone();
         async move {
-            let deltas = [delta("raced", 4, 1)];
+            let deltas = [delta("raced", 4, 1, 0)];
             apply_batch(&db, &batch(None, 1, &deltas), &defaults, "c")
                 .await
                 .map(|_| ())
@@ -186,15 +162,8 @@ async fn with_auto_create_on_a_model_deleted_under_a_batch_starts_anew_from_it()
 #[tokio::test]
 async fn deleting_a_model_takes_its_history_and_spares_the_arms_of_experiments() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
-    let deltas = [delta("gone", 3, 1), delta("arm", 1, 1)];
-    apply_batch(
-        &db,
-        &batch(None, 1, &deltas),
-        &ModelDefaults::default(),
-        "c",
-    )
-    .await
-    .unwrap();
+    let deltas = [delta("gone", 3, 1, 0), delta("arm", 1, 1, 0)];
+    apply(&db, &batch(None, 1, &deltas), "c").await.unwrap();
     assert_eq!(
         delete_model(&db, &id("gone"), "c").await.unwrap(),
         Deleted::Deleted

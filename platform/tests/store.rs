@@ -2,10 +2,13 @@
 //! transaction and its compare-and-set, and how database errors are classified.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement, TransactionTrait};
 
+use common::{apply, batch, delta};
 use domain::bayes::Counts;
 use domain::ModelId;
 use platform::settings::{DatabaseSettings, ModelDefaults};
@@ -15,26 +18,6 @@ use platform::store::{
 };
 use platform::store::{connect, migrate, StoreError};
 use test_support::database::TestDatabase;
-
-fn delta(model: &str, s: u64, f: u64, last_offset: i64) -> ModelDelta {
-    ModelDelta {
-        model: ModelId::parse(model).unwrap(),
-        counts: Counts::new(s, f),
-        last_offset,
-    }
-}
-
-fn batch<'a>(expected: Option<i64>, next: i64, deltas: &'a [ModelDelta]) -> BatchWrite<'a> {
-    BatchWrite {
-        group_id: "g",
-        topic: "observations",
-        partition: 0,
-        expected_next_offset: expected,
-        next_offset: next,
-        deltas,
-        identified: &[],
-    }
-}
 
 #[tokio::test]
 async fn migrations_run_twice_and_concurrently_without_harm() {
@@ -159,14 +142,7 @@ async fn count(db: &DatabaseConnection, sql: &str) -> i64 {
 async fn a_model_listed_twice_in_one_batch_is_summed_into_one_version() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let deltas = [delta("globe", 2, 1, 3), delta("globe", 1, 1, 7)];
-    let applied = apply_batch(
-        &db,
-        &batch(None, 8, &deltas),
-        &ModelDefaults::default(),
-        "c",
-    )
-    .await
-    .unwrap();
+    let applied = apply(&db, &batch(None, 8, &deltas), "c").await.unwrap();
     assert_eq!(applied.states.len(), 1);
     assert_eq!(
         (
@@ -191,14 +167,7 @@ async fn a_model_configured_before_its_data_keeps_its_prior_and_grid() {
     .await
     .unwrap();
     let deltas = [delta("coin", 1, 0, 0), delta("fresh", 0, 1, 0)];
-    let applied = apply_batch(
-        &db,
-        &batch(None, 1, &deltas),
-        &ModelDefaults::default(),
-        "c",
-    )
-    .await
-    .unwrap();
+    let applied = apply(&db, &batch(None, 1, &deltas), "c").await.unwrap();
     let versions: Vec<_> = applied
         .states
         .iter()
@@ -231,14 +200,9 @@ async fn listeners_hear_the_changed_models_once_the_batch_commits() {
     listener.listen("updates").await.unwrap();
 
     let deltas = [delta("globe", 1, 0, 0), delta("coin", 0, 1, 1)];
-    apply_batch(
-        &db,
-        &batch(None, 2, &deltas),
-        &ModelDefaults::default(),
-        "updates",
-    )
-    .await
-    .unwrap();
+    apply(&db, &batch(None, 2, &deltas), "updates")
+        .await
+        .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .unwrap()
@@ -246,22 +210,12 @@ async fn listeners_hear_the_changed_models_once_the_batch_commits() {
     assert_eq!(heard.payload(), "coin,globe");
 
     // A batch of poison records only, and a rejected batch, say nothing.
-    apply_batch(
-        &db,
-        &batch(Some(2), 3, &[]),
-        &ModelDefaults::default(),
-        "updates",
-    )
-    .await
-    .unwrap();
-    apply_batch(
-        &db,
-        &batch(Some(2), 4, &deltas),
-        &ModelDefaults::default(),
-        "updates",
-    )
-    .await
-    .unwrap_err();
+    apply(&db, &batch(Some(2), 3, &[]), "updates")
+        .await
+        .unwrap();
+    apply(&db, &batch(Some(2), 4, &deltas), "updates")
+        .await
+        .unwrap_err();
     // More models than one payload holds: the payload says "*".
     let many: Vec<_> = (0..200)
         .map(|i| {
@@ -273,14 +227,9 @@ async fn listeners_hear_the_changed_models_once_the_batch_commits() {
             )
         })
         .collect();
-    apply_batch(
-        &db,
-        &batch(Some(3), 4, &many),
-        &ModelDefaults::default(),
-        "updates",
-    )
-    .await
-    .unwrap();
+    apply(&db, &batch(Some(3), 4, &many), "updates")
+        .await
+        .unwrap();
     let heard = tokio::time::timeout(Duration::from_secs(10), listener.recv())
         .await
         .unwrap()
@@ -311,13 +260,7 @@ async fn a_zombie_waits_for_the_owner_and_then_applies_nothing() {
     let zombie_db = db.clone();
     let zombie = tokio::spawn(async move {
         let deltas = [delta("globe", 100, 0, 4)];
-        apply_batch(
-            &zombie_db,
-            &batch(Some(1), 5, &deltas),
-            &ModelDefaults::default(),
-            "c",
-        )
-        .await
+        apply(&zombie_db, &batch(Some(1), 5, &deltas), "c").await
     });
     eventually("the zombie waits on the offset row's lock", async || {
         count(
@@ -372,9 +315,7 @@ async fn a_notify_channel_postgres_refuses_is_rejected_and_writes_nothing() {
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let deltas = [delta("globe", 1, 0, 0)];
     // An empty channel name is an invalid parameter value (22023).
-    let err = apply_batch(&db, &batch(None, 1, &deltas), &ModelDefaults::default(), "")
-        .await
-        .unwrap_err();
+    let err = apply(&db, &batch(None, 1, &deltas), "").await.unwrap_err();
     assert!(matches!(err, StoreError::Rejected(_)), "{err:?}");
     assert_eq!(
         load_offset(&db, "g", "observations", 0).await.unwrap(),
@@ -1351,14 +1292,9 @@ async fn a_prior_is_stored_once_however_many_models_and_versions_use_it() {
     assert_eq!(then.prior, big_grid(0));
     // The consumer's batch statement still creates models with the
     // default prior written as JSON: it lands in `priors` too.
-    apply_batch(
-        &db,
-        &batch(None, 1, &[delta("fresh", 1, 0, 0)]),
-        &ModelDefaults::default(),
-        "c",
-    )
-    .await
-    .unwrap();
+    apply(&db, &batch(None, 1, &[delta("fresh", 1, 0, 0)]), "c")
+        .await
+        .unwrap();
     let fresh = platform::store::get_model(&db, &ModelId::parse("fresh").unwrap())
         .await
         .unwrap()

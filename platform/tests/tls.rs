@@ -39,6 +39,22 @@ fn cert_url(
     server.cert_url(host, database, mode, ca, cert)
 }
 
+/// The certificate role's URL with `client`, trusting only a CA of its own
+/// (written to `file` in the client directory) that did not sign the
+/// server's certificate.
+fn trusting_another_ca(server: &PostgresProcess, client: &CertFiles, file: &str) -> String {
+    let other = CertificateAuthority::new("another CA");
+    let other_file = other.write(&server.client_dir().join(file));
+    cert_url(
+        server,
+        "127.0.0.1",
+        "postgres",
+        "verify-full",
+        &other_file,
+        Some(client),
+    )
+}
+
 async fn connect(url: String) -> Result<DatabaseConnection, StoreError> {
     store::connect(&settings(url)).await
 }
@@ -74,14 +90,7 @@ async fn migrations_reads_and_writes_run_over_verify_full_with_a_client_certific
     let server = PostgresProcess::shared();
     let database = server.create_database(CERT_ROLE);
     let client = server.client_cert(CERT_ROLE);
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        &database,
-        "verify-full",
-        server.ca_file(),
-        Some(&client),
-    );
+    let url = server.verify_full_url(&database, Some(&client));
     // What an operator writes goes through the settings' check too.
     let loaded = Settings::load_from([
         ("BAYES_CONFIG_DIR".to_owned(), "/nonexistent".to_owned()),
@@ -138,16 +147,7 @@ async fn a_password_role_connects_over_tls_with_verify_full() {
 async fn a_server_certificate_from_another_ca_is_refused() {
     let server = PostgresProcess::shared();
     let client = server.client_cert(CERT_ROLE);
-    let other = CertificateAuthority::new("another CA");
-    let other_file = other.write(&server.client_dir().join("other-ca.crt"));
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        "postgres",
-        "verify-full",
-        &other_file,
-        Some(&client),
-    );
+    let url = trusting_another_ca(server, &client, "other-ca.crt");
     let shown = refused(connect(url).await, "UnknownIssuer");
     assert!(shown.contains("invalid peer certificate"), "{shown}");
 }
@@ -199,14 +199,7 @@ async fn a_certificate_for_another_host_name_is_refused() {
 async fn a_missing_client_certificate_is_refused() {
     let server = PostgresProcess::shared();
     let database = server.create_database(CERT_ROLE);
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        &database,
-        "verify-full",
-        server.ca_file(),
-        None,
-    );
+    let url = server.verify_full_url(&database, None);
     refused(connect(url).await, "certificate");
 }
 
@@ -217,14 +210,7 @@ async fn a_client_certificate_from_an_unknown_ca_is_refused() {
     let stranger = CertificateAuthority::new("a stranger's CA")
         .client(CERT_ROLE)
         .write(&server.client_dir(), &test_support::unique("stranger"));
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        &database,
-        "verify-full",
-        server.ca_file(),
-        Some(&stranger),
-    );
+    let url = server.verify_full_url(&database, Some(&stranger));
     let shown = refused(connect(url).await, "received fatal alert");
     assert!(shown.contains("UnknownCA"), "{shown}");
 }
@@ -235,14 +221,7 @@ async fn a_client_certificate_for_another_role_is_refused() {
     let database = server.create_database(CERT_ROLE);
     // Signed by the right CA, but its common name is another role's.
     let other = server.client_cert(PASSWORD_ROLE);
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        &database,
-        "verify-full",
-        server.ca_file(),
-        Some(&other),
-    );
+    let url = server.verify_full_url(&database, Some(&other));
     refused(
         connect(url).await,
         &format!("certificate authentication failed for user \"{CERT_ROLE}\""),
@@ -309,16 +288,7 @@ async fn a_refusal_shows_neither_the_password_nor_the_key() {
     // A client key the server refuses: the error names no key material.
     let client = server.client_cert(CERT_ROLE);
     let key = std::fs::read_to_string(&client.key).expect("the key");
-    let other = CertificateAuthority::new("another CA");
-    let other_file = other.write(&server.client_dir().join("other-ca-2.crt"));
-    let url = cert_url(
-        server,
-        "127.0.0.1",
-        "postgres",
-        "verify-full",
-        &other_file,
-        Some(&client),
-    );
+    let url = trusting_another_ca(server, &client, "other-ca-2.crt");
     let shown = refused(connect(url).await, "UnknownIssuer");
     let body = key.lines().nth(1).expect("a key line");
     assert!(!shown.contains(body), "{shown}");

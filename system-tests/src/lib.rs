@@ -1,24 +1,54 @@
-//! What the system tests in `tests/` share: [`Stack`], the three services
-//! in-process on port 0 against a fresh database and fresh topics on the test
-//! broker (`KAFKA_BROKERS`, or librdkafka's mock cluster, or a broker the
-//! test started: [`Stack::start_with`]). The tests themselves: the pipeline
-//! end to end (`e2e`), the broker SIGKILLed mid-stream (`broker_crash`), a
-//! 3-node cluster losing nodes under load (`cluster`),
-//! Apache Kafka's own console producer (`console`), the OpenAPI document of
-//! both HTTP services (`openapi`), and compose.yaml against the settings and
-//! a real broker (`deploy`).
+//! What the system tests in `tests/system/` share: [`Stack`], the three
+//! services in-process on port 0 against a fresh database and fresh topics on
+//! the test broker (`KAFKA_BROKERS`, or librdkafka's mock cluster, or a broker
+//! the test started: [`Stack::start_with`]), and the machine's turn
+//! ([`share_the_machine`], [`take_the_machine`]). The tests themselves, one
+//! binary with a module each: the pipeline end to end (`e2e`), the broker
+//! SIGKILLed mid-stream (`broker_crash`), a 3-node cluster losing nodes under
+//! load (`cluster`), Apache Kafka's own console producer (`console`), the
+//! OpenAPI document of both HTTP services (`openapi`), and compose.yaml
+//! against the settings and a real broker (`deploy`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use domain::ModelId;
 use platform::settings::Settings;
+use platform::store;
 use serde_json::Value;
-use test_support::broker::TestBroker;
+use test_support::broker::{Record, TestBroker};
 use test_support::database::TestDatabase;
 use test_support::{eventually, unique, DEADLINE};
-use tokio::sync::watch;
+use tokio::sync::{watch, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::task::JoinHandle;
+
+/// The machine the tests run on. One test binary runs its tests as threads
+/// of one process under `cargo test`; a test that measures timings (the
+/// cluster's failovers) must not share the two cores with brokers and
+/// services of other tests, as it did not when each file was a binary of its
+/// own. A static, so every test of the process sees the same lock; tokio's,
+/// so waiting does not block a runtime thread, and fair, so a test waiting
+/// for the whole machine is not starved by those that share it.
+static MACHINE: RwLock<()> = RwLock::const_new(());
+
+/// A share of the machine, for a test that starts services or brokers: many
+/// such tests run at once, but none while a test holds the whole machine.
+/// Under nextest each test is a process of its own and this never waits.
+pub async fn share_the_machine() -> RwLockReadGuard<'static, ()> {
+    MACHINE.read().await
+}
+
+/// The whole machine, for a test whose figures other tests would distort:
+/// it waits until the tests that share the machine are done, and the others
+/// wait for it.
+pub async fn take_the_machine() -> RwLockWriteGuard<'static, ()> {
+    MACHINE.write().await
+}
 
 /// The producer, the consumer and the model service, running in this process.
 #[derive(Debug)]
@@ -138,6 +168,27 @@ impl Stack {
         .await
     }
 
+    /// `POST {producer}/observations` of `outcomes` for `model`, answered.
+    pub async fn post(&self, model: &str, outcomes: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/observations", self.producer))
+            .json(&serde_json::json!({"model": model, "outcomes": outcomes}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Waits for the dead-letter topic's first record and fails unless it
+    /// is the only one: the tests send one bad record each.
+    pub async fn the_dead_letter(&self) -> Record {
+        let dead = self
+            .broker
+            .records_at_least(&self.settings.kafka.dlq_topic, 1)
+            .await;
+        assert_eq!(dead.len(), 1, "{dead:?}");
+        dead.into_iter().next().unwrap()
+    }
+
     /// Stops the three services and waits until each has returned.
     pub async fn stop(self) {
         self.stop.send(true).unwrap();
@@ -147,5 +198,96 @@ impl Stack {
                 .expect("a service did not stop")
                 .unwrap();
         }
+    }
+}
+
+/// Every stored model and its (successes, failures), read page by page.
+pub async fn stored_counts(db: &sea_orm::DatabaseConnection) -> BTreeMap<String, (u64, u64)> {
+    let mut counts = BTreeMap::new();
+    let mut after: Option<ModelId> = None;
+    loop {
+        let page = store::list_models(db, after.as_ref(), 1000).await.unwrap();
+        let Some(last) = page.last() else {
+            return counts;
+        };
+        after = Some(last.id.clone());
+        for model in &page {
+            let c = model.state.counts;
+            counts.insert(model.id.to_string(), (c.successes, c.failures));
+        }
+    }
+}
+
+/// Runs `program` with `args`, typing `lines` (then end of input, on which
+/// Kafka's console producer and kcat flush and exit), and fails with its
+/// output unless it exits 0. Blocking: call it from `spawn_blocking`.
+pub fn run_with_input(program: &Path, args: &[String], lines: &[&str]) {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
+    let mut stdin = child.stdin.take().unwrap();
+    for line in lines {
+        writeln!(stdin, "{line}").unwrap();
+    }
+    drop(stdin);
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{} failed ({}): {}",
+        program.display(),
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+/// What the producer told a client while a broker was failing.
+#[derive(Debug)]
+pub enum Answer {
+    /// 202: the record is in the log.
+    Acked,
+    /// A well-formed 503 `broker_unavailable`, with its body.
+    Refused(Value),
+}
+
+/// POSTs one observation (`w`) of `model` to the producer at `base`, with
+/// `key` as its `Idempotency-Key` if any, while brokers fail: a 202 is
+/// [`Answer::Acked`], a 503 must say `broker_unavailable` with a message and
+/// `Retry-After`, and anything else fails the test.
+pub async fn post_while_failing(
+    http: &reqwest::Client,
+    base: &str,
+    model: &str,
+    key: Option<&str>,
+) -> Answer {
+    let mut request = http
+        .post(format!("{base}/observations"))
+        .json(&serde_json::json!({"model": model, "outcome": "w"}));
+    if let Some(key) = key {
+        request = request.header("Idempotency-Key", key);
+    }
+    let response = request
+        .send()
+        .await
+        .expect("the producer answers HTTP whatever the brokers do");
+    match response.status().as_u16() {
+        202 => Answer::Acked,
+        503 => {
+            assert!(
+                response.headers().contains_key("retry-after"),
+                "{model}: a 503 without Retry-After"
+            );
+            let body: Value = response.json().await.expect("a JSON error body");
+            assert_eq!(body["error"]["code"], "broker_unavailable", "{body}");
+            assert!(body["error"]["message"].is_string(), "{body}");
+            Answer::Refused(body)
+        }
+        status => panic!(
+            "{model}: the producer answered {status}: {:?}",
+            response.text().await
+        ),
     }
 }

@@ -239,19 +239,20 @@ impl PostgresProcess {
         self.url(CERT_ROLE, host, database, &query)
     }
 
+    /// [`Self::cert_url`] as deployments write it: `verify-full` on
+    /// 127.0.0.1 (the name in the server's certificate), trusting this
+    /// server's CA.
+    pub fn verify_full_url(&self, database: &str, client: Option<&CertFiles>) -> String {
+        self.cert_url("127.0.0.1", database, "verify-full", self.ca_file(), client)
+    }
+
     /// A fresh database of [`CERT_ROLE`]'s and the settings that reach it
     /// as the operations guide says: `verify-full`, the CA file, a client
     /// certificate.
     pub fn database_settings(&self) -> DatabaseSettings {
         let database = self.create_database(CERT_ROLE);
         let client = self.client_cert(CERT_ROLE);
-        let url = self.cert_url(
-            "127.0.0.1",
-            &database,
-            "verify-full",
-            self.ca_file(),
-            Some(&client),
-        );
+        let url = self.verify_full_url(&database, Some(&client));
         DatabaseSettings {
             url: SecretString::from(url),
             max_connections: 4,

@@ -49,15 +49,7 @@ async fn a_missing_client_certificate_keeps_the_admin_port_and_says_why_without_
     let server = PostgresProcess::shared();
     let database = server.create_database(CERT_ROLE);
     let mut settings = Settings::default();
-    settings.database.url = server
-        .cert_url(
-            "127.0.0.1",
-            &database,
-            "verify-full",
-            server.ca_file(),
-            None,
-        )
-        .into();
+    settings.database.url = server.verify_full_url(&database, None).into();
     settings.kafka.topic = unique("observations");
     settings.kafka.dlq_topic = format!("{}.dlq", settings.kafka.topic);
     settings.consumer.group_id = unique("group");

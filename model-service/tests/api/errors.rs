@@ -5,9 +5,11 @@ use crate::helpers::spawn_app;
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_in_the_error_shape() {
     let app = spawn_app().await;
-    app.get_error("/nowhere", 404, "not_found").await;
-    app.get_error("/models/globe/nothing", 404, "not_found")
-        .await;
+    app.get_errors(&[
+        ("/nowhere", 404, "not_found"),
+        ("/models/globe/nothing", 404, "not_found"),
+    ])
+    .await;
     let response = app
         .client
         .post(app.url("/models/globe"))

@@ -207,12 +207,12 @@ async fn versions_times_and_windows_answer_from_the_right_slice_of_history() {
         "windowed P(best)",
     );
 
-    app.get_error("/experiments/exp?version=4", 404, "version_not_found")
-        .await;
-    app.get_error("/experiments/nope", 404, "experiment_not_found")
-        .await;
-    app.get_error("/experiments/exp?window=never", 422, "invalid_parameter")
-        .await;
+    app.get_errors(&[
+        ("/experiments/exp?version=4", 404, "version_not_found"),
+        ("/experiments/nope", 404, "experiment_not_found"),
+        ("/experiments/exp?window=never", 422, "invalid_parameter"),
+    ])
+    .await;
 }
 
 #[tokio::test]
@@ -483,9 +483,11 @@ async fn deleting_an_experiment_keeps_its_arms_and_only_then_may_they_be_deleted
     // Its arms stay, as models, and may be deleted now.
     app.get_json("/models/arm-b", 200).await;
     assert_eq!(delete("/models/arm-a").await.unwrap().status(), 204);
-    app.get_error("/models/arm-a", 404, "model_not_found").await;
-    app.get_error("/models/arm-a/history", 404, "model_not_found")
-        .await;
+    app.get_errors(&[
+        ("/models/arm-a", 404, "model_not_found"),
+        ("/models/arm-a/history", 404, "model_not_found"),
+    ])
+    .await;
     let again = delete("/models/arm-a").await.unwrap();
     assert_eq!(again.status(), 404);
     app.get_json("/models/arm-b", 200).await;

@@ -99,6 +99,13 @@ impl TestApp {
             .to_owned()
     }
 
+    /// [`TestApp::get_error`] for each (path, status, code) of a table.
+    pub async fn get_errors(&self, cases: &[(&str, u16, &str)]) {
+        for (path, status, code) in cases {
+            self.get_error(path, *status, code).await;
+        }
+    }
+
     pub async fn put_json(&self, path: &str, body: &Value) -> reqwest::Response {
         self.client
             .put(self.url(path))

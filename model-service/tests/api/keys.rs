@@ -36,6 +36,23 @@ async fn call(
     request.send().await.unwrap()
 }
 
+/// Revokes key `id` with the bootstrap key, which must answer 204.
+async fn revoke(app: &TestApp, id: &str) {
+    let path = format!("/keys/{id}");
+    let revoked = call(app, reqwest::Method::DELETE, &path, Some(BOOTSTRAP), None).await;
+    assert_eq!(revoked.status(), 204);
+}
+
+/// Waits until `GET /models` with `token` answers `status` on `app`: a
+/// key's creation or revocation reaching the service.
+async fn until_models_answers(app: &TestApp, token: &str, status: u16, what: &str) {
+    eventually(Duration::from_secs(10), what, || async {
+        let response = call(app, reqwest::Method::GET, "/models", Some(token), None).await;
+        (response.status() == status).then_some(())
+    })
+    .await;
+}
+
 /// Creates a key with the bootstrap key and waits until the service took
 /// it (the notification of its creation); returns (id, token).
 pub async fn create_key(app: &TestApp, body: Value) -> (String, String) {
@@ -115,25 +132,9 @@ async fn a_key_is_shown_once_listed_without_its_token_and_refused_once_revoked()
     .await;
     assert_eq!(refusal(again).await.1, "key_name_taken");
 
-    let revoked = call(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/keys/{id}"),
-        Some(BOOTSTRAP),
-        None,
-    )
-    .await;
-    assert_eq!(revoked.status(), 204);
+    revoke(&app, &id).await;
     // The notification reaches the service's keys within a moment.
-    eventually(
-        Duration::from_secs(10),
-        "the revoked key is refused",
-        || async {
-            let response = call(&app, reqwest::Method::GET, "/models", Some(&token), None).await;
-            (response.status() == 401).then_some(())
-        },
-    )
-    .await;
+    until_models_answers(&app, &token, 401, "the revoked key is refused").await;
     let gone = call(
         &app,
         reqwest::Method::DELETE,
@@ -240,11 +241,7 @@ async fn the_last_use_is_written_and_requests_are_counted_by_key_name() {
     let list = call(&app, reqwest::Method::GET, "/keys", Some(BOOTSTRAP), None).await;
     let list: Value = list.json().await.unwrap();
     assert_eq!(list["keys"][0]["last_used_at"], Value::Null);
-    eventually(Duration::from_secs(10), "the key is loaded", || async {
-        let response = call(&app, reqwest::Method::GET, "/models", Some(&token), None).await;
-        (response.status() == 200).then_some(())
-    })
-    .await;
+    until_models_answers(&app, &token, 200, "the key is loaded").await;
     eventually(
         Duration::from_secs(10),
         "the last use is written",
@@ -280,33 +277,9 @@ async fn a_service_that_missed_the_notification_drops_a_revoked_key_within_the_r
     })
     .await;
     let (id, token) = create_key(&app, json!({"name": "r", "scopes": ["read"]})).await;
-    eventually(
-        Duration::from_secs(10),
-        "the deaf service loads the key",
-        || async {
-            let response = call(&deaf, reqwest::Method::GET, "/models", Some(&token), None).await;
-            (response.status() == 200).then_some(())
-        },
-    )
-    .await;
-    let revoked = call(
-        &app,
-        reqwest::Method::DELETE,
-        &format!("/keys/{id}"),
-        Some(BOOTSTRAP),
-        None,
-    )
-    .await;
-    assert_eq!(revoked.status(), 204);
-    eventually(
-        Duration::from_secs(10),
-        "the deaf service refuses it",
-        || async {
-            let response = call(&deaf, reqwest::Method::GET, "/models", Some(&token), None).await;
-            (response.status() == 401).then_some(())
-        },
-    )
-    .await;
+    until_models_answers(&deaf, &token, 200, "the deaf service loads the key").await;
+    revoke(&app, &id).await;
+    until_models_answers(&deaf, &token, 401, "the deaf service refuses it").await;
 }
 
 #[tokio::test]

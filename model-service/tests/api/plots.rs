@@ -153,13 +153,14 @@ async fn bad_plot_sizes_are_rejected() {
     }
     let (w, h, _) = png(&app, "/models/globe/posterior.png?width=1000&height=900").await;
     assert_eq!((w, h), (1000, 900));
-    app.get_error("/models/nope/posterior.png", 404, "model_not_found")
-        .await;
-    app.get_error(
-        "/models/globe/posterior.svg?version=9",
-        404,
-        "version_not_found",
-    )
+    app.get_errors(&[
+        ("/models/nope/posterior.png", 404, "model_not_found"),
+        (
+            "/models/globe/posterior.svg?version=9",
+            404,
+            "version_not_found",
+        ),
+    ])
     .await;
 }
 

@@ -165,24 +165,10 @@ async fn version_answers_as_of_that_version() {
         .await;
     assert!(message.contains("unknown version 4"), "{message}");
     // Past i64 (what Postgres stores) is out of range, not a missing version.
-    app.get_error(
-        "/models/globe/posterior?version=9223372036854775808",
-        422,
-        "invalid_parameter",
-    )
-    .await;
-    app.get_error(
-        "/models/globe/posterior?version=-1",
-        422,
-        "invalid_parameter",
-    )
-    .await;
-    app.get_error(
-        "/models/globe/posterior?version=two",
-        422,
-        "invalid_parameter",
-    )
-    .await;
+    for version in ["9223372036854775808", "-1", "two"] {
+        let path = format!("/models/globe/posterior?version={version}");
+        app.get_error(&path, 422, "invalid_parameter").await;
+    }
 }
 
 #[tokio::test]
@@ -344,16 +330,16 @@ async fn predictive_is_the_engines_distribution_of_future_successes() {
         )
         .await;
     assert!(message.contains("at most 50"), "{message}");
-    app.get_error("/models/globe/predictive", 422, "invalid_parameter")
-        .await;
-    app.get_error(
-        "/models/globe/predictive?trials=-3",
-        422,
-        "invalid_parameter",
-    )
+    app.get_errors(&[
+        ("/models/globe/predictive", 422, "invalid_parameter"),
+        (
+            "/models/globe/predictive?trials=-3",
+            422,
+            "invalid_parameter",
+        ),
+        ("/models/nope/predictive?trials=3", 404, "model_not_found"),
+    ])
     .await;
-    app.get_error("/models/nope/predictive?trials=3", 404, "model_not_found")
-        .await;
 }
 
 #[tokio::test]
@@ -418,12 +404,12 @@ async fn compare_is_the_engines_comparison_of_two_models() {
         (&json!("a"), &json!(1))
     );
 
-    app.get_error("/compare?a=a&b=nope", 404, "model_not_found")
-        .await;
-    app.get_error("/compare?a=a", 422, "invalid_parameter")
-        .await;
-    app.get_error("/compare?b=b", 422, "invalid_parameter")
-        .await;
+    app.get_errors(&[
+        ("/compare?a=a&b=nope", 404, "model_not_found"),
+        ("/compare?a=a", 422, "invalid_parameter"),
+        ("/compare?b=b", 422, "invalid_parameter"),
+    ])
+    .await;
 }
 
 #[tokio::test]

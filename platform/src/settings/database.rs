@@ -1,6 +1,7 @@
-//! The check of `database.url` when settings load: what sqlx would refuse
-//! or ignore only at the first connection, said at start-up with the
-//! parameter to fix, and never with the URL's password or a key's content.
+//! `[database]`: Postgres, and the check of `database.url` when settings
+//! load: what sqlx would refuse or ignore only at the first connection, said
+//! at start-up with the parameter to fix, and never with the URL's password
+//! or a key's content.
 //!
 //! TLS is configured in the URL, as libpq does it: `sslmode`,
 //! `sslrootcert` (the CA file), `sslcert` and `sslkey` (the client's
@@ -9,8 +10,63 @@
 //! makes sure that, at start-up, they are there and are what they claim.
 
 use std::str::FromStr;
+use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgConnectOptions;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::{check, check_text, expose_secret, SettingsError, MAX_PG_IDENTIFIER_BYTES};
+
+/// Postgres.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseSettings {
+    /// Connection URL (`postgres://user:password@host:port/database`); kept secret in logs.
+    /// TLS goes in its query: `sslmode=verify-full&sslrootcert=CA&sslcert=CERT&sslkey=KEY`
+    /// (files, checked when settings load: see `settings::database`).
+    #[serde(serialize_with = "expose_secret")]
+    pub url: SecretString,
+    /// Connections in the pool.
+    pub max_connections: u32,
+    /// The channel (`LISTEN`/`NOTIFY`) on which every commit that changes
+    /// models names them: the consumer and `PUT /models` notify, the model
+    /// service's live feed listens.
+    pub notify_channel: String,
+    /// How long to wait for a connection (humantime: `5s`, `500ms`).
+    #[serde(with = "humantime_serde")]
+    pub connect_timeout: Duration,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: SecretString::from("postgres://postgres@127.0.0.1:5432/postgres"),
+            max_connections: 10,
+            notify_channel: "model_updates".into(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl DatabaseSettings {
+    pub(super) fn validate(&self) -> Result<(), SettingsError> {
+        check_url(self.url.expose_secret()).map_err(|reason| SettingsError::Invalid {
+            setting: "database.url",
+            reason,
+        })?;
+        check(
+            "database.max_connections",
+            self.max_connections >= 1,
+            || "0 connections can run no query".to_owned(),
+        )?;
+        let channel = &self.notify_channel;
+        check_text("database.notify_channel", channel, MAX_PG_IDENTIFIER_BYTES)?;
+        check("database.notify_channel", !channel.contains('\0'), || {
+            "contains a NUL byte".to_owned()
+        })
+    }
+}
 
 /// The query parameters sqlx 0.8 reads from a Postgres URL
 /// (`PgConnectOptions::parse_from_url`), besides `options[...]`. It ignores
@@ -45,7 +101,7 @@ enum Pem {
 }
 
 /// `Err` says what is wrong with the URL, without repeating it.
-pub(super) fn check_url(url: &str) -> Result<(), String> {
+fn check_url(url: &str) -> Result<(), String> {
     let parsed = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     if !matches!(parsed.scheme(), "postgres" | "postgresql") {
         return Err(format!(

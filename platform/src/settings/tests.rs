@@ -1,6 +1,17 @@
 //! The settings loader's unit tests: layers, validation, the repository's
 //! config/default.toml against the defaults in code.
+use std::time::Duration;
+
 use super::*;
+
+/// The repository's settings with `pairs` (`BAYES__...` variables) on top.
+fn load_with(pairs: &[(&str, &str)]) -> Result<Settings, SettingsError> {
+    let dir = ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir());
+    let pairs = pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()));
+    Settings::load_from(std::iter::once(dir).chain(pairs))
+}
 
 fn repo_config_dir() -> String {
     concat!(env!("CARGO_MANIFEST_DIR"), "/../config").to_owned()
@@ -8,8 +19,7 @@ fn repo_config_dir() -> String {
 
 #[test]
 fn default_toml_says_exactly_what_the_code_defaults_are() {
-    let from_file =
-        Settings::load_from([("BAYES_CONFIG_DIR".to_owned(), repo_config_dir())]).unwrap();
+    let from_file = load_with(&[]).unwrap();
     // Compared as serialized values, so a field added later cannot escape.
     let as_value = |settings: &Settings| serde_json::to_value(settings).unwrap();
     assert_eq!(as_value(&from_file), as_value(&Settings::default()));
@@ -17,15 +27,11 @@ fn default_toml_says_exactly_what_the_code_defaults_are() {
 
 #[test]
 fn environment_variables_override_the_file() {
-    let settings = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
-        ("BAYES__KAFKA__BROKERS".to_owned(), "kafka:29092".to_owned()),
-        ("BAYES__PRODUCER__PORT".to_owned(), "9100".to_owned()),
-        (
-            "BAYES__KAFKA__LIBRDKAFKA__SOCKET_TIMEOUT_MS".to_owned(),
-            "3000".to_owned(),
-        ),
-        ("BAYES__MODELS__DEFAULT_MODEL".to_owned(), "coin".to_owned()),
+    let settings = load_with(&[
+        ("BAYES__KAFKA__BROKERS", "kafka:29092"),
+        ("BAYES__PRODUCER__PORT", "9100"),
+        ("BAYES__KAFKA__LIBRDKAFKA__SOCKET_TIMEOUT_MS", "3000"),
+        ("BAYES__MODELS__DEFAULT_MODEL", "coin"),
     ])
     .unwrap();
     assert_eq!(settings.kafka.brokers, "kafka:29092");
@@ -37,20 +43,9 @@ fn environment_variables_override_the_file() {
 
 #[test]
 fn an_invalid_value_is_an_error_not_a_default() {
-    let err = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
-        (
-            "BAYES__MODELS__DEFAULT_MODEL".to_owned(),
-            "Not Valid".to_owned(),
-        ),
-    ])
-    .unwrap_err();
+    let err = load_with(&[("BAYES__MODELS__DEFAULT_MODEL", "Not Valid")]).unwrap_err();
     assert!(err.to_string().contains("model id"), "{err}");
-    let err = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
-        ("BAYES__PRODUCER__PORT".to_owned(), "eighty".to_owned()),
-    ])
-    .unwrap_err();
+    let err = load_with(&[("BAYES__PRODUCER__PORT", "eighty")]).unwrap_err();
     assert!(err.to_string().contains("port"), "{err}");
 }
 
@@ -229,14 +224,7 @@ fn values_at_the_limits_are_accepted() {
 
 #[test]
 fn loading_refuses_an_invalid_value_and_names_the_setting() {
-    let err = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
-        (
-            "BAYES__MODELS__DEFAULT_GRID_SIZE".to_owned(),
-            "1".to_owned(),
-        ),
-    ])
-    .unwrap_err();
+    let err = load_with(&[("BAYES__MODELS__DEFAULT_GRID_SIZE", "1")]).unwrap_err();
     assert!(
         err.to_string().contains("models.default_grid_size"),
         "{err}"
@@ -245,16 +233,12 @@ fn loading_refuses_an_invalid_value_and_names_the_setting() {
 
 #[test]
 fn http_lists_read_from_one_comma_separated_environment_variable() {
-    let settings = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
+    let settings = load_with(&[
         (
-            "BAYES__HTTP__ALLOWED_HOSTS".to_owned(),
-            "api.example.com, localhost:8000,".to_owned(),
+            "BAYES__HTTP__ALLOWED_HOSTS",
+            "api.example.com, localhost:8000,",
         ),
-        (
-            "BAYES__HTTP__TRUSTED_ORIGINS".to_owned(),
-            "https://app.example.com".to_owned(),
-        ),
+        ("BAYES__HTTP__TRUSTED_ORIGINS", "https://app.example.com"),
     ])
     .unwrap();
     assert_eq!(
@@ -270,13 +254,6 @@ fn http_lists_read_from_one_comma_separated_environment_variable() {
 
 #[test]
 fn the_offset_gap_policy_reads_from_its_name() {
-    let settings = Settings::load_from([
-        ("BAYES_CONFIG_DIR".to_owned(), repo_config_dir()),
-        (
-            "BAYES__CONSUMER__ON_OFFSET_GAP".to_owned(),
-            "earliest".to_owned(),
-        ),
-    ])
-    .unwrap();
+    let settings = load_with(&[("BAYES__CONSUMER__ON_OFFSET_GAP", "earliest")]).unwrap();
     assert_eq!(settings.consumer.on_offset_gap, OnOffsetGap::Earliest);
 }

@@ -18,13 +18,7 @@ async fn malformed_json_is_a_400_and_produces_nothing() {
             .assert_error(400, "malformed_json", "malformed JSON");
     }
     let not_utf8 = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("text/plain"),
-            &[],
-            vec![0xff, 0xfe, b'w'],
-        )
+        .post("/observations", "text/plain", vec![0xff, 0xfe, b'w'])
         .await;
     not_utf8.assert_error(400, "bad_request", "not valid UTF-8");
     app.assert_nothing_was_produced().await;
@@ -90,19 +84,13 @@ async fn a_missing_or_unsupported_content_type_is_a_415() {
             .await;
         answer.assert_error(415, "unsupported_media_type", "");
     }
-    app.send(
-        reqwest::Method::POST,
-        "/observations",
-        Some("application/xml"),
-        &[],
-        body,
-    )
-    .await
-    .assert_error(
-        415,
-        "unsupported_media_type",
-        "\"application/xml\" is not supported",
-    );
+    app.post("/observations", "application/xml", body)
+        .await
+        .assert_error(
+            415,
+            "unsupported_media_type",
+            "\"application/xml\" is not supported",
+        );
     app.assert_nothing_was_produced().await;
 }
 
@@ -179,13 +167,7 @@ async fn invalid_values_are_a_422_that_says_what_is_wrong() {
     ];
     for (content_type, query, body, fragment) in cases {
         let answer = app
-            .send(
-                reqwest::Method::POST,
-                &format!("/observations{query}"),
-                Some(content_type),
-                &[],
-                body,
-            )
+            .post(&format!("/observations{query}"), content_type, body)
             .await;
         answer.assert_error(422, "invalid_observation", fragment);
         assert!(

@@ -216,26 +216,25 @@ impl TestApp {
         }
     }
 
+    /// `POST {path}` of `body` as `content_type`, with no other header.
+    pub async fn post(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> Answer {
+        let method = reqwest::Method::POST;
+        self.send(method, path, Some(content_type), &[], body).await
+    }
+
     pub async fn post_json(&self, body: &str) -> Answer {
-        self.send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[],
-            body.to_owned(),
-        )
-        .await
+        self.post("/observations", "application/json", body.to_owned())
+            .await
     }
 
     pub async fn post_text(&self, query: &str, body: &str) -> Answer {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/observations{query}"),
-            Some("text/plain"),
-            &[],
-            body.to_owned(),
-        )
-        .await
+        let path = format!("/observations{query}");
+        self.post(&path, "text/plain", body.to_owned()).await
     }
 
     pub async fn get(&self, path: &str) -> Answer {

@@ -25,13 +25,7 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
         .await
         .assert_error(400, "malformed_json", "escape");
     let csv = app
-        .send(
-            reqwest::Method::POST,
-            "/uploads",
-            Some("text/csv"),
-            &[],
-            "model,outcome,id\nx,w,a\u{0}b\n",
-        )
+        .post("/uploads", "text/csv", "model,outcome,id\nx,w,a\u{0}b\n")
         .await;
     assert_eq!(csv.status, 422, "{}", csv.text);
     assert_eq!(
@@ -41,11 +35,9 @@ async fn an_id_postgres_could_not_store_is_refused_in_every_form() {
         csv.text
     );
     let named = app
-        .send(
-            reqwest::Method::POST,
+        .post(
             "/uploads?filename=a%00b.csv",
-            Some("text/csv"),
-            &[],
+            "text/csv",
             "model,outcome\nx,w\n",
         )
         .await;

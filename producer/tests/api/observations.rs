@@ -27,11 +27,9 @@ async fn every_accepted_body_form_lands_on_the_topic_in_order_keyed_by_model() {
     ];
     for (offset, (content_type, query, body, _, _)) in cases.iter().enumerate() {
         let answer = app
-            .send(
-                reqwest::Method::POST,
+            .post(
                 &format!("/observations{query}"),
-                Some(content_type),
-                &[],
+                content_type,
                 body.to_string(),
             )
             .await;
@@ -184,79 +182,29 @@ async fn a_batch_over_several_partitions_keeps_each_models_order_and_reports_eve
 #[tokio::test]
 async fn the_idempotency_key_travels_as_the_record_id() {
     let app = spawn_app().await;
-    let json_one = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[("Idempotency-Key", "order-1")],
-            r#"{"model":"globe","outcome":"w"}"#,
-        )
-        .await;
-    assert_eq!(json_one.status, 202, "{}", json_one.text);
-    let same_in_body = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[("Idempotency-Key", "order-2")],
-            r#"{"outcome":"w","id":"order-2"}"#,
-        )
-        .await;
-    assert_eq!(same_in_body.status, 202, "{}", same_in_body.text);
-    let text = app
-        .send(
-            reqwest::Method::POST,
-            "/observations?model=coin",
-            Some("text/plain"),
-            &[("Idempotency-Key", "order-3")],
-            "wl",
-        )
-        .await;
-    assert_eq!(text.status, 202, "{}", text.text);
-    let batch = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[("Idempotency-Key", "order-4")],
-            r#"[{"outcome":"w"},{"outcome":"l","id":"own-id"},{"outcome":"w"}]"#,
-        )
-        .await;
-    assert_eq!(batch.status, 202, "{}", batch.text);
-    let seed = app
-        .send(
-            reqwest::Method::POST,
-            "/update_model/w",
-            None,
-            &[("Idempotency-Key", "order-5")],
-            "",
-        )
-        .await;
-    assert_eq!(seed.status, 202, "{}", seed.text);
-    // The body's own id wins over the header's, as it does for batch items.
-    let own = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[("Idempotency-Key", "order-6")],
-            r#"{"outcome":"w","id":"own-6"}"#,
-        )
-        .await;
-    assert_eq!(own.status, 202, "{}", own.text);
     // The longest key still leaves room for the `:{index}` of a batch item.
     let long_key = "k".repeat(128);
-    let long = app
-        .send(
-            reqwest::Method::POST,
-            "/observations",
-            Some("application/json"),
-            &[("Idempotency-Key", long_key.as_str())],
-            r#"[{"outcome":"w"}]"#,
-        )
-        .await;
-    assert_eq!(long.status, 202, "{}", long.text);
+    // ((path, content type), Idempotency-Key, body), each answered 202.
+    let json = ("/observations", Some("application/json"));
+    let text = ("/observations?model=coin", Some("text/plain"));
+    let batch = r#"[{"outcome":"w"},{"outcome":"l","id":"own-id"},{"outcome":"w"}]"#;
+    let requests = [
+        (json, "order-1", r#"{"model":"globe","outcome":"w"}"#),
+        (json, "order-2", r#"{"outcome":"w","id":"order-2"}"#),
+        (text, "order-3", "wl"),
+        (json, "order-4", batch),
+        (("/update_model/w", None), "order-5", ""),
+        // The body's own id wins over the header's, as it does for batch items.
+        (json, "order-6", r#"{"outcome":"w","id":"own-6"}"#),
+        (json, long_key.as_str(), r#"[{"outcome":"w"}]"#),
+    ];
+    for ((path, content_type), key, body) in requests {
+        let headers = [("Idempotency-Key", key)];
+        let answer = app
+            .send(reqwest::Method::POST, path, content_type, &headers, body)
+            .await;
+        assert_eq!(answer.status, 202, "{key}: {}", answer.text);
+    }
 
     let ids: Vec<Value> = app
         .records()
@@ -342,11 +290,9 @@ async fn the_seed_route_takes_one_outcome_word_only_whatever_the_method() {
 async fn the_model_parameter_names_the_model_of_json_observations_that_name_none() {
     let app = spawn_app().await;
     let answer = app
-        .send(
-            reqwest::Method::POST,
+        .post(
             "/observations?model=coin",
-            Some("application/json"),
-            &[],
+            "application/json",
             r#"[{"outcome":"w"},{"model":"dice","outcome":"l"},{"successes":2.0,"trials":3}]"#,
         )
         .await;

@@ -15,14 +15,8 @@ use crate::helpers::{spawn_app, spawn_app_with_database, Answer, TestApp};
 
 impl TestApp {
     pub(crate) async fn upload(&self, query: &str, content_type: &str, body: Vec<u8>) -> Answer {
-        self.send(
-            reqwest::Method::POST,
-            &format!("/uploads{query}"),
-            Some(content_type),
-            &[],
-            body,
-        )
-        .await
+        self.post(&format!("/uploads{query}"), content_type, body)
+            .await
     }
 
     pub(crate) async fn upload_csv(&self, query: &str, csv: &str) -> Answer {

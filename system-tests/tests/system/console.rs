@@ -7,44 +7,26 @@
 //! `scripts/test.sh` starts one and names it in `KAFKA_BROKERS`. Without it
 //! the test fails and says so, rather than passing without having run.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use system_tests::Stack;
+use system_tests::{run_with_input, Stack};
 use test_support::TestEnvironment;
 
 /// Runs the console producer on `topic` with `args`, typing `lines`, and
 /// waits until it has sent them and exited.
 fn console_producer(brokers: &str, topic: &str, args: &[&str], lines: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/kafka-console-producer.sh");
-    let mut child = Command::new(script)
-        .args(["--bootstrap-server", brokers, "--topic", topic])
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("running scripts/kafka-console-producer.sh");
-    let mut stdin = child.stdin.take().unwrap();
-    for line in lines {
-        writeln!(stdin, "{line}").unwrap();
-    }
-    // End of input: the console producer flushes and exits.
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "the console producer failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let args: Vec<String> = ["--bootstrap-server", brokers, "--topic", topic]
+        .iter()
+        .chain(args)
+        .map(|arg| (*arg).to_owned())
+        .collect();
+    run_with_input(&script, &args, lines);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn what_users_type_into_kafkas_console_producer_is_counted_and_garbage_is_dead_lettered() {
+    let _machine = system_tests::share_the_machine().await;
     assert!(
         TestEnvironment::from_env().kafka_brokers.is_some(),
         "this test needs a real Apache Kafka named by KAFKA_BROKERS; scripts/test.sh starts one"
@@ -82,13 +64,9 @@ async fn what_users_type_into_kafkas_console_producer_is_counted_and_garbage_is_
     let coin = stack.model_with_trials("coin", 9).await;
     assert_eq!(coin["successes"], 6, "{coin}");
 
-    let dead = stack
-        .broker
-        .records_at_least(&stack.settings.kafka.dlq_topic, 1)
-        .await;
-    assert_eq!(dead.len(), 1, "{dead:?}");
-    assert_eq!(dead[0].value.as_deref(), Some(&b"banana"[..]));
-    let reason = dead[0].header("error").unwrap_or_default();
+    let dead = stack.the_dead_letter().await;
+    assert_eq!(dead.value.as_deref(), Some(&b"banana"[..]));
+    let reason = dead.header("error").unwrap_or_default();
     assert!(reason.contains("unknown outcome"), "{reason}");
 
     stack.stop().await;

@@ -13,16 +13,13 @@
 //! once or not at all, but never twice. The topic itself is the referee: the
 //! stored models must be exactly the records the log holds, each once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use domain::ModelId;
 use platform::store;
-use system_tests::Stack;
+use system_tests::{post_while_failing, stored_counts, Answer, Stack};
 use test_support::broker::TestBroker;
 use test_support::eventually;
 use test_support::kafka_process::KafkaProcess;
@@ -54,49 +51,15 @@ async fn client(
     while !stop.load(Ordering::Relaxed) {
         let model = format!("crash-{id}-{seq}");
         seq += 1;
-        let response = http
-            .post(format!("{producer}/observations"))
-            .json(&serde_json::json!({"model": model, "outcome": "w"}))
-            .send()
-            .await
-            .expect("the producer answers HTTP whatever the broker does");
-        match response.status().as_u16() {
-            202 => {
+        match post_while_failing(&http, &producer, &model, None).await {
+            Answer::Acked => {
                 outcomes.lock().unwrap().acked.push(model);
                 acked.fetch_add(1, Ordering::Relaxed);
             }
-            503 => {
-                assert!(
-                    response.headers().contains_key("retry-after"),
-                    "a 503 without Retry-After"
-                );
-                let body: serde_json::Value = response.json().await.expect("a JSON error body");
-                assert_eq!(body["error"]["code"], "broker_unavailable", "{body}");
-                assert!(body["error"]["message"].is_string(), "{body}");
+            Answer::Refused(_) => {
                 outcomes.lock().unwrap().refused.push(model);
                 refused.fetch_add(1, Ordering::Relaxed);
             }
-            status => panic!(
-                "{model}: the producer answered {status}: {:?}",
-                response.text().await
-            ),
-        }
-    }
-}
-
-/// Every stored model and its (successes, failures).
-async fn stored_counts(db: &sea_orm::DatabaseConnection) -> BTreeMap<String, (u64, u64)> {
-    let mut counts = BTreeMap::new();
-    let mut after: Option<ModelId> = None;
-    loop {
-        let page = store::list_models(db, after.as_ref(), 1000).await.unwrap();
-        let Some(last) = page.last() else {
-            return counts;
-        };
-        after = Some(last.id.clone());
-        for model in &page {
-            let c = model.state.counts;
-            counts.insert(model.id.to_string(), (c.successes, c.failures));
         }
     }
 }
@@ -104,6 +67,7 @@ async fn stored_counts(db: &sea_orm::DatabaseConnection) -> BTreeMap<String, (u6
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_broker_killed_mid_stream_costs_503s_and_no_acknowledged_observation_is_lost_or_doubled()
 {
+    let _machine = system_tests::share_the_machine().await;
     let kafka = Arc::new(
         tokio::task::spawn_blocking(KafkaProcess::start)
             .await

@@ -5,7 +5,6 @@
 //! set-up commands, and every setting they name (`section.key` or
 //! `BAYES__SECTION__KEY`) is in `config/default.toml`, which in turn has no
 //! setting the operations guide leaves out.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,7 +21,7 @@ const SET_UP_COMMANDS: [&str; 2] = ["scripts/dev.sh", "scripts/test.sh"];
 /// Where every setting is listed, with its variable and default.
 const SETTINGS_GUIDE: &str = "docs/operations.md";
 
-fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
@@ -49,6 +48,13 @@ impl Doc {
         let line = self.text[..offset].matches('\n').count() + 1;
         format!("{}:{line}", self.path.display())
     }
+}
+
+/// Fails listing every `wrong` place under `what`, and when fewer than
+/// `at_least` were checked: a parser that finds nothing checks nothing.
+pub(crate) fn assert_all_good(what: &str, wrong: &[String], checked: usize, at_least: usize) {
+    assert!(wrong.is_empty(), "{what}:\n{}", wrong.join("\n"));
+    assert!(checked >= at_least, "{what}: only {checked} checked");
 }
 
 /// README.md, ARCHITECTURE.md and every `docs/*.md`.
@@ -267,8 +273,7 @@ fn every_relative_link_and_anchor_in_the_docs_resolves() {
             checked += 1;
         }
     }
-    assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
-    assert!(checked >= 50, "only {checked} links checked");
+    assert_all_good("broken links", &broken, checked, 50);
 }
 
 /// Every `scripts/...` path a text names (in prose, code spans and code
@@ -299,12 +304,7 @@ fn every_script_the_docs_name_exists() {
             checked += 1;
         }
     }
-    assert!(
-        missing.is_empty(),
-        "no such script:\n{}",
-        missing.join("\n")
-    );
-    assert!(checked >= 50, "only {checked} script paths checked");
+    assert_all_good("no such script", &missing, checked, 50);
 }
 
 #[test]
@@ -500,12 +500,12 @@ fn every_setting_the_docs_name_is_in_the_default_configuration() {
             checked += 1;
         }
     }
-    assert!(
-        unknown.is_empty(),
-        "settings config/default.toml does not have:\n{}",
-        unknown.join("\n")
+    assert_all_good(
+        "settings config/default.toml does not have",
+        &unknown,
+        checked,
+        100,
     );
-    assert!(checked >= 100, "only {checked} settings checked");
 }
 
 #[test]

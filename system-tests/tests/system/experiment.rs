@@ -4,8 +4,6 @@
 //! functions, integrated here by brute force and, for two arms, Evan
 //! Miller's closed form) to 1e-9.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use serde_json::{json, Value};
 use statrs::distribution::{Beta, Continuous, ContinuousCDF};
 use statrs::function::gamma::ln_gamma;
@@ -63,6 +61,7 @@ fn brute_force_prob_best(arms: &[Beta]) -> Vec<f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_ab_test_streamed_through_kafka_matches_an_independent_computation() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
     let response = stack
         .http

@@ -6,8 +6,6 @@
 //! answers 422 for a model it knows is missing and the consumer
 //! dead-letters the records of one that is.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -43,8 +41,15 @@ async fn code_of(response: reqwest::Response) -> String {
         .to_owned()
 }
 
+/// `DELETE /models/{model}` without a key (auth is off), which must answer 204.
+async fn delete_model(stack: &Stack, model: &str) {
+    let url = format!("{}/models/{model}", stack.model);
+    assert_eq!(send(stack, "DELETE", &url, None).await.status(), 204);
+}
+
 #[tokio::test]
 async fn every_operation_in_openapi_json_refuses_a_request_without_its_scope() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start_with(TestBroker::start(), |s| {
         s.auth.required = true;
         s.auth.bootstrap_admin_key = Some(BOOTSTRAP.to_owned().into());
@@ -141,33 +146,17 @@ async fn every_operation_in_openapi_json_refuses_a_request_without_its_scope() {
     stack.stop().await;
 }
 
-async fn post(stack: &Stack, model: &str, outcomes: &str) -> reqwest::Response {
-    stack
-        .http
-        .post(format!("{}/observations", stack.producer))
-        .json(&json!({"model": model, "outcomes": outcomes}))
-        .send()
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn a_deleted_model_loses_its_history_and_starts_anew_from_later_records() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
-    assert_eq!(post(&stack, "gone", "wwl").await.status(), 202);
+    assert_eq!(stack.post("gone", "wwl").await.status(), 202);
     stack.model_with_trials("gone", 3).await;
-    let deleted = send(
-        &stack,
-        "DELETE",
-        &format!("{}/models/gone", stack.model),
-        None,
-    )
-    .await;
-    assert_eq!(deleted.status(), 204);
+    delete_model(&stack, "gone").await;
     assert!(stack.get_json("/models/gone").await.is_none());
     // Records after the deletion create it again (auto_create is on), from
     // nothing: the three deleted observations are not counted again.
-    assert_eq!(post(&stack, "gone", "lw").await.status(), 202);
+    assert_eq!(stack.post("gone", "lw").await.status(), 202);
     let model = stack.model_with_trials("gone", 2).await;
     assert_eq!(model["version"], 1, "{model}");
     // Its history starts again: the prior (version 0), then this batch.
@@ -185,6 +174,7 @@ async fn a_deleted_model_loses_its_history_and_starts_anew_from_later_records() 
 #[tokio::test]
 async fn with_auto_create_off_missing_models_are_refused_by_the_producer_and_dead_lettered_by_the_consumer(
 ) {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start_with(TestBroker::start(), |s| s.models.auto_create = false).await;
     let put = stack
         .http
@@ -195,10 +185,10 @@ async fn with_auto_create_off_missing_models_are_refused_by_the_producer_and_dea
         .unwrap();
     assert_eq!(put.status(), 201);
     eventually("the producer knows the new model", async || {
-        (post(&stack, "kept", "w").await.status() == 202).then_some(())
+        (stack.post("kept", "w").await.status() == 202).then_some(())
     })
     .await;
-    let refused = post(&stack, "typo", "w").await;
+    let refused = stack.post("typo", "w").await;
     assert_eq!(refused.status(), 422);
     let body: Value = refused.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unknown_model", "{body}");
@@ -223,28 +213,17 @@ async fn with_auto_create_off_missing_models_are_refused_by_the_producer_and_dea
             .unwrap();
     }
     stack.model_with_trials("kept", 2).await;
-    let dlq = stack
-        .broker
-        .records_at_least(&stack.settings.kafka.dlq_topic, 1)
-        .await;
-    assert_eq!(dlq.len(), 1, "{dlq:?}");
-    assert_eq!(dlq[0].key.as_deref(), Some(&b"typo"[..]));
-    let error = dlq[0].header("error").unwrap_or_default();
+    let dead = stack.the_dead_letter().await;
+    assert_eq!(dead.key.as_deref(), Some(&b"typo"[..]));
+    let error = dead.header("error").unwrap_or_default();
     assert!(error.starts_with("unknown_model"), "{error}");
     assert!(stack.get_json("/models/typo").await.is_none());
 
     // Deleted: the producer learns it, and records still arriving are
     // dead-lettered, never creating it again.
-    let deleted = send(
-        &stack,
-        "DELETE",
-        &format!("{}/models/kept", stack.model),
-        None,
-    )
-    .await;
-    assert_eq!(deleted.status(), 204);
+    delete_model(&stack, "kept").await;
     eventually("the producer learns of the deletion", async || {
-        (post(&stack, "kept", "w").await.status() == 422).then_some(())
+        (stack.post("kept", "w").await.status() == 422).then_some(())
     })
     .await;
     raw.send(FutureRecord::to(topic).key("kept").payload("w"), DEADLINE)

@@ -1,5 +1,5 @@
 //! Kafka over TLS and SASL, as every managed Kafka requires: one Apache
-//! Kafka broker of this binary's own (started once, shared by its tests)
+//! Kafka broker of this module's own (started once, shared by its tests)
 //! with a SASL_SSL listener (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512; the SCRAM
 //! users made when its storage is formatted) and an SSL listener that
 //! requires client certificates (mutual TLS), under a private CA the test
@@ -13,9 +13,6 @@
 //! It needs Java and the Kafka jars (`scripts/kafka.sh install`); without
 //! them it fails and says so.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -23,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use platform::settings::Settings;
 use serde_json::Value;
-use system_tests::Stack;
+use system_tests::{run_with_input, Stack};
 use test_support::broker::TestBroker;
 use test_support::certs::{CertFiles, CertificateAuthority};
 use test_support::kafka_process::{BrokerTls, KafkaProcess, Listener, SaslMechanism};
@@ -55,6 +52,14 @@ async fn secured() -> &'static Secured {
     tokio::task::spawn_blocking(|| SECURED.get_or_init(start_secured))
         .await
         .unwrap()
+}
+
+/// A test's turn: its share of the machine (see `system_tests`), then the
+/// shared broker. Only tests take it; the helpers they call use
+/// [`secured`], so no test asks for a second share while holding one.
+async fn turn() -> (tokio::sync::RwLockReadGuard<'static, ()>, &'static Secured) {
+    let machine = system_tests::share_the_machine().await;
+    (machine, secured().await)
 }
 
 fn start_secured() -> Secured {
@@ -140,17 +145,6 @@ async fn stack(secured: &Secured, listener: &str, options: Options) -> Stack {
     .await
 }
 
-async fn post(stack: &Stack, model: &str, outcomes: &str) -> reqwest::StatusCode {
-    stack
-        .http
-        .post(format!("{}/observations", stack.producer))
-        .json(&serde_json::json!({"model": model, "outcomes": outcomes}))
-        .send()
-        .await
-        .unwrap()
-        .status()
-}
-
 async fn observations_travel_end_to_end(listener: &str, options: Options) {
     let secured = secured().await;
     let stack = stack(secured, listener, options).await;
@@ -166,61 +160,29 @@ async fn observations_travel_end_to_end(listener: &str, options: Options) {
         (response.status() == 200).then_some(())
     })
     .await;
-    assert_eq!(post(&stack, "globe", "WLW").await, 202);
+    assert_eq!(stack.post("globe", "WLW").await.status(), 202);
     let globe = stack.model_with_trials("globe", 3).await;
     assert_eq!(globe["successes"], 2, "{globe}");
     stack.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn observations_travel_over_sasl_ssl_with_plain() {
-    let ca = secured().await.ca.clone();
-    observations_travel_end_to_end(SASL_SSL, sasl_ssl(SaslMechanism::Plain, PLAIN, &ca)).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn observations_travel_over_sasl_ssl_with_scram_sha_256() {
-    let ca = secured().await.ca.clone();
-    let options = sasl_ssl(SaslMechanism::ScramSha256, SCRAM_256, &ca);
-    observations_travel_end_to_end(SASL_SSL, options).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn observations_travel_over_sasl_ssl_with_scram_sha_512() {
-    let ca = secured().await.ca.clone();
-    let options = sasl_ssl(SaslMechanism::ScramSha512, SCRAM_512, &ca);
-    observations_travel_end_to_end(SASL_SSL, options).await;
+async fn observations_travel_over_sasl_ssl_with_plain_scram_sha_256_and_scram_sha_512() {
+    let (_machine, secured) = turn().await;
+    for (mechanism, user) in [
+        (SaslMechanism::Plain, PLAIN),
+        (SaslMechanism::ScramSha256, SCRAM_256),
+        (SaslMechanism::ScramSha512, SCRAM_512),
+    ] {
+        eprintln!("SASL_SSL with {mechanism:?}");
+        observations_travel_end_to_end(SASL_SSL, sasl_ssl(mechanism, user, &secured.ca)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn observations_travel_over_mutual_tls_with_a_client_certificate() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     observations_travel_end_to_end(MTLS, mtls(Some(&secured.client), &secured.ca)).await;
-}
-
-/// Runs `program` with `args`, typing `lines`, and fails with its output
-/// unless it exits 0.
-fn run_with_input(program: &Path, args: &[String], lines: &[&str]) {
-    let mut child = Command::new(program)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("running {}: {e}", program.display()));
-    let mut stdin = child.stdin.take().unwrap();
-    for line in lines {
-        writeln!(stdin, "{line}").unwrap();
-    }
-    drop(stdin);
-    let output = child.wait_with_output().unwrap();
-    assert!(
-        output.status.success(),
-        "{} failed ({}): {}",
-        program.display(),
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 fn repo() -> PathBuf {
@@ -229,7 +191,7 @@ fn repo() -> PathBuf {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafkas_console_tools_and_kcat_work_over_tls_with_a_client_properties_file() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let ca = secured.ca.clone();
     let stack = stack(
         secured,
@@ -369,7 +331,7 @@ fn java_client_properties(dir: &Path, ca: &Path) -> PathBuf {
 /// console tools' rather than after them).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kafkas_perf_tools_work_over_tls_with_a_client_properties_file() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let dir = tempdir();
     let java = java_client_properties(&dir, &secured.ca);
     // A topic of their own: their records are no observations.
@@ -488,7 +450,7 @@ async fn refused_visibly(listener: &str, options: Options, cause: &str, kind: &s
         );
     }
     let started = Instant::now();
-    let status = post(&stack, "globe", "W").await;
+    let status = stack.post("globe", "W").await.status();
     assert_eq!(status, 503, "a refused client must not acknowledge");
     assert!(started.elapsed() < Duration::from_secs(10));
     for base in [&stack.producer, &admin] {
@@ -532,7 +494,8 @@ async fn not_ready_naming(http: &reqwest::Client, base: &str, cause: &str) -> Va
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_wrong_password_is_refused_visibly() {
-    let ca = secured().await.ca.clone();
+    let (_machine, secured) = turn().await;
+    let ca = secured.ca.clone();
     let options = sasl_ssl(
         SaslMechanism::ScramSha512,
         (SCRAM_512.0, "not-the-Pw-9"),
@@ -550,21 +513,21 @@ async fn a_wrong_password_is_refused_visibly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_ca_that_did_not_sign_the_brokers_certificate_is_refused_visibly() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let options = sasl_ssl(SaslMechanism::Plain, PLAIN, &secured.stranger_ca);
     refused_visibly(SASL_SSL, options, "TLS handshake failed", "tls", PLAIN.1).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_expired_client_certificate_is_refused_visibly() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let options = mtls(Some(&secured.expired), &secured.ca);
     refused_visibly(MTLS, options, "TLS handshake failed", "tls", "PRIVATE KEY").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_client_certificate_is_refused_visibly() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let options = mtls(None, &secured.ca);
     refused_visibly(MTLS, options, "TLS handshake failed", "tls", "PRIVATE KEY").await;
 }
@@ -573,11 +536,11 @@ async fn a_missing_client_certificate_is_refused_visibly() {
 /// producer takes from its start to its first ready `/readyz` over
 /// PLAINTEXT, SASL_SSL (SCRAM-SHA-512) and mutual TLS, 11 runs each after
 /// a warm-up, printed. Run with
-/// `cargo test -p system-tests --test kafka_tls -- --ignored --nocapture start_to_ready`.
+/// `cargo test -p system-tests --test system -- --ignored --nocapture kafka_tls::start_to_ready`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "a measurement, not a test"]
 async fn start_to_ready_over_plaintext_sasl_ssl_and_mutual_tls() {
-    let secured = secured().await;
+    let (_machine, secured) = turn().await;
     let broker = TestBroker::external(secured.kafka.bootstrap());
     let (test_db, _db) = test_support::database::TestDatabase::create()
         .await

@@ -4,8 +4,6 @@
 //! the model service as the exact Beta(7, 4) posterior; a record typed by hand
 //! is counted, a poison one is dead-lettered; the plot renders.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::Value;
 use statrs::distribution::{Beta, ContinuousCDF};
@@ -15,6 +13,7 @@ use test_support::DEADLINE;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn observations_flow_from_http_and_kafka_to_the_exact_posterior() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
     let http = reqwest::Client::new();
 

@@ -6,7 +6,6 @@
 //! broker of the test's own, on free ports): it must start with them, answer,
 //! and know every one of them. The runtime image installs every library the
 //! binaries link (OpenSSL, for Kafka's TLS).
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -468,6 +467,7 @@ const MADE_UP: &str = "auto.create.topic.enable";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kafka_settings_of_compose_start_a_broker_that_knows_every_one_of_them() {
+    let _machine = system_tests::share_the_machine().await;
     let kafka_env = environment(&services(&compose())["kafka"]);
     assert!(
         kafka_env.keys().any(|k| k.starts_with("KAFKA_")),

@@ -2,8 +2,6 @@
 //! the consumer applying its records, the upload's status following them to
 //! `applied`, and the model service counting every row exactly once.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use serde_json::Value;
 use system_tests::Stack;
 use test_support::eventually;
@@ -43,6 +41,7 @@ fn csv() -> (String, Vec<(&'static str, u64, u64)>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_upload_is_followed_to_applied_and_counts_every_row_once() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
     let (csv, counts) = csv();
     let post = || async {

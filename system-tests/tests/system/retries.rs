@@ -3,8 +3,6 @@
 //! the consumer applies each id once, even when the first attempt reached the
 //! log (its answer lost, or a 503 after part of a batch was written).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use serde_json::{json, Value};
 use system_tests::Stack;
@@ -48,6 +46,7 @@ async fn drain(stack: &Stack) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_request_retried_after_its_answer_was_lost_is_counted_once() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
     let request = batch("lost", 100);
     post(&stack, "order-1", &request).await;
@@ -77,6 +76,7 @@ async fn a_request_retried_after_its_answer_was_lost_is_counted_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_retried_after_part_of_it_reached_the_log_counts_every_item_once() {
+    let _machine = system_tests::share_the_machine().await;
     let stack = Stack::start().await;
     // The first attempt wrote items 0..40 and then failed (the broker went
     // away, the client got a 503): the records the producer would have

@@ -2,8 +2,6 @@
 //! both HTTP services; this test fails when the committed file differs from
 //! what the code generates. `scripts/openapi.sh` rewrites it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::path::Path;
 
 use platform::settings::Settings;
