@@ -14,6 +14,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, Utc};
 use domain::bayes::Counts;
+use domain::experiment::ExperimentDraft;
 use domain::ModelId;
 use platform::http::{ApiJson, ApiPath, ApiQuery};
 use platform::store::{self, ExperimentRecord, MergedPoint, ModelRecord, Points};
@@ -300,7 +301,9 @@ pub async fn put(
 ) -> Result<Response, ApiError> {
     let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
     let body: ExperimentBody = object_body(body)?;
-    let spec = body.validate().map_err(ApiError::InvalidParameter)?;
+    let spec = ExperimentDraft::from(body)
+        .validate()
+        .map_err(|e| ApiError::InvalidParameter(e.to_string()))?;
     let (record, created) = timed(
         "put_experiment",
         store::put_experiment(
@@ -921,7 +924,7 @@ pub async fn assign(
     }
     let record = load_experiment(&state, &id).await?;
     let weights = current_weights(&state, &record).await?;
-    let pick = weights.pick(unit_hash(&id, &unit));
+    let pick = weights.pick(domain::bayes::unit_draw(id.as_str(), &unit));
     let arm =
         record.spec.arms.get(pick).cloned().ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!("arm {pick} of {id} out of range"))
@@ -945,47 +948,4 @@ pub async fn assign(
         version: weights.version,
     };
     Ok((status, ApiJson(view)).into_response())
-}
-
-/// A unit's draw, uniform in [0, 1): FNV-1a over the experiment and the
-/// unit, finished with SplitMix64's mixer. Fixed across versions and
-/// platforms, unlike `std`'s hasher.
-fn unit_hash(experiment: &ModelId, unit: &str) -> f64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in experiment
-        .as_str()
-        .bytes()
-        .chain(std::iter::once(0))
-        .chain(unit.bytes())
-    {
-        h ^= u64::from(byte);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^= h >> 31;
-    (h >> 11) as f64 / (1u64 << 53) as f64
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unit_draws_are_uniform_and_stable() {
-        let id = ModelId::parse("exp").unwrap_or_else(|e| panic!("{e}"));
-        let draws: Vec<f64> = (0..100_000)
-            .map(|i| unit_hash(&id, &format!("user-{i}")))
-            .collect();
-        assert!(draws.iter().all(|u| (0.0..1.0).contains(u)));
-        // Ten equal bins each hold 10 % ± 0.5 % (about 5 sd).
-        let mut bins = [0u32; 10];
-        for u in &draws {
-            bins[(u * 10.0) as usize] += 1;
-        }
-        for (i, n) in bins.iter().enumerate() {
-            assert!((9_500..=10_500).contains(n), "bin {i}: {n}");
-        }
-        assert_eq!(unit_hash(&id, "user-1"), draws[1]);
-    }
 }
