@@ -223,10 +223,7 @@ mod tests {
             refusal(draft(&["a"])),
             "an experiment has between 2 and 20 arms, got 1"
         );
-        assert_eq!(
-            refusal(draft(&["a", "a"])),
-            "arm a is listed twice"
-        );
+        assert_eq!(refusal(draft(&["a", "a"])), "arm a is listed twice");
         assert!(refusal(draft(&["a", "B"])).starts_with("arm \"B\": "));
         let mut d = draft(&["a", "b"]);
         d.control = Some("c".into());
@@ -245,7 +242,10 @@ mod tests {
         assert_eq!(refusal(d), "planned_weights has 1 weights for 2 arms");
         let mut d = draft(&["a", "b"]);
         d.planned_weights = Some(vec![1.0, -1.0]);
-        assert_eq!(refusal(d), "planned weights must be positive numbers, got -1");
+        assert_eq!(
+            refusal(d),
+            "planned weights must be positive numbers, got -1"
+        );
         let mut d = draft(&["a", "b"]);
         d.bandit.min_trials = Some(u64::MAX);
         assert_eq!(

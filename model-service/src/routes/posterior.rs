@@ -5,16 +5,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use platform::http::{ApiJson, ApiPath, ApiQuery};
-use platform::store;
 use serde::Deserialize;
 
-use super::{
-    blocking, data_key, load_model, mass, model_id, page_limit, snapshot, timed, TimeTravel,
+use super::params::{
+    mass, model_id, page_limit, ComparedModels, ModelHistory, ModelPath, VersionPage,
 };
+use crate::compute::{blocking, count_lookup, data_key};
 use crate::error::{ApiError, ErrorBody};
+use crate::query::{self, TimeTravel};
 use crate::state::{AppState, PosteriorKey};
 use crate::views::{
-    ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView, Snapshot,
+    ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView,
 };
 
 /// Draws returned by `/samples` unless `?n=` says otherwise.
@@ -68,7 +69,7 @@ pub async fn default_posterior(
     get,
     path = "/models/{id}/posterior",
     operation_id = "getPosterior", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PosteriorParams),
+    params(ModelPath, PosteriorParams),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -91,14 +92,9 @@ async fn posterior_response(
     params: &PosteriorParams,
 ) -> Result<Response, ApiError> {
     let mass = mass(params.mass)?;
-    let record = load_model(state, id).await?;
-    let snapshot = snapshot(
-        state,
-        &record,
-        &TimeTravel::new(params.version, params.at.clone())
-            .windowed(params.since.clone(), params.window.clone()),
-    )
-    .await?;
+    let travel = TimeTravel::new(params.version, params.at.clone())
+        .windowed(params.since.clone(), params.window.clone());
+    let snapshot = query::models::model_at(state, id, &travel).await?;
     let with_grid = params.grid.unwrap_or(true);
     let key = PosteriorKey {
         data: data_key(&snapshot),
@@ -119,25 +115,8 @@ async fn posterior_response(
             })
         })
         .await?;
-    let result = lookup.as_str();
-    metrics::counter!(super::CACHE_LOOKUPS, "cache" => "posterior", "result" => result)
-        .increment(1);
+    count_lookup("posterior", lookup.as_str());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryParams {
-    /// Mass of each HPDI, strictly between 0 and 1 (default 0.89).
-    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
-    mass: Option<f64>,
-    /// Start after this version (from `next_after` of the previous page);
-    /// without it the first page starts at version 0, the prior.
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    after: Option<u64>,
-    /// Versions per page, 1..=1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
 }
 
 /// A model's history: per version the cumulative counts and the posterior
@@ -146,7 +125,7 @@ pub struct HistoryParams {
     get,
     path = "/models/{id}/history",
     operation_id = "getHistory", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), HistoryParams),
+    params(ModelPath, VersionPage<ModelHistory>),
     responses(
         (status = 200, description = "A page of history", body = HistoryView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -157,35 +136,16 @@ pub struct HistoryParams {
 pub async fn history(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(params): ApiQuery<HistoryParams>,
+    ApiQuery(params): ApiQuery<VersionPage<ModelHistory>>,
 ) -> Result<ApiJson<HistoryView>, ApiError> {
     let id = model_id(&id)?;
     let mass = mass(params.mass)?;
     let limit = page_limit(params.limit)?;
-    if let Some(after) = params.after.filter(|a| i64::try_from(*a).is_err()) {
-        return Err(ApiError::invalid(format!(
-            "after must be at most {}, got {after}",
-            i64::MAX
-        )));
-    }
-    let record = load_model(&state, &id).await?;
-    let mut rows = Vec::with_capacity(limit as usize);
-    let mut remaining = u64::from(limit);
-    if params.after.is_none() {
-        rows.push(HistoryPoint::origin(record.created_at));
-        remaining -= 1;
-    }
-    if remaining > 0 {
-        rows.extend(
-            timed(
-                "history_page",
-                store::history_page(state.db(), &id, params.after, remaining),
-            )
-            .await?,
-        );
-    }
-    let last = rows.last().map(|r| r.version);
-    let next_after = last.filter(|v| *v < record.state.version);
+    let query::models::HistoryPage {
+        record,
+        rows,
+        next_after,
+    } = query::models::history(&state, &id, params.after, limit).await?;
     let prior = record.prior.clone();
     let versions = blocking(move || {
         rows.iter()
@@ -221,7 +181,7 @@ pub struct PredictiveParams {
     get,
     path = "/models/{id}/predictive",
     operation_id = "getPredictive", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PredictiveParams),
+    params(ModelPath, PredictiveParams),
     responses(
         (status = 200, description = "P(k successes) for k = 0..=trials", body = PredictiveView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -242,12 +202,8 @@ pub async fn predictive(
             "trials must be at most {max}, got {trials}"
         )));
     }
-    let snapshot = resolve(
-        &state,
-        &id,
-        &TimeTravel::new(params.version, params.at.clone()),
-    )
-    .await?;
+    let travel = TimeTravel::new(params.version, params.at.clone());
+    let snapshot = query::models::model_at(&state, &id, &travel).await?;
     let view = blocking(move || Ok(PredictiveView::compute(&snapshot, trials)?)).await?;
     Ok(ApiJson(view))
 }
@@ -274,7 +230,7 @@ pub struct SamplesParams {
     get,
     path = "/models/{id}/samples",
     operation_id = "getSamples", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), SamplesParams),
+    params(ModelPath, SamplesParams),
     responses(
         (status = 200, description = "The draws and their seed", body = SamplesView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -307,12 +263,8 @@ pub async fn samples(
         Some(seed) => seed,
         None => rand::random::<u64>() >> 1,
     };
-    let snapshot = resolve(
-        &state,
-        &id,
-        &TimeTravel::new(params.version, params.at.clone()),
-    )
-    .await?;
+    let travel = TimeTravel::new(params.version, params.at.clone());
+    let snapshot = query::models::model_at(&state, &id, &travel).await?;
     let view = blocking(move || Ok(SamplesView::compute(&snapshot, n, seed)?)).await?;
     Ok(ApiJson(view))
 }
@@ -320,11 +272,10 @@ pub async fn samples(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CompareParams {
-    /// The first model.
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    /// Documented by [`ComparedModels`], with the model-id pattern.
+    #[param(ignore)]
     a: String,
-    /// The second model.
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    #[param(ignore)]
     b: String,
     /// Mass of the intervals, strictly between 0 and 1 (default 0.89).
     #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
@@ -345,7 +296,7 @@ pub struct CompareParams {
     get,
     path = "/compare",
     operation_id = "compareModels", tag = "models",
-    params(CompareParams),
+    params(ComparedModels, CompareParams),
     responses(
         (status = 200, description = "The comparison", body = ComparisonView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -360,16 +311,10 @@ pub async fn compare(
     let mass = mass(params.mass)?;
     let (a, b) = (model_id(&params.a)?, model_id(&params.b)?);
     let travel = TimeTravel::new(None, params.at).windowed(params.since, params.window);
-    let (a, b) = tokio::try_join!(resolve(&state, &a, &travel), resolve(&state, &b, &travel))?;
+    let (a, b) = tokio::try_join!(
+        query::models::model_at(&state, &a, &travel),
+        query::models::model_at(&state, &b, &travel)
+    )?;
     let view = blocking(move || Ok(ComparisonView::compute(&a, &b, mass)?)).await?;
     Ok(ApiJson(view))
-}
-
-async fn resolve(
-    state: &AppState,
-    id: &domain::ModelId,
-    travel: &TimeTravel,
-) -> Result<Snapshot, ApiError> {
-    let record = load_model(state, id).await?;
-    snapshot(state, &record, travel).await
 }
