@@ -5,6 +5,7 @@
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
+use crate::charts::Drawing;
 use crate::error::ApiError;
 use crate::plot::{self, Format};
 use crate::state::AppState;
@@ -20,48 +21,39 @@ pub const DEFAULT_HEIGHT: u32 = 600;
 macro_rules! png_and_svg {
     (
         query: $query:ty,
-        params: ($($params:tt)*),
-        responses: ($($responses:tt)*),
-        draw: $draw:path,
+        params: $params:tt,
+        responses: $responses:tt,
+        draw: $draw:path $(, $arg:expr)*;
         png: { $(#[doc = $png_doc:tt])* fn $png:ident, path: $png_path:tt, operation_id: $png_op:tt },
         svg: { $(#[doc = $svg_doc:tt])* fn $svg:ident, path: $svg_path:tt, operation_id: $svg_op:tt } $(,)?
     ) => {
-        $(#[doc = $png_doc])*
+        png_and_svg!(@one $query, $params, $responses, $draw, [$($arg),*], Png, "PNG image", "image/png",
+            $(#[doc = $png_doc])* fn $png, $png_path, $png_op);
+        png_and_svg!(@one $query, $params, $responses, $draw, [$($arg),*], Svg, "SVG image", "image/svg+xml",
+            $(#[doc = $svg_doc])* fn $svg, $svg_path, $svg_op);
+    };
+    (
+        @one $query:ty, ($($params:tt)*), ($($responses:tt)*), $draw:path, [$($arg:expr),*],
+        $format:ident, $what:tt, $content_type:tt,
+        $(#[doc = $doc:tt])* fn $name:ident, $path:tt, $op:tt
+    ) => {
+        $(#[doc = $doc])*
         #[utoipa::path(
             get,
-            path = $png_path,
-            operation_id = $png_op, tag = "plots",
+            path = $path,
+            operation_id = $op, tag = "plots",
             params($($params)*),
             responses(
-                (status = 200, description = "PNG image", content_type = "image/png"),
+                (status = 200, description = $what, content_type = $content_type),
                 $($responses)*
             )
         )]
-        pub async fn $png(
+        pub async fn $name(
             state: ::axum::extract::State<$crate::state::AppState>,
             id: ::platform::http::ApiPath<String>,
             params: ::platform::http::ApiQuery<$query>,
         ) -> Result<::axum::response::Response, $crate::error::ApiError> {
-            $draw(state, id, params, $crate::plot::Format::Png).await
-        }
-
-        $(#[doc = $svg_doc])*
-        #[utoipa::path(
-            get,
-            path = $svg_path,
-            operation_id = $svg_op, tag = "plots",
-            params($($params)*),
-            responses(
-                (status = 200, description = "SVG image", content_type = "image/svg+xml"),
-                $($responses)*
-            )
-        )]
-        pub async fn $svg(
-            state: ::axum::extract::State<$crate::state::AppState>,
-            id: ::platform::http::ApiPath<String>,
-            params: ::platform::http::ApiQuery<$query>,
-        ) -> Result<::axum::response::Response, $crate::error::ApiError> {
-            $draw(state, id, params, $crate::plot::Format::Svg).await
+            $draw(state, id, params, $($arg,)* $crate::plot::Format::$format).await
         }
     };
 }
@@ -80,29 +72,32 @@ pub fn image_response(format: Format, image: axum::body::Bytes) -> Response {
         .into_response()
 }
 
-/// `?width=` and `?height=` within the configured bounds.
-pub fn plot_size(
+/// A chart in `format` of `?width=` x `?height=` pixels, within the
+/// configured bounds.
+pub fn drawing(
     state: &AppState,
     width: Option<u32>,
     height: Option<u32>,
-) -> Result<(u32, u32), ApiError> {
+    format: Format,
+) -> Result<Drawing, ApiError> {
     let settings = state.settings();
-    Ok((
-        dimension(
+    Ok(Drawing {
+        format,
+        width: dimension(
             "width",
             width,
             DEFAULT_WIDTH,
             plot::MIN_WIDTH,
             settings.max_plot_width,
         )?,
-        dimension(
+        height: dimension(
             "height",
             height,
             DEFAULT_HEIGHT,
             plot::MIN_HEIGHT,
             settings.max_plot_height,
         )?,
-    ))
+    })
 }
 
 /// A width or height: the default when absent, else within bounds (422 outside).

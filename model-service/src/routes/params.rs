@@ -5,19 +5,20 @@
 //!
 //! The model-id pattern is `domain::schema::MODEL_ID_PATTERN` everywhere:
 //! utoipa's attributes take only literals, so the parameters that carry it
-//! implement `IntoParams` by hand.
+//! implement `IntoParams` by hand, over `platform::http::model_id_parameter`.
 
 use std::marker::PhantomData;
 
 use domain::bayes::{check_mass, DEFAULT_MASS};
-use domain::schema::MODEL_ID_PATTERN;
 use domain::ModelId;
+use platform::http::model_id_parameter;
 use serde::Deserialize;
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::{Deprecated, RefOr, Required};
 
 use crate::error::ApiError;
+use crate::query::TimeTravel;
 
 /// A model id from a path: an id that cannot be valid names no model (404).
 pub fn model_id(raw: &str) -> Result<ModelId, ApiError> {
@@ -83,13 +84,7 @@ pub struct ComparedModels;
 impl utoipa::IntoParams for ComparedModels {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         let model = |name, description| {
-            param(
-                name,
-                ParameterIn::Query,
-                description,
-                true,
-                model_id_schema(),
-            )
+            model_id_parameter(name, ParameterIn::Query, description, true).build()
         };
         vec![
             model("a", "The first model."),
@@ -99,20 +94,7 @@ impl utoipa::IntoParams for ComparedModels {
 }
 
 fn id_param(description: &str) -> Parameter {
-    param(
-        "id",
-        ParameterIn::Path,
-        description,
-        true,
-        model_id_schema(),
-    )
-}
-
-/// A string that is a model id, for a parameter's schema.
-fn model_id_schema() -> ObjectBuilder {
-    ObjectBuilder::new()
-        .schema_type(Type::String)
-        .pattern(Some(MODEL_ID_PATTERN))
+    model_id_parameter("id", ParameterIn::Path, description, true).build()
 }
 
 fn param(
@@ -183,13 +165,7 @@ impl<K> IdPage<K> {
 impl<K: Listing> utoipa::IntoParams for IdPage<K> {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![
-            param(
-                "after",
-                ParameterIn::Query,
-                K::AFTER,
-                false,
-                model_id_schema(),
-            ),
+            model_id_parameter("after", ParameterIn::Query, K::AFTER, false).build(),
             param("limit", ParameterIn::Query, K::LIMIT, false, limit_schema()),
         ]
     }
@@ -267,4 +243,44 @@ impl Listing for ExperimentHistory {
         "Mass for the decision at each point, strictly between 0 and 1 (default 0.89).";
     const AFTER: &'static str = "Start after this version (from `next_after`); without it the first\npage starts at version 0, the priors.";
     const LIMIT: &'static str = "Points per page, 1..=1000 (default 100).";
+}
+
+/// `?version=` and `?at=` of a model's answers: one declaration for every
+/// route that travels back in a model's history.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AsOf {
+    /// Answer as of this version (0: the prior alone, before any data).
+    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
+    version: Option<u64>,
+    /// Answer as of this time (RFC 3339): the last version applied at or before it.
+    #[param(format = DateTime)]
+    at: Option<String>,
+}
+
+impl AsOf {
+    /// The point of history asked for.
+    pub fn travel(self) -> TimeTravel {
+        TimeTravel::new(self.version, self.at)
+    }
+}
+
+/// `?since=` and `?window=` of a model's answers: one declaration for
+/// every route that answers from a window of a model's counts.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct Since {
+    /// Only the observations committed after this time (RFC 3339), under the model's prior.
+    #[param(format = DateTime)]
+    since: Option<String>,
+    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
+    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
+    window: Option<String>,
+}
+
+impl Since {
+    /// `travel` narrowed to this window.
+    pub fn narrow(self, travel: TimeTravel) -> TimeTravel {
+        travel.windowed(self.since, self.window)
+    }
 }

@@ -6,9 +6,9 @@ use axum::response::Response;
 use platform::http::{ApiPath, ApiQuery};
 use serde::Deserialize;
 
-use super::images::{image_response, plot_size, png_and_svg};
+use super::images::{drawing, image_response, png_and_svg};
 use super::params::{experiment_id, mass, model_id, ExperimentPath, ModelPath};
-use crate::charts::{self, Drawing, EXPERIMENT_HISTORY_POINTS};
+use crate::charts::{self, EXPERIMENT_HISTORY_POINTS};
 use crate::error::{ApiError, ErrorBody};
 use crate::plot::Format;
 use crate::query::{self, TimeTravel};
@@ -41,7 +41,7 @@ png_and_svg! {
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 422, description = "Invalid size, mass, version or at", body = ErrorBody),
     ),
-    draw: posterior_chart,
+    draw: model_chart, PlotKind::Posterior;
     png: {
         /// The posterior (solid) and prior (dashed) on the display grid, HPDI shaded.
         fn posterior_png, path: "/models/{id}/posterior.png", operation_id: "getPosteriorPng"
@@ -59,7 +59,7 @@ png_and_svg! {
         (status = 404, description = "Unknown model", body = ErrorBody),
         (status = 422, description = "Invalid size, mass, version or at", body = ErrorBody),
     ),
-    draw: history_chart,
+    draw: model_chart, PlotKind::History;
     png: {
         /// The posterior mean and HPDI band against the number of observations.
         fn history_png, path: "/models/{id}/history.png", operation_id: "getHistoryPng"
@@ -70,24 +70,6 @@ png_and_svg! {
     },
 }
 
-async fn posterior_chart(
-    state: State<AppState>,
-    id: ApiPath<String>,
-    params: ApiQuery<PlotParams>,
-    format: Format,
-) -> Result<Response, ApiError> {
-    model_chart(state, id, params, PlotKind::Posterior, format).await
-}
-
-async fn history_chart(
-    state: State<AppState>,
-    id: ApiPath<String>,
-    params: ApiQuery<PlotParams>,
-    format: Format,
-) -> Result<Response, ApiError> {
-    model_chart(state, id, params, PlotKind::History, format).await
-}
-
 async fn model_chart(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -96,15 +78,10 @@ async fn model_chart(
     format: Format,
 ) -> Result<Response, ApiError> {
     let id = model_id(&id)?;
-    let (width, height) = plot_size(&state, params.width, params.height)?;
+    let drawing = drawing(&state, params.width, params.height, format)?;
     let mass = mass(params.mass)?;
     let travel = TimeTravel::new(params.version, params.at);
     let snapshot = query::models::model_at(&state, &id, &travel).await?;
-    let drawing = Drawing {
-        format,
-        width,
-        height,
-    };
     let image = charts::model_chart(&state, snapshot, kind, drawing, mass).await?;
     Ok(image_response(format, image))
 }
@@ -127,7 +104,7 @@ png_and_svg! {
         (status = 404, description = "Unknown experiment", body = ErrorBody),
         (status = 422, description = "Invalid size", body = ErrorBody),
     ),
-    draw: experiment_history_chart,
+    draw: experiment_history_chart;
     png: {
         /// P(best) of every arm over time, as PNG.
         fn experiment_history_png, path: "/experiments/{id}/history.png", operation_id: "getExperimentHistoryPng"
@@ -145,14 +122,9 @@ async fn experiment_history_chart(
     format: Format,
 ) -> Result<Response, ApiError> {
     let id = experiment_id(&id)?;
-    let (width, height) = plot_size(&state, params.width, params.height)?;
+    let drawing = drawing(&state, params.width, params.height, format)?;
     let history =
         query::experiments::history_sample(&state, &id, EXPERIMENT_HISTORY_POINTS).await?;
-    let drawing = Drawing {
-        format,
-        width,
-        height,
-    };
     let image = charts::experiment_history_chart(&state, history, drawing).await?;
     Ok(image_response(format, image))
 }
@@ -187,7 +159,7 @@ png_and_svg! {
         (status = 404, description = "Unknown experiment or version", body = ErrorBody),
         (status = 422, description = "Invalid parameter", body = ErrorBody),
     ),
-    draw: posteriors_chart,
+    draw: posteriors_chart;
     png: {
         /// The arms' posteriors overlaid on one axis zoomed onto their mass, as PNG.
         fn posteriors_png, path: "/experiments/{id}/posteriors.png", operation_id: "getExperimentPosteriorsPng"
@@ -205,14 +177,9 @@ async fn posteriors_chart(
     format: Format,
 ) -> Result<Response, ApiError> {
     let id = experiment_id(&id)?;
-    let (width, height) = plot_size(&state, params.width, params.height)?;
+    let drawing = drawing(&state, params.width, params.height, format)?;
     let travel = TimeTravel::new(params.version, params.at).windowed(params.since, params.window);
     let (record, arms) = query::experiments::arms_of(&state, &id, &travel).await?;
-    let drawing = Drawing {
-        format,
-        width,
-        height,
-    };
     let image = charts::experiment_posteriors_chart(&state, record, arms, drawing).await?;
     Ok(image_response(format, image))
 }

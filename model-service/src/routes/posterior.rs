@@ -8,7 +8,7 @@ use platform::http::{ApiJson, ApiPath, ApiQuery};
 use serde::Deserialize;
 
 use super::params::{
-    mass, model_id, page_limit, ComparedModels, ModelHistory, ModelPath, VersionPage,
+    mass, model_id, page_limit, AsOf, ComparedModels, ModelHistory, ModelPath, Since, VersionPage,
 };
 use crate::compute::{blocking, count_lookup, data_key};
 use crate::error::{ApiError, ErrorBody};
@@ -29,18 +29,6 @@ pub struct PosteriorParams {
     mass: Option<f64>,
     /// `false` leaves out the display grid (summaries only).
     grid: Option<bool>,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
-    /// Only the observations committed after this time (RFC 3339), under the model's prior.
-    #[param(format = DateTime)]
-    since: Option<String>,
-    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
-    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
-    window: Option<String>,
 }
 
 /// The default model's posterior (`models.default_model`, `globe` unless configured).
@@ -48,7 +36,7 @@ pub struct PosteriorParams {
     get,
     path = "/posterior",
     operation_id = "getDefaultPosterior", tag = "models",
-    params(PosteriorParams),
+    params(PosteriorParams, AsOf, Since),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "The default model has no data and was never configured", body = ErrorBody),
@@ -59,9 +47,11 @@ pub struct PosteriorParams {
 pub async fn default_posterior(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<PosteriorParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<Response, ApiError> {
     let id = state.defaults().default_model.clone();
-    posterior_response(&state, &id, &params).await
+    posterior_response(&state, &id, &params, since.narrow(as_of.travel())).await
 }
 
 /// A model's posterior: counts, version, prior, summaries at `mass` and the display grid.
@@ -69,7 +59,7 @@ pub async fn default_posterior(
     get,
     path = "/models/{id}/posterior",
     operation_id = "getPosterior", tag = "models",
-    params(ModelPath, PosteriorParams),
+    params(ModelPath, PosteriorParams, AsOf, Since),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -81,19 +71,20 @@ pub async fn posterior(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<PosteriorParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<Response, ApiError> {
     let id = model_id(&id)?;
-    posterior_response(&state, &id, &params).await
+    posterior_response(&state, &id, &params, since.narrow(as_of.travel())).await
 }
 
 async fn posterior_response(
     state: &AppState,
     id: &domain::ModelId,
     params: &PosteriorParams,
+    travel: TimeTravel,
 ) -> Result<Response, ApiError> {
     let mass = mass(params.mass)?;
-    let travel = TimeTravel::new(params.version, params.at.clone())
-        .windowed(params.since.clone(), params.window.clone());
     let snapshot = query::models::model_at(state, id, &travel).await?;
     let with_grid = params.grid.unwrap_or(true);
     let key = PosteriorKey {
@@ -168,12 +159,6 @@ pub struct PredictiveParams {
     /// Number of future trials, 0..=`max_trials` (1000 unless configured).
     #[param(minimum = 0, maximum = 1000)]
     trials: u32,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
 }
 
 /// The posterior predictive distribution of successes in the next `trials` trials.
@@ -181,7 +166,7 @@ pub struct PredictiveParams {
     get,
     path = "/models/{id}/predictive",
     operation_id = "getPredictive", tag = "models",
-    params(ModelPath, PredictiveParams),
+    params(ModelPath, PredictiveParams, AsOf),
     responses(
         (status = 200, description = "P(k successes) for k = 0..=trials", body = PredictiveView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -193,6 +178,7 @@ pub async fn predictive(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<PredictiveParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
 ) -> Result<ApiJson<PredictiveView>, ApiError> {
     let id = model_id(&id)?;
     let max = state.settings().max_trials;
@@ -202,8 +188,7 @@ pub async fn predictive(
             "trials must be at most {max}, got {trials}"
         )));
     }
-    let travel = TimeTravel::new(params.version, params.at.clone());
-    let snapshot = query::models::model_at(&state, &id, &travel).await?;
+    let snapshot = query::models::model_at(&state, &id, &as_of.travel()).await?;
     let view = blocking(move || Ok(PredictiveView::compute(&snapshot, trials)?)).await?;
     Ok(ApiJson(view))
 }
@@ -217,12 +202,6 @@ pub struct SamplesParams {
     /// Seed of the draws; the same seed gives the same draws. Random when absent (and returned).
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     seed: Option<u64>,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
 }
 
 /// Draws of `p` from the posterior.
@@ -230,7 +209,7 @@ pub struct SamplesParams {
     get,
     path = "/models/{id}/samples",
     operation_id = "getSamples", tag = "models",
-    params(ModelPath, SamplesParams),
+    params(ModelPath, SamplesParams, AsOf),
     responses(
         (status = 200, description = "The draws and their seed", body = SamplesView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -242,6 +221,7 @@ pub async fn samples(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<SamplesParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
 ) -> Result<ApiJson<SamplesView>, ApiError> {
     let id = model_id(&id)?;
     let max = state.settings().max_samples;
@@ -263,8 +243,7 @@ pub async fn samples(
         Some(seed) => seed,
         None => rand::random::<u64>() >> 1,
     };
-    let travel = TimeTravel::new(params.version, params.at.clone());
-    let snapshot = query::models::model_at(&state, &id, &travel).await?;
+    let snapshot = query::models::model_at(&state, &id, &as_of.travel()).await?;
     let view = blocking(move || Ok(SamplesView::compute(&snapshot, n, seed)?)).await?;
     Ok(ApiJson(view))
 }
@@ -283,12 +262,6 @@ pub struct CompareParams {
     /// Compare both as of this time (RFC 3339).
     #[param(format = DateTime)]
     at: Option<String>,
-    /// Only the observations committed after this time (RFC 3339), under the model's prior.
-    #[param(format = DateTime)]
-    since: Option<String>,
-    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
-    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
-    window: Option<String>,
 }
 
 /// Compares two models: P(p_a > p_b) and a summary of p_a - p_b.
@@ -296,7 +269,7 @@ pub struct CompareParams {
     get,
     path = "/compare",
     operation_id = "compareModels", tag = "models",
-    params(ComparedModels, CompareParams),
+    params(ComparedModels, CompareParams, Since),
     responses(
         (status = 200, description = "The comparison", body = ComparisonView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -307,10 +280,11 @@ pub struct CompareParams {
 pub async fn compare(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<CompareParams>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<ApiJson<ComparisonView>, ApiError> {
     let mass = mass(params.mass)?;
     let (a, b) = (model_id(&params.a)?, model_id(&params.b)?);
-    let travel = TimeTravel::new(None, params.at).windowed(params.since, params.window);
+    let travel = since.narrow(TimeTravel::new(None, params.at));
     let (a, b) = tokio::try_join!(
         query::models::model_at(&state, &a, &travel),
         query::models::model_at(&state, &b, &travel)
