@@ -9,6 +9,7 @@
 //! `platform` crate and in the services.
 
 pub mod bayes;
+pub mod experiment;
 pub mod json;
 pub mod model_id;
 pub mod number;

@@ -225,7 +225,7 @@ fn render_only() -> anyhow::Result<()> {
             hpdi,
             mass,
         };
-        let png = plot::render_posterior(&plot, 800, 600, Format::Png)?;
+        let png = plot::render(&plot, 800, 600, Format::Png)?;
         std::hint::black_box(png);
         times.record(start.elapsed());
     }

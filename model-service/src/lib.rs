@@ -3,18 +3,26 @@
 //!
 //! Every number it serves comes from the engine (`domain::bayes`) applied to
 //! the stored sufficient statistics; this crate adds HTTP, caching, plotting
-//! and the live feed around it. `main.rs` is a thin shell over
+//! and the live feed around it. A request goes one way: `routes` reads it,
+//! `query` asks `platform::store` (the only door to it), `views` and
+//! `charts` (over `plot`) render the answer. `main.rs` is a thin shell over
 //! [`Application`]; tests drive [`router`] directly or a bound `Application`.
 
 pub mod cache;
+mod charts;
+mod compute;
 pub mod error;
 pub mod events;
 pub mod plot;
+pub mod query;
 mod routes;
 pub mod startup;
 pub mod state;
 pub mod streams;
 pub mod views;
+
+/// The `service` label of the common HTTP metrics and of the API keys' use.
+pub(crate) const SERVICE: &str = "model-service";
 
 pub use error::ApiError;
 pub use routes::{openapi, router};

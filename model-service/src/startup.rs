@@ -57,7 +57,7 @@ impl Application {
             .with_context(|| format!("binding {address}"))?;
         let (listener, opened) = wait_for_database(
             listener,
-            crate::routes::SERVICE,
+            crate::SERVICE,
             &settings.http,
             MAX_BACKOFF,
             stop,
@@ -137,7 +137,7 @@ impl Application {
             listener,
             router(state.clone()),
             state.http(),
-            crate::routes::SERVICE,
+            crate::SERVICE,
             async move {
                 shutdown.await;
                 tracing::info!("shutting down");

@@ -131,7 +131,7 @@ impl AppState {
                 notify_channel: settings.database.notify_channel.clone(),
                 auth: settings.auth.clone(),
                 keys: Arc::new(KeyRing::new(
-                    crate::routes::SERVICE,
+                    crate::SERVICE,
                     settings.auth.bootstrap_admin_key.as_ref(),
                 )),
                 posteriors: Cache::new(POSTERIOR_CACHE_ENTRIES),

@@ -38,8 +38,8 @@ mod posterior;
 mod special;
 
 pub use decision::{
-    bandit_weights, check_planned_weights, decide, srm, BanditOptions, BanditWeights, Decision,
-    Srm, Verdict, MIN_PLANNED_WEIGHT_RATIO, SRM_THRESHOLD,
+    bandit_weights, check_planned_weights, decide, pick_arm, srm, unit_draw, BanditOptions,
+    BanditWeights, Decision, Srm, Verdict, MIN_PLANNED_WEIGHT_RATIO, SRM_THRESHOLD,
 };
 pub use display::DisplayGrid;
 pub use experiment::{

@@ -1,5 +1,6 @@
-//! The live dashboard: one plain HTML page, and the server-sent events that
-//! tell it which models changed.
+//! The live dashboards: two plain HTML pages (every model, one
+//! experiment), and the server-sent events that tell them which models
+//! changed.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -10,8 +11,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Html;
 use axum::Extension;
 use futures::stream::{self, Stream, StreamExt};
+use platform::http::ApiPath;
 use tokio_stream::wrappers::BroadcastStream;
 
+use super::params::{experiment_id, ExperimentPath};
 use crate::error::{ApiError, ErrorBody};
 use crate::state::AppState;
 use crate::streams::Client;
@@ -22,12 +25,14 @@ use crate::views::ModelEvent;
 static API_JS: &str = include_str!("../../assets/api.js");
 
 /// `page` with the shared JavaScript in place.
-pub(crate) fn with_api_js(page: &str) -> String {
+fn with_api_js(page: &str) -> String {
     page.replacen("/*API_JS*/", API_JS, 1)
 }
 
 static PAGE: LazyLock<String> =
     LazyLock::new(|| with_api_js(include_str!("../../assets/dashboard.html")));
+static EXPERIMENT_PAGE: LazyLock<String> =
+    LazyLock::new(|| with_api_js(include_str!("../../assets/experiment.html")));
 
 /// The dashboard: models, the selected model's plots and summaries, live.
 /// A static page that holds no data, so it answers without a key; it asks
@@ -40,6 +45,29 @@ static PAGE: LazyLock<String> =
 )]
 pub async fn index() -> Html<&'static str> {
     Html(PAGE.as_str())
+}
+
+/// The experiment's live page: the arms' posteriors overlaid, P(best),
+/// expected loss and uplift per arm, the decision and SRM badges and the
+/// P(best) history, redrawn when `/events` names an arm.
+///
+/// The page is the same static file for every experiment and holds no data
+/// (it reads everything with the key the reader entered), so it answers
+/// without a key and without asking the database: whether an experiment
+/// exists is told by `GET /experiments/{id}`, to a key with scope `read`.
+#[utoipa::path(
+    get,
+    path = "/experiments/{id}/dashboard",
+    operation_id = "getExperimentDashboard", tag = "experiments",
+    params(ExperimentPath),
+    responses(
+        (status = 200, description = "HTML page", content_type = "text/html"),
+        (status = 404, description = "An id no experiment can have", body = ErrorBody),
+    )
+)]
+pub async fn experiment(ApiPath(id): ApiPath<String>) -> Result<Html<&'static str>, ApiError> {
+    experiment_id(&id)?;
+    Ok(Html(EXPERIMENT_PAGE.as_str()))
 }
 
 /// Server-sent events: `ready` once subscribed, then `update` with a

@@ -9,13 +9,14 @@ use axum::Extension;
 use chrono::{DateTime, Utc};
 use platform::http::auth::{check_key_name, IssuedKey, KeyName, Scope, Scopes};
 use platform::http::{ApiJson, ApiPath};
-use platform::store::{self, KeyCreated, KeyRecord, NewKey};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{object_body, timed};
+use super::params::object_body;
 use crate::error::{ApiError, ErrorBody};
+use crate::query;
+use crate::query::keys::{KeyCreated, KeyRecord, NewKey};
 use crate::state::AppState;
 
 /// A key to create.
@@ -102,7 +103,7 @@ impl KeyInfo {
     )
 )]
 pub async fn list(State(state): State<AppState>) -> Result<ApiJson<KeyList>, ApiError> {
-    let records = timed("keys_in_force", store::keys_in_force(state.db())).await?;
+    let records = query::keys::in_force(&state).await?;
     let keys = records
         .iter()
         .map(KeyInfo::from_record)
@@ -167,11 +168,7 @@ pub async fn create(
         rate_limit,
     };
     let max_keys = state.auth().max_keys;
-    let created = timed(
-        "create_key",
-        store::create_key(state.db(), &new, max_keys, &state.auth().notify_channel),
-    )
-    .await?;
+    let created = query::keys::create(&state, &new).await?;
     let record = match created {
         KeyCreated::Created(record) => record,
         KeyCreated::NameTaken => return Err(ApiError::KeyNameTaken(body.name)),
@@ -210,12 +207,9 @@ pub async fn revoke(
     by: Option<Extension<KeyName>>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    let revoked = timed(
-        "revoke_key",
-        store::revoke_key(state.db(), &id, &state.auth().notify_channel),
-    )
-    .await?
-    .ok_or_else(|| ApiError::KeyNotFound(domain::observation::truncate_for_message(&id)))?;
+    let revoked = query::keys::revoke(&state, &id)
+        .await?
+        .ok_or_else(|| ApiError::KeyNotFound(domain::observation::truncate_for_message(&id)))?;
     tracing::info!(key = %revoked.id, name = %revoked.name, by = %by_name(by.as_ref()), "API key revoked");
     Ok(StatusCode::NO_CONTENT)
 }

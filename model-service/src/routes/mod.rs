@@ -1,42 +1,33 @@
-//! The HTTP API: the router, its OpenAPI description, and what the handlers
-//! share (loading a model, time travel, running the engine off the runtime).
+//! The HTTP API: the router, who may call each route, and its OpenAPI
+//! description.
+//!
+//! A handler reads its request (`params`), asks the query layer one
+//! question (`crate::query`) and renders the answer (`crate::views`,
+//! `crate::charts`): it never talks to the store itself.
 
 mod dashboard;
 mod experiments;
+mod images;
 mod keys;
 mod models;
 mod ops;
+mod params;
 mod plots;
 mod posterior;
-
-use std::time::Instant;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get};
 use axum::Router;
-use chrono::{DateTime, Utc};
-use domain::bayes::{check_mass, Counts, DEFAULT_MASS};
-use domain::ModelId;
 use platform::http::auth::{Access, Auth, AuthResponses, RouteScopes, Scope};
 use platform::http::{
     with_request_metrics, Check, GuardResponses, Health, Readiness, RequestGuards,
 };
-use platform::store::{self, ModelRecord};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 
 use crate::error::{ApiError, ErrorBody, ErrorDetail};
-use crate::state::{AppState, DataKey};
-use crate::views::{Snapshot, Window};
-
-/// The `service` label of the common HTTP metrics.
-pub(crate) const SERVICE: &str = "model-service";
-/// Histogram: store queries, labelled `query`.
-const QUERY_SECONDS: &str = "model_service_query_duration_seconds";
-/// Histogram: plot rendering, labelled `plot` and `format`.
-const RENDER_SECONDS: &str = "model_service_render_duration_seconds";
-/// Counter: cache lookups, labelled `cache` and `result` (`hit` or `miss`).
-const CACHE_LOOKUPS: &str = "model_service_cache_lookups_total";
+use crate::state::AppState;
+use crate::SERVICE;
 
 const READ: Access = Access::Needs(Scope::Read);
 const ADMIN: Access = Access::Needs(Scope::Admin);
@@ -121,21 +112,21 @@ pub fn router(state: AppState) -> Router {
         .route("/experiments/{id}/history", get(experiments::history))
         .route(
             "/experiments/{id}/history.png",
-            get(experiments::history_png),
+            get(plots::experiment_history_png),
         )
         .route(
             "/experiments/{id}/history.svg",
-            get(experiments::history_svg),
+            get(plots::experiment_history_svg),
         )
         .route(
             "/experiments/{id}/posteriors.png",
-            get(experiments::posteriors_png),
+            get(plots::posteriors_png),
         )
         .route(
             "/experiments/{id}/posteriors.svg",
-            get(experiments::posteriors_svg),
+            get(plots::posteriors_svg),
         )
-        .route("/experiments/{id}/dashboard", get(experiments::dashboard))
+        .route("/experiments/{id}/dashboard", get(dashboard::experiment))
         .route("/experiments/{id}/weights", get(experiments::weights))
         .route(
             "/experiments/{id}/assignments",
@@ -197,11 +188,11 @@ pub fn router(state: AppState) -> Router {
         plots::posterior_svg,
         plots::history_png,
         plots::history_svg,
-        experiments::history_png,
-        experiments::history_svg,
-        experiments::posteriors_png,
-        experiments::posteriors_svg,
-        experiments::dashboard,
+        plots::experiment_history_png,
+        plots::experiment_history_svg,
+        plots::posteriors_png,
+        plots::posteriors_svg,
+        dashboard::experiment,
         dashboard::index,
         dashboard::events,
         ops::healthz,
@@ -236,336 +227,4 @@ const AUTH: AuthResponses = AuthResponses { routes: ROUTES };
 /// The OpenAPI description of every route of the service.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
-}
-
-/// `?version=` or `?at=`: answer as of that point in history; `?since=` or
-/// `?window=`: from the observations committed after a time only.
-#[derive(Debug, Clone, Default)]
-pub struct TimeTravel {
-    /// As of this version (0: the prior alone, before any data).
-    pub version: Option<u64>,
-    /// As of this time (RFC 3339, e.g. `2025-01-31T12:00:00Z`): the last
-    /// version applied at or before it.
-    pub at: Option<String>,
-    /// Only the observations committed after this time (RFC 3339).
-    pub since: Option<String>,
-    /// Only the observations committed within this span before `at` (or
-    /// now): `7d`, `24h`, `90m`.
-    pub window: Option<String>,
-}
-
-impl TimeTravel {
-    pub fn new(version: Option<u64>, at: Option<String>) -> Self {
-        Self {
-            version,
-            at,
-            ..Self::default()
-        }
-    }
-
-    /// With a time window too.
-    pub fn windowed(mut self, since: Option<String>, window: Option<String>) -> Self {
-        self.since = since;
-        self.window = window;
-        self
-    }
-
-    /// Where the window starts, if one was asked for: `since`, or `window`
-    /// before `at` (now when `at` is absent); with both, the later start.
-    pub fn window_start(&self) -> Result<Option<DateTime<Utc>>, ApiError> {
-        let since = self
-            .since
-            .as_deref()
-            .map(|since| parse_time("since", since))
-            .transpose()?;
-        let by_span = match &self.window {
-            Some(window) => {
-                let span = parse_window(window)?;
-                let end = match &self.at {
-                    Some(at) => parse_time("at", at)?,
-                    None => Utc::now(),
-                };
-                // Before year 1 nothing was committed (and Postgres's
-                // timestamps end at 4713 BC): start there at the earliest.
-                let earliest = DateTime::<Utc>::from_timestamp(-62_135_596_800, 0)
-                    .unwrap_or(DateTime::<Utc>::MIN_UTC);
-                Some(
-                    end.checked_sub_signed(span)
-                        .map_or(earliest, |t| t.max(earliest)),
-                )
-            }
-            None => None,
-        };
-        match (since, by_span) {
-            (Some(a), Some(b)) => Ok(Some(a.max(b))),
-            (a, b) => Ok(a.or(b)),
-        }
-    }
-}
-
-/// A model id from a path: an id that cannot be valid names no model (404).
-fn model_id(raw: &str) -> Result<ModelId, ApiError> {
-    ModelId::parse(raw).map_err(|_| ApiError::ModelNotFound(raw.to_owned()))
-}
-
-/// Times a store query under `query`.
-async fn timed<T>(
-    query: &'static str,
-    fut: impl std::future::Future<Output = Result<T, platform::store::StoreError>>,
-) -> Result<T, ApiError> {
-    let start = Instant::now();
-    let result = fut.await;
-    metrics::histogram!(QUERY_SECONDS, "query" => query).record(start.elapsed().as_secs_f64());
-    Ok(result?)
-}
-
-/// The model named `id`, or 404.
-async fn load_model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiError> {
-    timed("get_model", store::get_model(state.db(), id))
-        .await?
-        .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
-}
-
-/// The model now, or at `?version=` / `?at=`: the counts and the
-/// configuration (prior, grid size) in force then. With both, the earlier
-/// of the two points: the version asked for, unless it had not been
-/// applied yet at `at`.
-///
-/// What "as of `at`" means: the writes of the model stamped at or before
-/// `at`. Writers of one model queue on its lock and stamp under it, so the
-/// stamps follow commit order, and an answer is always a state the model
-/// really passed through (never version 6 without version 5, never a prior
-/// set after a version it is paired with).
-async fn snapshot(
-    state: &AppState,
-    record: &ModelRecord,
-    travel: &TimeTravel,
-) -> Result<Snapshot, ApiError> {
-    if let Some(v) = travel.version {
-        if i64::try_from(v).is_err() {
-            return Err(ApiError::invalid(format!(
-                "version must be at most {}, got {v}",
-                i64::MAX
-            )));
-        }
-        if v > record.state.version {
-            return Err(ApiError::VersionNotFound {
-                model: record.id.to_string(),
-                version: v,
-                current: record.state.version,
-            });
-        }
-    }
-    let since = travel.window_start()?;
-    let end = as_of(state, record, travel).await?;
-    match since {
-        None => Ok(end),
-        Some(since) => windowed(state, record, end, since).await,
-    }
-}
-
-/// The counts committed after `since`, up to `end`: `end`'s cumulative
-/// counts minus those of the last version applied at or before `since`,
-/// under `end`'s prior.
-async fn windowed(
-    state: &AppState,
-    record: &ModelRecord,
-    end: Snapshot,
-    since: DateTime<Utc>,
-) -> Result<Snapshot, ApiError> {
-    let (start, from_version) = timed(
-        "history_at",
-        store::history_at(state.db(), &record.id, since),
-    )
-    .await?
-    .map_or((Counts::ZERO, 0), |row| (row.counts, row.version));
-    let counts = window_counts(end.counts, start);
-    let from_version = from_version.min(end.version);
-    Ok(Snapshot {
-        counts,
-        window: Some(Window {
-            since,
-            from_version,
-        }),
-        ..end
-    })
-}
-
-/// The counts committed between two points of one model: `end`'s
-/// cumulative counts minus `start`'s. A window that starts after the point
-/// answered holds nothing.
-fn window_counts(end: Counts, start: Counts) -> Counts {
-    end.successes
-        .checked_sub(start.successes)
-        .zip(end.failures.checked_sub(start.failures))
-        .map_or(Counts::ZERO, |(s, f)| Counts::new(s, f))
-}
-
-/// The model at `?version=` / `?at=` (see [`snapshot`]).
-async fn as_of(
-    state: &AppState,
-    record: &ModelRecord,
-    travel: &TimeTravel,
-) -> Result<Snapshot, ApiError> {
-    let at = travel
-        .at
-        .as_deref()
-        .map(|at| parse_time("at", at))
-        .transpose()?;
-    let by_time = match at {
-        Some(at) => Some(
-            timed("history_at", store::history_at(state.db(), &record.id, at))
-                .await?
-                .map_or(0, |row| row.version),
-        ),
-        None => None,
-    };
-    let (version, config) = match (travel.version, by_time, at) {
-        (None, None, _) => return Ok(Snapshot::current(record)),
-        // The version is the earlier point.
-        (Some(v), by_time, _) if by_time.is_none_or(|t| v < t) => (
-            v,
-            timed(
-                "config_at_version",
-                store::config_at_version(state.db(), &record.id, v),
-            )
-            .await?,
-        ),
-        (_, Some(t), Some(at)) => (
-            t,
-            timed(
-                "config_at_time",
-                store::config_at_time(state.db(), &record.id, at),
-            )
-            .await?,
-        ),
-        // `by_time` is set exactly when `at` is.
-        _ => return Ok(Snapshot::current(record)),
-    };
-    let counts = if version == 0 {
-        Snapshot::prior_only(record)
-    } else if version == record.state.version {
-        Snapshot::current(record)
-    } else {
-        let row = timed(
-            "history_version",
-            store::history_version(state.db(), &record.id, version),
-        )
-        .await?
-        .ok_or_else(|| ApiError::VersionNotFound {
-            model: record.id.to_string(),
-            version,
-            current: record.state.version,
-        })?;
-        Snapshot::at(record, &row)
-    };
-    Ok(match config {
-        Some(config) => counts.configured(config),
-        None => counts,
-    })
-}
-
-/// A window such as `7d`, `24h` or `90m`: a whole number from 1 to 999999
-/// and one unit, `s`, `m` (minutes), `h`, `d` or `w`; the OpenAPI document
-/// declares the same as the pattern `^[1-9][0-9]{0,5}[smhdw]$`, and
-/// anything else is refused, so the schema and the service agree.
-fn parse_window(raw: &str) -> Result<chrono::Duration, ApiError> {
-    let invalid = || {
-        ApiError::invalid(format!(
-            "`window` must be a whole number from 1 to 999999 and a unit (s, m, h, d or w), \
-             such as 7d, 24h or 90m; got {raw:?}"
-        ))
-    };
-    let unit = raw.chars().last().ok_or_else(invalid)?;
-    let digits = &raw[..raw.len() - unit.len_utf8()];
-    let valid_digits = (1..=6).contains(&digits.len())
-        && !digits.starts_with('0')
-        && digits.bytes().all(|b| b.is_ascii_digit());
-    if !valid_digits {
-        return Err(invalid());
-    }
-    let n: i64 = digits.parse().map_err(|_| invalid())?;
-    match unit {
-        's' => Ok(chrono::Duration::seconds(n)),
-        'm' => Ok(chrono::Duration::minutes(n)),
-        'h' => Ok(chrono::Duration::hours(n)),
-        'd' => Ok(chrono::Duration::days(n)),
-        'w' => Ok(chrono::Duration::weeks(n)),
-        _ => Err(invalid()),
-    }
-}
-
-/// RFC 3339. A `+` of an offset arrives as a space when the client did not
-/// percent-encode it; read it back as `+`.
-fn parse_time(name: &str, raw: &str) -> Result<DateTime<Utc>, ApiError> {
-    let fixed = raw.trim().replace(' ', "+");
-    DateTime::parse_from_rfc3339(&fixed)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| ApiError::invalid(format!("`{name}` must be an RFC 3339 time: {e}")))
-}
-
-/// `?limit=` checked: 1..=1000, default 100 (the same in both services).
-fn page_limit(raw: Option<u32>) -> Result<u32, ApiError> {
-    platform::http::page_limit(raw).map_err(ApiError::invalid)
-}
-
-/// `?after=` of an id-ordered page: the id the previous page ended with.
-fn page_after(raw: Option<&str>) -> Result<Option<ModelId>, ApiError> {
-    raw.map(ModelId::parse)
-        .transpose()
-        .map_err(|e| ApiError::invalid(format!("after: {e}")))
-}
-
-/// A page read with one record more than `limit` (which tells whether
-/// another page follows): the page itself, and `next_after`, the id to
-/// continue from, when there is more.
-fn page_of<T>(
-    mut records: Vec<T>,
-    limit: u32,
-    id: impl Fn(&T) -> &ModelId,
-) -> (Vec<T>, Option<String>) {
-    let limit = limit as usize;
-    let more = records.len() > limit;
-    records.truncate(limit);
-    let next_after = more
-        .then(|| records.last().map(|r| id(r).to_string()))
-        .flatten();
-    (records, next_after)
-}
-
-/// A request body read as a JSON object first, then as `T`: serde would
-/// also fill a struct from an array of its fields (`[null, null]`), which
-/// no client means.
-fn object_body<T: serde::de::DeserializeOwned>(
-    body: serde_json::Map<String, serde_json::Value>,
-) -> Result<T, ApiError> {
-    serde_json::from_value(serde_json::Value::Object(body))
-        .map_err(|e| ApiError::Rejected(platform::http::Rejection::InvalidBody(e.to_string())))
-}
-
-/// `?mass=` checked: strictly between 0 and 1, default 0.89.
-fn mass(raw: Option<f64>) -> Result<f64, ApiError> {
-    Ok(check_mass(raw.unwrap_or(DEFAULT_MASS))?)
-}
-
-fn data_key(snapshot: &Snapshot) -> DataKey {
-    DataKey {
-        model: snapshot.model.clone(),
-        counts: snapshot.counts,
-        version: snapshot.version,
-        updated_at: snapshot.updated_at,
-        configured_at: snapshot.configured_at,
-        since: snapshot.window.map(|w| w.since),
-    }
-}
-
-/// Runs CPU-bound work on the blocking pool, so request handling never stalls.
-async fn blocking<T, F>(work: F) -> Result<T, ApiError>
-where
-    F: FnOnce() -> Result<T, ApiError> + Send + 'static,
-    T: Send + 'static,
-{
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("blocking task failed")))?
 }

@@ -3,33 +3,21 @@
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use domain::ModelId;
 use platform::http::{ApiJson, ApiPath, ApiQuery};
-use platform::store::{self, ChangeLimit, Configured, Deleted, ModelConfig};
-use serde::Deserialize;
 
-use super::{load_model, model_id, object_body, page_after, page_limit, page_of, timed};
+use super::params::{model_id, new_id, object_body, IdPage, ModelPath, Models};
 use crate::error::{ApiError, ErrorBody};
+use crate::query;
+use crate::query::models::{Configured, Deleted, ModelConfig};
 use crate::state::AppState;
 use crate::views::{ModelConfigBody, ModelInfo, ModelList};
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ListParams {
-    /// Start after this model id (from `next_after` of the previous page).
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
-    after: Option<String>,
-    /// Models per page, 1..=1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
-}
 
 /// Models in id order with their counts and last update, a page at a time.
 #[utoipa::path(
     get,
     path = "/models",
     operation_id = "listModels", tag = "models",
-    params(ListParams),
+    params(IdPage<Models>),
     responses(
         (status = 200, description = "A page of models", body = ModelList),
         (status = 422, description = "Invalid parameter", body = ErrorBody),
@@ -38,16 +26,10 @@ pub struct ListParams {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(page): ApiQuery<IdPage<Models>>,
 ) -> Result<ApiJson<ModelList>, ApiError> {
-    let limit = page_limit(params.limit)?;
-    let after = page_after(params.after.as_deref())?;
-    let records = timed(
-        "list_models",
-        store::list_models(state.db(), after.as_ref(), u64::from(limit) + 1),
-    )
-    .await?;
-    let (records, next_after) = page_of(records, limit, |r| &r.id);
+    let (after, limit) = page.read()?;
+    let (records, next_after) = query::models::list(&state, after.as_ref(), limit).await?;
     Ok(ApiJson(ModelList {
         models: records.iter().map(ModelInfo::from).collect(),
         next_after,
@@ -59,7 +41,7 @@ pub async fn list(
     get,
     path = "/models/{id}",
     operation_id = "getModel", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    params(ModelPath),
     responses(
         (status = 200, description = "The model", body = ModelInfo),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -71,7 +53,7 @@ pub async fn get(
     ApiPath(id): ApiPath<String>,
 ) -> Result<ApiJson<ModelInfo>, ApiError> {
     let id = model_id(&id)?;
-    let record = load_model(&state, &id).await?;
+    let record = query::models::model(&state, &id).await?;
     Ok(ApiJson(ModelInfo::from(&record)))
 }
 
@@ -85,7 +67,7 @@ pub async fn get(
     put,
     path = "/models/{id}",
     operation_id = "configureModel", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    params(ModelPath),
     request_body = ModelConfigBody,
     responses(
         (status = 200, description = "Reconfigured, or already so configured (nothing written)", body = ModelInfo),
@@ -104,25 +86,14 @@ pub async fn put(
     ApiPath(id): ApiPath<String>,
     ApiJson(body): ApiJson<serde_json::Map<String, serde_json::Value>>,
 ) -> Result<Response, ApiError> {
-    let id = ModelId::parse(&id).map_err(|e| ApiError::invalid(e.to_string()))?;
+    let id = new_id(&id)?;
     let body: ModelConfigBody = object_body(body)?;
     let config = ModelConfig {
         prior: body.prior,
         grid_size: body.grid_size,
     };
     let per_hour = state.settings().max_config_changes_per_hour;
-    let configured = timed(
-        "configure_model",
-        store::configure_model(
-            state.db(),
-            &id,
-            &config,
-            state.defaults(),
-            ChangeLimit { per_hour },
-            state.notify_channel(),
-        ),
-    )
-    .await?;
+    let configured = query::models::configure(&state, &id, &config, per_hour).await?;
     match configured {
         Configured::Created(record) => {
             let info = ModelInfo::from(&record);
@@ -160,7 +131,7 @@ pub async fn put(
     delete,
     path = "/models/{id}",
     operation_id = "deleteModel", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")),
+    params(ModelPath),
     responses(
         (status = 204, description = "Deleted, with its history"),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -173,11 +144,7 @@ pub async fn delete(
     ApiPath(id): ApiPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = model_id(&id)?;
-    let deleted = timed(
-        "delete_model",
-        store::delete_model(state.db(), &id, state.notify_channel()),
-    )
-    .await?;
+    let deleted = query::models::delete(&state, &id).await?;
     match deleted {
         Deleted::Deleted => {
             tracing::info!(model = %id, "model deleted");

@@ -7,8 +7,8 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
 use platform::http::{Check, Health, Readiness};
-use platform::store;
 
+use crate::query;
 use crate::state::AppState;
 
 /// How long readiness waits for the database.
@@ -38,7 +38,7 @@ pub async fn healthz() -> Health {
     )
 )]
 pub async fn readyz(State(state): State<AppState>) -> Readiness {
-    let database = match tokio::time::timeout(READY_TIMEOUT, store::ping(state.db())).await {
+    let database = match tokio::time::timeout(READY_TIMEOUT, query::ping(&state)).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),

@@ -5,16 +5,17 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use platform::http::{ApiJson, ApiPath, ApiQuery};
-use platform::store;
 use serde::Deserialize;
 
-use super::{
-    blocking, data_key, load_model, mass, model_id, page_limit, snapshot, timed, TimeTravel,
+use super::params::{
+    mass, model_id, page_limit, AsOf, ComparedModels, ModelHistory, ModelPath, Since, VersionPage,
 };
+use crate::compute::{blocking, count_lookup, data_key};
 use crate::error::{ApiError, ErrorBody};
+use crate::query::{self, TimeTravel};
 use crate::state::{AppState, PosteriorKey};
 use crate::views::{
-    ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView, Snapshot,
+    ComparisonView, HistoryPoint, HistoryView, PosteriorView, PredictiveView, SamplesView,
 };
 
 /// Draws returned by `/samples` unless `?n=` says otherwise.
@@ -28,18 +29,6 @@ pub struct PosteriorParams {
     mass: Option<f64>,
     /// `false` leaves out the display grid (summaries only).
     grid: Option<bool>,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
-    /// Only the observations committed after this time (RFC 3339), under the model's prior.
-    #[param(format = DateTime)]
-    since: Option<String>,
-    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
-    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
-    window: Option<String>,
 }
 
 /// The default model's posterior (`models.default_model`, `globe` unless configured).
@@ -47,7 +36,7 @@ pub struct PosteriorParams {
     get,
     path = "/posterior",
     operation_id = "getDefaultPosterior", tag = "models",
-    params(PosteriorParams),
+    params(PosteriorParams, AsOf, Since),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "The default model has no data and was never configured", body = ErrorBody),
@@ -58,9 +47,11 @@ pub struct PosteriorParams {
 pub async fn default_posterior(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<PosteriorParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<Response, ApiError> {
     let id = state.defaults().default_model.clone();
-    posterior_response(&state, &id, &params).await
+    posterior_response(&state, &id, &params, since.narrow(as_of.travel())).await
 }
 
 /// A model's posterior: counts, version, prior, summaries at `mass` and the display grid.
@@ -68,7 +59,7 @@ pub async fn default_posterior(
     get,
     path = "/models/{id}/posterior",
     operation_id = "getPosterior", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PosteriorParams),
+    params(ModelPath, PosteriorParams, AsOf, Since),
     responses(
         (status = 200, description = "The posterior", body = PosteriorView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -80,25 +71,21 @@ pub async fn posterior(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<PosteriorParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<Response, ApiError> {
     let id = model_id(&id)?;
-    posterior_response(&state, &id, &params).await
+    posterior_response(&state, &id, &params, since.narrow(as_of.travel())).await
 }
 
 async fn posterior_response(
     state: &AppState,
     id: &domain::ModelId,
     params: &PosteriorParams,
+    travel: TimeTravel,
 ) -> Result<Response, ApiError> {
     let mass = mass(params.mass)?;
-    let record = load_model(state, id).await?;
-    let snapshot = snapshot(
-        state,
-        &record,
-        &TimeTravel::new(params.version, params.at.clone())
-            .windowed(params.since.clone(), params.window.clone()),
-    )
-    .await?;
+    let snapshot = query::models::model_at(state, id, &travel).await?;
     let with_grid = params.grid.unwrap_or(true);
     let key = PosteriorKey {
         data: data_key(&snapshot),
@@ -119,25 +106,8 @@ async fn posterior_response(
             })
         })
         .await?;
-    let result = lookup.as_str();
-    metrics::counter!(super::CACHE_LOOKUPS, "cache" => "posterior", "result" => result)
-        .increment(1);
+    count_lookup("posterior", lookup.as_str());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-#[derive(Debug, Deserialize, utoipa::IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct HistoryParams {
-    /// Mass of each HPDI, strictly between 0 and 1 (default 0.89).
-    #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
-    mass: Option<f64>,
-    /// Start after this version (from `next_after` of the previous page);
-    /// without it the first page starts at version 0, the prior.
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    after: Option<u64>,
-    /// Versions per page, 1..=1000 (default 100).
-    #[param(minimum = 1, maximum = 1000)]
-    limit: Option<u32>,
 }
 
 /// A model's history: per version the cumulative counts and the posterior
@@ -146,7 +116,7 @@ pub struct HistoryParams {
     get,
     path = "/models/{id}/history",
     operation_id = "getHistory", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), HistoryParams),
+    params(ModelPath, VersionPage<ModelHistory>),
     responses(
         (status = 200, description = "A page of history", body = HistoryView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -157,35 +127,16 @@ pub struct HistoryParams {
 pub async fn history(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
-    ApiQuery(params): ApiQuery<HistoryParams>,
+    ApiQuery(params): ApiQuery<VersionPage<ModelHistory>>,
 ) -> Result<ApiJson<HistoryView>, ApiError> {
     let id = model_id(&id)?;
     let mass = mass(params.mass)?;
     let limit = page_limit(params.limit)?;
-    if let Some(after) = params.after.filter(|a| i64::try_from(*a).is_err()) {
-        return Err(ApiError::invalid(format!(
-            "after must be at most {}, got {after}",
-            i64::MAX
-        )));
-    }
-    let record = load_model(&state, &id).await?;
-    let mut rows = Vec::with_capacity(limit as usize);
-    let mut remaining = u64::from(limit);
-    if params.after.is_none() {
-        rows.push(HistoryPoint::origin(record.created_at));
-        remaining -= 1;
-    }
-    if remaining > 0 {
-        rows.extend(
-            timed(
-                "history_page",
-                store::history_page(state.db(), &id, params.after, remaining),
-            )
-            .await?,
-        );
-    }
-    let last = rows.last().map(|r| r.version);
-    let next_after = last.filter(|v| *v < record.state.version);
+    let query::models::HistoryPage {
+        record,
+        rows,
+        next_after,
+    } = query::models::history(&state, &id, params.after, limit).await?;
     let prior = record.prior.clone();
     let versions = blocking(move || {
         rows.iter()
@@ -208,12 +159,6 @@ pub struct PredictiveParams {
     /// Number of future trials, 0..=`max_trials` (1000 unless configured).
     #[param(minimum = 0, maximum = 1000)]
     trials: u32,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
 }
 
 /// The posterior predictive distribution of successes in the next `trials` trials.
@@ -221,7 +166,7 @@ pub struct PredictiveParams {
     get,
     path = "/models/{id}/predictive",
     operation_id = "getPredictive", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), PredictiveParams),
+    params(ModelPath, PredictiveParams, AsOf),
     responses(
         (status = 200, description = "P(k successes) for k = 0..=trials", body = PredictiveView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -233,6 +178,7 @@ pub async fn predictive(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<PredictiveParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
 ) -> Result<ApiJson<PredictiveView>, ApiError> {
     let id = model_id(&id)?;
     let max = state.settings().max_trials;
@@ -242,12 +188,7 @@ pub async fn predictive(
             "trials must be at most {max}, got {trials}"
         )));
     }
-    let snapshot = resolve(
-        &state,
-        &id,
-        &TimeTravel::new(params.version, params.at.clone()),
-    )
-    .await?;
+    let snapshot = query::models::model_at(&state, &id, &as_of.travel()).await?;
     let view = blocking(move || Ok(PredictiveView::compute(&snapshot, trials)?)).await?;
     Ok(ApiJson(view))
 }
@@ -261,12 +202,6 @@ pub struct SamplesParams {
     /// Seed of the draws; the same seed gives the same draws. Random when absent (and returned).
     #[param(minimum = 0, maximum = 9223372036854775807_i64)]
     seed: Option<u64>,
-    /// Answer as of this version (0: the prior alone, before any data).
-    #[param(minimum = 0, maximum = 9223372036854775807_i64)]
-    version: Option<u64>,
-    /// Answer as of this time (RFC 3339): the last version applied at or before it.
-    #[param(format = DateTime)]
-    at: Option<String>,
 }
 
 /// Draws of `p` from the posterior.
@@ -274,7 +209,7 @@ pub struct SamplesParams {
     get,
     path = "/models/{id}/samples",
     operation_id = "getSamples", tag = "models",
-    params(("id" = String, Path, description = "Model id: 1 to 64 of [a-z0-9_.-], starting with a letter or digit", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$"), SamplesParams),
+    params(ModelPath, SamplesParams, AsOf),
     responses(
         (status = 200, description = "The draws and their seed", body = SamplesView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -286,6 +221,7 @@ pub async fn samples(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(params): ApiQuery<SamplesParams>,
+    ApiQuery(as_of): ApiQuery<AsOf>,
 ) -> Result<ApiJson<SamplesView>, ApiError> {
     let id = model_id(&id)?;
     let max = state.settings().max_samples;
@@ -307,12 +243,7 @@ pub async fn samples(
         Some(seed) => seed,
         None => rand::random::<u64>() >> 1,
     };
-    let snapshot = resolve(
-        &state,
-        &id,
-        &TimeTravel::new(params.version, params.at.clone()),
-    )
-    .await?;
+    let snapshot = query::models::model_at(&state, &id, &as_of.travel()).await?;
     let view = blocking(move || Ok(SamplesView::compute(&snapshot, n, seed)?)).await?;
     Ok(ApiJson(view))
 }
@@ -320,11 +251,10 @@ pub async fn samples(
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct CompareParams {
-    /// The first model.
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    /// Documented by [`ComparedModels`], with the model-id pattern.
+    #[param(ignore)]
     a: String,
-    /// The second model.
-    #[param(pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    #[param(ignore)]
     b: String,
     /// Mass of the intervals, strictly between 0 and 1 (default 0.89).
     #[param(exclusive_minimum = 0, exclusive_maximum = 1)]
@@ -332,12 +262,6 @@ pub struct CompareParams {
     /// Compare both as of this time (RFC 3339).
     #[param(format = DateTime)]
     at: Option<String>,
-    /// Only the observations committed after this time (RFC 3339), under the model's prior.
-    #[param(format = DateTime)]
-    since: Option<String>,
-    /// Only the observations committed within this span before `at` (or now): `7d`, `24h`, `90m`.
-    #[param(pattern = "^[1-9][0-9]{0,5}[smhdw]$")]
-    window: Option<String>,
 }
 
 /// Compares two models: P(p_a > p_b) and a summary of p_a - p_b.
@@ -345,7 +269,7 @@ pub struct CompareParams {
     get,
     path = "/compare",
     operation_id = "compareModels", tag = "models",
-    params(CompareParams),
+    params(ComparedModels, CompareParams, Since),
     responses(
         (status = 200, description = "The comparison", body = ComparisonView),
         (status = 404, description = "Unknown model", body = ErrorBody),
@@ -356,20 +280,15 @@ pub struct CompareParams {
 pub async fn compare(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<CompareParams>,
+    ApiQuery(since): ApiQuery<Since>,
 ) -> Result<ApiJson<ComparisonView>, ApiError> {
     let mass = mass(params.mass)?;
     let (a, b) = (model_id(&params.a)?, model_id(&params.b)?);
-    let travel = TimeTravel::new(None, params.at).windowed(params.since, params.window);
-    let (a, b) = tokio::try_join!(resolve(&state, &a, &travel), resolve(&state, &b, &travel))?;
+    let travel = since.narrow(TimeTravel::new(None, params.at));
+    let (a, b) = tokio::try_join!(
+        query::models::model_at(&state, &a, &travel),
+        query::models::model_at(&state, &b, &travel)
+    )?;
     let view = blocking(move || Ok(ComparisonView::compute(&a, &b, mass)?)).await?;
     Ok(ApiJson(view))
-}
-
-async fn resolve(
-    state: &AppState,
-    id: &domain::ModelId,
-    travel: &TimeTravel,
-) -> Result<Snapshot, ApiError> {
-    let record = load_model(state, id).await?;
-    snapshot(state, &record, travel).await
 }

@@ -5,26 +5,16 @@
 
 use chrono::{DateTime, Utc};
 use domain::bayes::{
-    bandit_weights, check_planned_weights, decide, experiment, srm, BanditOptions, BayesError,
-    Decision, ExperimentError, ExperimentFigures, ExperimentOptions, Interval, Posterior, Srm,
-    Summary, Verdict, DEFAULT_ROPE,
+    bandit_weights, decide, experiment, pick_arm, srm, BayesError, Decision, ExperimentError,
+    ExperimentFigures, ExperimentOptions, Interval, Posterior, Srm, Summary, Verdict,
 };
-use domain::number::Shown;
+use domain::experiment::{BanditConfig, BanditDraft, ExperimentDraft, ExperimentSpec};
 use domain::ModelId;
-use platform::store::{BanditConfig, ExperimentRecord, ExperimentSpec};
+use platform::store::ExperimentRecord;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{trials, Snapshot};
-
-/// The absolute loss on p worth caring about, unless the experiment says.
-pub const DEFAULT_THRESHOLD_OF_CARING: f64 = 0.001;
-/// The bandit's burn-in, floor and rule unless the experiment says.
-pub const DEFAULT_BANDIT: BanditConfig = BanditConfig {
-    min_trials: 100,
-    floor: 0.01,
-    top_two: false,
-};
 
 /// The body of `PUT /experiments/{id}`.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -92,91 +82,22 @@ pub struct BanditBody {
     pub top_two: Option<bool>,
 }
 
-impl ExperimentBody {
-    /// The spec to store, or why not (one message for the client).
-    pub fn validate(self) -> Result<ExperimentSpec, String> {
-        let k = self.arms.len();
-        if !(domain::bayes::MIN_ARMS..=domain::bayes::MAX_ARMS).contains(&k) {
-            return Err(ExperimentError::Arms(k).to_string());
+impl From<ExperimentBody> for ExperimentDraft {
+    /// The draft `domain` checks and fills in (`ExperimentDraft::validate`).
+    fn from(body: ExperimentBody) -> Self {
+        let bandit = body.bandit.unwrap_or_default();
+        ExperimentDraft {
+            arms: body.arms,
+            control: body.control,
+            threshold_of_caring: body.threshold_of_caring,
+            rope: body.rope,
+            planned_weights: body.planned_weights,
+            bandit: BanditDraft {
+                min_trials: bandit.min_trials,
+                floor: bandit.floor,
+                top_two: bandit.top_two,
+            },
         }
-        let mut arms = Vec::with_capacity(k);
-        for raw in &self.arms {
-            let arm = ModelId::parse(raw).map_err(|e| format!("arm {raw:?}: {e}"))?;
-            if arms.contains(&arm) {
-                return Err(format!("arm {arm} is listed twice"));
-            }
-            arms.push(arm);
-        }
-        let control = match &self.control {
-            Some(raw) => {
-                let control = ModelId::parse(raw).map_err(|e| format!("control: {e}"))?;
-                if !arms.contains(&control) {
-                    return Err(format!("the control {control} is not one of the arms"));
-                }
-                control
-            }
-            None => arms[0].clone(),
-        };
-        let threshold_of_caring = self
-            .threshold_of_caring
-            .unwrap_or(DEFAULT_THRESHOLD_OF_CARING);
-        if !(threshold_of_caring > 0.0 && threshold_of_caring <= 1.0) {
-            return Err(format!(
-                "threshold_of_caring must be greater than 0 and at most 1, got {}",
-                Shown(threshold_of_caring)
-            ));
-        }
-        let rope = self.rope.unwrap_or(DEFAULT_ROPE);
-        if !(0.0..1.0).contains(&rope) {
-            return Err(format!(
-                "rope must be at least 0 and below 1, got {}",
-                Shown(rope)
-            ));
-        }
-        if let Some(weights) = &self.planned_weights {
-            if weights.len() != k {
-                return Err(format!(
-                    "planned_weights has {} weights for {k} arms",
-                    weights.len()
-                ));
-            }
-            if let Some(w) = weights.iter().find(|w| !(w.is_finite() && **w > 0.0)) {
-                return Err(format!(
-                    "planned weights must be positive numbers, got {}",
-                    Shown(*w)
-                ));
-            }
-            // The sample-ratio check's own rule: any scale, but no weight a
-            // trillion times below the largest.
-            check_planned_weights(weights).map_err(|e| e.to_string())?;
-        }
-        let body = self.bandit.unwrap_or_default();
-        let bandit = BanditConfig {
-            min_trials: body.min_trials.unwrap_or(DEFAULT_BANDIT.min_trials),
-            floor: body.floor.unwrap_or(DEFAULT_BANDIT.floor),
-            top_two: body.top_two.unwrap_or(DEFAULT_BANDIT.top_two),
-        };
-        if i64::try_from(bandit.min_trials).is_err() {
-            return Err(format!(
-                "bandit.min_trials must be at most {}, got {}",
-                i64::MAX,
-                bandit.min_trials
-            ));
-        }
-        if !(bandit.floor >= 0.0 && bandit.floor * k as f64 <= 1.0) {
-            return Err(format!(
-                "bandit.floor must be between 0 and 1/{k} for {k} arms, got {}",
-                Shown(bandit.floor)
-            ));
-        }
-        Ok(ExperimentSpec {
-            arms,
-            control,
-            threshold_of_caring,
-            rope,
-            planned_weights: self.planned_weights,
-            bandit,
-        })
     }
 }
 
@@ -399,7 +320,7 @@ impl Figures {
             .iter()
             .map(Snapshot::posterior)
             .collect::<Result<Vec<Posterior<'_>>, _>>()?;
-        let control = control_index(spec);
+        let control = spec.control_index();
         let figures = experiment(
             &posteriors,
             control,
@@ -427,14 +348,6 @@ impl Figures {
     }
 }
 
-/// The control's position among the arms (validated on the way in).
-pub fn control_index(spec: &ExperimentSpec) -> usize {
-    spec.arms
-        .iter()
-        .position(|a| *a == spec.control)
-        .unwrap_or(0)
-}
-
 /// Where in its history an experiment is answered for.
 #[derive(Debug, Clone, Copy)]
 pub struct Point {
@@ -453,7 +366,7 @@ impl ExperimentView {
         mass: f64,
     ) -> Result<Self, ExperimentError> {
         let spec = &record.spec;
-        let control = control_index(spec);
+        let control = spec.control_index();
         let results = arms
             .iter()
             .zip(&figures.figures.arms)
@@ -606,15 +519,7 @@ impl WeightsView {
         let bandit = record.spec.bandit;
         let prob_best: Vec<f64> = figures.figures.arms.iter().map(|a| a.prob_best).collect();
         let counts: Vec<u64> = arms.iter().map(|s| trials(s.counts)).collect();
-        let weights = bandit_weights(
-            &prob_best,
-            &counts,
-            &BanditOptions {
-                min_trials: bandit.min_trials,
-                floor: bandit.floor,
-                top_two: bandit.top_two,
-            },
-        )?;
+        let weights = bandit_weights(&prob_best, &counts, &bandit)?;
         Ok(WeightsView {
             experiment: record.id.clone(),
             version,
@@ -634,17 +539,10 @@ impl WeightsView {
         })
     }
 
-    /// The arm a unit whose hash is `u` (uniform in [0, 1)) falls into: the
-    /// first arm whose cumulative weight passes `u`.
+    /// The arm a unit whose draw is `u` (`domain::bayes::unit_draw`) falls into.
     pub fn pick(&self, u: f64) -> usize {
-        let mut cumulative = 0.0;
-        for (i, arm) in self.arms.iter().enumerate() {
-            cumulative += arm.weight;
-            if u < cumulative {
-                return i;
-            }
-        }
-        self.arms.len().saturating_sub(1)
+        let weights: Vec<f64> = self.arms.iter().map(|a| a.weight).collect();
+        pick_arm(&weights, u)
     }
 }
 

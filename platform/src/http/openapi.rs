@@ -1,10 +1,12 @@
 //! [`GuardResponses`]: the answers of the request guards and the serving
 //! loop added to every operation of a service's OpenAPI document they can
 //! come from, so the document lists them without every handler repeating
-//! them.
+//! them; and [`model_id_parameter`], the one declaration of a model-id
+//! parameter's schema.
 
-use utoipa::openapi::path::{Operation, PathItem};
-use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
+use utoipa::openapi::{Content, OpenApi, Ref, RefOr, Required, Response, ResponseBuilder};
 
 use axum::http::Method;
 
@@ -104,4 +106,29 @@ pub(crate) fn error(description: &str) -> RefOr<Response> {
             )
             .build(),
     )
+}
+
+/// A parameter whose value is a model id, its schema carrying
+/// [`domain::schema::MODEL_ID_PATTERN`]: utoipa's attributes take only
+/// literals, so the services declare such parameters through this one
+/// place (in a hand-written `IntoParams`) rather than copy the pattern.
+pub fn model_id_parameter(
+    name: &str,
+    parameter_in: ParameterIn,
+    description: &str,
+    required: bool,
+) -> ParameterBuilder {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(domain::schema::MODEL_ID_PATTERN));
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(parameter_in)
+        .description(Some(description))
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .schema(Some(RefOr::T(Schema::Object(schema.build()))))
 }

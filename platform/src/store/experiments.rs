@@ -13,7 +13,6 @@ use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, TryInsertResult,
 };
-use serde::{Deserialize, Serialize};
 
 use super::convert::{to_i64, to_u64};
 use super::entities::{experiment_assignments, experiments, model_states, models};
@@ -23,27 +22,9 @@ use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
 use domain::model_id::ModelId;
 
-/// How a bandit allocates (stored as JSON; the engine's options).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct BanditConfig {
-    /// Equal weights until every arm has at least this many trials.
-    pub min_trials: u64,
-    /// The least weight any arm gets.
-    pub floor: f64,
-    /// Top-two Thompson sampling instead of plain Thompson sampling.
-    pub top_two: bool,
-}
-
-/// What `PUT /experiments/{id}` stores, already validated.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ExperimentSpec {
-    pub arms: Vec<ModelId>,
-    pub control: ModelId,
-    pub threshold_of_caring: f64,
-    pub rope: f64,
-    pub planned_weights: Option<Vec<f64>>,
-    pub bandit: BanditConfig,
-}
+// What an experiment is, and its checks and defaults, are the domain's:
+// the store keeps a spec as `domain` built it.
+pub use domain::experiment::{BanditConfig, ExperimentSpec};
 
 /// An experiment as stored.
 #[derive(Debug, Clone, PartialEq)]

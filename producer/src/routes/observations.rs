@@ -26,13 +26,29 @@ use crate::state::AppState;
 
 /// `?model=`: the model of a text/plain body, and of JSON observations
 /// that name none.
-#[derive(Debug, Default, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ObservationsQuery {
     /// Model of a `text/plain` body, and of the JSON observations without a
     /// `model` (the default model when absent).
-    #[param(example = "globe", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
     pub model: Option<String>,
+}
+
+/// By hand, for the model-id pattern from `domain::schema`.
+impl IntoParams for ObservationsQuery {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        let description = "Model of a `text/plain` body, and of the JSON observations without a\n\
+                           `model` (the default model when absent).";
+        vec![platform::http::model_id_parameter(
+            "model",
+            utoipa::openapi::path::ParameterIn::Query,
+            description,
+            false,
+        )
+        .example(Some(serde_json::json!("globe")))
+        .build()]
+    }
 }
 
 /// A JSON request body: one observation, or an array of 1 to `max_batch`

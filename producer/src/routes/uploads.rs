@@ -20,12 +20,33 @@ use crate::uploads::validating::{Validating, ID_PREFIX};
 use crate::uploads::{self, Source};
 use domain::observation::is_upload_id;
 
+/// `?model=` of `POST /uploads`, as the OpenAPI document describes it: by
+/// hand, for the model-id pattern from `domain::schema`.
+#[derive(Debug)]
+pub struct UploadModel;
+
+impl IntoParams for UploadModel {
+    fn into_params(
+        _: impl Fn() -> Option<utoipa::openapi::path::ParameterIn>,
+    ) -> Vec<utoipa::openapi::path::Parameter> {
+        vec![platform::http::model_id_parameter(
+            "model",
+            utoipa::openapi::path::ParameterIn::Query,
+            "The model of rows that name none (then the `model` column is optional).",
+            false,
+        )
+        .example(Some(serde_json::json!("globe")))
+        .build()]
+    }
+}
+
 /// `POST /uploads` parameters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct UploadQuery {
-    /// The model of rows that name none (then the `model` column is optional).
-    #[param(example = "globe", pattern = "^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    /// The model of rows that name none (then the `model` column is
+    /// optional); documented by [`UploadModel`], with the model-id pattern.
+    #[param(ignore)]
     pub model: Option<String>,
     /// Count a file that was uploaded before once more, as a new upload.
     #[param(example = false)]
@@ -203,7 +224,7 @@ pub struct UploadForm {
     post,
     path = "/uploads",
     tag = "uploads",
-    params(UploadQuery),
+    params(UploadModel, UploadQuery),
     request_body(
         description = "The CSV, as the body (`text/csv`, gzip-compressed or not) or as the file part of a `multipart/form-data` form. Up to `uploads.max_bytes` (1 GiB), before and after decoding.",
         content(
