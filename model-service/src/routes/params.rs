@@ -11,11 +11,10 @@ use std::marker::PhantomData;
 
 use domain::bayes::{check_mass, DEFAULT_MASS};
 use domain::ModelId;
-use platform::http::model_id_parameter;
+use platform::http::{model_id_parameter, parameter};
 use serde::Deserialize;
-use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
-use utoipa::openapi::{Deprecated, RefOr, Required};
+use utoipa::openapi::path::{Parameter, ParameterIn};
+use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, Type};
 
 use crate::error::ApiError;
 use crate::query::TimeTravel;
@@ -97,27 +96,6 @@ fn id_param(description: &str) -> Parameter {
     model_id_parameter("id", ParameterIn::Path, description, true).build()
 }
 
-fn param(
-    name: &str,
-    parameter_in: ParameterIn,
-    description: &str,
-    required: bool,
-    schema: ObjectBuilder,
-) -> Parameter {
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(parameter_in)
-        .description(Some(description))
-        .required(if required {
-            Required::True
-        } else {
-            Required::False
-        })
-        .deprecated(None::<Deprecated>)
-        .schema(Some(RefOr::T(Schema::Object(schema.build()))))
-        .build()
-}
-
 /// `?limit=`'s schema: 1..=1000.
 fn limit_schema() -> ObjectBuilder {
     ObjectBuilder::new()
@@ -166,7 +144,7 @@ impl<K: Listing> utoipa::IntoParams for IdPage<K> {
     fn into_params(_: impl Fn() -> Option<ParameterIn>) -> Vec<Parameter> {
         vec![
             model_id_parameter("after", ParameterIn::Query, K::AFTER, false).build(),
-            param("limit", ParameterIn::Query, K::LIMIT, false, limit_schema()),
+            parameter("limit", ParameterIn::Query, K::LIMIT, false, limit_schema()).build(),
         ]
     }
 }
@@ -197,9 +175,9 @@ impl<K: Listing> utoipa::IntoParams for VersionPage<K> {
             .minimum(Some(0))
             .maximum(Some(i64::MAX));
         vec![
-            param("mass", ParameterIn::Query, K::MASS, false, mass),
-            param("after", ParameterIn::Query, K::AFTER, false, after),
-            param("limit", ParameterIn::Query, K::LIMIT, false, limit_schema()),
+            parameter("mass", ParameterIn::Query, K::MASS, false, mass).build(),
+            parameter("after", ParameterIn::Query, K::AFTER, false, after).build(),
+            parameter("limit", ParameterIn::Query, K::LIMIT, false, limit_schema()).build(),
         ]
     }
 }

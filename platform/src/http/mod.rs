@@ -58,7 +58,7 @@ pub use metrics::{
     method_label, with_request_metrics, ERRORS, METHODS, OTHER_METHOD, REQUESTS, REQUEST_SECONDS,
     UNMATCHED_ROUTE,
 };
-pub use openapi::{model_id_parameter, GuardResponses};
+pub use openapi::{model_id_parameter, parameter, GuardResponses};
 pub use origin::CrossOrigin;
 pub use page::{page_limit, DEFAULT_PAGE, MAX_PAGE};
 pub use serve::{serve, OPEN_CONNECTIONS, REFUSALS_AT_ONCE, REFUSED_CONNECTIONS};

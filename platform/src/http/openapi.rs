@@ -108,6 +108,26 @@ pub(crate) fn error(description: &str) -> RefOr<Response> {
     )
 }
 
+/// A parameter of a hand-written `IntoParams`, with its schema.
+pub fn parameter(
+    name: &str,
+    parameter_in: ParameterIn,
+    description: &str,
+    required: bool,
+    schema: ObjectBuilder,
+) -> ParameterBuilder {
+    ParameterBuilder::new()
+        .name(name)
+        .parameter_in(parameter_in)
+        .description(Some(description))
+        .required(if required {
+            Required::True
+        } else {
+            Required::False
+        })
+        .schema(Some(RefOr::T(Schema::Object(schema.build()))))
+}
+
 /// A parameter whose value is a model id, its schema carrying
 /// [`domain::schema::MODEL_ID_PATTERN`]: utoipa's attributes take only
 /// literals, so the services declare such parameters through this one
@@ -121,14 +141,5 @@ pub fn model_id_parameter(
     let schema = ObjectBuilder::new()
         .schema_type(Type::String)
         .pattern(Some(domain::schema::MODEL_ID_PATTERN));
-    ParameterBuilder::new()
-        .name(name)
-        .parameter_in(parameter_in)
-        .description(Some(description))
-        .required(if required {
-            Required::True
-        } else {
-            Required::False
-        })
-        .schema(Some(RefOr::T(Schema::Object(schema.build()))))
+    parameter(name, parameter_in, description, required, schema)
 }
