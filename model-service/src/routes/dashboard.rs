@@ -23,16 +23,23 @@ use crate::views::ModelEvent;
 /// The JavaScript both pages share (the reader's API key, the plots and
 /// the live feed read with it), put in place of `/*API_JS*/` once.
 static API_JS: &str = include_str!("../../assets/api.js");
+/// The style both pages share, put in place of `/*PAGE_CSS*/` once.
+static PAGE_CSS: &str = include_str!("../../assets/page.css");
+/// The key form and live status ending both pages' header, put in place of
+/// `<!--KEY_FORM-->` once.
+static KEY_FORM: &str = include_str!("../../assets/key-form.html");
 
-/// `page` with the shared JavaScript in place.
-fn with_api_js(page: &str) -> String {
-    page.replacen("/*API_JS*/", API_JS, 1)
+/// `page` with the shared style, header end and JavaScript in place.
+fn assemble(page: &str) -> String {
+    page.replacen("/*PAGE_CSS*/", PAGE_CSS, 1)
+        .replacen("<!--KEY_FORM-->", KEY_FORM, 1)
+        .replacen("/*API_JS*/", API_JS, 1)
 }
 
 static PAGE: LazyLock<String> =
-    LazyLock::new(|| with_api_js(include_str!("../../assets/dashboard.html")));
+    LazyLock::new(|| assemble(include_str!("../../assets/dashboard.html")));
 static EXPERIMENT_PAGE: LazyLock<String> =
-    LazyLock::new(|| with_api_js(include_str!("../../assets/experiment.html")));
+    LazyLock::new(|| assemble(include_str!("../../assets/experiment.html")));
 
 /// The dashboard: models, the selected model's plots and summaries, live.
 /// A static page that holds no data, so it answers without a key; it asks
