@@ -27,6 +27,28 @@ pub enum KcatError {
     Failed { status: String, stderr: String },
 }
 
+/// The options naming the broker and the topic, shared by `run` and `verify`.
+#[derive(Debug, clap::Args)]
+pub struct KafkaArgs {
+    #[arg(long)]
+    pub brokers: String,
+    /// A `kcat -F` file: the services' librdkafka options.
+    #[arg(long)]
+    pub kcat_config: Option<PathBuf>,
+    #[arg(long, default_value = "observations")]
+    pub topic: String,
+}
+
+impl KafkaArgs {
+    /// kcat for these brokers.
+    pub fn kcat(&self) -> Kcat {
+        Kcat {
+            brokers: self.brokers.clone(),
+            config: self.kcat_config.clone(),
+        }
+    }
+}
+
 /// kcat and the broker it talks to.
 #[derive(Debug, Clone)]
 pub struct Kcat {

@@ -26,7 +26,7 @@ use test_support::bench::reconcile::Counts;
 use test_support::bench::{self, Load};
 use tokio_util::sync::CancellationToken;
 
-use crate::kcat::Kcat;
+use crate::kcat::{KafkaArgs, Kcat};
 use crate::log;
 
 #[derive(Debug, clap::Args)]
@@ -34,13 +34,8 @@ pub struct RunArgs {
     /// The producer's base URL.
     #[arg(long)]
     producer: String,
-    #[arg(long)]
-    brokers: String,
-    /// A `kcat -F` file: the services' librdkafka options.
-    #[arg(long)]
-    kcat_config: Option<PathBuf>,
-    #[arg(long, default_value = "observations")]
-    topic: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// New load stops when this file appears.
     #[arg(long)]
     stop_file: PathBuf,
@@ -200,7 +195,11 @@ impl Shared {
     /// Runs kcat with `chunk` until it reports every record delivered;
     /// false when the drain time ran out first.
     async fn publish(&self, chunk: &[u8]) -> bool {
-        while !self.kcat.publish(&self.args.topic, chunk.to_vec()).await {
+        while !self
+            .kcat
+            .publish(&self.args.kafka.topic, chunk.to_vec())
+            .await
+        {
             self.ledger.count(|s| s.kcat_failures += 1);
             if self.clock.given_up() {
                 return false;
@@ -418,10 +417,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<u8> {
     anyhow::ensure!(args.drain >= 0.0, "--drain must not be negative");
     let shared = Arc::new(Shared {
         client: bench::http_client(args.workers)?,
-        kcat: Kcat {
-            brokers: args.brokers.clone(),
-            config: args.kcat_config.clone(),
-        },
+        kcat: args.kafka.kcat(),
         models: (0..args.models).map(|i| format!("m{i:02}")).collect(),
         ledger: Ledger::default(),
         clock: Clock::default(),

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use sea_orm::{Database, DatabaseConnection};
 use test_support::bench::reconcile::{reconcile, Counts, LogIds};
 
-use crate::kcat::Kcat;
+use crate::kcat::{KafkaArgs, Kcat};
 use crate::load::Acknowledged;
 
 #[derive(Debug, clap::Args)]
@@ -26,13 +26,8 @@ pub struct VerifyArgs {
     /// Postgres URL (for the stored offsets).
     #[arg(long)]
     database: String,
-    #[arg(long)]
-    brokers: String,
-    /// A `kcat -F` file: the services' librdkafka options.
-    #[arg(long)]
-    kcat_config: Option<PathBuf>,
-    #[arg(long, default_value = "observations")]
-    topic: String,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     #[arg(long, default_value = "bayes-consumer")]
     group: String,
     #[arg(long)]
@@ -65,10 +60,14 @@ impl Pipeline<'_> {
         };
         let mut stored = BTreeMap::new();
         for partition in 0..self.args.partitions {
-            let offset =
-                platform::store::load_offset(&db, &self.args.group, &self.args.topic, partition)
-                    .await
-                    .context("reading consumer_offsets")?;
+            let offset = platform::store::load_offset(
+                &db,
+                &self.args.group,
+                &self.args.kafka.topic,
+                partition,
+            )
+            .await
+            .context("reading consumer_offsets")?;
             stored.insert(partition, offset.unwrap_or(0));
         }
         self.db = Some(db);
@@ -138,7 +137,7 @@ async fn catch_up(pipeline: &mut Pipeline<'_>, acked: &Counts) -> CatchUp {
         let poll: anyhow::Result<()> = async {
             let ends = pipeline
                 .kcat
-                .end_offsets(&args.topic, args.partitions)
+                .end_offsets(&args.kafka.topic, args.partitions)
                 .await?;
             let stored = pipeline.stored_offsets().await?;
             outcome.lag = (0..args.partitions)
@@ -197,15 +196,12 @@ pub async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         .with_context(|| format!("reading {}", args.acked.display()))?;
     let mut pipeline = Pipeline {
         args: &args,
-        kcat: Kcat {
-            brokers: args.brokers.clone(),
-            config: args.kcat_config.clone(),
-        },
+        kcat: args.kafka.kcat(),
         http: test_support::bench::http_client(1)?,
         db: None,
     };
     let waited = catch_up(&mut pipeline, &run.acked).await;
-    let log = match pipeline.kcat.read_values(&args.topic).await {
+    let log = match pipeline.kcat.read_values(&args.kafka.topic).await {
         Ok(values) => Ok(LogIds::from_values(values.lines())),
         Err(e) => Err(e),
     };
