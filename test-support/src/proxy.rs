@@ -238,28 +238,44 @@ async fn proxy_connection(client: TcpStream, shared: Arc<Shared>) {
     // When either direction ends, both do: dropping all four halves closes
     // both sockets, which is what a cut must look like.
     tokio::join!(
-        upstream(client_read, server_write, &shared, &close, &swallow),
-        downstream(server_read, client_write, &shared, &close, &swallow),
+        upstream(
+            Reader::new(client_read, &shared, &close),
+            server_write,
+            &shared,
+            &swallow
+        ),
+        downstream(
+            Reader::new(server_read, &shared, &close),
+            client_write,
+            &swallow
+        ),
     );
 }
 
 /// One direction's reads, ended by the other direction closing or by a
-/// sever of every connection.
-struct Reader {
+/// sever of every connection; [`Reader::close`] ends the other direction.
+struct Reader<'a> {
     from: OwnedReadHalf,
+    close: &'a watch::Sender<bool>,
     closed: watch::Receiver<bool>,
     severed: watch::Receiver<u64>,
     buf: Vec<u8>,
 }
 
-impl Reader {
-    fn new(from: OwnedReadHalf, shared: &Shared, close: &watch::Sender<bool>) -> Self {
+impl<'a> Reader<'a> {
+    fn new(from: OwnedReadHalf, shared: &Shared, close: &'a watch::Sender<bool>) -> Self {
         Self {
             from,
+            close,
             closed: close.subscribe(),
             severed: shared.sever.subscribe(),
             buf: vec![0u8; 64 * 1024],
         }
+    }
+
+    /// Ends both directions.
+    fn close(&self) {
+        self.close.send_replace(true);
     }
 
     /// The next bytes read, or `None` once this direction is over.
@@ -278,13 +294,11 @@ impl Reader {
 
 /// Client to server: counts messages, fires the trigger.
 async fn upstream(
-    from: OwnedReadHalf,
+    mut reader: Reader<'_>,
     mut to: OwnedWriteHalf,
     shared: &Shared,
-    close: &watch::Sender<bool>,
     swallow: &AtomicBool,
 ) {
-    let mut reader = Reader::new(from, shared, close);
     let mut tail: Vec<u8> = Vec::new();
     let mut frames = Frames::default();
     while let Some(chunk) = reader.next().await {
@@ -303,7 +317,7 @@ async fn upstream(
         }
         keep_last(&mut tail, chunk, 256);
     }
-    close.send_replace(true);
+    reader.close();
 }
 
 /// Appends `chunk` to `window`, keeping only its last `n` bytes: enough to
@@ -315,14 +329,7 @@ fn keep_last(window: &mut Vec<u8>, chunk: &[u8], n: usize) {
 }
 
 /// Server to client: forwards, or swallows a reply through its `ReadyForQuery`.
-async fn downstream(
-    from: OwnedReadHalf,
-    mut to: OwnedWriteHalf,
-    shared: &Shared,
-    close: &watch::Sender<bool>,
-    swallow: &AtomicBool,
-) {
-    let mut reader = Reader::new(from, shared, close);
+async fn downstream(mut reader: Reader<'_>, mut to: OwnedWriteHalf, swallow: &AtomicBool) {
     let mut last: Vec<u8> = Vec::new();
     while let Some(chunk) = reader.next().await {
         if swallow.load(Ordering::Acquire) {
@@ -338,7 +345,7 @@ async fn downstream(
             break;
         }
     }
-    close.send_replace(true);
+    reader.close();
 }
 
 /// Splits the client's byte stream into protocol messages, to count them.
