@@ -300,27 +300,30 @@ fn report_move(topic: &str, gap: &Gap, policy: OnOffsetGap, target: i64, skipped
         high,
         ..
     } = *gap;
+    // The same fields at the level the move deserves.
+    macro_rules! moved {
+        ($level:ident, $($message:tt)+) => {
+            tracing::$level!(
+                %topic,
+                partition,
+                stored_offset = position,
+                low_watermark = low,
+                high_watermark = high,
+                new_offset = target,
+                skipped,
+                policy = ?policy,
+                $($message)+
+            )
+        };
+    }
     if skipped > 0 {
-        tracing::error!(
-            %topic,
-            partition,
-            stored_offset = position,
-            low_watermark = low,
-            high_watermark = high,
-            new_offset = target,
-            skipped,
-            policy = ?policy,
+        moved!(
+            error,
             "offset gap resolved by moving the stored offset: {skipped} records are skipped and never counted"
         );
     } else {
-        tracing::warn!(
-            %topic,
-            partition,
-            stored_offset = position,
-            low_watermark = low,
-            high_watermark = high,
-            new_offset = target,
-            policy = ?policy,
+        moved!(
+            warn,
             "offset gap resolved by moving the stored offset back to the log's start: its {} records are read; \
              if the topic was recreated they are new, if the log was truncated some may count a second time",
             high - low

@@ -61,36 +61,19 @@ fn the_key_names_the_model() {
 
 #[test]
 fn the_three_json_forms() {
-    check(
-        None,
-        r#"{"model":"globe","outcome":"w"}"#,
-        Ok(("globe", 1, 0)),
-    );
-    check(
-        None,
-        r#"{"model":"m1","outcome":"FAILURE"}"#,
-        Ok(("m1", 0, 1)),
-    );
-    check(
-        None,
-        r#"{"model":"globe","outcome":true}"#,
-        Ok(("globe", 1, 0)),
-    );
-    check(
-        None,
-        r#"{"model":"globe","outcome":0}"#,
-        Ok(("globe", 0, 1)),
-    );
-    check(
-        None,
-        r#"{"model":"globe","outcomes":"wlw"}"#,
-        Ok(("globe", 2, 1)),
-    );
-    check(
-        None,
-        r#"{"model":"globe","successes":6,"trials":9}"#,
-        Ok(("globe", 6, 3)),
-    );
+    for (record, expected) in [
+        (r#"{"model":"globe","outcome":"w"}"#, ("globe", 1, 0)),
+        (r#"{"model":"m1","outcome":"FAILURE"}"#, ("m1", 0, 1)),
+        (r#"{"model":"globe","outcome":true}"#, ("globe", 1, 0)),
+        (r#"{"model":"globe","outcome":0}"#, ("globe", 0, 1)),
+        (r#"{"model":"globe","outcomes":"wlw"}"#, ("globe", 2, 1)),
+        (
+            r#"{"model":"globe","successes":6,"trials":9}"#,
+            ("globe", 6, 3),
+        ),
+    ] {
+        check(None, record, Ok(expected));
+    }
 }
 
 #[test]
