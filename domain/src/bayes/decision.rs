@@ -32,15 +32,11 @@
 
 use serde::Serialize;
 
-use super::experiment::{ExperimentError, ExperimentFigures, MIN_ARMS};
+use super::experiment::{ExperimentError, ExperimentFigures, MIN_ARMS, MIN_PLANNED_WEIGHT_RATIO};
 use super::special::upper_incomplete_gamma;
 
 /// The p-value below which a sample ratio mismatch is flagged.
 pub const SRM_THRESHOLD: f64 = 0.001;
-/// The smallest planned weight, as a share of the largest: one unit in a
-/// trillion, a share no experiment can tell from 0 (which is refused too).
-/// It keeps the chi-square finite for any counts.
-pub const MIN_PLANNED_WEIGHT_RATIO: f64 = 1e-12;
 /// Top-two Thompson sampling's probability of playing the leader.
 const TOP_TWO_BETA: f64 = 0.5;
 /// How far the P(best) given to [`bandit_weights`] may sum from 1: they come

@@ -39,12 +39,13 @@ mod special;
 
 pub use decision::{
     bandit_weights, check_planned_weights, decide, pick_arm, srm, unit_draw, BanditOptions,
-    BanditWeights, Decision, Srm, Verdict, MIN_PLANNED_WEIGHT_RATIO, SRM_THRESHOLD,
+    BanditWeights, Decision, Srm, Verdict, SRM_THRESHOLD,
 };
 pub use display::DisplayGrid;
 pub use experiment::{
     compare, experiment, prob_greater, ArmFigures, Comparison, DifferenceSummary, ExperimentError,
     ExperimentFigures, ExperimentOptions, Uplift, DEFAULT_ROPE, MAX_ARMS, MIN_ARMS,
+    MIN_PLANNED_WEIGHT_RATIO,
 };
 pub use posterior::{Interval, Posterior, Summary};
 

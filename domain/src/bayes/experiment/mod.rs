@@ -48,6 +48,10 @@ pub use compare::{compare, prob_greater, Comparison, DifferenceSummary};
 
 /// The fewest arms an experiment has.
 pub const MIN_ARMS: usize = 2;
+/// The smallest planned weight, as a share of the largest: one unit in a
+/// trillion, a share no experiment can tell from 0 (which is refused too).
+/// It keeps the chi-square finite for any counts.
+pub const MIN_PLANNED_WEIGHT_RATIO: f64 = 1e-12;
 /// The most arms an experiment may have.
 pub const MAX_ARMS: usize = 20;
 /// The ROPE's relative half-width unless asked otherwise: ±1 % of the control.
@@ -79,7 +83,7 @@ pub enum ExperimentError {
         "planned weight {index} is {}, less than {} of the largest ({}): a share that \
          small cannot be told from 0",
         Shown(*.weight),
-        Shown(super::decision::MIN_PLANNED_WEIGHT_RATIO),
+        Shown(MIN_PLANNED_WEIGHT_RATIO),
         Shown(*.largest)
     )]
     WeightRatio {

@@ -15,7 +15,7 @@
 
 use std::cell::OnceCell;
 
-use super::uplift_rule::UpliftRule;
+use super::uplift_rule::{self, UpliftNode, UpliftRule};
 use crate::bayes::gauss_legendre::{rule, NODES};
 use crate::bayes::logit::{ln_sigmoid, sigmoid};
 use crate::bayes::posterior::Kernel;
@@ -246,6 +246,24 @@ impl<'a> Quadrature<'a> {
             density: density.max(0.0),
             slope: slope * inverse_half,
         }
+    }
+}
+
+impl Quadrature<'_> {
+    /// Arm `arm`'s own rule for the uplift ([`uplift_rule::build`]), made
+    /// when first asked for.
+    pub(super) fn uplift_rule(&self, arm: usize) -> &UpliftRule {
+        let q = &self.arms[arm];
+        q.uplift_rule
+            .get_or_init(|| uplift_rule::build(&q.kernel, q.log_peak, q.lo, q.hi))
+    }
+
+    /// Arm `arm`'s uplift-rule nodes on [left, right], inside one piece of
+    /// its rule, with masses on the same scale as the rule's.
+    pub(super) fn uplift_nodes_on(&self, arm: usize, left: f64, right: f64) -> [UpliftNode; NODES] {
+        let q = &self.arms[arm];
+        let total = self.uplift_rule(arm).total;
+        uplift_rule::nodes_on(&q.kernel, q.log_peak, total, left, right)
     }
 }
 

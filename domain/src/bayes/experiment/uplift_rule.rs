@@ -2,9 +2,9 @@
 //! its nodes with what the scaled points need precomputed, and a short
 //! series for ln(1 + z) that saves a libm call per node.
 
-use super::quadrature::Quadrature;
 use crate::bayes::gauss_legendre::{rule, NODES};
 use crate::bayes::logit::{ln_sigmoid, sigmoid};
+use crate::bayes::posterior::Kernel;
 
 /// The uplift rule's fewest pieces per window and widest piece: 16 nodes
 /// on 2 sd of a near-Gaussian density, or on 4 units of logit for a wide
@@ -80,59 +80,58 @@ pub(super) fn ln_1p_near_zero(z: f64) -> f64 {
     }
 }
 
-impl Quadrature<'_> {
-    /// Arm `arm`'s own rule for the uplift: 16-point Gauss–Legendre on
-    /// pieces of at most `UPLIFT_PIECE` across its window, at least
-    /// `UPLIFT_PIECES` of them, with the density from its kernel. Coarser
-    /// than the shared nodes (an integrand of one arm's density against
-    /// another's CDF needs no more), so each uplift integral is cheap.
-    pub(super) fn uplift_rule(&self, arm: usize) -> &UpliftRule {
-        let q = &self.arms[arm];
-        q.uplift_rule.get_or_init(|| {
-            let rule = rule();
-            let width = q.hi - q.lo;
-            let pieces = ((width / UPLIFT_PIECE).ceil() as usize).max(UPLIFT_PIECES);
-            let step = width / pieces as f64;
-            let mut nodes = Vec::with_capacity(pieces * NODES);
-            for piece in 0..pieces {
-                let left = q.lo + step * piece as f64;
-                for (x, w) in rule.nodes.iter().zip(&rule.weights) {
-                    let t = left + 0.5 * step * (x + 1.0);
-                    let log = q.kernel.eval(t).log_t - q.log_peak;
-                    nodes.push(UpliftNode::at(t, 0.5 * step * w * log.exp()));
-                }
-            }
-            let total: f64 = nodes.iter().map(|n| n.mass).sum();
-            for n in &mut nodes {
-                n.mass /= total;
-                // What cannot matter is skipped by every integral.
-                if n.mass < 1e-18 {
-                    n.mass = 0.0;
-                }
-            }
-            UpliftRule {
-                lo: q.lo,
-                step,
-                pieces,
-                total,
-                nodes,
-            }
-        })
+/// An arm's own rule for the uplift: 16-point Gauss–Legendre on pieces of
+/// at most `UPLIFT_PIECE` across its window [`lo`, `hi`], at least
+/// `UPLIFT_PIECES` of them, with the density from its kernel. Coarser than
+/// the shared nodes (an integrand of one arm's density against another's
+/// CDF needs no more), so each uplift integral is cheap.
+pub(super) fn build(kernel: &Kernel<'_>, log_peak: f64, lo: f64, hi: f64) -> UpliftRule {
+    let rule = rule();
+    let width = hi - lo;
+    let pieces = ((width / UPLIFT_PIECE).ceil() as usize).max(UPLIFT_PIECES);
+    let step = width / pieces as f64;
+    let mut nodes = Vec::with_capacity(pieces * NODES);
+    for piece in 0..pieces {
+        let left = lo + step * piece as f64;
+        for (x, w) in rule.nodes.iter().zip(&rule.weights) {
+            let t = left + 0.5 * step * (x + 1.0);
+            let log = kernel.eval(t).log_t - log_peak;
+            nodes.push(UpliftNode::at(t, 0.5 * step * w * log.exp()));
+        }
     }
+    let total: f64 = nodes.iter().map(|n| n.mass).sum();
+    for n in &mut nodes {
+        n.mass /= total;
+        // What cannot matter is skipped by every integral.
+        if n.mass < 1e-18 {
+            n.mass = 0.0;
+        }
+    }
+    UpliftRule {
+        lo,
+        step,
+        pieces,
+        total,
+        nodes,
+    }
+}
 
-    /// Arm `arm`'s uplift-rule nodes on [left, right], inside one piece of
-    /// its rule, with masses on the same scale as the rule's.
-    pub(super) fn uplift_nodes_on(&self, arm: usize, left: f64, right: f64) -> [UpliftNode; NODES] {
-        let q = &self.arms[arm];
-        let total = self.uplift_rule(arm).total;
-        let rule = rule();
-        let half = 0.5 * (right - left);
-        std::array::from_fn(|m| {
-            let t = left + half * (rule.nodes[m] + 1.0);
-            let log = q.kernel.eval(t).log_t - q.log_peak;
-            UpliftNode::at(t, half * rule.weights[m] * log.exp() / total)
-        })
-    }
+/// An arm's uplift-rule nodes on [left, right], inside one piece of its
+/// rule, with masses on the scale of the rule's (`total`, its normaliser).
+pub(super) fn nodes_on(
+    kernel: &Kernel<'_>,
+    log_peak: f64,
+    total: f64,
+    left: f64,
+    right: f64,
+) -> [UpliftNode; NODES] {
+    let rule = rule();
+    let half = 0.5 * (right - left);
+    std::array::from_fn(|m| {
+        let t = left + half * (rule.nodes[m] + 1.0);
+        let log = kernel.eval(t).log_t - log_peak;
+        UpliftNode::at(t, half * rule.weights[m] * log.exp() / total)
+    })
 }
 
 #[cfg(test)]
