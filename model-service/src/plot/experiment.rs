@@ -5,7 +5,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::curve::{decimals_for, format_count};
-use super::{finish, font_sizes, plot_error, Chart, PlotError, FAMILY};
+use super::{finish, font_sizes, framed, plot_error, Chart, PlotError, FAMILY};
 
 /// What an experiment's history plot shows: P(best) of each arm after
 /// each commit drawn (`prob_best[point][arm]`), against time.
@@ -71,16 +71,14 @@ fn draw_densities<DB: DrawingBackend>(
         .max(1e-12)
         * 1.08;
     let decimals = decimals_for(x_max - x_min) + 1;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{}: posterior of p for each arm", plot.experiment),
-            (FAMILY, title_size),
-        )
-        .margin((label_size * 0.8) as u32)
-        .x_label_area_size((label_size * 3.2) as u32)
-        .y_label_area_size((label_size * 4.5) as u32)
-        .build_cartesian_2d(x_min..x_max, 0f64..y_max)
-        .map_err(plot_error)?;
+    let mut chart = framed(
+        root,
+        &format!("{}: posterior of p for each arm", plot.experiment),
+        (title_size, label_size),
+        4.5,
+    )
+    .build_cartesian_2d(x_min..x_max, 0f64..y_max)
+    .map_err(plot_error)?;
     chart
         .configure_mesh()
         .x_desc("proportion of successes p")
@@ -142,16 +140,14 @@ fn draw_experiment<DB: DrawingBackend>(
         .collect();
     let x_max = xs.last().copied().unwrap_or(0.0).max(1.0);
     let span = x_max;
-    let mut chart = ChartBuilder::on(root)
-        .caption(
-            format!("{}: P(best) of each arm over time", plot.experiment),
-            (FAMILY, title_size),
-        )
-        .margin((label_size * 0.8) as u32)
-        .x_label_area_size((label_size * 3.2) as u32)
-        .y_label_area_size((label_size * 4.5) as u32)
-        .build_cartesian_2d(0f64..x_max, 0f64..1f64)
-        .map_err(plot_error)?;
+    let mut chart = framed(
+        root,
+        &format!("{}: P(best) of each arm over time", plot.experiment),
+        (title_size, label_size),
+        4.5,
+    )
+    .build_cartesian_2d(0f64..x_max, 0f64..1f64)
+    .map_err(plot_error)?;
     let label_time = |x: &f64| -> String {
         let t = origin + chrono::Duration::milliseconds((*x * 1000.0) as i64);
         if span > 2.0 * 86_400.0 {

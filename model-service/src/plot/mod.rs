@@ -166,6 +166,24 @@ fn finish<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
     root.present().map_err(plot_error)
 }
 
+/// Every chart's frame: `title` above at `title_size`, and the margin and
+/// label areas scaled to `label_size`; the y labels take `y_label_widths`
+/// label sizes (wider for densities, whose ticks carry more digits).
+fn framed<'a, DB: DrawingBackend>(
+    root: &'a DrawingArea<DB, Shift>,
+    title: &str,
+    (title_size, label_size): (f64, f64),
+    y_label_widths: f64,
+) -> ChartBuilder<'a, 'static, DB> {
+    let mut builder = ChartBuilder::on(root);
+    builder
+        .caption(title, (FAMILY, title_size))
+        .margin((label_size * 0.8) as u32)
+        .x_label_area_size((label_size * 3.2) as u32)
+        .y_label_area_size((label_size * y_label_widths) as u32);
+    builder
+}
+
 /// Font sizes that grow with the picture, within readable bounds.
 fn font_sizes(width: u32, height: u32) -> (f64, f64) {
     let base = f64::from(width.min(height * 4 / 3));

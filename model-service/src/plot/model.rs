@@ -6,7 +6,7 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::curve::{decimals_for, envelope, format_count, hpdi_band};
-use super::{finish, font_sizes, plot_error, Chart, PlotError, FAMILY};
+use super::{finish, font_sizes, framed, plot_error, Chart, PlotError, FAMILY};
 
 const PRIOR_COLOUR: RGBColor = RGBColor(90, 90, 90);
 const POSTERIOR_COLOUR: RGBColor = RGBColor(31, 119, 180);
@@ -79,11 +79,7 @@ fn draw_posterior<DB: DrawingBackend>(
         plot.counts.successes.saturating_add(plot.counts.failures),
         plot.version
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, (FAMILY, title_size))
-        .margin((label_size * 0.8) as u32)
-        .x_label_area_size((label_size * 3.2) as u32)
-        .y_label_area_size((label_size * 5.0) as u32)
+    let mut chart = framed(root, &title, (title_size, label_size), 5.0)
         .build_cartesian_2d(0f64..1f64, 0f64..y_max)
         .map_err(plot_error)?;
     let decimals = decimals_for(y_max);
@@ -164,11 +160,7 @@ fn draw_history<DB: DrawingBackend>(
         "{}: posterior mean and {percent:.0}% HPDI by observations",
         plot.model
     );
-    let mut chart = ChartBuilder::on(root)
-        .caption(title, (FAMILY, title_size))
-        .margin((label_size * 0.8) as u32)
-        .x_label_area_size((label_size * 3.2) as u32)
-        .y_label_area_size((label_size * 4.5) as u32)
+    let mut chart = framed(root, &title, (title_size, label_size), 4.5)
         .build_cartesian_2d(0f64..x_max, 0f64..1f64)
         .map_err(plot_error)?;
     chart
