@@ -17,7 +17,7 @@ use domain::bayes::Counts;
 use domain::ModelId;
 use platform::settings::Settings;
 use platform::store::{self, BatchWrite, ModelDelta};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Statement};
 use serde_json::{json, Value};
 use test_support::database::TestDatabase;
 use test_support::service_process::spawn_service;
@@ -32,16 +32,10 @@ const CONCURRENCY: usize = 64;
 /// binary (`target/debug/deps/`), as `cargo test --workspace --no-run` builds it.
 fn binary() -> PathBuf {
     let exe = std::env::current_exe().unwrap();
-    let path = exe
-        .parent()
-        .and_then(Path::parent)
-        .unwrap()
-        .join("model-service");
-    assert!(
-        path.is_file(),
-        "{} is missing: build the workspace first (cargo test --workspace --no-run)",
-        path.display()
-    );
+    let path = exe.parent().and_then(Path::parent).unwrap();
+    let path = path.join("model-service");
+    let hint = "build the workspace first: cargo test --workspace --no-run";
+    assert!(path.is_file(), "{} is missing: {hint}", path.display());
     path
 }
 
@@ -58,10 +52,11 @@ impl Shared {
         let (test_db, db) = TestDatabase::create().await.unwrap();
         let mut settings = Settings::default();
         settings.database = test_db.settings;
+        let offset = None;
         Self {
             settings,
             db,
-            offset: None,
+            offset,
         }
     }
 
@@ -96,19 +91,12 @@ impl Shared {
     /// The stored assignments of `experiment`: unit to arm.
     async fn stored(&self, experiment: &str) -> BTreeMap<String, String> {
         let sql = "SELECT unit, arm FROM experiment_assignments WHERE experiment_id = $1";
-        let statement = Statement::from_sql_and_values(
-            self.db.get_database_backend(),
-            sql,
-            [experiment.into()],
-        );
+        let backend = self.db.get_database_backend();
+        let statement = Statement::from_sql_and_values(backend, sql, [experiment.into()]);
         let rows = self.db.query_all(statement).await.unwrap();
+        let row = |r: &QueryResult| (r.try_get("", "unit"), r.try_get("", "arm"));
         rows.iter()
-            .map(|r| {
-                (
-                    r.try_get("", "unit").unwrap(),
-                    r.try_get("", "arm").unwrap(),
-                )
-            })
+            .map(|r| (row(r).0.unwrap(), row(r).1.unwrap()))
             .collect()
     }
 }
@@ -125,50 +113,39 @@ impl Api {
         format!("{}{path}", self.base)
     }
 
-    /// GET `path` as JSON, or `None` unless it answers 200.
-    async fn try_get(&self, path: &str) -> Option<Value> {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        (response.status() == 200).then_some(response.json().await.unwrap())
+    /// `method path` with `body` (if any): the status and the body as JSON
+    /// (null when it is none).
+    async fn send(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = self.http.request(method.parse().unwrap(), self.url(path));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        (status, response.json().await.unwrap_or_default())
     }
 
     /// GET `path` as JSON, failing the test unless it answers 200.
     async fn get(&self, path: &str) -> Value {
-        let response = self.http.get(self.url(path)).send().await.unwrap();
-        let status = response.status();
-        let body = response.text().await.unwrap();
+        let (status, body) = self.send("GET", path, None).await;
         assert_eq!(status, 200, "GET {path}: {body}");
-        serde_json::from_str(&body).unwrap()
+        body
     }
 
-    async fn put(&self, path: &str, body: &Value) -> u16 {
-        let response = self
-            .http
-            .put(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        response.status().as_u16()
+    async fn put(&self, path: &str, body: Value) -> u16 {
+        self.send("PUT", path, Some(body)).await.0
     }
 
     /// `POST /experiments/{experiment}/assignments`: (arm, new), after
     /// checking that the status says what `new` says (201 new, 200 not).
     async fn assign(&self, experiment: &str, unit: &str) -> (String, bool) {
-        let url = self.url(&format!("/experiments/{experiment}/assignments"));
-        let response = self
-            .http
-            .post(url)
-            .json(&json!({ "unit": unit }))
-            .send()
-            .await
-            .unwrap();
-        let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap();
-        let new = body["new"]
-            .as_bool()
-            .unwrap_or_else(|| panic!("{unit}: {body}"));
-        assert_eq!(status, if new { 201 } else { 200 }, "{unit}: {body}");
-        assert_eq!(body["unit"], unit, "{body}");
+        let path = format!("/experiments/{experiment}/assignments");
+        let (status, body) = self
+            .send("POST", &path, Some(json!({ "unit": unit })))
+            .await;
+        let new = body["new"] == true;
+        let want = if new { 201 } else { 200 };
+        assert_eq!((status, &body["unit"]), (want, &json!(unit)), "{body}");
         (body["arm"].as_str().unwrap().to_owned(), new)
     }
 }
@@ -187,16 +164,13 @@ impl Replica {
         let log = std::env::temp_dir().join(format!("{}.log", unique("replica")));
         let env = [("BAYES__MODEL_SERVICE__PORT", port.to_string())];
         let child = spawn_service(binary().to_str().unwrap(), &shared.settings, &env, &log);
-        let http = reqwest::Client::builder()
-            .timeout(DEADLINE)
-            .build()
-            .unwrap();
+        let http = reqwest::Client::builder().timeout(DEADLINE).build();
         let base = format!("http://127.0.0.1:{port}");
-        let mut replica = Self {
-            child,
-            log,
-            api: Api { base, http },
+        let api = Api {
+            base,
+            http: http.unwrap(),
         };
+        let mut replica = Self { child, log, api };
         let url = replica.api.url("/readyz");
         eventually("the replica is ready", async || {
             if let Ok(Some(exit)) = replica.child.try_wait() {
@@ -291,10 +265,11 @@ fn arms(answers: BTreeMap<String, Vec<(String, bool)>>, new: bool) -> BTreeMap<S
 /// every replica of `all` serves it.
 async fn define(on: &Api, all: &[&Api], id: &str, arms: &[&str]) {
     let body = json!({"arms": arms, "bandit": {"min_trials": 100, "floor": 0.01}});
-    assert_eq!(on.put(&format!("/experiments/{id}"), &body).await, 201);
+    assert_eq!(on.put(&format!("/experiments/{id}"), body).await, 201);
     for api in all {
         eventually("every replica serves the new experiment", async || {
-            api.try_get(&format!("/experiments/{id}")).await
+            let (status, _) = api.send("GET", &format!("/experiments/{id}"), None).await;
+            (status == 200).then_some(())
         })
         .await;
     }
@@ -359,15 +334,14 @@ async fn a_units_arm_survives_sigkill_restarts_and_a_change_of_weights() {
     again(&replica.api, "after SIGTERM and a restart").await;
 
     // New units follow the new weights: 294 of 300 on average, sd 2.4.
-    let fresh = arms(
-        assign_all(&[&replica.api], "sticky", &units_of("new", 300)).await,
-        true,
-    );
-    let on_first = fresh.values().filter(|a| *a == STICKY[0]).count();
+    let fresh = assign_all(&[&replica.api], "sticky", &units_of("new", 300)).await;
+    let on_first = arms(fresh, true)
+        .values()
+        .filter(|a| *a == STICKY[0])
+        .count();
     assert!(
         on_first >= 270,
-        "{on_first} of 300 new units on {}",
-        STICKY[0]
+        "{on_first} of 300 new units on the first arm"
     );
 }
 
@@ -383,13 +357,8 @@ async fn two_replicas() -> (Shared, Replica, Replica) {
 async fn two_replicas_asked_for_a_unit_at_once_give_it_one_arm_and_store_it_once() {
     let _machine = system_tests::share_the_machine().await;
     let (shared, a, b) = two_replicas().await;
-    define(
-        &a.api,
-        &[&b.api],
-        "agree",
-        &["agree-a", "agree-b", "agree-c"],
-    )
-    .await;
+    let arms = ["agree-a", "agree-b", "agree-c"];
+    define(&a.api, &[&b.api], "agree", &arms).await;
     let units = units_of("unit", 400);
     let answers = assign_all(&[&a.api, &b.api], "agree", &units).await;
     let mut agreed = BTreeMap::new();
@@ -408,13 +377,9 @@ async fn two_replicas_answer_the_same_figures_once_they_show_the_same_version() 
     let _machine = system_tests::share_the_machine().await;
     let (mut shared, a, b) = two_replicas().await;
     define(&a.api, &[&b.api], "figures", &["fig-a", "fig-b", "fig-c"]).await;
-    assert_eq!(
-        arms(
-            assign_all(&[&a.api], "figures", &units_of("u", 30)).await,
-            true
-        )
-        .len(),
-        30
+    arms(
+        assign_all(&[&a.api], "figures", &units_of("u", 30)).await,
+        true,
     );
     shared.commit(&[("fig-a", 30, 70), ("fig-b", 45, 55)]).await;
     shared.commit(&[("fig-c", 20, 80), ("fig-a", 5, 5)]).await;
@@ -431,25 +396,22 @@ async fn two_replicas_answer_the_same_figures_once_they_show_the_same_version() 
         }
         assert_eq!(bodies[0], bodies[1], "{path}");
     }
-    // The experiment once both count all 110 + 100 + 100 trials and 30 units.
+    // The experiment, once each counts every trial and every stored unit.
+    let stored = shared.stored("figures").await;
+    let on = |arm| stored.values().filter(|a| *a == arm).count();
+    let want = json!([[110, on("fig-a")], [100, on("fig-b")], [100, on("fig-c")]]);
     let mut current = Vec::new();
     for api in [&a.api, &b.api] {
-        current.push(
-            eventually("the experiment shows every commit", async || {
-                let body = api.get("/experiments/figures").await;
-                let results = body["results"].as_array().unwrap();
-                let trials: Vec<u64> = results
-                    .iter()
-                    .map(|r| r["trials"].as_u64().unwrap())
-                    .collect();
-                let units: u64 = results
-                    .iter()
-                    .map(|r| r["assignments"].as_u64().unwrap())
-                    .sum();
-                (trials == [110, 100, 100] && units == 30).then_some(body)
-            })
-            .await,
-        );
+        let body = eventually("the experiment shows it all", async || {
+            let body = api.get("/experiments/figures").await;
+            let results = body["results"].as_array().unwrap().iter();
+            let counted: Value = results
+                .map(|r| json!([r["trials"], r["assignments"]]))
+                .collect();
+            (counted == want).then_some(body)
+        })
+        .await;
+        current.push(body);
     }
     assert_eq!(current[0]["version"], current[1]["version"]);
     assert_eq!(current[0], current[1], "GET /experiments/figures");
@@ -464,28 +426,25 @@ async fn two_replicas_answer_the_same_figures_once_they_show_the_same_version() 
 async fn a_prior_changed_on_one_replica_is_served_by_the_other_within_ten_seconds() {
     let _machine = system_tests::share_the_machine().await;
     let (_shared, a, b) = two_replicas().await;
-    assert_eq!(a.api.put("/models/shared-prior", &json!({})).await, 201);
-    eventually("B serves the new model", async || {
-        b.api.try_get("/models/shared-prior").await
+    let path = "/models/shared-prior";
+    assert_eq!(a.api.put(path, json!({})).await, 201);
+    let before = eventually("B serves the new model", async || {
+        let (status, body) = b.api.send("GET", path, None).await;
+        (status == 200).then_some(body)
     })
     .await;
     let prior = json!({"type": "beta", "a": 2, "b": 5});
-    assert_eq!(
-        a.api
-            .put("/models/shared-prior", &json!({ "prior": prior }))
-            .await,
-        200
-    );
-    let on_a = a.api.get("/models/shared-prior").await;
+    assert_eq!(a.api.put(path, json!({ "prior": prior })).await, 200);
+    let on_a = a.api.get(path).await;
+    assert_ne!(before["prior"], on_a["prior"]);
     assert_eq!(on_a["prior"]["type"], "beta", "{on_a}");
     let what = "B serves the prior set on A";
     eventually_within(Duration::from_secs(10), what, async || {
-        let on_b = b.api.get("/models/shared-prior").await;
-        (on_b == on_a).then_some(())
+        (b.api.get(path).await == on_a).then_some(())
     })
     .await;
-    let path = "/models/shared-prior/posterior";
-    assert_eq!(a.api.get(path).await, b.api.get(path).await, "{path}");
+    let path = format!("{path}/posterior");
+    assert_eq!(a.api.get(&path).await, b.api.get(&path).await, "{path}");
 }
 
 /// An open `GET /events` stream and the text read from it so far.
@@ -498,6 +457,7 @@ impl Events {
     /// Opens the stream and waits for its `ready` event.
     async fn open(api: &Api) -> Self {
         let response = api.http.get(api.url("/events")).send().await.unwrap();
+        // Not `send`: its body never ends.
         assert_eq!(response.status(), 200);
         let mut events = Self {
             response,
