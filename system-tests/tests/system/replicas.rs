@@ -456,8 +456,9 @@ struct Events {
 impl Events {
     /// Opens the stream and waits for its `ready` event.
     async fn open(api: &Api) -> Self {
-        let response = api.http.get(api.url("/events")).send().await.unwrap();
-        // Not `send`: its body never ends.
+        // A client without the API's time-out, which would cut the stream
+        // (its body never ends) before the wait says what it waited for.
+        let response = reqwest::get(api.url("/events")).await.unwrap();
         assert_eq!(response.status(), 200);
         let mut events = Self {
             response,
@@ -475,9 +476,8 @@ impl Events {
             // A bounded read, so that the deadline is checked between chunks.
             let chunk = tokio::time::timeout(Duration::from_millis(200), self.response.chunk());
             if let Ok(chunk) = chunk.await {
-                let chunk = chunk
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("ended: {}", self.seen));
+                let chunk = chunk.unwrap_or_else(|e| panic!("{e}: {}", self.seen));
+                let chunk = chunk.unwrap_or_else(|| panic!("ended: {}", self.seen));
                 self.seen.push_str(&String::from_utf8_lossy(&chunk));
             }
             done(&self.seen).then_some(())
