@@ -299,7 +299,8 @@ async fn a_units_arm_survives_sigkill_restarts_and_a_change_of_weights() {
     let replica = Replica::start(&shared).await;
     let again = async |api: &Api, when: &str| {
         let answers = arms(assign_all(&[api], "sticky", &units).await, false);
-        assert!(answers == first, "{when}: units changed arms");
+        let moved: Vec<_> = first.iter().filter(|(u, a)| answers[*u] != **a).collect();
+        assert!(moved.is_empty(), "{when}: {} moved: {moved:?}", moved.len());
     };
     again(&replica.api, "after SIGKILL").await;
 
