@@ -52,11 +52,10 @@ impl Shared {
         let (test_db, db) = TestDatabase::create().await.unwrap();
         let mut settings = Settings::default();
         settings.database = test_db.settings;
-        let offset = None;
         Self {
             settings,
             db,
-            offset,
+            offset: None,
         }
     }
 
@@ -346,6 +345,17 @@ async fn a_units_arm_survives_sigkill_restarts_and_a_change_of_weights() {
     );
 }
 
+/// Polls `path` on A, then on B, until each answers a body that is `ready`;
+/// the two bodies.
+async fn both(a: &Replica, b: &Replica, path: &str, ready: impl Fn(&Value) -> bool) -> [Value; 2] {
+    let mut bodies = Vec::new();
+    for (api, name) in [(&a.api, "A"), (&b.api, "B")] {
+        let what = format!("{name} serves {path} as awaited");
+        bodies.push(eventually(&what, async || Some(api.get(path).await).filter(&ready)).await);
+    }
+    [bodies.remove(0), bodies.remove(0)]
+}
+
 /// Two replicas on one fresh database, and that database.
 async fn two_replicas() -> (Shared, Replica, Replica) {
     let shared = Shared::create().await;
@@ -378,45 +388,30 @@ async fn two_replicas_answer_the_same_figures_once_they_show_the_same_version() 
     let _machine = system_tests::share_the_machine().await;
     let (mut shared, a, b) = two_replicas().await;
     define(&a.api, &[&b.api], "figures", &["fig-a", "fig-b", "fig-c"]).await;
-    arms(
-        assign_all(&[&a.api], "figures", &units_of("u", 30)).await,
-        true,
-    );
+    let units = assign_all(&[&a.api], "figures", &units_of("u", 30)).await;
+    arms(units, true);
     shared.commit(&[("fig-a", 30, 70), ("fig-b", 45, 55)]).await;
     shared.commit(&[("fig-c", 20, 80), ("fig-a", 5, 5)]).await;
     for (model, version) in [("fig-a", 2), ("fig-b", 1), ("fig-c", 1)] {
         let path = format!("/models/{model}/posterior");
-        let mut bodies = Vec::new();
-        for api in [&a.api, &b.api] {
-            let body = eventually(&format!("{model} at version {version}"), async || {
-                let body = api.get(&path).await;
-                (body["version"] == version).then_some(body)
-            })
-            .await;
-            bodies.push(body);
-        }
-        assert_eq!(bodies[0], bodies[1], "{path}");
+        let [on_a, on_b] = both(&a, &b, &path, |body| body["version"] == version).await;
+        assert_eq!(on_a, on_b, "{path}");
     }
     // The experiment, once each counts every trial and every stored unit.
     let stored = shared.stored("figures").await;
     let on = |arm| stored.values().filter(|a| *a == arm).count();
     let want = json!([[110, on("fig-a")], [100, on("fig-b")], [100, on("fig-c")]]);
-    let mut current = Vec::new();
-    for api in [&a.api, &b.api] {
-        let body = eventually("the experiment shows it all", async || {
-            let body = api.get("/experiments/figures").await;
-            let results = body["results"].as_array().unwrap().iter();
-            let counted: Value = results
-                .map(|r| json!([r["trials"], r["assignments"]]))
-                .collect();
-            (counted == want).then_some(body)
-        })
-        .await;
-        current.push(body);
-    }
-    assert_eq!(current[0]["version"], current[1]["version"]);
-    assert_eq!(current[0], current[1], "GET /experiments/figures");
-    let version = current[0]["version"].as_u64().unwrap();
+    let counted = |body: &Value| -> Value {
+        let results = body["results"].as_array().unwrap().iter();
+        results
+            .map(|r| json!([r["trials"], r["assignments"]]))
+            .collect()
+    };
+    let path = "/experiments/figures";
+    let [on_a, on_b] = both(&a, &b, path, |body| counted(body) == want).await;
+    assert_eq!(on_a["version"], on_b["version"]);
+    assert_eq!(on_a, on_b, "{path}");
+    let version = on_a["version"].as_u64().unwrap();
     for v in [version, version - 1] {
         let path = format!("/experiments/figures?version={v}");
         assert_eq!(a.api.get(&path).await, b.api.get(&path).await, "{path}");
