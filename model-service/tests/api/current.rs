@@ -94,6 +94,36 @@ async fn current_reads_make_no_database_round_trip() {
 }
 
 #[tokio::test]
+async fn without_the_assignment_cache_a_repeat_reads_the_database() {
+    let app = spawn_app_with(|s| s.model_service.assignment_cache_entries = 0).await;
+    let experiment = json!({"arms": ["a", "b"], "control": "a"});
+    let response = app.put_json("/experiments/checkout", &experiment).await;
+    assert_eq!(response.status().as_u16(), 201);
+    let assign = |timeout: Duration| {
+        app.client
+            .post(app.url("/experiments/checkout/assignments"))
+            .json(&json!({"unit": "user-1"}))
+            .timeout(timeout)
+            .send()
+    };
+    let first = assign(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(first.status().as_u16(), 201);
+    let locks = app.db.begin().await.unwrap();
+    locks
+        .execute_unprepared("LOCK TABLE experiment_assignments IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let again = assign(Duration::from_millis(500)).await;
+    assert!(
+        again.is_err_and(|e| e.is_timeout()),
+        "the repeat waited for the table"
+    );
+    locks.rollback().await.unwrap();
+    let again = assign(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(again.status().as_u16(), 200);
+}
+
+#[tokio::test]
 async fn a_change_is_readable_once_its_event_arrived() {
     let app = spawn_app().await;
     app.publish("globe", 1, 1).await;
