@@ -213,6 +213,14 @@ impl Current {
         }
     }
 
+    /// The versions held of the models named `ids` (`None`: not held).
+    fn versions(&self, ids: &[ModelId]) -> Vec<Option<u64>> {
+        let models = read(&self.models);
+        ids.iter()
+            .map(|id| models.get(id).map(|m| m.state.version))
+            .collect()
+    }
+
     /// How many models are held.
     pub fn model_count(&self) -> usize {
         read(&self.models).len()

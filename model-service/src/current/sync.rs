@@ -293,9 +293,13 @@ async fn apply(
     let now = Utc::now();
     for chunk in models.chunks(CHUNK) {
         let found = store::get_models(state.db(), chunk, priors).await?;
-        for record in found.iter().flatten() {
-            let lag = (now - record.updated_at).to_std().unwrap_or_default();
-            metrics::histogram!(LAG_SECONDS).record(lag.as_secs_f64());
+        let held = current.versions(chunk);
+        for (record, held) in found.iter().zip(held) {
+            // Only a new version has a commit to measure the lag from.
+            if let Some(record) = record.as_ref().filter(|r| held < Some(r.state.version)) {
+                let lag = (now - record.updated_at).to_std().unwrap_or_default();
+                metrics::histogram!(LAG_SECONDS).record(lag.as_secs_f64());
+            }
         }
         current.put_models(chunk.iter().cloned().zip(found).collect());
     }
