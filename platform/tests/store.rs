@@ -1549,13 +1549,7 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
     );
     let id = |s: &str| ModelId::parse(s).unwrap();
     assert_eq!(
-        get_model(&db, &id("a"))
-            .await
-            .unwrap()
-            .unwrap()
-            .prior
-            .as_ref()
-            .clone(),
+        *get_model(&db, &id("a")).await.unwrap().unwrap().prior,
         big_grid(1)
     );
     assert_eq!(
@@ -1652,13 +1646,7 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
     );
     platform::store::migrate(&db).await.unwrap();
     assert_eq!(
-        get_model(&db, &id("b"))
-            .await
-            .unwrap()
-            .unwrap()
-            .prior
-            .as_ref()
-            .clone(),
+        *get_model(&db, &id("b")).await.unwrap().unwrap().prior,
         big_grid(1)
     );
     assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 7);

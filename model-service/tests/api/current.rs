@@ -256,6 +256,10 @@ async fn a_second_replica_loads_at_start_and_answers_the_same() {
     let address = format!("http://127.0.0.1:{}", replica.port());
     let state = replica.state().clone();
     let server = tokio::spawn(replica.run_until_stopped(std::future::pending()));
+    let there = async |path: &str| -> serde_json::Value {
+        let response = app.client.get(format!("{address}{path}")).send().await;
+        response.unwrap().json().await.unwrap()
+    };
     for path in [
         "/models/globe/posterior",
         "/models",
@@ -263,29 +267,11 @@ async fn a_second_replica_loads_at_start_and_answers_the_same() {
         "/experiments",
     ] {
         let here = app.get_json(path, 200).await;
-        let there: serde_json::Value = app
-            .client
-            .get(format!("{address}{path}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(here, there, "{path}");
+        assert_eq!(here, there(path).await, "{path}");
     }
     // A change made through one replica reaches the other.
     app.publish("coin", 1, 0).await;
     state.caught_up().await.unwrap();
-    let there: serde_json::Value = app
-        .client
-        .get(format!("{address}/models/coin/posterior"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(there["version"], 2);
+    assert_eq!(there("/models/coin/posterior").await["version"], 2);
     server.abort();
 }
