@@ -43,6 +43,10 @@ const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// Ids reloaded a query.
 const CHUNK: usize = 1000;
+/// Past this many stale models a reconciliation reads every model, a page
+/// of [`PAGE`] at a time.
+const FULL_LOAD: usize = 10 * CHUNK;
+const PAGE: u64 = 10_000;
 /// How long a write waits for its own change to be applied here.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
@@ -371,9 +375,25 @@ async fn reconcile(
     // What is left in memory is gone from the database.
     let gone: Vec<ModelId> = mine.into_keys().collect();
     let mut changed = Vec::new();
-    for chunk in stale.chunks(CHUNK) {
-        let found = store::get_models(db, chunk, priors).await?;
-        changed.extend(current.put_models(chunk.iter().cloned().zip(found).collect()));
+    if stale.len() > FULL_LOAD {
+        // Most of it (at start): read every model in pages, in key order,
+        // rather than by lists of ids.
+        let mut after = None;
+        loop {
+            let page = store::list_models_pooled(db, after.as_ref(), PAGE, priors).await?;
+            let Some(last) = page.last().map(|r| r.id.clone()) else {
+                break;
+            };
+            changed.extend(
+                current.put_models(page.into_iter().map(|r| (r.id.clone(), Some(r))).collect()),
+            );
+            after = Some(last);
+        }
+    } else {
+        for chunk in stale.chunks(CHUNK) {
+            let found = store::get_models(db, chunk, priors).await?;
+            changed.extend(current.put_models(chunk.iter().cloned().zip(found).collect()));
+        }
     }
     changed.extend(current.put_models(gone.into_iter().map(|id| (id, None)).collect()));
 

@@ -38,8 +38,8 @@ pub use experiments::{
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use lifecycle::{all_model_ids, delete_experiment, delete_model, existing_models, Deleted};
 pub use models::{
-    config_at_time, config_at_version, configure_model, get_model, list_models, ChangeLimit,
-    ConfigRecord, Configured, ModelConfig, ModelRecord, PriorPool,
+    config_at_time, config_at_version, configure_model, get_model, list_models, list_models_pooled,
+    ChangeLimit, ConfigRecord, Configured, ModelConfig, ModelRecord, PriorPool,
 };
 pub use notice::Notice;
 pub use offsets::{claim_source, load_offset, move_offset, Source};

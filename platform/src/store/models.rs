@@ -117,6 +117,16 @@ pub async fn list_models(
     after: Option<&ModelId>,
     limit: u64,
 ) -> Result<Vec<ModelRecord>, StoreError> {
+    list_models_pooled(db, after, limit, &mut PriorPool::default()).await
+}
+
+/// [`list_models`], with the priors read through `pool`.
+pub async fn list_models_pooled(
+    db: &impl ConnectionTrait,
+    after: Option<&ModelId>,
+    limit: u64,
+    pool: &mut PriorPool,
+) -> Result<Vec<ModelRecord>, StoreError> {
     // The driver binds LIMIT as a BIGINT and panics on a larger one.
     to_i64(limit)?;
     let mut page = models::Entity::find()
@@ -126,7 +136,7 @@ pub async fn list_models(
         page.after(after.as_str());
     }
     let rows = page.first(limit).all(db).await?;
-    with_priors(db, rows, &mut PriorPool::default()).await
+    with_priors(db, rows, pool).await
 }
 
 /// Priors already read, by the SHA-256 they are stored under: records
