@@ -86,6 +86,10 @@ pub enum ApiError {
     /// 503: the database does not answer.
     #[error("database unavailable")]
     Unavailable(#[source] StoreError),
+    /// 503: the in-memory current state may have missed changes and is
+    /// being reloaded (see `current`); the reason.
+    #[error("the current state is being reloaded from the database: {0}")]
+    NotInSync(String),
     /// 500: a bug or corrupt data; logged, answered opaquely.
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
@@ -111,7 +115,7 @@ impl ApiError {
             | ApiError::KeyNameTaken(_)
             | ApiError::TooManyKeys(_) => StatusCode::CONFLICT,
             ApiError::TooManyChanges { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) | ApiError::TooManyStreams(_) => {
+            ApiError::Unavailable(_) | ApiError::NotInSync(_) | ApiError::TooManyStreams(_) => {
                 StatusCode::SERVICE_UNAVAILABLE
             }
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -135,7 +139,7 @@ impl ApiError {
             ApiError::TooManyKeys(_) => "too_many_keys",
             ApiError::KeyNotFound(_) => "key_not_found",
             ApiError::TooManyChanges { .. } => "too_many_changes",
-            ApiError::Unavailable(_) => "database_unavailable",
+            ApiError::Unavailable(_) | ApiError::NotInSync(_) => "database_unavailable",
             ApiError::TooManyStreams(_) => "too_many_streams",
             ApiError::Internal(_) => "internal",
         }
@@ -158,6 +162,9 @@ impl IntoResponse for ApiError {
                     "the database is unavailable; try again shortly",
                 )
                 .retry_after(1)
+            }
+            ApiError::NotInSync(_) => {
+                ErrorResponse::new(self.status(), self.code(), self.to_string()).retry_after(1)
             }
             ApiError::TooManyStreams(_) => {
                 ErrorResponse::new(self.status(), self.code(), self.to_string())

@@ -4,15 +4,17 @@
 //! Every number it serves comes from the engine (`domain::bayes`) applied to
 //! the stored sufficient statistics; this crate adds HTTP, caching, plotting
 //! and the live feed around it. A request goes one way: `routes` reads it,
-//! `query` asks `platform::store` (the only door to it), `views` and
-//! `charts` (over `plot`) render the answer. `main.rs` is a thin shell over
+//! `query` answers from `current` (the current state in memory, kept fresh
+//! by Postgres notifications) or asks `platform::store` (time travel,
+//! windows, history, writes), `views` and `charts` (over `plot`) render the
+//! answer. `main.rs` is a thin shell over
 //! [`Application`]; tests drive [`router`] directly or a bound `Application`.
 
 pub mod cache;
 mod charts;
 mod compute;
+pub mod current;
 pub mod error;
-pub mod events;
 pub mod plot;
 pub mod query;
 mod routes;

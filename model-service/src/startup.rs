@@ -11,10 +11,11 @@ use platform::retry::Verdict;
 use platform::settings::Settings;
 use platform::startup::{wait_for_database, WaitError};
 use platform::store::{self, StoreError};
-use sea_orm::sqlx::postgres::PgListener;
 use sea_orm::{DatabaseConnection, DbErr, RuntimeErr};
 use tokio::net::TcpListener;
 
+use crate::current::sync::Listener;
+use crate::current::Current;
 use crate::routes::router;
 use crate::state::AppState;
 
@@ -28,12 +29,12 @@ const REFUSED: &str = "fix the certificates or the login in database.url (see do
 pub struct Application {
     listener: TcpListener,
     state: AppState,
-    notifications: PgListener,
+    notifications: Listener,
 }
 
 impl Application {
     /// Connects to Postgres, runs the migrations, LISTENs on the notify
-    /// channel and binds `model_service.host:port` (port 0: any free port).
+    /// channel, loads the current state into memory and binds `model_service.host:port` (port 0: any free port).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         Self::build_until(settings, std::future::pending())
             .await?
@@ -74,14 +75,14 @@ impl Application {
         )
         .await;
         let listener = listener.context("keeping the port while waiting for the database")?;
-        let (db, notifications) = match opened {
+        let (db, notifications, current) = match opened {
             Ok(opened) => opened,
             Err(WaitError::Stopped) => return Ok(None),
             Err(WaitError::GaveUp(err)) => {
                 return Err(anyhow::Error::new(err).context("preparing the database"))
             }
         };
-        let state = AppState::new(db, &settings);
+        let state = AppState::new(db, &settings, current);
         Ok(Some(Self {
             listener,
             state,
@@ -116,12 +117,12 @@ impl Application {
             notifications,
         } = self;
         let pool = state.db().get_postgres_connection_pool().clone();
-        let channel = state.notify_channel().to_owned();
-        let forwarder = tokio::spawn(crate::events::forward(
+        let audit = Duration::from_secs(state.settings().audit_interval_seconds);
+        let forwarder = tokio::spawn(crate::current::sync::run(
             notifications,
             pool,
-            channel,
             state.clone(),
+            audit,
         ));
         let keys = state.auth().required.then(|| {
             tokio::spawn(platform::http::auth::keep_fresh(
@@ -160,16 +161,18 @@ impl Application {
     }
 }
 
-/// Connects, migrates and listens for model updates: what the service needs
-/// from the database before it serves.
-async fn open(settings: &Settings) -> Result<(DatabaseConnection, PgListener), StoreError> {
+/// Connects, migrates, listens for changes and loads the current state:
+/// what the service needs from the database before it serves.
+async fn open(settings: &Settings) -> Result<(DatabaseConnection, Listener, Current), StoreError> {
     let db = store::connect(&settings.database).await?;
     store::migrate(&db).await?;
-    let notifications = crate::events::connect(
+    let mut listener = Listener::connect(
         db.get_postgres_connection_pool(),
         &settings.database.notify_channel,
     )
     .await
     .map_err(|err| StoreError::from(DbErr::Conn(RuntimeErr::SqlxError(err))))?;
-    Ok((db, notifications))
+    let current = Current::new();
+    listener.load(&db, &current).await?;
+    Ok((db, listener, current))
 }

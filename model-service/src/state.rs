@@ -16,6 +16,9 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::{broadcast, watch, Semaphore};
 
 use crate::cache::Cache;
+use crate::current::assign::Assigner;
+use crate::current::sync::Barriers;
+use crate::current::Current;
 use crate::plot::Format;
 use crate::streams::EventStreams;
 use crate::views::experiment::Figures;
@@ -103,6 +106,9 @@ struct Inner {
     notify_channel: String,
     auth: AuthSettings,
     keys: Arc<KeyRing>,
+    current: Current,
+    barriers: Barriers,
+    assigner: Assigner,
     posteriors: Cache<PosteriorKey, Bytes>,
     plots: Cache<PlotKey, Bytes>,
     figures: Cache<FiguresKey, Arc<Figures>>,
@@ -114,17 +120,25 @@ struct Inner {
 }
 
 impl AppState {
-    /// State over an open pool. No listener is attached: [`crate::Application`]
-    /// attaches one; router tests may publish events with [`AppState::publish`].
-    pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
+    /// State over an open pool, with `current` (loaded by the caller: see
+    /// [`crate::current::sync`]). Starts the assignment writer.
+    pub fn new(db: DatabaseConnection, settings: &Settings, current: Current) -> Self {
         let (events, _) = broadcast::channel(EVENT_BUFFER);
         let (shutdown, _) = watch::channel(false);
         // Rendering is CPU-bound: more renders at once than cores only adds
         // memory (a 4000x4000 bitmap is 48 MB) and latency.
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        let assigner = Assigner::start(
+            db.clone(),
+            settings.database.notify_channel.clone(),
+            settings.model_service.assignment_cache_entries,
+        );
         Self {
             inner: Arc::new(Inner {
                 db,
+                current,
+                barriers: Barriers::default(),
+                assigner,
                 settings: settings.model_service.clone(),
                 http: settings.http.clone(),
                 defaults: settings.models.clone(),
@@ -176,6 +190,25 @@ impl AppState {
     /// The API keys this service holds in memory.
     pub fn keys(&self) -> &Arc<KeyRing> {
         &self.inner.keys
+    }
+
+    /// The current state in memory.
+    pub fn current(&self) -> &Current {
+        &self.inner.current
+    }
+
+    pub(crate) fn barriers(&self) -> &Barriers {
+        &self.inner.barriers
+    }
+
+    pub(crate) fn assigner(&self) -> &Assigner {
+        &self.inner.assigner
+    }
+
+    /// Returns once everything committed before the call is reflected in
+    /// this process's answers (see [`crate::current::sync::caught_up`]).
+    pub async fn caught_up(&self) -> Result<(), crate::error::ApiError> {
+        crate::current::sync::caught_up(self).await
     }
 
     pub(crate) fn posteriors(&self) -> &Cache<PosteriorKey, Bytes> {

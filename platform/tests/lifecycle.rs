@@ -204,8 +204,12 @@ async fn deleting_a_model_takes_its_history_and_spares_the_arms_of_experiments()
         delete_model(&db, &id("arm"), "c").await.unwrap(),
         Deleted::InExperiments(vec!["exp".to_owned()])
     );
-    assert!(store::delete_experiment(&db, &id("exp")).await.unwrap());
-    assert!(!store::delete_experiment(&db, &id("exp")).await.unwrap());
+    assert!(store::delete_experiment(&db, &id("exp"), "chan")
+        .await
+        .unwrap());
+    assert!(!store::delete_experiment(&db, &id("exp"), "chan")
+        .await
+        .unwrap());
     assert_eq!(
         delete_model(&db, &id("arm"), "c").await.unwrap(),
         Deleted::Deleted

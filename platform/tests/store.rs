@@ -765,7 +765,7 @@ async fn configuring_a_model_while_two_partitions_create_it_never_deadlocks_or_f
         put.unwrap_or_else(|e| panic!("round {round}: PUT: {e}"));
         let record = get_model(&db, &id).await.unwrap().unwrap();
         assert_eq!(
-            (record.state.counts, record.state.version, &record.prior),
+            (record.state.counts, record.state.version, &*record.prior),
             (Counts::new(1, 1), 2, &prior),
             "round {round}"
         );
@@ -790,7 +790,9 @@ fn spec(arms: &[&str]) -> platform::store::ExperimentSpec {
 
 #[tokio::test]
 async fn an_experiment_creates_its_arms_and_is_redefined_in_place() {
-    use platform::store::{get_experiment, get_models, list_experiments, put_experiment};
+    use platform::store::{
+        get_experiment, get_models, list_experiments, put_experiment, PriorPool,
+    };
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let defaults = ModelDefaults::default();
     let id = ModelId::parse("checkout").unwrap();
@@ -799,7 +801,8 @@ async fn an_experiment_creates_its_arms_and_is_redefined_in_place() {
         .unwrap();
     assert!(created);
     assert_eq!(record.spec, spec(&["a", "b"]));
-    let arms = get_models(&db, &record.spec.arms).await.unwrap();
+    let mut pool = PriorPool::default();
+    let arms = get_models(&db, &record.spec.arms, &mut pool).await.unwrap();
     assert!(arms.iter().all(Option::is_some), "{arms:?}");
 
     let mut wider = spec(&["a", "b", "c"]);
@@ -810,10 +813,17 @@ async fn an_experiment_creates_its_arms_and_is_redefined_in_place() {
     assert!(!created);
     assert_eq!(get_experiment(&db, &id).await.unwrap(), Some(record));
     let missing = ModelId::parse("nope").unwrap();
-    let found = get_models(&db, &[missing, ModelId::parse("c").unwrap()])
+    let found = get_models(&db, &[missing, ModelId::parse("c").unwrap()], &mut pool)
         .await
         .unwrap();
     assert!(found[0].is_none() && found[1].is_some());
+    // Every arm has the default prior: the pool read it once, and shares it.
+    assert_eq!(pool.len(), 1);
+    let shared = found[1].as_ref().unwrap();
+    assert!(std::sync::Arc::ptr_eq(
+        &shared.prior,
+        &arms[0].as_ref().unwrap().prior
+    ));
     put_experiment(
         &db,
         &ModelId::parse("alpha").unwrap(),
@@ -896,28 +906,60 @@ async fn the_arms_histories_merge_into_one_sequence_of_every_arms_state() {
 
 #[tokio::test]
 async fn a_unit_keeps_its_first_arm_even_under_concurrent_assignments() {
-    use platform::store::{assign_unit, assignment_counts, put_experiment};
+    use platform::store::{assign_units, assignment_counts, put_experiment, NewAssignment};
     let (_test_db, db) = TestDatabase::create().await.unwrap();
     let id = ModelId::parse("exp").unwrap();
     let s = spec(&["a", "b"]);
     put_experiment(&db, &id, &s, &ModelDefaults::default(), "chan")
         .await
         .unwrap();
+    let wanted = |unit: &str, arm: usize| NewAssignment {
+        experiment: id.clone(),
+        unit: unit.to_owned(),
+        arm: s.arms[arm].clone(),
+    };
     for round in 0..20 {
         let unit = format!("user-{round}");
+        let (to_a, to_b) = ([wanted(&unit, 0)], [wanted(&unit, 1)]);
         let (x, y) = tokio::join!(
-            assign_unit(&db, &id, &unit, &s.arms[0]),
-            assign_unit(&db, &id, &unit, &s.arms[1]),
+            assign_units(&db, &to_a, "chan"),
+            assign_units(&db, &to_b, "chan"),
         );
-        let (x, y) = (x.unwrap(), y.unwrap());
+        let first = |a: Result<Vec<Option<_>>, _>| a.unwrap().pop().flatten().unwrap();
+        let (x, y): (platform::store::Assignment, _) = (first(x), first(y));
         assert_eq!(x.arm, y.arm, "round {round}");
         assert!(x.created != y.created, "round {round}: exactly one insert");
-        let again = assign_unit(&db, &id, &unit, &s.arms[1]).await.unwrap();
-        assert_eq!(again.arm, x.arm);
-        assert!(!again.created);
+        let again = assign_units(&db, &[wanted(&unit, 1)], "chan")
+            .await
+            .unwrap();
+        assert_eq!(again[0].as_ref().unwrap().arm, x.arm);
+        assert!(!again[0].as_ref().unwrap().created);
     }
+    // One statement: new units, a unit twice (the first arm asked wins, and
+    // only its first answer created it) and a unit assigned before.
+    let batch = [
+        wanted("new-1", 1),
+        wanted("new-2", 0),
+        wanted("new-1", 0),
+        wanted("user-0", 0),
+    ];
+    let answers = assign_units(&db, &batch, "chan").await.unwrap();
+    let answers: Vec<_> = answers.into_iter().map(Option::unwrap).collect();
+    assert_eq!(answers[0].arm, s.arms[1]);
+    assert_eq!(answers[2].arm, s.arms[1]);
+    assert!(answers[0].created && answers[1].created);
+    assert!(!answers[2].created && !answers[3].created);
     let counts = assignment_counts(&db, &id, &s.arms).await.unwrap();
-    assert_eq!(counts.iter().sum::<u64>(), 20);
+    assert_eq!(counts.iter().sum::<u64>(), 22);
+    // Units of an experiment that is gone are not stored, and fail nothing else.
+    let gone = NewAssignment {
+        experiment: ModelId::parse("gone").unwrap(),
+        ..wanted("u", 0)
+    };
+    let answers = assign_units(&db, &[gone, wanted("new-3", 0)], "chan")
+        .await
+        .unwrap();
+    assert!(answers[0].is_none() && answers[1].as_ref().unwrap().created);
 }
 
 #[tokio::test]
@@ -1278,10 +1320,10 @@ async fn a_prior_is_stored_once_however_many_models_and_versions_use_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.prior, big_grid(0));
+    assert_eq!(*record.prior, big_grid(0));
     let page = platform::store::list_models(&db, None, 10).await.unwrap();
     assert!(
-        page.iter().all(|r| r.prior == big_grid(0)),
+        page.iter().all(|r| *r.prior == big_grid(0)),
         "{}",
         page.len()
     );
@@ -1299,7 +1341,7 @@ async fn a_prior_is_stored_once_however_many_models_and_versions_use_it() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(fresh.prior, domain::Prior::Uniform);
+    assert_eq!(*fresh.prior, domain::Prior::Uniform);
     assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 3);
     assert_eq!(
         count(&db, "SELECT count(*) FROM models WHERE prior IS NOT NULL").await,
@@ -1337,7 +1379,10 @@ async fn a_configuration_that_changes_nothing_writes_nothing_and_tells_no_one() 
     ] {
         match put(&db, "m", prior, grid, 1).await {
             Configured::Unchanged(record) => {
-                assert_eq!((record.prior, record.grid_size.get()), (big_grid(3), 50))
+                assert_eq!(
+                    (domain::Prior::clone(&record.prior), record.grid_size.get()),
+                    (big_grid(3), 50)
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -1406,7 +1451,7 @@ async fn changes_past_the_hourly_bound_wait_for_the_oldest_to_age_an_hour() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(record.prior, beta(3.0).unwrap());
+    assert_eq!(*record.prior, beta(3.0).unwrap());
     // An hour later for the first change (and the creation), half an hour
     // for the second: one change is allowed again, the next is not.
     db.execute_unprepared(
@@ -1504,7 +1549,7 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
     );
     let id = |s: &str| ModelId::parse(s).unwrap();
     assert_eq!(
-        get_model(&db, &id("a")).await.unwrap().unwrap().prior,
+        *get_model(&db, &id("a")).await.unwrap().unwrap().prior,
         big_grid(1)
     );
     assert_eq!(
@@ -1531,6 +1576,7 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
             .find(|r| r.id.as_str() == name)
             .unwrap()
             .prior
+            .as_ref()
             .clone()
     };
     assert_eq!(
@@ -1600,7 +1646,7 @@ async fn the_priors_migration_moves_every_prior_out_and_back() {
     );
     platform::store::migrate(&db).await.unwrap();
     assert_eq!(
-        get_model(&db, &id("b")).await.unwrap().unwrap().prior,
+        *get_model(&db, &id("b")).await.unwrap().unwrap().prior,
         big_grid(1)
     );
     assert_eq!(count(&db, "SELECT count(*) FROM priors").await, 7);

@@ -6,8 +6,9 @@
 //! binary with a module each: the pipeline end to end (`e2e`), the broker
 //! SIGKILLed mid-stream (`broker_crash`), a 3-node cluster losing nodes under
 //! load (`cluster`), Apache Kafka's own console producer (`console`), the
-//! OpenAPI document of both HTTP services (`openapi`), and compose.yaml
-//! against the settings and a real broker (`deploy`).
+//! OpenAPI document of both HTTP services (`openapi`), compose.yaml
+//! against the settings and a real broker (`deploy`), and model-service
+//! processes killed, restarted and run as two replicas (`replicas`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use domain::bayes::{unit_draw, Counts, DEFAULT_MASS};
 use domain::experiment::ExperimentSpec;
 use domain::ModelId;
-use platform::store::{self, ExperimentRecord, MergedPoint, ModelRecord, Points};
+use platform::store::{self, ExperimentRecord, MergedPoint, ModelRecord, NewAssignment, Points};
 
 use super::travel::{check_version, window_counts, TimeTravel};
 use super::{page_of, timed};
@@ -23,30 +23,29 @@ use crate::state::AppState;
 use crate::views::experiment::{AssignmentView, ExperimentWindow, Figures, Point, WeightsView};
 use crate::views::{Snapshot, Window};
 
-/// The experiment named `id`, or 404.
+/// The experiment named `id` now, or 404: from memory.
 pub async fn experiment(state: &AppState, id: &ModelId) -> Result<ExperimentRecord, ApiError> {
-    timed("get_experiment", store::get_experiment(state.db(), id))
-        .await?
+    state
+        .current()
+        .experiment(id)?
+        .map(|record| ExperimentRecord::clone(&record))
         .ok_or_else(|| ApiError::ExperimentNotFound(id.to_string()))
 }
 
-/// The arms' models now, in the experiment's order.
+/// The arms' models now, in the experiment's order: from memory.
 pub async fn arm_models(
     state: &AppState,
     record: &ExperimentRecord,
 ) -> Result<Vec<ModelRecord>, ApiError> {
-    let found = timed(
-        "get_models",
-        store::get_models(state.db(), &record.spec.arms),
-    )
-    .await?;
+    let found = state.current().models(&record.spec.arms)?;
     found
         .into_iter()
         .zip(&record.spec.arms)
         .map(|(model, id)| {
-            // `PUT /experiments` creates its arms and models are never
-            // deleted: a missing one is damage, not a client's mistake.
-            model.ok_or_else(|| {
+            // `PUT /experiments` creates its arms and a model that is an arm
+            // cannot be deleted: a missing one is damage, not a client's
+            // mistake.
+            model.map(|m| ModelRecord::clone(&m)).ok_or_else(|| {
                 ApiError::Internal(anyhow::anyhow!(
                     "arm {id} of experiment {} has no model",
                     record.id
@@ -212,11 +211,7 @@ pub async fn experiment_at(
 ) -> Result<ExperimentAt, ApiError> {
     let record = experiment(state, id).await?;
     let arms = arms_at(state, &record, travel).await?;
-    let assignments = timed(
-        "assignment_counts",
-        store::assignment_counts(state.db(), id, &record.spec.arms),
-    )
-    .await?;
+    let assignments = state.current().units(id, &record.spec.arms)?;
     let figures = figures(state, &record.spec, &arms.snapshots, mass).await?;
     Ok(ExperimentAt {
         record,
@@ -238,17 +233,18 @@ pub async fn arms_of(
 }
 
 /// Experiments in id order after `after`, `limit` of them, and the id the
-/// next page starts after.
+/// next page starts after: from memory.
 pub async fn list(
     state: &AppState,
     after: Option<&ModelId>,
     limit: u32,
 ) -> Result<(Vec<ExperimentRecord>, Option<String>), ApiError> {
-    let records = timed(
-        "list_experiments",
-        store::list_experiments(state.db(), after, u64::from(limit) + 1),
-    )
-    .await?;
+    let records = state
+        .current()
+        .experiments_after(after, limit as usize + 1)?
+        .iter()
+        .map(|r| ExperimentRecord::clone(r))
+        .collect();
     Ok(page_of(records, limit, |r| &r.id))
 }
 
@@ -348,26 +344,43 @@ pub async fn weights_of(state: &AppState, id: &ModelId) -> Result<WeightsView, A
 
 /// Assigns `unit` to an arm of the experiment named `id` by the current
 /// weights, and keeps it there: the same unit always gets the same arm
-/// afterwards, even when asked concurrently. The draw is
-/// `domain::bayes::unit_draw` of the experiment and the unit, so it is
-/// reproducible.
+/// afterwards, even when asked concurrently or of another replica. The
+/// draw is `domain::bayes::unit_draw` of the experiment and the unit, so it
+/// is reproducible. A unit this process has seen is answered from memory;
+/// a new one once its assignment is committed (see
+/// [`crate::current::assign`]).
 pub async fn assign(
     state: &AppState,
     id: &ModelId,
     unit: String,
 ) -> Result<AssignmentView, ApiError> {
     let record = experiment(state, id).await?;
+    let assigner = state.assigner();
+    if let Some((arm, assigned_at)) = assigner.known(id, record.created_at, &unit).await {
+        return Ok(AssignmentView {
+            experiment: id.clone(),
+            unit,
+            arm,
+            assigned_at,
+            new: false,
+            version: state.current().experiment_version(&record.spec.arms),
+        });
+    }
     let weights = weights(state, &record).await?;
     let pick = weights.pick(unit_draw(id.as_str(), &unit));
     let arm =
         record.spec.arms.get(pick).cloned().ok_or_else(|| {
             ApiError::Internal(anyhow::anyhow!("arm {pick} of {id} out of range"))
         })?;
-    let assignment = timed(
-        "assign_unit",
-        store::assign_unit(state.db(), id, &unit, &arm),
-    )
-    .await?;
+    let wanted = NewAssignment {
+        experiment: id.clone(),
+        unit: unit.clone(),
+        arm,
+    };
+    let assignment = assigner
+        .assign(wanted, record.created_at)
+        .await?
+        .ok_or_else(|| ApiError::ExperimentNotFound(id.to_string()))?;
     Ok(AssignmentView {
         experiment: id.clone(),
         unit,
@@ -384,7 +397,7 @@ pub async fn put(
     id: &ModelId,
     spec: &ExperimentSpec,
 ) -> Result<(ExperimentRecord, bool), ApiError> {
-    timed(
+    let put = timed(
         "put_experiment",
         store::put_experiment(
             state.db(),
@@ -394,14 +407,18 @@ pub async fn put(
             state.notify_channel(),
         ),
     )
-    .await
+    .await?;
+    super::written(state).await;
+    Ok(put)
 }
 
 /// Deletes the experiment and its assignments; false when there was none.
 pub async fn delete(state: &AppState, id: &ModelId) -> Result<bool, ApiError> {
-    timed(
+    let deleted = timed(
         "delete_experiment",
-        store::delete_experiment(state.db(), id),
+        store::delete_experiment(state.db(), id, state.notify_channel()),
     )
-    .await
+    .await?;
+    super::written(state).await;
+    Ok(deleted)
 }

@@ -5,8 +5,11 @@
 //! configuration in force then.
 //!
 //! One way only: `routes` -> `query` -> `platform::store`. Nothing here
-//! knows HTTP beyond the [`ApiError`] it answers with, so a cache of current
-//! state can later sit behind these functions without a route changing.
+//! knows HTTP beyond the [`ApiError`] it answers with.
+//!
+//! Current-state questions are answered from memory ([`crate::current`]);
+//! a write answers once this process has applied it, so a client reads its
+//! own writes from the same process.
 
 pub mod experiments;
 pub mod keys;
@@ -35,6 +38,15 @@ async fn timed<T>(
     let result = fut.await;
     metrics::histogram!(QUERY_SECONDS, "query" => query).record(start.elapsed().as_secs_f64());
     Ok(result?)
+}
+
+/// After a write: waits until this process's memory has applied it, so
+/// the writer's next read sees it. The write itself is committed either
+/// way, so a wait that fails is logged, not answered as an error.
+async fn written(state: &AppState) {
+    if let Err(err) = state.caught_up().await {
+        tracing::warn!(error = %err, "a write was answered before this process applied it");
+    }
 }
 
 /// Whether the database answers (readiness): the store's own error, for

@@ -17,10 +17,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 use crate::views::{HistoryPoint, Snapshot, Window};
 
-/// The model named `id`, or 404.
+/// The model named `id` now, or 404: from memory.
 pub async fn model(state: &AppState, id: &ModelId) -> Result<ModelRecord, ApiError> {
-    timed("get_model", store::get_model(state.db(), id))
-        .await?
+    state
+        .current()
+        .model(id)?
+        .map(|record| ModelRecord::clone(&record))
         .ok_or_else(|| ApiError::ModelNotFound(id.to_string()))
 }
 
@@ -50,13 +52,25 @@ pub async fn snapshot(
     travel: &TimeTravel,
 ) -> Result<Snapshot, ApiError> {
     check_version("version", travel.version)?;
-    if let Some(v) = travel.version.filter(|v| *v > record.state.version) {
-        return Err(ApiError::VersionNotFound {
-            model: record.id.to_string(),
-            version: v,
-            current: record.state.version,
-        });
-    }
+    let fresher;
+    let record = match travel.version.filter(|v| *v > record.state.version) {
+        None => record,
+        Some(v) => {
+            // Memory may lag a commit by its notification's delay: ask the
+            // database before saying the version does not exist.
+            fresher = timed("get_model", store::get_model(state.db(), &record.id))
+                .await?
+                .ok_or_else(|| ApiError::ModelNotFound(record.id.to_string()))?;
+            if v > fresher.state.version {
+                return Err(ApiError::VersionNotFound {
+                    model: record.id.to_string(),
+                    version: v,
+                    current: fresher.state.version,
+                });
+            }
+            &fresher
+        }
+    };
     let since = travel.window_start()?;
     let end = as_of(state, record, travel).await?;
     match since {
@@ -153,17 +167,18 @@ async fn as_of(
 }
 
 /// Models in id order after `after`, `limit` of them, and the id the next
-/// page starts after.
+/// page starts after: from memory.
 pub async fn list(
     state: &AppState,
     after: Option<&ModelId>,
     limit: u32,
 ) -> Result<(Vec<ModelRecord>, Option<String>), ApiError> {
-    let records = timed(
-        "list_models",
-        store::list_models(state.db(), after, u64::from(limit) + 1),
-    )
-    .await?;
+    let records = state
+        .current()
+        .models_after(after, limit as usize + 1)?
+        .iter()
+        .map(|r| ModelRecord::clone(r))
+        .collect();
     Ok(page_of(records, limit, |r| &r.id))
 }
 
@@ -230,7 +245,7 @@ pub async fn configure(
     config: &ModelConfig,
     per_hour: u32,
 ) -> Result<Configured, ApiError> {
-    timed(
+    let configured = timed(
         "configure_model",
         store::configure_model(
             state.db(),
@@ -241,14 +256,18 @@ pub async fn configure(
             state.notify_channel(),
         ),
     )
-    .await
+    .await?;
+    super::written(state).await;
+    Ok(configured)
 }
 
 /// Deletes the model with its history, unless an experiment holds it.
 pub async fn delete(state: &AppState, id: &ModelId) -> Result<Deleted, ApiError> {
-    timed(
+    let deleted = timed(
         "delete_model",
         store::delete_model(state.db(), id, state.notify_channel()),
     )
-    .await
+    .await?;
+    super::written(state).await;
+    Ok(deleted)
 }

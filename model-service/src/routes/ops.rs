@@ -25,8 +25,9 @@ pub async fn healthz() -> Health {
     Health::OK
 }
 
-/// The process can answer: the database responds (and, with
-/// `auth.required` on, the API keys were loaded).
+/// The process can answer: the database responds, the current state in
+/// memory is in sync with it (check `current_state`: loaded, listening,
+/// nothing missed) and, with `auth.required` on, the API keys were loaded.
 #[utoipa::path(
     get,
     path = "/readyz",
@@ -43,7 +44,14 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
         Ok(Err(err)) => Err(err.to_string()),
         Err(_) => Err(format!("no answer within {READY_TIMEOUT:?}")),
     };
-    let mut checks = vec![Check::new("database", database)];
+    let current = match state.current().status() {
+        crate::current::Sync::InSync => Ok(()),
+        crate::current::Sync::Lost(why) => Err(why),
+    };
+    let mut checks = vec![
+        Check::new("database", database),
+        Check::new("current_state", current),
+    ];
     if state.auth().required {
         checks.push(state.keys().readiness());
     }
@@ -56,7 +64,14 @@ pub async fn readyz(State(state): State<AppState>) -> Readiness {
 /// `model_service_render_duration_seconds{plot,format}`,
 /// `http_key_requests_total{service,key}`, `http_keys_in_force{service}`,
 /// `http_keys_loaded_timestamp_seconds{service}`,
-/// `model_service_cache_lookups_total{cache,result}`.
+/// `model_service_cache_lookups_total{cache,result}`,
+/// `model_service_current_in_sync`, `model_service_current_models`,
+/// `model_service_current_experiments`,
+/// `model_service_current_resyncs_total{reason}`,
+/// `model_service_current_repaired_total{reason}`,
+/// `model_service_current_resync_seconds`,
+/// `model_service_current_lag_seconds`,
+/// `model_service_assignment_batch_units`.
 #[utoipa::path(
     get,
     path = "/metrics",

@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
+use domain::Prior;
 use platform::http::{ApiJson, ApiPath, ApiQuery};
 use serde::Deserialize;
 
@@ -146,7 +147,7 @@ pub async fn history(
     .await?;
     Ok(ApiJson(HistoryView {
         model: id,
-        prior: record.prior,
+        prior: Prior::clone(&record.prior),
         mass,
         versions,
         next_after,

@@ -4,6 +4,8 @@
 
 pub mod experiment;
 
+use std::sync::Arc;
+
 use chrono::{DateTime, Utc};
 use domain::bayes::{
     compare, BayesError, Comparison, Counts, DifferenceSummary, DisplayGrid, GridSize, Interval,
@@ -39,7 +41,7 @@ impl From<&ModelRecord> for ModelInfo {
         let counts = r.state.counts;
         ModelInfo {
             model: r.id.clone(),
-            prior: r.prior.clone(),
+            prior: Prior::clone(&r.prior),
             grid_size: r.grid_size,
             successes: counts.successes,
             failures: counts.failures,
@@ -92,7 +94,7 @@ fn grid_size<'de, D: serde::Deserializer<'de>>(
 #[derive(Debug, Clone, PartialEq)]
 pub struct Snapshot {
     pub model: ModelId,
-    pub prior: Prior,
+    pub prior: Arc<Prior>,
     pub grid_size: GridSize,
     pub counts: Counts,
     pub version: u64,
@@ -150,7 +152,7 @@ impl Snapshot {
     /// The same counts under the configuration of another point in time.
     pub fn configured(self, config: ConfigRecord) -> Self {
         Snapshot {
-            prior: config.prior,
+            prior: Arc::new(config.prior),
             grid_size: config.grid_size,
             configured_at: config.configured_at,
             ..self
@@ -213,7 +215,7 @@ impl PosteriorView {
         });
         Ok(PosteriorView {
             model: snapshot.model.clone(),
-            prior: snapshot.prior.clone(),
+            prior: Prior::clone(&snapshot.prior),
             grid_size: snapshot.grid_size,
             successes: snapshot.counts.successes,
             failures: snapshot.counts.failures,

@@ -77,6 +77,17 @@ async fn a_database_that_is_gone_answers_503() {
     assert_eq!(body["status"], "not_ready", "{body}");
     assert_eq!(body["checks"][0]["name"], "database", "{body}");
     assert_eq!(body["checks"][0]["ok"], false, "{body}");
+    // The current state in memory can no longer be kept in sync: once the
+    // service noticed (its listening connection was closed), readiness says
+    // so and reads answer 503 instead of a state that may be stale.
+    let why = test_support::eventually("readiness names the lost feed", async || {
+        let body: serde_json::Value = app.get("/readyz").await.json().await.unwrap();
+        let check = body["checks"][1].clone();
+        assert_eq!(check["name"], "current_state", "{body}");
+        (check["ok"] == false).then(|| check["error"].clone())
+    })
+    .await;
+    assert!(why.as_str().is_some_and(|w| !w.is_empty()), "{why}");
     for path in [
         "/models/globe/posterior",
         "/models",

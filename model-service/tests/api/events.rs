@@ -5,13 +5,13 @@ use std::time::Duration;
 use crate::helpers::{spawn_app, TestApp};
 
 /// An open `/events` stream and the text read from it so far.
-struct EventStream {
+pub struct EventStream {
     response: reqwest::Response,
     seen: String,
 }
 
 impl EventStream {
-    async fn open(app: &TestApp) -> Self {
+    pub async fn open(app: &TestApp) -> Self {
         let response = app.get("/events").await;
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(response.headers()["content-type"], "text/event-stream");
@@ -26,8 +26,17 @@ impl EventStream {
     }
 
     /// Reads until the text holds `needle`, failing after `deadline`.
-    async fn read_until(&mut self, needle: &str, deadline: Duration) -> String {
-        let found = tokio::time::timeout(deadline, async {
+    pub async fn read_until(&mut self, needle: &str, deadline: Duration) -> String {
+        match self.try_read_until(needle, deadline).await {
+            Some(event) => event,
+            None => panic!("no {needle:?} within {deadline:?}; seen: {}", self.seen),
+        }
+    }
+
+    /// Reads until the text holds `needle` (the text from it on), or
+    /// `None` after `deadline`.
+    pub async fn try_read_until(&mut self, needle: &str, deadline: Duration) -> Option<String> {
+        tokio::time::timeout(deadline, async {
             while !self.seen.contains(needle) {
                 match self.response.chunk().await.expect("stream") {
                     Some(chunk) => self.seen.push_str(&String::from_utf8_lossy(&chunk)),
@@ -35,16 +44,12 @@ impl EventStream {
                 }
             }
         })
-        .await;
-        assert!(
-            found.is_ok(),
-            "no {needle:?} within {deadline:?}; seen: {}",
-            self.seen
-        );
+        .await
+        .ok()?;
         let at = self.seen.find(needle).unwrap_or(0);
         let event = self.seen[at..].to_owned();
         self.seen.clear();
-        event
+        Some(event)
     }
 }
 
@@ -87,7 +92,7 @@ async fn an_event_arrives_after_a_model_is_configured() {
 
 /// The `data:` line of an event whose start is in `event` (reading more if
 /// the line has not fully arrived yet).
-async fn events_data(event: &str, stream: &mut EventStream) -> String {
+pub async fn events_data(event: &str, stream: &mut EventStream) -> String {
     let mut text = event.to_owned();
     loop {
         if let Some(at) = text.find("data: ") {

@@ -122,6 +122,25 @@ impl TestApp {
     }
 
     pub async fn publish_many(&self, deltas: &[(&str, u64, u64)]) {
+        self.commit(deltas, &self.settings.database.notify_channel)
+            .await;
+        self.caught_up().await;
+    }
+
+    /// Commits one batch as the consumer does, notifying `channel`, and
+    /// returns at once: the service may not have applied it yet.
+    pub async fn commit(&self, deltas: &[(&str, u64, u64)], channel: &str) {
+        self.write_batch(&self.db, deltas, channel).await;
+    }
+
+    /// Writes one batch as the consumer does over `db` (a transaction the
+    /// caller commits, or the pool).
+    pub async fn write_batch(
+        &self,
+        db: &impl sea_orm::ConnectionTrait,
+        deltas: &[(&str, u64, u64)],
+        channel: &str,
+    ) {
         let mut offset = self.next_offset.lock().await;
         let start = offset.unwrap_or(0);
         let deltas: Vec<ModelDelta> = deltas
@@ -143,15 +162,19 @@ impl TestApp {
             deltas: &deltas,
             identified: &[],
         };
-        apply_batch(
-            &self.db,
-            &batch,
-            &self.settings.models,
-            &self.settings.database.notify_channel,
-        )
-        .await
-        .expect("apply_batch");
+        apply_batch(db, &batch, &self.settings.models, channel)
+            .await
+            .expect("apply_batch");
         *offset = Some(next);
+    }
+
+    /// Waits until the service has applied every commit made so far (its
+    /// memory and live feed), as a client that saw the event would.
+    pub async fn caught_up(&self) {
+        self.state
+            .caught_up()
+            .await
+            .expect("the service catches up");
     }
 
     /// Creates or reconfigures a model through the store, as `PUT` does.
@@ -171,6 +194,7 @@ impl TestApp {
         )
         .await
         .expect("configure_model");
+        self.caught_up().await;
     }
 
     /// Stops the server gracefully and waits for it, failing after `deadline`.

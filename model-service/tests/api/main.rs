@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;
+mod current;
 mod dashboard;
 mod edges;
 mod errors;

@@ -17,7 +17,10 @@ async fn health_and_readiness_answer_ok() {
     assert_eq!(ready["status"], "ready");
     assert_eq!(
         ready["checks"],
-        serde_json::json!([{"name": "database", "ok": true}])
+        serde_json::json!([
+            {"name": "database", "ok": true},
+            {"name": "current_state", "ok": true}
+        ])
     );
 }
 

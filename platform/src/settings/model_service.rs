@@ -35,6 +35,16 @@ pub struct ModelServiceSettings {
     /// a model is not a change, and a PUT that changes nothing is not
     /// counted. Counted in Postgres, so it holds across replicas. 0: no bound.
     pub max_config_changes_per_hour: u32,
+    /// How often the in-memory current state is compared with the database
+    /// (every model's version and configuration time, every experiment's),
+    /// reloading entries whose notification never arrived: the bound on
+    /// staleness when a notification is lost without the listening
+    /// connection noticing. In seconds, at least 1.
+    pub audit_interval_seconds: u64,
+    /// Units' assignments kept in memory (least recently used out first),
+    /// so a unit asked again is answered without a database round trip.
+    /// About 200 bytes each; 0: every repeat reads the database.
+    pub assignment_cache_entries: u64,
 }
 
 impl Default for ModelServiceSettings {
@@ -51,6 +61,8 @@ impl Default for ModelServiceSettings {
             max_event_streams: 1_024,
             max_event_streams_per_client: 16,
             max_config_changes_per_hour: 10,
+            audit_interval_seconds: 30,
+            assignment_cache_entries: 100_000,
         }
     }
 }
@@ -66,6 +78,11 @@ impl ModelServiceSettings {
             "model_service.max_event_streams_per_client",
             self.max_event_streams_per_client >= 1,
             || "0 would refuse every /events stream".to_owned(),
+        )?;
+        check(
+            "model_service.audit_interval_seconds",
+            self.audit_interval_seconds >= 1,
+            || "0 would compare the whole state with the database without pause".to_owned(),
         )
     }
 }

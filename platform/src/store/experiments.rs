@@ -7,17 +7,21 @@
 //! number of history rows its arms have between them: each commit that
 //! touched an arm adds one.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection, DbBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, TryInsertResult,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
 use super::convert::{to_i64, to_u64};
-use super::entities::{experiment_assignments, experiments, model_states, models};
-use super::models::{configure_model, with_priors, ChangeLimit, ModelConfig, ModelRecord};
-use super::StoreError;
+use super::entities::{experiments, model_states, models};
+use super::models::{
+    configure_model, with_priors, ChangeLimit, ModelConfig, ModelRecord, PriorPool,
+};
+use super::{Notice, StoreError};
 use crate::settings::ModelDefaults;
 use domain::bayes::{Counts, ModelState};
 use domain::model_id::ModelId;
@@ -38,7 +42,8 @@ pub struct ExperimentRecord {
 /// Creates or redefines an experiment; returns it and whether it was
 /// created. Arms that are not models yet become models with the default
 /// prior (as their first data would make them), so the experiment answers
-/// at once. The arms are notified on `notify_channel`, so live views redraw.
+/// at once. The arms and the experiment are notified on `notify_channel`, so
+/// every model service reloads them and live views redraw.
 pub async fn put_experiment(
     db: &DatabaseConnection,
     id: &ModelId,
@@ -101,7 +106,10 @@ pub async fn put_experiment(
     let names = spec
         .arms
         .iter()
-        .map(ModelId::as_str)
+        .cloned()
+        .map(Notice::Model)
+        .chain([Notice::Experiment(id.clone())])
+        .map(|n| n.to_string())
         .collect::<Vec<_>>()
         .join(",");
     txn.execute(Statement::from_sql_and_values(
@@ -149,27 +157,39 @@ pub async fn list_experiments(
         .collect()
 }
 
-/// The models named `ids`, in that order, in one query; `None` for an id
-/// that names no model.
+/// The models named `ids`, in that order, in one query (and one more for
+/// the priors `pool` lacks); `None` for an id that names no model.
 pub async fn get_models(
     db: &impl ConnectionTrait,
     ids: &[ModelId],
+    pool: &mut PriorPool,
 ) -> Result<Vec<Option<ModelRecord>>, StoreError> {
     let rows = models::Entity::find()
         .filter(models::Column::Id.is_in(ids.iter().map(ModelId::as_str)))
         .find_also_related(model_states::Entity)
         .all(db)
         .await?;
-    let mut found = with_priors(db, rows).await?;
-    Ok(ids
-        .iter()
-        .map(|id| {
-            found
-                .iter()
-                .position(|r| &r.id == id)
-                .map(|i| found.swap_remove(i))
-        })
-        .collect())
+    let mut found: HashMap<ModelId, ModelRecord> = with_priors(db, rows, pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect();
+    Ok(ids.iter().map(|id| found.remove(id)).collect())
+}
+
+/// The experiments named `ids` that exist, in id order.
+pub async fn get_experiments(
+    db: &impl ConnectionTrait,
+    ids: &[ModelId],
+) -> Result<Vec<ExperimentRecord>, StoreError> {
+    experiments::Entity::find()
+        .filter(experiments::Column::Id.is_in(ids.iter().map(ModelId::as_str)))
+        .order_by_asc(experiments::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(experiment)
+        .collect()
 }
 
 /// A unit's arm.
@@ -177,39 +197,135 @@ pub async fn get_models(
 pub struct Assignment {
     pub arm: ModelId,
     pub assigned_at: DateTime<Utc>,
-    /// False when the unit already had this arm (from an earlier call).
+    /// False when the unit already had an arm (from an earlier call).
     pub created: bool,
 }
 
-/// Gives `unit` the arm `arm`, unless it already has one: then the arm it
-/// has. Two concurrent calls for one unit both answer the arm the first
-/// insert stored (the primary key settles it).
-pub async fn assign_unit(
-    db: &impl ConnectionTrait,
-    experiment: &ModelId,
-    unit: &str,
-    arm: &ModelId,
-) -> Result<Assignment, StoreError> {
-    let inserted = experiment_assignments::Entity::insert(experiment_assignments::ActiveModel {
-        experiment_id: Set(experiment.as_str().to_owned()),
-        unit: Set(unit.to_owned()),
-        arm: Set(arm.as_str().to_owned()),
-        ..Default::default()
-    })
-    .on_conflict_do_nothing()
-    .exec_without_returning(db)
-    .await?;
-    let created = matches!(inserted, TryInsertResult::Inserted(1));
-    let row = experiment_assignments::Entity::find_by_id((
-        experiment.as_str().to_owned(),
-        unit.to_owned(),
-    ))
-    .one(db)
-    .await?
-    .ok_or_else(|| StoreError::Corrupt(format!("assignment of {unit:?} vanished")))?;
+/// An arm to give a unit unless it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAssignment {
+    pub experiment: ModelId,
+    pub unit: String,
+    pub arm: ModelId,
+}
+
+/// Gives each unit its arm unless it already has one, in one statement:
+/// the answer, in the order asked, is the arm each unit has now (the one
+/// given, or the one an earlier or concurrent call stored: the primary key
+/// settles it). The same unit twice in one call gets the first arm asked
+/// for it. `experiment_arm_units` counts the units given in the same
+/// statement, and `notify_channel` hears `assigned:<experiment>` for every
+/// experiment that got a unit (see [`super::Notice`]). A unit of an
+/// experiment that no longer exists is `None`.
+pub async fn assign_units(
+    db: &DatabaseConnection,
+    wanted: &[NewAssignment],
+    notify_channel: &str,
+) -> Result<Vec<Option<Assignment>>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let column = |f: fn(&NewAssignment) -> &str| {
+        sea_orm::Value::from(wanted.iter().map(|w| f(w).to_owned()).collect::<Vec<_>>())
+    };
+    let values = [
+        column(|w| w.experiment.as_str()),
+        column(|w| w.unit.as_str()),
+        column(|w| w.arm.as_str()),
+        notify_channel.into(),
+    ];
+    // One statement: atomic by itself, and one round trip.
+    let inserted = db
+        .query_all(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            ASSIGN_UNITS,
+            values,
+        ))
+        .await?;
+    let mut stored: HashMap<(String, String), Assignment> = HashMap::new();
+    for row in &inserted {
+        let key = (row.try_get("", "experiment_id")?, row.try_get("", "unit")?);
+        stored.insert(key, assignment(row, true)?);
+    }
+    // Units that had an arm already: read after the insert, in a statement
+    // of its own, so one stored by a concurrent call is seen too (the insert
+    // waited for that call to commit).
+    let missing: Vec<&NewAssignment> = wanted
+        .iter()
+        .filter(|w| !stored.contains_key(&(w.experiment.as_str().to_owned(), w.unit.clone())))
+        .collect();
+    if !missing.is_empty() {
+        let rows = db
+            .query_all(Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                "SELECT a.experiment_id, a.unit, a.arm, a.assigned_at \
+                 FROM experiment_assignments a \
+                 JOIN unnest($1::text[], $2::text[]) AS w(experiment_id, unit) \
+                 USING (experiment_id, unit)",
+                [
+                    sea_orm::Value::from(
+                        missing
+                            .iter()
+                            .map(|w| w.experiment.as_str().to_owned())
+                            .collect::<Vec<_>>(),
+                    ),
+                    sea_orm::Value::from(
+                        missing.iter().map(|w| w.unit.clone()).collect::<Vec<_>>(),
+                    ),
+                ],
+            ))
+            .await?;
+        for row in &rows {
+            let key = (row.try_get("", "experiment_id")?, row.try_get("", "unit")?);
+            stored.insert(key, assignment(row, false)?);
+        }
+    }
+    let mut answered = std::collections::HashSet::new();
+    Ok(wanted
+        .iter()
+        .map(|w| {
+            let key = (w.experiment.as_str().to_owned(), w.unit.clone());
+            let first = answered.insert(key.clone());
+            stored.get(&key).map(|a| Assignment {
+                // Only the first of duplicates in one call created it.
+                created: a.created && first,
+                ..a.clone()
+            })
+        })
+        .collect())
+}
+
+/// The statement of [`assign_units`]: $1, $2, $3 the experiments, units
+/// and arms; $4 the notify channel. Units of experiments that are gone are
+/// skipped (not a foreign-key failure of the whole batch).
+const ASSIGN_UNITS: &str = "\
+WITH wanted AS (
+    SELECT DISTINCT ON (experiment_id, unit) experiment_id, unit, arm
+    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS w(experiment_id, unit, arm, n)
+    WHERE EXISTS (SELECT 1 FROM experiments e WHERE e.id = w.experiment_id)
+    ORDER BY experiment_id, unit, n
+), given AS (
+    INSERT INTO experiment_assignments (experiment_id, unit, arm)
+    SELECT experiment_id, unit, arm FROM wanted
+    ON CONFLICT DO NOTHING
+    RETURNING experiment_id, unit, arm, assigned_at
+), counted AS (
+    INSERT INTO experiment_arm_units AS u (experiment_id, arm, units)
+    SELECT experiment_id, arm, count(*) FROM given GROUP BY experiment_id, arm
+    ORDER BY experiment_id, arm
+    ON CONFLICT (experiment_id, arm) DO UPDATE SET units = u.units + excluded.units
+    RETURNING experiment_id
+), notified AS (
+    SELECT pg_notify($4, string_agg(DISTINCT 'assigned:' || experiment_id, ',')) AS sent
+    FROM counted HAVING count(*) > 0
+)
+SELECT given.*, (SELECT count(sent) FROM notified) AS notified FROM given";
+
+fn assignment(row: &sea_orm::QueryResult, created: bool) -> Result<Assignment, StoreError> {
+    let arm: String = row.try_get("", "arm")?;
     Ok(Assignment {
-        arm: ModelId::parse(row.arm).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        assigned_at: row.assigned_at,
+        arm: ModelId::parse(arm).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        assigned_at: row.try_get("", "assigned_at")?,
         created,
     })
 }
@@ -220,22 +336,60 @@ pub async fn assignment_counts(
     experiment: &ModelId,
     arms: &[ModelId],
 ) -> Result<Vec<u64>, StoreError> {
-    let rows: Vec<(String, i64)> = experiment_assignments::Entity::find()
-        .select_only()
-        .column(experiment_assignments::Column::Arm)
-        .column_as(experiment_assignments::Column::Unit.count(), "units")
-        .filter(experiment_assignments::Column::ExperimentId.eq(experiment.as_str()))
-        .group_by(experiment_assignments::Column::Arm)
-        .into_tuple()
-        .all(db)
-        .await?;
-    arms.iter()
-        .map(|arm| {
-            rows.iter()
-                .find(|(a, _)| a == arm.as_str())
-                .map_or(Ok(0), |(_, n)| to_u64(*n))
+    let units = arm_units(db, Some(std::slice::from_ref(experiment))).await?;
+    Ok(arms
+        .iter()
+        .map(|arm| units.iter().find(|u| &u.arm == arm).map_or(0, |u| u.units))
+        .collect())
+}
+
+/// How many units an arm of an experiment holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArmUnits {
+    pub experiment: ModelId,
+    pub arm: ModelId,
+    pub units: u64,
+}
+
+/// The units of every arm of `experiments` (of every experiment: `None`).
+pub async fn arm_units(
+    db: &impl ConnectionTrait,
+    experiments: Option<&[ModelId]>,
+) -> Result<Vec<ArmUnits>, StoreError> {
+    let (sql, values): (&str, Vec<sea_orm::Value>) = match experiments {
+        None => (
+            "SELECT experiment_id, arm, units FROM experiment_arm_units",
+            vec![],
+        ),
+        Some(ids) => (
+            "SELECT experiment_id, arm, units FROM experiment_arm_units \
+             WHERE experiment_id = ANY($1::text[])",
+            vec![ids
+                .iter()
+                .map(|id| id.as_str().to_owned())
+                .collect::<Vec<_>>()
+                .into()],
+        ),
+    };
+    db.query_all(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await?
+    .iter()
+    .map(|row| {
+        let id = |column: &str| -> Result<ModelId, StoreError> {
+            ModelId::parse(row.try_get::<String>("", column)?)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))
+        };
+        Ok(ArmUnits {
+            experiment: id("experiment_id")?,
+            arm: id("arm")?,
+            units: to_u64(row.try_get("", "units")?)?,
         })
-        .collect()
+    })
+    .collect()
 }
 
 /// A point of an experiment's history: after the `position`-th commit that

@@ -18,7 +18,7 @@ use sea_orm::{
 
 use super::entities::{experiments, models};
 use super::models::{lock_model, notify_model};
-use super::StoreError;
+use super::{Notice, StoreError};
 use domain::model_id::ModelId;
 
 /// The ids among `ids` that name a model now.
@@ -100,14 +100,27 @@ pub async fn delete_model(
 }
 
 /// Deletes an experiment and its stored assignments; its arms, ordinary
-/// models, stay. `false` when there was no such experiment.
+/// models, stay. `false` when there was no such experiment. On commit,
+/// `notify_channel` hears `experiment:<id>`.
 pub async fn delete_experiment(
-    db: &impl ConnectionTrait,
+    db: &DatabaseConnection,
     id: &ModelId,
+    notify_channel: &str,
 ) -> Result<bool, StoreError> {
+    let txn = db.begin().await?;
     let deleted = experiments::Entity::delete_many()
         .filter(experiments::Column::Id.eq(id.as_str()))
-        .exec(db)
+        .exec(&txn)
         .await?;
+    txn.execute(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [
+            notify_channel.into(),
+            Notice::Experiment(id.clone()).to_string().into(),
+        ],
+    ))
+    .await?;
+    txn.commit().await?;
     Ok(deleted.rows_affected > 0)
 }

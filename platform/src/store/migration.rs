@@ -19,6 +19,7 @@ impl MigratorTrait for Migrator {
             Box::new(APPLIED_ID_CONTENT),
             Box::new(PRIORS),
             Box::new(API_KEYS),
+            Box::new(ARM_UNITS),
         ]
     }
 }
@@ -555,4 +556,22 @@ $$;
 DROP FUNCTION refuse_unknown_models(bigint);
 DROP TABLE api_keys;
 "#,
+};
+
+/// How many units each arm of an experiment holds, kept by the statement
+/// that assigns them (`assign_units`): a model service reloads an
+/// experiment's counts by reading its arms' rows, however many units it has.
+const ARM_UNITS: Sql = Sql {
+    name: "m0011_arm_units",
+    up: r#"
+CREATE TABLE experiment_arm_units (
+    experiment_id  VARCHAR(64)  NOT NULL REFERENCES experiments (id) ON DELETE CASCADE,
+    arm            VARCHAR(64)  NOT NULL,
+    units          BIGINT       NOT NULL CHECK (units >= 0),
+    PRIMARY KEY (experiment_id, arm)
+);
+INSERT INTO experiment_arm_units (experiment_id, arm, units)
+SELECT experiment_id, arm, count(*) FROM experiment_assignments GROUP BY experiment_id, arm;
+"#,
+    down: "DROP TABLE experiment_arm_units",
 };

@@ -17,7 +17,9 @@ mod history;
 mod lifecycle;
 pub mod migration;
 mod models;
+mod notice;
 mod offsets;
+mod stamps;
 mod uploads;
 
 pub use api_keys::{
@@ -29,17 +31,19 @@ pub use batch::{
 pub use dedup::{conflicting_ids, purge_applied_ids, IdConflict};
 pub use error::StoreError;
 pub use experiments::{
-    assign_unit, assignment_counts, get_experiment, get_models, list_experiments, merged_history,
-    put_experiment, Assignment, BanditConfig, ExperimentRecord, ExperimentSpec, MergedPoint,
-    Points,
+    arm_units, assign_units, assignment_counts, get_experiment, get_experiments, get_models,
+    list_experiments, merged_history, put_experiment, ArmUnits, Assignment, BanditConfig,
+    ExperimentRecord, ExperimentSpec, MergedPoint, NewAssignment, Points,
 };
 pub use history::{history_at, history_page, history_sample, history_version, HistoryRecord};
 pub use lifecycle::{all_model_ids, delete_experiment, delete_model, existing_models, Deleted};
 pub use models::{
     config_at_time, config_at_version, configure_model, get_model, list_models, ChangeLimit,
-    ConfigRecord, Configured, ModelConfig, ModelRecord,
+    ConfigRecord, Configured, ModelConfig, ModelRecord, PriorPool,
 };
+pub use notice::Notice;
 pub use offsets::{claim_source, load_offset, move_offset, Source};
+pub use stamps::{experiment_stamps, model_stamps, ExperimentStamp, ModelStamp};
 pub use uploads::{
     fail_interrupted_uploads, fail_upload, finish_upload, get_upload, latest_upload_of,
     list_uploads, record_progress, refresh_applied, start_upload, NewUpload, UploadRange,

@@ -10,6 +10,7 @@
 //! never a panic.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -40,7 +41,9 @@ pub(super) const MODEL_LOCK_CLASS: i32 = 0x6d6f_646c; // "modl"
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelRecord {
     pub id: ModelId,
-    pub prior: Prior,
+    /// Shared by every record read with the same [`PriorPool`]: many models
+    /// usually have one prior, and a grid prior can weigh megabytes.
+    pub prior: Arc<Prior>,
     pub grid_size: GridSize,
     pub state: ModelState,
     /// When the model was created (by `PUT` or by its first data).
@@ -99,7 +102,11 @@ pub async fn get_model(
     row.map(|(model, state, prior)| {
         let prior = prior
             .ok_or_else(|| StoreError::Corrupt(format!("the prior of {} is missing", model.id)))?;
-        record(model, state, &parse_prior(prior.prior, &prior.sha256)?)
+        record(
+            model,
+            state,
+            Arc::new(parse_prior(prior.prior, &prior.sha256)?),
+        )
     })
     .transpose()
 }
@@ -119,33 +126,60 @@ pub async fn list_models(
         page.after(after.as_str());
     }
     let rows = page.first(limit).all(db).await?;
-    with_priors(db, rows).await
+    with_priors(db, rows, &mut PriorPool::default()).await
 }
 
-/// Models with their state rows, their priors read in one more query:
-/// each distinct prior once (a page of models that share a 2 MB prior
-/// reads it once, not once a model).
+/// Priors already read, by the SHA-256 they are stored under: records
+/// read with one pool share each distinct prior, and a prior in the pool is
+/// not read again. A pool only grows; [`PriorPool::prune`] drops the priors
+/// no record holds any more.
+#[derive(Debug, Default)]
+pub struct PriorPool(HashMap<String, Arc<Prior>>);
+
+impl PriorPool {
+    /// Forgets the priors that only the pool holds.
+    pub fn prune(&mut self) {
+        self.0.retain(|_, prior| Arc::strong_count(prior) > 1);
+    }
+
+    /// How many distinct priors the pool holds.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// Models with their state rows, the priors the pool lacks read in one
+/// more query: each distinct prior once (a page of models that share a 2 MB
+/// prior reads it once, not once a model).
 pub(super) async fn with_priors(
     db: &impl ConnectionTrait,
     rows: Vec<(models::Model, Option<model_states::Model>)>,
+    pool: &mut PriorPool,
 ) -> Result<Vec<ModelRecord>, StoreError> {
-    let mut keys: Vec<&str> = rows.iter().map(|(m, _)| m.prior_sha256.as_str()).collect();
-    keys.sort_unstable();
-    keys.dedup();
-    let priors: HashMap<String, Prior> = if keys.is_empty() {
-        HashMap::new()
-    } else {
-        priors::Entity::find()
-            .filter(priors::Column::Sha256.is_in(keys))
+    let mut missing: Vec<&str> = rows
+        .iter()
+        .map(|(m, _)| m.prior_sha256.as_str())
+        .filter(|sha| !pool.0.contains_key(*sha))
+        .collect();
+    missing.sort_unstable();
+    missing.dedup();
+    if !missing.is_empty() {
+        for row in priors::Entity::find()
+            .filter(priors::Column::Sha256.is_in(missing))
             .all(db)
             .await?
-            .into_iter()
-            .map(|row| Ok((row.sha256.clone(), parse_prior(row.prior, &row.sha256)?)))
-            .collect::<Result<_, StoreError>>()?
-    };
+        {
+            let prior = Arc::new(parse_prior(row.prior, &row.sha256)?);
+            pool.0.insert(row.sha256, prior);
+        }
+    }
     rows.into_iter()
         .map(|(model, state)| {
-            let prior = priors.get(&model.prior_sha256).ok_or_else(|| {
+            let prior = pool.0.get(&model.prior_sha256).cloned().ok_or_else(|| {
                 StoreError::Corrupt(format!("the prior of {} is missing", model.id))
             })?;
             record(model, state, prior)
@@ -474,10 +508,9 @@ fn parse_prior(json: serde_json::Value, sha256: &str) -> Result<Prior, StoreErro
 pub(super) fn record(
     model: models::Model,
     state: Option<model_states::Model>,
-    prior: &Prior,
+    prior: Arc<Prior>,
 ) -> Result<ModelRecord, StoreError> {
     let id = ModelId::parse(model.id).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    let prior = prior.clone();
     let grid_size = convert::grid_size(model.grid_size, id.as_str())?;
     // A model without a state row has had no data: version 0, zero counts,
     // unchanged since it was created.

@@ -23,5 +23,6 @@ mod experiment;
 mod kafka_tls;
 mod keys;
 mod openapi;
+mod replicas;
 mod retries;
 mod uploads;
