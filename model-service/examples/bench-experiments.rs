@@ -85,9 +85,11 @@ async fn run(flags: Flags) -> anyhow::Result<()> {
     let assignments = "/experiments/checkout/assignments";
     // Every request a unit never seen, across both phases.
     let fresh = AtomicU64::new(0);
-    let new_unit = site.post_json(assignments, 201, move |_| {
-        json!({ "unit": format!("new-{}", fresh.fetch_add(1, Ordering::Relaxed)) })
-    });
+    let new_unit = site.post_json(
+        assignments,
+        201,
+        move |_| json!({ "unit": format!("new-{}", fresh.fetch_add(1, Ordering::Relaxed)) }),
+    );
     let known = |i: u64| json!({ "unit": format!("known-{}", i % KNOWN_UNITS) });
     // Warm-up, which also assigns the known units once.
     let warm_up = Load {

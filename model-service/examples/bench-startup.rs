@@ -235,7 +235,10 @@ async fn measure(
             bail!("the service exited ({exit}); its log is {}", log.display());
         }
         if started.elapsed() > READY_DEADLINE {
-            bail!("not ready after {READY_DEADLINE:?}; its log is {}", log.display());
+            bail!(
+                "not ready after {READY_DEADLINE:?}; its log is {}",
+                log.display()
+            );
         }
         // A short pause between polls, not a synchronisation: the loop ends
         // as soon as /readyz answers 200.

@@ -135,7 +135,8 @@ fn shown_with(id: &str, needle: &str) -> String {
 }
 
 /// In the page: how many images are shown, and how many plots were requested.
-const IMAGES_SHOWN_AND_PLOTS_ASKED: &str = "[[...document.images].filter(i => i.offsetParent !== null).length, \
+const IMAGES_SHOWN_AND_PLOTS_ASKED: &str =
+    "[[...document.images].filter(i => i.offsetParent !== null).length, \
      performance.getEntriesByType('resource').filter(e => /\\.(png|svg)/.test(e.name)).length]";
 
 #[tokio::test]
@@ -157,7 +158,12 @@ async fn the_dashboard_without_a_model_says_what_to_do_and_asks_for_no_plot() {
     // Models, but the link names one that is not there: choose one.
     app.publish_many(&[("coin", 4, 4)]).await;
     browser.open(&app.url("/#nope")).await;
-    wait_for(&browser, &shown_with("choose", "no model nope"), &json!(true)).await;
+    wait_for(
+        &browser,
+        &shown_with("choose", "no model nope"),
+        &json!(true),
+    )
+    .await;
     assert_eq!(
         browser.eval(&shown_with("model-list", "coin")).await,
         json!(true)
