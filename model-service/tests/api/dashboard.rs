@@ -157,7 +157,9 @@ async fn the_dashboard_without_a_model_says_what_to_do_and_asks_for_no_plot() {
 
     // Models, but the link names one that is not there: choose one.
     app.publish_many(&[("coin", 4, 4)]).await;
-    browser.open(&app.url("/#nope")).await;
+    // A new page (the query makes it a load, not a move within the page,
+    // which by now has chosen coin by itself).
+    browser.open(&app.url("/?from=link#nope")).await;
     wait_for(
         &browser,
         &shown_with("choose", "no model nope"),
