@@ -127,10 +127,7 @@ async fn fill(db: sea_orm::DatabaseConnection, models: usize) -> anyhow::Result<
         committer.commit(&deltas).await?;
     }
     for (e, arms) in names.chunks(3).take(EXPERIMENTS).enumerate() {
-        let arms: Vec<ModelId> = arms
-            .iter()
-            .map(|a| ModelId::parse(a))
-            .collect::<Result<_, _>>()?;
+        let arms: Vec<ModelId> = arms.iter().map(ModelId::parse).collect::<Result<_, _>>()?;
         let spec = ExperimentSpec {
             control: arms[0].clone(),
             arms,
@@ -143,7 +140,7 @@ async fn fill(db: sea_orm::DatabaseConnection, models: usize) -> anyhow::Result<
                 top_two: false,
             },
         };
-        let id = ModelId::parse(&format!("experiment-{e}"))?;
+        let id = ModelId::parse(format!("experiment-{e}"))?;
         put_experiment(&db, &id, &spec, &ModelDefaults::default(), "model_updates").await?;
     }
     Ok(())
