@@ -1,106 +1,47 @@
 //! Benchmark of the experiment routes (run by `scripts/bench-experiments.sh`):
 //! a fresh database, a three-arm experiment whose arms hold 10^6 trials
 //! each, the service on a free loopback port in this process, and N
-//! concurrent keep-alive connections. Prints, in one run:
+//! concurrent keep-alive connections. Prints, each right after `GET
+//! /healthz` (the ceiling of that moment) and as a share of it, steady and
+//! again while a commit lands on one of the arms every 50 ms:
 //!
-//! - `GET /healthz`: the HTTP stack's ceiling on this machine;
-//! - `GET /experiments/{id}`: every figure, the decision and the SRM check
-//!   (the engine's answer is cached per arm data, so this is the steady
-//!   state between commits);
-//! - `GET /experiments/{id}` while the arms change under it (every request
-//!   after a commit recomputes the figures);
+//! - `GET /experiments/{id}`: every figure, the decision and the SRM check;
 //! - `POST /experiments/{id}/assignments` with a new unit each time (the
-//!   weights and a sticky insert).
+//!   weights and a sticky insert);
+//! - the same with units assigned before (the existing arm answered);
 //!
-//! Targets: 5 000 answers/s with p99 < 20 ms; 5 000 assignments/s.
+//! with the staleness of those commits as `GET /models/{arm}/posterior`
+//! sees them. The flags, the phases and the lines are
+//! `test_support::bench::routes`'.
 //!
-//! Usage: `bench-experiments [--connections N] [--seconds S]`
+//! Targets: the experiment >= 40 % of /healthz with p99 < 5 ms; assignments
+//! >= 25 % with p99 < 10 ms.
+//!
+//! Usage: `bench-experiments [--connections N] [--seconds S] [--max-requests N]`
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{bail, Context};
-use domain::bayes::Counts;
+use anyhow::Context;
 use domain::ModelId;
 use model_service::Application;
-use platform::settings::{ModelDefaults, Settings};
-use platform::store::{
-    apply_batch, put_experiment, BanditConfig, BatchWrite, ExperimentSpec, ModelDelta,
-};
-use sea_orm::DatabaseConnection;
-use test_support::bench::{self, Outcome, Verdict};
+use platform::settings::ModelDefaults;
+use platform::store::{put_experiment, BanditConfig, ExperimentSpec};
+use serde_json::json;
+use test_support::bench::routes::{self, Committer, Flags, InProcess, Route, Site, Target};
+use test_support::bench::Load;
 use test_support::database::TestDatabase;
 
 const ARMS: [&str; 3] = ["checkout-a", "checkout-b", "checkout-c"];
-
-fn options() -> anyhow::Result<(usize, f64)> {
-    let (mut connections, mut seconds) = (32usize, 5.0f64);
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || args.next().context("a value after the flag");
-        match arg.as_str() {
-            "--connections" => connections = value()?.parse()?,
-            "--seconds" => seconds = value()?.parse()?,
-            other => bail!("unknown argument {other}; see the header of this file"),
-        }
-    }
-    if connections == 0 || !(seconds > 0.0 && seconds <= 120.0) {
-        bail!("connections must be positive and seconds in (0, 120]");
-    }
-    Ok((connections, seconds))
-}
+/// Units assigned before the measurements, asked for again and again.
+const KNOWN_UNITS: u64 = 1000;
 
 fn main() -> anyhow::Result<()> {
-    let (connections, seconds) = options()?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(run(connections, seconds))
+    let flags = Flags::from_args()?;
+    routes::runtime()?.block_on(run(flags))
 }
 
-/// Commits one batch per call, as the consumer does, on partition 0.
-struct Feeder {
-    db: DatabaseConnection,
-    next: AtomicI64,
-}
-
-impl Feeder {
-    async fn commit(&self, deltas: &[(&str, u64, u64)]) -> anyhow::Result<()> {
-        let start = self.next.load(Ordering::SeqCst);
-        let deltas: Vec<ModelDelta> = deltas
-            .iter()
-            .enumerate()
-            .map(|(i, (m, s, f))| {
-                Ok(ModelDelta {
-                    model: ModelId::parse(*m)?,
-                    counts: Counts::new(*s, *f),
-                    last_offset: start + i as i64,
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let next = start + deltas.len() as i64;
-        apply_batch(
-            &self.db,
-            &BatchWrite {
-                group_id: "bench",
-                topic: "observations",
-                partition: 0,
-                expected_next_offset: (start > 0).then_some(start),
-                next_offset: next,
-                deltas: &deltas,
-                identified: &[],
-            },
-            &ModelDefaults::default(),
-            "model_updates",
-        )
-        .await?;
-        self.next.store(next, Ordering::SeqCst);
-        Ok(())
-    }
-}
-
-async fn run(connections: usize, seconds: f64) -> anyhow::Result<()> {
+async fn run(flags: Flags) -> anyhow::Result<()> {
     let (test_db, db) = TestDatabase::create()
         .await
         .context("creating the benchmark database (is Postgres up? DATABASE_URL)")?;
@@ -111,7 +52,7 @@ async fn run(connections: usize, seconds: f64) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()?;
     let spec = ExperimentSpec {
         control: arms[0].clone(),
-        arms: arms.clone(),
+        arms,
         threshold_of_caring: 0.001,
         rope: 0.01,
         planned_weights: Some(vec![1.0, 1.0, 1.0]),
@@ -123,13 +64,10 @@ async fn run(connections: usize, seconds: f64) -> anyhow::Result<()> {
     };
     let id = ModelId::parse("checkout")?;
     put_experiment(&db, &id, &spec, &ModelDefaults::default(), "model_updates").await?;
-    let feeder = Arc::new(Feeder {
-        db: db.clone(),
-        next: AtomicI64::new(0),
-    });
     // 100 commits of 10 000 trials an arm: 10^6 trials each, a history of 300.
+    let committer = Arc::new(Committer::new(db));
     for _ in 0..100 {
-        feeder
+        committer
             .commit(&[
                 (ARMS[0], 1000, 9000),
                 (ARMS[1], 1050, 8950),
@@ -138,127 +76,59 @@ async fn run(connections: usize, seconds: f64) -> anyhow::Result<()> {
             .await?;
     }
 
-    let mut settings = Settings::default();
-    settings.database = test_db.settings.clone();
-    settings.database.max_connections = 10;
-    settings.model_service.port = 0;
-    let app = Application::build(settings).await?;
+    let app = Application::build(routes::service_settings(&test_db)).await?;
     let port = app.port();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async move {
-        let _ = stopped.await;
-    }));
-    println!(
-        "service on 127.0.0.1:{port}; {connections} connections, {seconds:.0} s per scenario; {} cores\n",
-        std::thread::available_parallelism().map_or(0, |n| n.get())
+    let service = InProcess::start(|stopped| app.run_until_stopped(stopped));
+    println!("{}", flags.describe(port));
+    let site = Site::new(port, flags.connections)?;
+    let experiment = site.get(|_| "/experiments/checkout".to_owned());
+    let assignments = "/experiments/checkout/assignments";
+    // Every request a unit never seen, across both phases.
+    let fresh = AtomicU64::new(0);
+    let new_unit = site.post_json(
+        assignments,
+        201,
+        move |_| json!({ "unit": format!("new-{}", fresh.fetch_add(1, Ordering::Relaxed)) }),
     );
-    let client = bench::http_client(connections)?;
-    let get = |path: &'static str| {
-        let client = client.clone();
-        move |_: u64| {
-            let request = client.get(format!("http://127.0.0.1:{port}{path}"));
-            async move { ok_body(request.send().await, 200).await }
-        }
+    let known = |i: u64| json!({ "unit": format!("known-{}", i % KNOWN_UNITS) });
+    // Warm-up, which also assigns the known units once.
+    let warm_up = Load {
+        max_requests: KNOWN_UNITS,
+        ..flags.load()
     };
-    let load = bench::Load::for_time(connections, Duration::from_secs_f64(seconds));
-    // Warm-up: pool connections, prepared statements, the figures cache.
-    bench::run(
-        bench::Load::for_time(connections, Duration::from_secs(1)),
-        get("/experiments/checkout"),
-    )
-    .await
-    .report("warm-up (not counted)", "");
+    routes::run_request(warm_up, experiment.clone()).await;
+    routes::run_request(warm_up, site.post_json(assignments, 201, known))
+        .await
+        .report("warm-up, the known units assigned (not counted)", "");
     println!();
 
-    let ceiling = bench::run(load, get("/healthz")).await;
-    ceiling.report("GET /healthz (the HTTP ceiling)", "");
-    let steady = bench::run(load, get("/experiments/checkout")).await;
-    steady.report("GET /experiments/checkout (3 arms, 10^6 trials each)", "");
-
-    // A commit every 50 ms (the consumer's default batch wait) while reading.
-    let committing = {
-        let feeder = feeder.clone();
-        tokio::spawn(async move {
-            let until = tokio::time::Instant::now() + Duration::from_secs_f64(seconds);
-            let mut commits = 0u64;
-            while tokio::time::Instant::now() < until {
-                let arm = ARMS[(commits % 3) as usize];
-                if let Err(e) = feeder.commit(&[(arm, 10, 90)]).await {
-                    eprintln!("commit: {e:#}");
-                }
-                commits += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            commits
-        })
-    };
-    let live = bench::run(load, get("/experiments/checkout")).await;
-    let commits = committing.await?;
-    live.report(
-        "GET /experiments/checkout while the arms change",
-        &format!("  ({commits} commits during the run)"),
-    );
-
-    let assign_client = client.clone();
-    let assignments = bench::run(load, move |i| {
-        let request = assign_client
-            .post(format!(
-                "http://127.0.0.1:{port}/experiments/checkout/assignments"
-            ))
-            .json(&serde_json::json!({ "unit": format!("user-{i}") }));
-        async move { ok_body(request.send().await, 201).await }
-    })
-    .await;
-    assignments.report("POST /experiments/checkout/assignments (new units)", "");
-
-    let p99 = |o: &Outcome| o.latencies.quantile_ms(0.99);
-    bench::print_verdicts(&[
-        Verdict {
-            what: "GET /experiments/{id} answers/s".into(),
-            ours: steady.per_second(steady.requests()),
-            ceiling: None,
-            target: 5_000.0,
+    let measured = [
+        Route {
+            name: "GET /experiments/checkout (3 arms)".into(),
+            target: Target {
+                share: 0.4,
+                p99_ms: 5.0,
+            },
+            request: experiment,
         },
-        Verdict {
-            what: "GET /experiments/{id} while arms change, answers/s".into(),
-            ours: live.per_second(live.requests()),
-            ceiling: None,
-            target: 5_000.0,
+        Route {
+            name: "POST .../assignments, new units".into(),
+            target: ASSIGNMENTS,
+            request: new_unit,
         },
-        Verdict {
-            what: "assignments/s".into(),
-            ours: assignments.per_second(assignments.requests()),
-            ceiling: None,
-            target: 5_000.0,
+        Route {
+            name: "POST .../assignments, units assigned before".into(),
+            target: ASSIGNMENTS,
+            request: site.post_json(assignments, 200, known),
         },
-    ]);
-    println!(
-        "\np99: {:.2} ms steady, {:.2} ms while changing, {:.2} ms assignments (target < 20 ms); \
-         /healthz ceiling {:.0} req/s",
-        p99(&steady),
-        p99(&live),
-        p99(&assignments),
-        ceiling.per_second(ceiling.requests())
-    );
-    let _ = stop.send(());
-    server.await??;
+    ];
+    routes::two_phases(&site, flags.load(), &measured, committer, &ARMS).await?;
+    service.stop().await?;
     Ok(())
 }
 
-/// The body's size when the answer has `status`; `None` (an error) otherwise.
-async fn ok_body(
-    response: Result<reqwest::Response, reqwest::Error>,
-    status: u16,
-) -> Option<usize> {
-    match response {
-        Ok(r) if r.status().as_u16() == status => r.bytes().await.ok().map(|b| b.len()),
-        Ok(r) => {
-            eprintln!("unexpected status {}", r.status());
-            None
-        }
-        Err(e) => {
-            eprintln!("request failed: {e}");
-            None
-        }
-    }
-}
+/// Both kinds of assignment: a quarter of /healthz, p99 under 10 ms.
+const ASSIGNMENTS: Target = Target {
+    share: 0.25,
+    p99_ms: 10.0,
+};

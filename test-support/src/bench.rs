@@ -4,10 +4,12 @@
 //! again under their `Idempotency-Key` until accepted ([`idempotent`]), the
 //! chaos run's acknowledged-against-counted verdict ([`reconcile`]), topic
 //! creation on a real broker, and running Apache Kafka's own perf tools (the
-//! ceiling a benchmark is compared with) and reading their figures.
+//! ceiling a benchmark is compared with) and reading their figures. The
+//! model service's HTTP benchmarks share more in [`routes`].
 
 pub mod idempotent;
 pub mod reconcile;
+pub mod routes;
 
 use std::future::Future;
 use std::path::Path;

@@ -126,6 +126,70 @@ async fn wait_for(browser: &Browser, expression: &str, want: &serde_json::Value)
     }
 }
 
+/// In the page: whether element `id` is shown and its text holds `needle`.
+fn shown_with(id: &str, needle: &str) -> String {
+    format!(
+        "(() => {{ const e = document.getElementById('{id}'); \
+         return !!e && e.offsetParent !== null && e.textContent.includes('{needle}'); }})()"
+    )
+}
+
+/// In the page: how many images are shown, and how many plots were requested.
+const IMAGES_SHOWN_AND_PLOTS_ASKED: &str =
+    "[[...document.images].filter(i => i.offsetParent !== null).length, \
+     performance.getEntriesByType('resource').filter(e => /\\.(png|svg)/.test(e.name)).length]";
+
+#[tokio::test]
+async fn the_dashboard_without_a_model_says_what_to_do_and_asks_for_no_plot() {
+    use serde_json::json;
+    let app = spawn_app().await;
+    let browser = Browser::launch(1280, 1000).await;
+
+    // No models at all: how to send observations (the README's tour), and
+    // no image, broken or not.
+    browser.open(&app.url("/")).await;
+    let curl = "curl -sS -X POST localhost:8000/observations";
+    wait_for(&browser, &shown_with("no-models", curl), &json!(true)).await;
+    assert_eq!(
+        browser.eval(IMAGES_SHOWN_AND_PLOTS_ASKED).await,
+        json!([0, 0])
+    );
+
+    // Models, but the link names one that is not there: choose one.
+    app.publish_many(&[("coin", 4, 4)]).await;
+    // A new page (the query makes it a load, not a move within the page,
+    // which by now has chosen coin by itself).
+    browser.open(&app.url("/?from=link#nope")).await;
+    wait_for(
+        &browser,
+        &shown_with("choose", "no model nope"),
+        &json!(true),
+    )
+    .await;
+    assert_eq!(
+        browser.eval(&shown_with("model-list", "coin")).await,
+        json!(true)
+    );
+    assert_eq!(
+        browser.eval(&shown_with("no-models", curl)).await,
+        json!(false)
+    );
+    assert_eq!(
+        browser.eval(IMAGES_SHOWN_AND_PLOTS_ASKED).await,
+        json!([0, 0])
+    );
+
+    // Choosing one shows it, plots and all.
+    browser.eval("(location.hash = 'coin', true)").await;
+    let text = |id: &str| format!("document.getElementById('{id}').textContent");
+    wait_for(&browser, &text("trials"), &json!("8")).await;
+    wait_for(&browser, &shown_with("no-model", ""), &json!(false)).await;
+    let plot_loaded = "(() => { const img = document.getElementById('posterior-plot'); \
+         return img.offsetParent !== null && img.complete && img.naturalWidth > 0; })()";
+    wait_for(&browser, plot_loaded, &json!(true)).await;
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn the_experiment_page_in_headless_chromium_shows_figures_and_decision_live() {
     use serde_json::json;
