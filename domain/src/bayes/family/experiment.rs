@@ -98,7 +98,9 @@ enum Kernel {
 }
 
 impl Kernel {
-    fn log_density(&self, y: f64) -> f64 {
+    /// ln of the density at a node y, given sinh y and ln cosh y (shared by
+    /// every arm at that node).
+    fn log_density(&self, y: f64, sinh_y: f64, ln_cosh_y: f64) -> f64 {
         match self {
             Kernel::Gamma { shape, shift } => shape.log_density(y - shift),
             Kernel::Student {
@@ -106,10 +108,12 @@ impl Kernel {
                 offset,
                 ratio,
             } => {
-                let s = (offset + ratio * y.sinh()).asinh();
-                // The s-density times ds/dy = ratio·cosh y / cosh s (the
-                // constant ratio dropped: every arm is normalised).
-                shape.log_density(s) - ln_cosh(s) + ln_cosh(y)
+                // The s-density (1 + sinh²s/ν)^(−(ν+1)/2) cosh s times
+                // ds/dy = ratio·cosh y / cosh s, with sinh s = offset +
+                // ratio·sinh y: the cosh s cancels, and the constant ratio is
+                // dropped (every arm is normalised).
+                let u = offset + ratio * sinh_y;
+                -0.5 * (shape.dof + 1.0) * (u * u / shape.dof).ln_1p() + ln_cosh_y
             }
         }
     }
@@ -132,6 +136,13 @@ impl Kernel {
             }
         }
     }
+}
+
+/// A node of the shared axis, with what every normal arm needs there.
+struct Node {
+    y: f64,
+    sinh: f64,
+    ln_cosh: f64,
 }
 
 /// The arms on the shared axis, x − x_control's centre at y, each arm's
@@ -237,9 +248,17 @@ pub fn family_experiment(
         }
     }
     let offsets: Vec<f64> = ys.iter().map(|y| offset_at(*y)).collect();
+    let nodes: Vec<Node> = ys
+        .iter()
+        .map(|&y| Node {
+            y,
+            sinh: y.sinh(),
+            ln_cosh: ln_cosh(y),
+        })
+        .collect();
     let on_nodes: Vec<(Vec<f64>, Vec<f64>)> = axis
         .iter()
-        .map(|arm| density_and_cdf(arm, &edges, &ys, &weights))
+        .map(|arm| density_and_cdf(arm, &edges, &nodes, &weights))
         .collect();
 
     let mut prob_best = vec![0.0; k];
@@ -298,7 +317,7 @@ pub fn family_experiment(
 
 /// An arm's normalised density and its CDF at every node (0 before its
 /// window, 1 after it, and only its own pieces evaluated).
-fn density_and_cdf(arm: &Arm, edges: &[f64], ys: &[f64], weights: &[f64]) -> (Vec<f64>, Vec<f64>) {
+fn density_and_cdf(arm: &Arm, edges: &[f64], ys: &[Node], weights: &[f64]) -> (Vec<f64>, Vec<f64>) {
     let rule = rule();
     let pieces = edges.len() - 1;
     let nodes = ys.len();
@@ -312,7 +331,8 @@ fn density_and_cdf(arm: &Arm, edges: &[f64], ys: &[f64], weights: &[f64]) -> (Ve
     let inside = first * NODES..last * NODES;
     let mut density = vec![0.0; nodes];
     for n in inside.clone() {
-        density[n] = arm.kernel.log_density(ys[n]);
+        let node = &ys[n];
+        density[n] = arm.kernel.log_density(node.y, node.sinh, node.ln_cosh);
     }
     let peak = density[inside.clone()]
         .iter()

@@ -185,7 +185,9 @@ impl Shape for GammaShape {
     }
 
     fn core(&self) -> (f64, f64) {
-        (0.0, self.shape.sqrt().recip().min(1.0))
+        // Two standard deviations of v (1/√shape) per piece where the
+        // density is nearly Gaussian, one unit of v where the shape is small.
+        (0.0, (2.0 / self.shape.sqrt()).min(1.0))
     }
 }
 
