@@ -121,6 +121,21 @@ fn check_gamma(post: &GammaPosterior, reference_cdf: &dyn Fn(f64) -> f64, case: 
 }
 
 #[test]
+fn the_gamma_posterior_is_the_conjugate_update_of_exact_statistics() {
+    let prior = GammaPrior::parse(2.0, 0.5).unwrap();
+    let stats = PoissonStats::record(3, Exposure::parse(0.1).unwrap())
+        .checked_add(PoissonStats::record(4, Exposure::ONE))
+        .unwrap();
+    // Decimal exposures are exact in nano-units: 0.1 + 1 = 1.1 to the bit.
+    assert_eq!(stats.exposure.nanos(), 1_100_000_000);
+    assert_eq!(stats.count, 7);
+    let post = prior.posterior(stats);
+    assert_eq!(post.shape(), 9.0);
+    assert_eq!(post.rate(), 0.5 + 1.1);
+    assert_eq!(GammaPrior::default(), GammaPrior::parse(0.5, 1e-6).unwrap());
+}
+
+#[test]
 fn gamma_posteriors_match_statrs_from_no_event_to_a_million() {
     for (shape, rate, count, exposure) in [
         (0.5, 1e-6, 0, 1.0),
