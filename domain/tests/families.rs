@@ -128,6 +128,8 @@ fn the_gamma_posterior_is_the_conjugate_update_of_exact_statistics() {
         .unwrap();
     // Decimal exposures are exact in nano-units: 0.1 + 1 = 1.1 to the bit.
     assert_eq!(stats.exposure.nanos(), 1_100_000_000);
+    // 8.2·1e9 is 8199999999.999999 as a double: rounded, not truncated.
+    assert_eq!(Exposure::parse(8.2).unwrap().nanos(), 8_200_000_000);
     assert_eq!(stats.count, 7);
     let post = prior.posterior(stats);
     assert_eq!(post.shape(), 9.0);
@@ -438,6 +440,27 @@ fn overflow_is_an_error_value() {
         }
     }
     assert!(overflowed);
+    // Opposite values: Σx stays 0 while Σx² doubles past 256 bits.
+    let mut stats = NormalStats::record(1e12)
+        .unwrap()
+        .checked_add(NormalStats::record(-1e12).unwrap())
+        .unwrap();
+    let mut doublings = 0;
+    let error = loop {
+        match stats.checked_add(stats) {
+            Ok(s) => {
+                stats = s;
+                doublings += 1;
+            }
+            Err(e) => break e,
+        }
+    };
+    assert_eq!(error, FamilyError::Overflow);
+    assert!(
+        doublings < 60,
+        "Σx² overflowed after {doublings} doublings, n before it"
+    );
+    assert_eq!(stats.sum(), 0.0);
     assert!(Exposure::parse(0.0).is_err());
     assert!(Exposure::parse(f64::INFINITY).is_err());
     assert!(GammaPrior::parse(0.0, 1.0).is_err());
