@@ -19,8 +19,17 @@ fn brute_experiment(
     cdfs: &[Box<dyn Fn(f64) -> f64 + '_>],
     range: (f64, f64),
 ) -> (Vec<f64>, f64) {
+    brute_experiment_with(pdfs, cdfs, range, 40_000)
+}
+
+/// The same with `n` (even) intervals.
+fn brute_experiment_with(
+    pdfs: &[Box<dyn Fn(f64) -> f64 + '_>],
+    cdfs: &[Box<dyn Fn(f64) -> f64 + '_>],
+    range: (f64, f64),
+    n: usize,
+) -> (Vec<f64>, f64) {
     let k = pdfs.len();
-    let n = 40_000;
     let h = (range.1 - range.0) / n as f64;
     let mut best = vec![0.0; k];
     let mut max = 0.0;
@@ -205,4 +214,99 @@ fn experiments_at_a_billion_events_agree_with_the_two_arm_closed_form() {
         "P(> control) {got} vs brute force {p}"
     );
     assert!((figures.arms[1].prob_best - got).abs() <= 1e-12);
+}
+
+#[test]
+fn poisson_arms_of_very_different_sizes_match_brute_force() {
+    // A handful of events next to thousands: windows of very different
+    // widths on one axis.
+    let arms = [
+        gamma_posterior(0.5, 1e-6, 3, 1.0),
+        gamma_posterior(0.5, 1e-6, 40, 10.0),
+        gamma_posterior(0.5, 1e-6, 4_000, 1_000.0),
+    ];
+    let figures = family_experiment(FamilyArms::Poisson(&arms), 2).unwrap();
+    let dists: Vec<Gamma> = arms
+        .iter()
+        .map(|a| Gamma::new(a.shape(), a.rate()).unwrap())
+        .collect();
+    let pdfs: Vec<Box<dyn Fn(f64) -> f64 + '_>> = dists
+        .iter()
+        .map(|d| Box::new(move |x| d.pdf(x)) as Box<dyn Fn(f64) -> f64 + '_>)
+        .collect();
+    let cdfs: Vec<Box<dyn Fn(f64) -> f64 + '_>> = dists
+        .iter()
+        .map(|d| Box::new(move |x| d.cdf(x)) as Box<dyn Fn(f64) -> f64 + '_>)
+        .collect();
+    // Gamma(3.5, 1) still has 1e-12 of its mass past 45.
+    let (best, max) = brute_experiment_with(&pdfs, &cdfs, (0.0, 60.0), 400_000);
+    assert!((figures.expected_max.unwrap() - max).abs() <= TOL);
+    for (i, arm) in figures.arms.iter().enumerate() {
+        assert!(
+            (arm.prob_best - best[i]).abs() <= TOL,
+            "arm {i}: P(best) {} vs {}",
+            arm.prob_best,
+            best[i]
+        );
+        let loss = max - arms[i].mean();
+        assert!(
+            (arm.expected_loss.unwrap() - loss).abs() <= TOL,
+            "arm {i}: loss"
+        );
+        let relative = arm.relative_loss.unwrap();
+        assert!((relative - loss / arms[i].mean()).abs() <= TOL);
+    }
+    let p = simpson(|x| dists[0].pdf(x) * dists[2].cdf(x), 0.0, 60.0, 400_000);
+    assert!((figures.arms[0].prob_beats_control.unwrap() - p).abs() <= TOL);
+}
+
+#[test]
+fn normal_arms_at_a_billion_values_agree_with_the_normal_limit() {
+    // 2^30 values each: dof ≈ 1e9, where the t is the normal to O(1/ν), and
+    // P(μ1 > μ0) = Φ((m1 − m0)/√(s0² + s1²)).
+    let arms: Vec<StudentT> = [(5.0, 1.0), (5.00005, 1.2)]
+        .iter()
+        .map(|(m, d)| {
+            let stats = doubled(*m, *d, 30);
+            NormalPrior::Reference
+                .posterior(&stats)
+                .unwrap()
+                .mu()
+                .clone()
+        })
+        .collect();
+    let figures = family_experiment(FamilyArms::Normal(&arms), 0).unwrap();
+    let (m0, m1) = (arms[0].loc(), arms[1].loc());
+    let (s0, s1) = (arms[0].sd().unwrap(), arms[1].sd().unwrap());
+    let spread = (s0 * s0 + s1 * s1).sqrt();
+    let z = (m1 - m0) / spread;
+    let normal = statrs::distribution::Normal::new(0.0, 1.0).unwrap();
+    let want = normal.cdf(z);
+    let got = figures.arms[1].prob_beats_control.unwrap();
+    assert!((got - want).abs() <= TOL, "P(> control) {got} vs {want}");
+    assert!((figures.arms[1].prob_best - want).abs() <= TOL);
+    // E[max(μ0, μ1)] − E[μ1] = E[max(μ0 − μ1, 0)] = σφ(z) − (m1 − m0)Φ(−z).
+    let loss = spread * normal.pdf(z) - (m1 - m0) * normal.cdf(-z);
+    let got = figures.arms[1].expected_loss.unwrap();
+    assert!((got - loss).abs() <= TOL * spread, "loss {got} vs {loss}");
+}
+
+#[test]
+fn an_arm_without_a_mean_has_no_loss_but_a_chance_to_be_best() {
+    use domain::bayes::family::normal::{NigPrior, NormalStats};
+    let cauchy = NormalPrior::Nig(NigPrior::parse(0.0, 1.0, 0.5, 1.0).unwrap())
+        .posterior(&NormalStats::ZERO)
+        .unwrap();
+    let narrow = NormalPrior::Reference
+        .posterior(&doubled(0.0, 1.0, 10))
+        .unwrap();
+    let arms = [cauchy.mu().clone(), narrow.mu().clone()];
+    let figures = family_experiment(FamilyArms::Normal(&arms), 1).unwrap();
+    assert_eq!(figures.expected_max, None);
+    assert!(figures.arms.iter().all(|a| a.expected_loss.is_none()));
+    assert_eq!(figures.arms[0].mean, None);
+    // Both centred at 0 and symmetric: each is best half of the time.
+    for arm in &figures.arms {
+        assert!((arm.prob_best - 0.5).abs() <= TOL, "{}", arm.prob_best);
+    }
 }
