@@ -82,6 +82,7 @@ pub struct FamilyArmFigures {
 pub struct FamilyExperimentFigures {
     /// E[max_j x_j]; `None` where an arm has no mean.
     pub expected_max: Option<f64>,
+    /// Each arm's figures, in the order given.
     pub arms: Vec<FamilyArmFigures>,
 }
 

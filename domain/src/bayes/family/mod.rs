@@ -38,21 +38,34 @@ pub use experiment::{
 /// What the families refuse; messages are shown to clients as they are.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum FamilyError {
+    /// A sum past its exact integer.
     #[error("the statistics overflow their exact integers")]
     Overflow,
     #[error("exposure must be finite, at least 5e-10 and at most 1e18, got {}", Shown(*.0))]
+    /// An exposure that is not finite or out of range.
     Exposure(f64),
     #[error("a value must be finite and at most 1e12 in magnitude, got {}", Shown(*.0))]
+    /// A value that is not finite or out of range.
     Value(f64),
     #[error("pre-aggregated values need n >= 0, finite sums and n·Σx² >= (Σx)²")]
+    /// Pre-aggregated input no set of values could have.
     Aggregate,
+    /// A prior's parameter out of its range.
     #[error("prior parameter {name} is out of range: {}", Shown(*.value))]
-    Parameter { name: &'static str, value: f64 },
+    Parameter {
+        /// Which parameter.
+        name: &'static str,
+        /// Its value.
+        value: f64,
+    },
     #[error("the reference prior needs at least two values that differ")]
+    /// The reference prior before two different values.
     Reference,
+    /// A probability outside [0, 1].
     #[error("probability must be between 0 and 1, got {}", Shown(*.0))]
     Probability(f64),
     #[error("mass must be strictly between 0 and 1, got {}", Shown(*.0))]
+    /// An interval mass outside (0, 1).
     Mass(f64),
 }
 
@@ -71,10 +84,13 @@ impl From<BayesError> for FamilyError {
 /// exist (a Student t with dof <= 1 has no mean, <= 2 no variance).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct FamilySummary {
+    /// E[x], if it exists.
     pub mean: Option<f64>,
+    /// sd(x), if it exists.
     pub sd: Option<f64>,
     /// The mode of the continuous density.
     pub mode: f64,
+    /// The median.
     pub median: f64,
     /// The mass of `pi` and `hpdi`.
     pub mass: f64,

@@ -314,14 +314,17 @@ impl StudentT {
         }
     }
 
+    /// The location: the median and mode.
     pub fn loc(&self) -> f64 {
         self.loc
     }
 
+    /// The scale: the sd of the standardised t times this is the sd.
     pub fn scale(&self) -> f64 {
         self.scale
     }
 
+    /// The degrees of freedom (>= 1).
     pub fn dof(&self) -> f64 {
         self.dof
     }

@@ -74,7 +74,9 @@ impl Exposure {
 /// The sufficient statistics of poisson data: Σk and Σt.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PoissonStats {
+    /// Σk, the events.
     pub count: u64,
+    /// Σt, the exposure.
     pub exposure: Exposure,
 }
 
@@ -144,10 +146,12 @@ impl GammaPrior {
         Ok(GammaPrior { shape, rate })
     }
 
+    /// The prior's shape: pseudo-events.
     pub fn shape(&self) -> f64 {
         self.shape
     }
 
+    /// The prior's rate: pseudo-exposure.
     pub fn rate(&self) -> f64 {
         self.rate
     }
@@ -210,10 +214,12 @@ impl GammaPosterior {
         }
     }
 
+    /// The posterior's shape: prior shape + Σk.
     pub fn shape(&self) -> f64 {
         self.shape
     }
 
+    /// The posterior's rate: prior rate + Σt.
     pub fn rate(&self) -> f64 {
         self.rate
     }
@@ -227,10 +233,12 @@ impl GammaPosterior {
         &self.line
     }
 
+    /// E[λ] = shape/rate.
     pub fn mean(&self) -> f64 {
         self.center()
     }
 
+    /// sd(λ) = √shape/rate.
     pub fn sd(&self) -> f64 {
         self.shape.sqrt() / self.rate
     }
@@ -240,6 +248,7 @@ impl GammaPosterior {
         ((self.shape - 1.0) / self.rate).max(0.0)
     }
 
+    /// The median of λ.
     pub fn median(&self) -> f64 {
         self.center() * self.line.quantile(0.5).exp()
     }
