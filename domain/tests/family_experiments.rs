@@ -310,3 +310,52 @@ fn an_arm_without_a_mean_has_no_loss_but_a_chance_to_be_best() {
         assert!((arm.prob_best - 0.5).abs() <= TOL, "{}", arm.prob_best);
     }
 }
+
+#[test]
+fn narrow_arms_inside_a_wide_arms_window_are_resolved() {
+    // The control has 3 events; the other arms 10^6 events at λ = 4 (a
+    // window 1/500 of the control's), 10^4 at λ = 40 and 10^6 at λ = 0.4
+    // (far to either side).
+    // Each narrow arm's figures integrate over its own ±15 sd, where
+    // Simpson's rule resolves it and the control's CDF is smooth.
+    let arms = [
+        gamma_posterior(0.5, 1e-6, 3, 1.0),
+        gamma_posterior(0.5, 1e-6, 1_000_000, 250_000.0),
+        gamma_posterior(0.5, 1e-6, 10_000, 250.0),
+        gamma_posterior(0.5, 1e-6, 1_000_000, 2_500_000.0),
+    ];
+    let figures = family_experiment(FamilyArms::Poisson(&arms), 0).unwrap();
+    let dists: Vec<Gamma> = arms
+        .iter()
+        .map(|a| Gamma::new(a.shape(), a.rate()).unwrap())
+        .collect();
+    for i in 1..4 {
+        let (lo, hi) = (
+            arms[i].mean() - 15.0 * arms[i].sd(),
+            arms[i].mean() + 15.0 * arms[i].sd(),
+        );
+        let beats = simpson(|x| dists[i].pdf(x) * dists[0].cdf(x), lo, hi, 20_000);
+        let got = figures.arms[i].prob_beats_control.unwrap();
+        assert!(
+            (got - beats).abs() <= TOL,
+            "arm {i}: P(> control) {got} vs {beats}"
+        );
+        let best = simpson(
+            |x| {
+                let others: f64 = (0..3)
+                    .filter(|j| *j != i)
+                    .map(|j| dists[j].cdf(x))
+                    .product();
+                dists[i].pdf(x) * others
+            },
+            lo,
+            hi,
+            20_000,
+        );
+        let got = figures.arms[i].prob_best;
+        assert!(
+            (got - best).abs() <= TOL,
+            "arm {i}: P(best) {got} vs {best}"
+        );
+    }
+}
