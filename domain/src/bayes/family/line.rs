@@ -216,7 +216,13 @@ impl<S: Shape> Line<S> {
             let mut side = 0i8;
             let mut u = 0.5 * (lo + hi);
             for _ in 0..MAX_STEPS {
-                u = (lo * f_hi - hi * f_lo) / (f_hi - f_lo);
+                // g is steep at the window's ends (the tails' e^-45): bisect
+                // until both ends' g are of order one, where the chord is good.
+                u = if f_lo.abs().max(f_hi.abs()) > 1.0 {
+                    0.5 * (lo + hi)
+                } else {
+                    (lo * f_hi - hi * f_lo) / (f_hi - f_lo)
+                };
                 if !(u > lo && u < hi) {
                     u = 0.5 * (lo + hi);
                 }
