@@ -30,6 +30,7 @@
 mod decision;
 mod display;
 mod experiment;
+pub mod family;
 mod gauss_legendre;
 mod grid_weights;
 mod logit;
