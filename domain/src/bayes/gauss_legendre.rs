@@ -142,19 +142,3 @@ mod tests {
         }
     }
 }
-
-/// Turns log densities at quadrature nodes into a density whose integral
-/// under `weights` is 1: shifted by their peak before `exp` (so nothing
-/// overflows or underflows to nothing), then divided by the total. Returns
-/// the peak (the log density's largest value).
-pub(crate) fn normalise_log_density(values: &mut [f64], weights: &[f64]) -> f64 {
-    let peak = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    for v in values.iter_mut() {
-        *v = (*v - peak).exp();
-    }
-    let total: f64 = values.iter().zip(weights).map(|(v, w)| v * w).sum();
-    for v in values.iter_mut() {
-        *v /= total;
-    }
-    peak
-}

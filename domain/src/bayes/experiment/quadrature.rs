@@ -16,7 +16,7 @@
 use std::cell::OnceCell;
 
 use super::uplift_rule::{self, UpliftNode, UpliftRule};
-use crate::bayes::gauss_legendre::{normalise_log_density, rule, NODES};
+use crate::bayes::gauss_legendre::{rule, NODES};
 use crate::bayes::logit::{ln_sigmoid, sigmoid};
 use crate::bayes::posterior::Kernel;
 use crate::bayes::Posterior;
@@ -297,7 +297,21 @@ impl<'a> ArmQuadrature<'a> {
         for n in inside.clone() {
             values[n] = kernel.eval(ts[n]).log_t;
         }
-        let log_peak = normalise_log_density(&mut values[inside.clone()], &weights[inside]);
+        let log_peak = values[inside.clone()]
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        for v in &mut values[inside.clone()] {
+            *v = (*v - log_peak).exp();
+        }
+        let total: f64 = values[inside.clone()]
+            .iter()
+            .zip(&weights[inside.clone()])
+            .map(|(v, w)| v * w)
+            .sum();
+        for v in &mut values[inside.clone()] {
+            *v /= total;
+        }
         // The CDF: whole pieces summed, and inside a piece the integral
         // of the density's interpolating polynomial up to each node.
         let mut cdf = vec![0.0; first * NODES];

@@ -30,7 +30,7 @@ use serde::Serialize;
 use super::line::Shape;
 use super::normal::{ln_cosh, StudentShape, StudentT};
 use super::poisson::{GammaPosterior, GammaShape};
-use crate::bayes::gauss_legendre::{normalise_log_density, rule, NODES};
+use crate::bayes::gauss_legendre::{rule, NODES};
 use crate::bayes::{ExperimentError, MAX_ARMS, MIN_ARMS};
 
 /// The arms of one experiment, all of one family.
@@ -335,7 +335,21 @@ fn density_and_cdf(arm: &Arm, edges: &[f64], ys: &[Node], weights: &[f64]) -> (V
         let node = &ys[n];
         density[n] = arm.kernel.log_density(node.y, node.sinh, node.ln_cosh);
     }
-    normalise_log_density(&mut density[inside.clone()], &weights[inside]);
+    let peak = density[inside.clone()]
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    for v in &mut density[inside.clone()] {
+        *v = (*v - peak).exp();
+    }
+    let total: f64 = density[inside.clone()]
+        .iter()
+        .zip(&weights[inside.clone()])
+        .map(|(v, w)| v * w)
+        .sum();
+    for v in &mut density[inside] {
+        *v /= total;
+    }
     let mut cdf = vec![0.0; first * NODES];
     cdf.reserve(nodes - first * NODES);
     let mut sum = 0.0f64;
